@@ -1,0 +1,544 @@
+"""A deterministic simulator of a web shop's traffic, with its ground truth.
+
+The same visits are written twice, as a real deployment would see them:
+
+* tracker events in the landing format the collector writes (``realtime.collector.landing``),
+  with device clocks that drift, retried (duplicated) deliveries and late (offline) deliveries;
+* web-server access log lines (Apache/Nginx combined), including what no tracker sees:
+  static assets, declared crawlers, vulnerability scanners and visitors who block tracking.
+
+The ground truth (every visit, identity, transaction and item) is written beside them so tests
+can check the models exactly. Visits obey the warehouse's session rules by construction: no
+gap of 30 minutes inside a visit, at least 31 minutes between two visits on one device.
+
+Everything is drawn from one seeded ``random.Random``: the same config gives the same bytes.
+Memory is bounded by the population (visitors and devices), not by the number of events:
+events are released from two small heaps (landing order = receive time, log order = request
+time) as soon as no later visit can precede them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from ingestion.demo_traffic import catalogue as cat
+
+WEEKDAY_FACTOR = [1.0, 1.02, 1.0, 1.05, 1.1, 0.82, 0.88]  # Monday .. Sunday
+# Share of the day's visits starting in each local hour: quiet nights, evening peak.
+HOUR_WEIGHTS = [
+    0.6, 0.4, 0.3, 0.25, 0.25, 0.4, 0.9, 1.8, 2.8, 3.4, 3.6, 3.8,
+    4.0, 3.9, 3.7, 3.6, 3.7, 4.0, 4.6, 5.2, 5.5, 4.8, 3.2, 1.6,
+]  # fmt: skip
+MIN_GAP = timedelta(minutes=31)
+FUNNEL = ["/cart", "/checkout/shipping", "/checkout/payment", "/checkout/complete"]
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    site_id: str = "demo"
+    host: str = "shop.siteline.test"
+    site_timezone: str = "Europe/Berlin"
+    start: date = date(2026, 11, 1)
+    days: int = 14
+    visits_per_day: int = 400
+    seed: int = 42
+    sneaky_bot_share: float = 0.02  # of visits: JS-running bots
+    blocked_share: float = 0.05  # of human visits: tracking blocked (DNT, ad blocker)
+    crawler_hits_per_day: int = 150
+    scanner_hits_per_day: int = 20
+    offline_share: float = 0.01  # visits whose last page's events arrive hours later
+    retry_share: float = 0.003  # events delivered twice (lost acknowledgement)
+    skewed_clock_share: float = 0.03  # devices whose clock is off by minutes to hours
+
+
+@dataclass
+class Device:
+    visitor_id: str
+    device_type: str
+    user_agent: str
+    screen: str
+    viewport: str
+    ip: str
+    clock_skew: timedelta
+    blocked: bool
+    last_end: datetime | None = None
+    consented: bool = False
+
+
+@dataclass
+class Person:
+    person_id: int
+    place: tuple
+    loyalty: float
+    devices: list[Device] = field(default_factory=list)
+    user_id: str | None = None
+    buyer_bias: float = 1.0
+
+
+@dataclass
+class Output:
+    """What the simulator yields, in order, for the writers."""
+
+    kind: str  # "event" (landing record), "log" (access log line), or a truth table name
+    at: datetime  # release order key
+    data: object
+
+
+class Simulator:
+    def __init__(self, config: SimulationConfig) -> None:
+        self.cfg = config
+        self.rng = random.Random(config.seed)
+        self.tz = ZoneInfo(config.site_timezone)
+        self.products = cat.products()
+        self.people: list[Person] = []
+        self.identified: set[str] = set()
+        self._ips: set[str] = set()
+        self._source_weights = [s[1] for s in cat.SOURCES]
+        self._device_weights = [d[1] for d in cat.DEVICES]
+        self._place_weights = [p[1] for p in cat.PLACES]
+        self._landing: list = []  # heap of (received_at, seq, record)
+        self._log: list = []  # heap of (request time, seq, line)
+        self._seq = 0
+        self.stats = {
+            "visits": 0, "human_visits": 0, "bot_visits": 0, "blocked_visits": 0,
+            "page_views": 0, "events": 0, "landing_records": 0, "duplicates": 0,
+            "late_events": 0, "log_lines": 0, "transactions": 0, "revenue": 0.0,
+        }  # fmt: skip
+
+    # -- ids and helpers --------------------------------------------------------------------
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def _iso(self, ts: datetime) -> str:
+        return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def _url(self, path: str, query: dict | None = None) -> str:
+        return f"https://{self.cfg.host}{path}" + (f"?{urlencode(query)}" if query else "")
+
+    def _new_device(self, place: tuple) -> Device:
+        kind, _, ua, screen, viewport = self.rng.choices(cat.DEVICES, self._device_weights)[0]
+        # Unique per device: logfile hits are sessionised by IP + user agent.
+        while True:
+            prefix = self.rng.choice(place[4])
+            ip = f"{prefix}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
+            if ip not in self._ips:
+                self._ips.add(ip)
+                break
+        skew = timedelta(seconds=self.rng.gauss(0, 20))
+        if self.rng.random() < self.cfg.skewed_clock_share:
+            skew = timedelta(minutes=self.rng.choice([-1, 1]) * self.rng.uniform(5, 300))
+        return Device(
+            visitor_id=self._uuid(), device_type=kind, user_agent=ua, screen=screen,
+            viewport=viewport, ip=ip, clock_skew=skew,
+            blocked=self.rng.random() < self.cfg.blocked_share,
+        )  # fmt: skip
+
+    def _new_person(self) -> Person:
+        place = self.rng.choices(cat.PLACES, self._place_weights)[0]
+        person = Person(
+            person_id=len(self.people) + 1,
+            place=place,
+            loyalty=self.rng.betavariate(1.2, 3.0),
+            buyer_bias=self.rng.uniform(0.5, 2.0),
+        )
+        if self.rng.random() < 0.12:  # existing customers from before the simulated period
+            person.user_id = f"cust-{person.person_id:07d}"
+        person.devices.append(self._new_device(place))
+        self.people.append(person)
+        return person
+
+    def _pick_device(self, start: datetime) -> tuple[Person, Device]:
+        """A returning visitor (by loyalty) or a new one, on a device free at ``start``."""
+        rng = self.rng
+        returning_share = min(0.45, 0.1 + 0.004 * len(self.people) ** 0.5)
+        for _ in range(8):
+            if not self.people or rng.random() >= returning_share:
+                break
+            person = rng.choice(self.people)
+            if rng.random() > person.loyalty:
+                continue
+            if len(person.devices) < 3 and rng.random() < 0.06:
+                person.devices.append(self._new_device(person.place))
+            device = rng.choice(person.devices)
+            if device.last_end is None or start - device.last_end >= MIN_GAP:
+                return person, device
+        person = self._new_person()
+        return person, person.devices[0]
+
+    # -- emitting ---------------------------------------------------------------------------
+    def _push_log(self, at: datetime, ip: str, method: str, path: str, status: int, size: int,
+                  referrer: str | None, ua: str) -> None:  # fmt: skip
+        local = at.astimezone(self.tz)
+        stamp = local.strftime("%d/%b/%Y:%H:%M:%S %z")
+        line = (
+            f'{ip} - - [{stamp}] "{method} {path} HTTP/1.1" {status} {size} '
+            f'"{referrer or "-"}" "{ua}"'
+        )
+        self._seq += 1
+        heapq.heappush(self._log, (at, self._seq, line))
+        self.stats["log_lines"] += 1
+
+    def _push_event(self, device: Device, visit: dict, at: datetime, etype: str,
+                    fields: dict, delay: timedelta | None = None) -> None:  # fmt: skip
+        """One tracker event: what the collector would land for it."""
+        rng = self.rng
+        send_at = at + timedelta(milliseconds=rng.randint(50, 1500))
+        if delay is not None:
+            send_at = at + delay
+            self.stats["late_events"] += 1
+        received = send_at + timedelta(milliseconds=rng.randint(20, 250))
+        record = {
+            "event_id": self._uuid(),
+            "type": etype,
+            "site_id": self.cfg.site_id,
+            "visitor_id": device.visitor_id,
+            "session_id": visit["session_id"],
+            "occurred_at": self._iso(at + device.clock_skew),
+            "sent_at": self._iso(send_at + device.clock_skew),
+            "received_at": self._iso(received),
+            "user_agent": device.user_agent,
+            "ip": device.ip,
+            **fields,
+        }
+        self._seq += 1
+        heapq.heappush(self._landing, (received, self._seq, record))
+        self.stats["events"] += 1
+        if rng.random() < self.cfg.retry_share:
+            retry_at = received + timedelta(seconds=rng.randint(2, 60))
+            self._seq += 1
+            heapq.heappush(self._landing, (retry_at, self._seq, {**record, "received_at":
+                                                                 self._iso(retry_at)}))
+            self.stats["duplicates"] += 1
+
+    def _release(self, before: datetime | None) -> Iterator[Output]:
+        for heap, kind in ((self._landing, "event"), (self._log, "log")):
+            while heap and (before is None or heap[0][0] < before):
+                at, _, data = heapq.heappop(heap)
+                if kind == "event":
+                    self.stats["landing_records"] += 1
+                yield Output(kind, at, data)
+
+    # -- one human visit ----------------------------------------------------------------------
+    def _page_path(self, kind: str, product: dict | None = None) -> tuple[str, str]:
+        if kind == "home":
+            return "/", "Demo Shop"
+        if kind == "category":
+            category = product["category"] if product else self.rng.choice(cat.CATEGORIES)
+            return f"/c/{category}", f"{category.title()} | Demo Shop"
+        if kind == "product":
+            return f"/p/{product['slug']}", f"{product['name']} | Demo Shop"
+        if kind == "search":
+            return "/search", "Search | Demo Shop"
+        if kind == "blog":
+            n = self.rng.randint(1, 12)
+            return f"/blog/post-{n}", f"Blog post {n} | Demo Shop"
+        if kind == "login":
+            return "/login", "Sign in | Demo Shop"
+        if kind == "notfound":
+            return f"/p/discontinued-{self.rng.randint(1, 50)}", "Page not found | Demo Shop"
+        return kind, kind.strip("/").replace("/", " ").title() + " | Demo Shop"
+
+    def _plan_pages(self, person: Person, channel: str) -> tuple[list[tuple], dict]:
+        """The ordered pages of a visit and what happens on them."""
+        rng = self.rng
+        intent_roll = rng.random() / person.buyer_bias
+        if channel == "email":
+            intent_roll *= 0.7
+        intent = "buy" if intent_roll < 0.09 else ("bounce" if intent_roll > 0.62 else "browse")
+        favourite = rng.choice(self.products)
+        pages: list[tuple] = []  # (path, title, status, actions)
+        landing_kind = rng.choices(
+            ["home", "category", "product", "blog", "notfound"],
+            {
+                "direct": [70, 10, 15, 4, 1],
+                "organic_search": [25, 20, 40, 14, 1],
+                "paid_search": [20, 30, 50, 0, 0],
+                "email": [10, 50, 40, 0, 0],
+            }.get(channel, [25, 30, 40, 4, 1]),
+        )[0]
+        path, title = self._page_path(landing_kind, favourite)
+        pages.append((path, title, 404 if landing_kind == "notfound" else 200, []))
+        if intent == "bounce" or landing_kind == "notfound" and rng.random() < 0.7:
+            return pages, {"intent": intent}
+        cart: list[tuple[dict, int]] = []
+        n_browse = rng.randint(1, 7)
+        for _ in range(n_browse):
+            kind = rng.choices(["category", "product", "search", "home", "blog"],
+                               [25, 50, 12, 8, 5])[0]  # fmt: skip
+            product = favourite if rng.random() < 0.3 else rng.choice(self.products)
+            if kind == "product":
+                favourite = product
+            path, title = self._page_path(kind, product)
+            actions = []
+            if kind == "product" and (intent == "buy" or rng.random() < 0.12):
+                qty = 1 if rng.random() < 0.85 else 2
+                cart.append((product, qty))
+                actions.append(("add_to_cart", product, qty))
+            elif kind != "product" and rng.random() < 0.04:
+                actions.append(("custom", rng.choice(cat.EVENT_KINDS)))
+            pages.append((path, title, 200, actions))
+        if intent == "buy" and not cart:
+            qty = 1
+            cart.append((favourite, qty))
+            path, title = self._page_path("product", favourite)
+            pages.append((path, title, 200, [("add_to_cart", favourite, qty)]))
+        login_wanted = person.user_id is not None and rng.random() < (
+            0.7 if intent == "buy" else 0.15
+        )
+        if login_wanted and intent != "buy":
+            path, title = self._page_path("login")
+            pages.append((path, title, 200, [("identify",)]))
+        if not cart:
+            return pages, {"intent": intent}
+        go_on = [0.55 if intent == "browse" else 1.0, 0.7, 0.72, 0.82]
+        for step, path in enumerate(FUNNEL):
+            if rng.random() >= go_on[step]:
+                break
+            if step == 1 and login_wanted:
+                lpath, ltitle = self._page_path("login")
+                pages.append((lpath, ltitle, 200, [("identify",)]))
+            actions = []
+            if path == "/checkout/complete":
+                actions.append(("transaction", list(cart)))
+                if person.user_id is None and rng.random() < 0.3:
+                    actions.append(("signup",))
+            pages.append((path, self._page_path(path)[1], 200, actions))
+        return pages, {"intent": intent}
+
+    def _visit(self, start: datetime, person: Person, device: Device) -> Iterator[Output]:
+        rng = self.rng
+        cfg = self.cfg
+        channel, _, referrer, utm = rng.choices(cat.SOURCES, self._source_weights)[0]
+        pages, plan = self._plan_pages(person, channel)
+        visit = {"session_id": self._uuid()}
+        tracked = not device.blocked
+        offline = tracked and rng.random() < cfg.offline_share
+        lang, tz = person.place[2], person.place[3]
+        now = start
+        last_at = start
+        engaged_total = 0
+        prev_url = referrer
+        page_views = 0
+        revenue = 0.0
+        orders = []
+        funnel_step = 0
+        first_path = last_path = None
+        identified_user = None
+        for index, (path, title, status, actions) in enumerate(pages):
+            query = dict(utm) if (index == 0 and utm) else None
+            if path == "/search":
+                query = {"q": rng.choice(["jacket", "shoes", "gift", "wool socks", "watch"])}
+            url = self._url(path, query)
+            full_path = path + (f"?{urlencode(query)}" if query else "")
+            size = rng.randint(8_000, 60_000) if status == 200 else 1_532
+            self._push_log(now, device.ip, "GET", full_path, status, size, prev_url,
+                           device.user_agent)  # fmt: skip
+            if index == 0 or rng.random() < 0.05:
+                for asset in cat.STATIC_ASSETS:
+                    self._push_log(now + timedelta(milliseconds=rng.randint(80, 600)),
+                                   device.ip, "GET", asset, 200, rng.randint(2_000, 90_000),
+                                   url, device.user_agent)  # fmt: skip
+            page_views += 1
+            first_path = first_path or path
+            last_path = path
+            if path in FUNNEL:
+                funnel_step = max(funnel_step, FUNNEL.index(path) + 1)
+            dwell = min(timedelta(seconds=rng.lognormvariate(3.6, 0.9)), timedelta(minutes=20))
+            is_last = index == len(pages) - 1
+            delay = (timedelta(hours=rng.uniform(1, 30)) if offline and is_last else None)
+            if tracked:
+                slow = 1.8 if device.device_type == "mobile" else 1.0
+                ttfb = int(rng.lognormvariate(5.0, 0.5) * slow)
+                perf = {
+                    "dns_ms": rng.randint(0, 40), "connect_ms": rng.randint(5, 90),
+                    "ttfb_ms": ttfb, "dom_interactive_ms": ttfb + int(rng.lognormvariate(6.4, 0.4) * slow),
+                    "load_ms": ttfb + int(rng.lognormvariate(7.0, 0.4) * slow),
+                }  # fmt: skip
+                if index == 0 and not device.consented:
+                    device.consented = True
+                    self._push_event(device, visit, now, "consent",
+                                     {"url": url, "granted": True}, delay)  # fmt: skip
+                self._push_event(device, visit, now, "page_view", {
+                    "url": url, "referrer": prev_url, "title": title, "performance": perf,
+                    "screen": device.screen, "viewport": device.viewport, "language": lang,
+                    "timezone": tz, "connection": "4g" if device.device_type == "mobile" else "wifi",
+                }, delay)  # fmt: skip
+            t = now
+            for action in actions:
+                t += timedelta(seconds=rng.randint(3, 20))
+                if action[0] == "identify" or action[0] == "signup":
+                    if action[0] == "signup":
+                        person.user_id = f"cust-{person.person_id:07d}"
+                    if tracked:
+                        identified_user = person.user_id
+                        self._push_event(device, visit, t, "identify", {
+                            "url": url, "user_id": person.user_id,
+                            "traits": {"signup": action[0] == "signup"},
+                        }, delay)  # fmt: skip
+                    if tracked and device.visitor_id not in self.identified:
+                        self.identified.add(device.visitor_id)
+                        yield Output("identities", t, {
+                            "visitor_id": device.visitor_id, "user_id": person.user_id,
+                            "first_identified_at": self._iso(t),
+                        })  # fmt: skip
+                elif action[0] == "add_to_cart" and tracked:
+                    _, product, qty = action
+                    self._push_event(device, visit, t, "event", {
+                        "url": url, "category": "ecommerce", "action": "add_to_cart",
+                        "label": product["sku"], "value": round(product["price"] * qty, 2),
+                        "properties": {"quantity": qty},
+                    }, delay)  # fmt: skip
+                elif action[0] == "custom" and tracked:
+                    category, act = action[1]
+                    self._push_event(device, visit, t, "event", {
+                        "url": url, "category": category, "action": act, "label": None,
+                        "value": None, "properties": {},
+                    }, delay)  # fmt: skip
+                elif action[0] == "transaction":
+                    order_id = f"ORD-{self.stats['transactions'] + 1:08d}"
+                    items = [{"sku": p["sku"], "name": p["name"], "category": p["category"],
+                              "price": p["price"], "quantity": q} for p, q in action[1]]  # fmt: skip
+                    subtotal = round(sum(i["price"] * i["quantity"] for i in items), 2)
+                    shipping = 0.0 if subtotal >= 50 else 4.9
+                    total = round(subtotal + shipping, 2)
+                    tax = round(total - total / 1.19, 2)
+                    if tracked:
+                        self._push_event(device, visit, t, "transaction", {
+                            "url": url, "order_id": order_id, "revenue": total,
+                            "shipping": shipping, "tax": tax, "currency": "EUR",
+                            "items": items,
+                        }, delay)  # fmt: skip
+                    self.stats["transactions"] += 1
+                    self.stats["revenue"] = round(self.stats["revenue"] + total, 2)
+                    revenue = round(revenue + total, 2)
+                    orders.append(order_id)
+                    yield Output("transactions", t, {
+                        "order_id": order_id, "session_id": visit["session_id"],
+                        "visitor_id": device.visitor_id, "person_id": person.person_id,
+                        "user_id": person.user_id, "ordered_at": self._iso(t),
+                        "revenue": total, "shipping": shipping, "tax": tax,
+                        "items": len(items), "quantity": sum(i["quantity"] for i in items),
+                        "tracked": tracked,
+                    })  # fmt: skip
+                    for line_no, item in enumerate(items, start=1):
+                        yield Output("transaction_items", t, {
+                            "order_id": order_id, "line": line_no, "sku": item["sku"],
+                            "category": item["category"], "price": item["price"],
+                            "quantity": item["quantity"],
+                        })  # fmt: skip
+            # Heartbeats: one page_ping per 15 s of engaged time (at most 8 per page).
+            pings = min(int(dwell.total_seconds() * rng.uniform(0.3, 0.9) // 15), 8)
+            page_end = t
+            if tracked:
+                for k in range(1, pings + 1):
+                    page_end = max(page_end, now + timedelta(seconds=15 * k))
+                    self._push_event(device, visit, now + timedelta(seconds=15 * k),
+                                     "page_ping", {"url": url, "engaged_seconds": 15},
+                                     delay)  # fmt: skip
+                engaged_total += 15 * pings
+            last_at = max(last_at, page_end)
+            prev_url = url
+            now = max(page_end, now + dwell)
+        device.last_end = last_at
+        self.stats["page_views"] += page_views
+        yield Output("sessions", start, {
+            "session_id": visit["session_id"], "site_id": cfg.site_id,
+            "visitor_id": device.visitor_id, "person_id": person.person_id,
+            "user_id": identified_user, "started_at": self._iso(start),
+            "ended_at": self._iso(last_at), "engaged_seconds": engaged_total,
+            "page_views": page_views, "channel": channel,
+            "campaign": (utm or {}).get("utm_campaign"), "referrer": referrer,
+            "landing_path": first_path, "exit_path": last_path,
+            "device_type": device.device_type, "country": person.place[0],
+            "is_bot": False, "tracked": tracked, "transactions": len(orders),
+            "revenue": revenue, "funnel_step": funnel_step,
+        })  # fmt: skip
+
+    # -- bots -----------------------------------------------------------------------------------
+    def _sneaky_bot(self, start: datetime) -> Iterator[Output]:
+        rng = self.rng
+        ua = rng.choice(cat.SNEAKY_BOTS)
+        device = Device(
+            visitor_id=self._uuid(), device_type="desktop", user_agent=ua, screen="800x600",
+            viewport="800x600", ip=f"34.120.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+            clock_skew=timedelta(0), blocked=False,
+        )  # fmt: skip
+        visit = {"session_id": self._uuid()}
+        now = last = start
+        n = rng.randint(15, 60)
+        for _ in range(n):
+            last = now
+            product = rng.choice(self.products)
+            path = f"/p/{product['slug']}"
+            url = self._url(path)
+            self._push_log(now, device.ip, "GET", path, 200, rng.randint(8_000, 60_000), None, ua)
+            self._push_event(device, visit, now, "page_view",
+                             {"url": url, "referrer": None, "title": product["name"]})  # fmt: skip
+            now += timedelta(seconds=rng.uniform(0.5, 4))
+        yield Output("sessions", start, {
+            "session_id": visit["session_id"], "site_id": self.cfg.site_id,
+            "visitor_id": device.visitor_id, "person_id": None, "user_id": None,
+            "started_at": self._iso(start), "ended_at": self._iso(last),
+            "engaged_seconds": 0, "page_views": n, "channel": "direct",
+            "campaign": None, "referrer": None, "landing_path": None, "exit_path": None,
+            "device_type": "desktop", "country": None, "is_bot": True, "tracked": True,
+            "transactions": 0, "revenue": 0.0, "funnel_step": 0,
+        })  # fmt: skip
+
+    def _crawler_hits(self, day_start: datetime) -> None:
+        """Declared crawlers and scanners: log only (they run no JavaScript)."""
+        rng = self.rng
+        for _ in range(self.cfg.crawler_hits_per_day):
+            at = day_start + timedelta(seconds=rng.uniform(0, 86_399))
+            ua = rng.choice(cat.DECLARED_CRAWLERS)
+            ip = f"66.249.{rng.randint(64, 79)}.{rng.randint(1, 254)}"
+            if rng.random() < 0.05:
+                self._push_log(at, ip, "GET", "/robots.txt", 200, 120, None, ua)
+            else:
+                product = rng.choice(self.products)
+                self._push_log(at, ip, "GET", f"/p/{product['slug']}", 200,
+                               rng.randint(8_000, 60_000), None, ua)  # fmt: skip
+        for _ in range(self.cfg.scanner_hits_per_day):
+            at = day_start + timedelta(seconds=rng.uniform(0, 86_399))
+            ip = f"45.{rng.randint(1, 254)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+            self._push_log(at, ip, rng.choice(["GET", "POST"]), rng.choice(cat.SCANNER_PATHS),
+                           404, 162, None, "python-requests/2.31.0")  # fmt: skip
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> Iterator[Output]:
+        """Every output in release order; truth rows as their visits complete."""
+        rng = self.rng
+        cfg = self.cfg
+        for day in range(cfg.days):
+            local_day = cfg.start + timedelta(days=day)
+            day_start = datetime(local_day.year, local_day.month, local_day.day, tzinfo=self.tz)
+            factor = WEEKDAY_FACTOR[local_day.weekday()] * rng.gauss(1.0, 0.05)
+            n_visits = max(1, int(cfg.visits_per_day * factor))
+            starts = []
+            for _ in range(n_visits):
+                hour = rng.choices(range(24), HOUR_WEIGHTS)[0]
+                offset = timedelta(hours=hour, seconds=rng.uniform(0, 3599.999))
+                # Add in UTC so the DST change day still maps every local instant once.
+                starts.append((day_start.astimezone(UTC) + offset))
+            starts.sort()
+            self._crawler_hits(day_start.astimezone(UTC))
+            for start in starts:
+                yield from self._release(start)
+                self.stats["visits"] += 1
+                if rng.random() < cfg.sneaky_bot_share:
+                    self.stats["bot_visits"] += 1
+                    yield from self._sneaky_bot(start)
+                    continue
+                person, device = self._pick_device(start)
+                self.stats["human_visits"] += 1
+                if device.blocked:
+                    self.stats["blocked_visits"] += 1
+                yield from self._visit(start, person, device)
+        yield from self._release(None)

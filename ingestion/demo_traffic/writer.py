@@ -1,0 +1,93 @@
+"""Write a simulation to disk: landing segments, an access log and the ground truth.
+
+Layout under the output directory::
+
+    landing/               what the collector would have landed (realtime.collector.landing)
+    logs/access.log        the web server's combined log
+    truth/sessions.csv     one row per visit (humans and bots), with channel, revenue, ...
+    truth/identities.csv   visitor id -> user id, first time it identified
+    truth/transactions.csv, truth/transaction_items.csv
+    truth/summary.json     the config and the totals; written last, so its presence means done
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ingestion.demo_traffic.simulator import SimulationConfig, Simulator
+from realtime.collector.landing import SegmentWriter
+
+TRUTH_TABLES = ["sessions", "identities", "transactions", "transaction_items"]
+
+
+def config_fingerprint(cfg: SimulationConfig) -> dict:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(cfg).items()}
+
+
+def existing_summary(out: Path) -> dict | None:
+    path = Path(out) / "truth" / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_simulation(
+    cfg: SimulationConfig,
+    out: Path,
+    *,
+    progress: bool = True,
+    segment_events: int = 50_000,
+    force: bool = False,
+) -> dict:
+    """Simulate and write; reuse what is there when the same config already completed."""
+    out = Path(out)
+    summary = existing_summary(out)
+    if summary and summary["config"] == config_fingerprint(cfg) and not force:
+        return {**summary, "reused": True}
+    for sub in ("landing", "logs", "truth"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "logs").mkdir(parents=True)
+    (out / "truth").mkdir(parents=True)
+
+    sim = Simulator(cfg)
+    landing = SegmentWriter(out / "landing", writer_id="sim", max_events=segment_events)
+    truth_files = {name: open(out / "truth" / f"{name}.csv", "w", newline="") for name in TRUTH_TABLES}
+    truth_writers: dict[str, csv.DictWriter] = {}
+    expected_visits = int(cfg.visits_per_day * cfg.days)
+    bar = Progress(
+        TextColumn("[bold]simulating[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("visits · {task.fields[events]:,} events"),
+        TimeElapsedColumn(),
+        disable=not progress,
+    )
+    try:
+        with open(out / "logs" / "access.log", "w", buffering=1 << 20) as log, bar:
+            task = bar.add_task(f"{cfg.days} days", total=expected_visits, events=0)
+            for item in sim.run():
+                if item.kind == "event":
+                    landing.write(item.data)
+                elif item.kind == "log":
+                    log.write(item.data + "\n")
+                else:
+                    writer = truth_writers.get(item.kind)
+                    if writer is None:
+                        writer = csv.DictWriter(truth_files[item.kind], fieldnames=list(item.data))
+                        writer.writeheader()
+                        truth_writers[item.kind] = writer
+                    writer.writerow(item.data)
+                    if item.kind == "sessions":
+                        bar.update(task, advance=1, events=sim.stats["events"])
+            bar.update(task, completed=sim.stats["visits"], total=sim.stats["visits"])
+    finally:
+        landing.close()
+        for fh in truth_files.values():
+            fh.close()
+    summary = {"config": config_fingerprint(cfg), "stats": sim.stats}
+    (out / "truth" / "summary.json").write_text(json.dumps(summary, indent=2))
+    return {**summary, "reused": False}

@@ -1,0 +1,218 @@
+"""The schema of ``sites.yml``: every site ("dataset") Siteline collects and models.
+
+Validation errors name the file, the site and the field, and say what is allowed, e.g.
+``sites.yml: site 'shop': sessions.inactivity_timeout_minutes: must be between 1 and 1440``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestration.home import PROJECT_ROOT, SitelineError
+
+SITE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SessionRules(_Strict):
+    """When a visit ends and a new one starts (the warehouse and the real-time engine agree)."""
+
+    inactivity_timeout_minutes: int = Field(30, ge=1, le=1440)
+    new_session_on_campaign_change: bool = True
+    split_at_midnight: bool = False
+    max_session_hours: float = Field(12, gt=0, le=48)
+
+
+class IpPolicy(_Strict):
+    """What is kept of a visitor's IP address before anything is written.
+
+    ``anonymize`` (default) zeroes the host part (IPv4 to a /24, IPv6 to a /48 by default);
+    ``full`` keeps it (only where the site has a legal basis); ``drop`` keeps nothing.
+    """
+
+    mode: Literal["anonymize", "full", "drop"] = "anonymize"
+    ipv4_prefix: int = Field(24, ge=0, le=32)
+    ipv6_prefix: int = Field(48, ge=0, le=128)
+
+    def apply(self, ip: str | None) -> str | None:
+        """The address as it may be stored under this policy (None when dropped or invalid)."""
+        if not ip or self.mode == "drop":
+            return None
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        if self.mode == "full":
+            return str(addr)
+        prefix = self.ipv4_prefix if addr.version == 4 else self.ipv6_prefix
+        return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
+
+
+class Site(_Strict):
+    id: str
+    name: str = ""
+    domains: list[str] = Field(min_length=1)
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to send events; defaults to http(s)://<domain>.",
+    )
+    timezone: str = "UTC"
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    sessions: SessionRules = SessionRules()
+    ip_policy: IpPolicy = IpPolicy()
+    respect_do_not_track: bool = True
+    require_consent: bool = False
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Networks whose X-Forwarded-For header is trusted for the client IP.",
+    )
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding this site's API key."
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not SITE_ID.match(value):
+            raise ValueError(
+                "must start with a lower-case letter and hold only a-z, 0-9 and _ (max 63)"
+            )
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for domain in value:
+            if "/" in domain or " " in domain or not domain:
+                raise ValueError(f"'{domain}' is not a host name (write 'shop.example', no scheme)")
+        return [d.lower() for d in value]
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(
+                    f"'{origin}' is not an origin (write scheme://host[:port], no path)"
+                )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"'{value}' is not an IANA time zone (e.g. 'UTC', 'Europe/Berlin')"
+            ) from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"'{net}' is not an IP network (e.g. '10.0.0.0/8')") from None
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_VAR.match(value):
+            raise ValueError(
+                f"'{value}' is not an environment variable name (upper case, digits, _); "
+                "put the key itself in the environment, never in sites.yml"
+            )
+        return value
+
+    @property
+    def origins(self) -> list[str]:
+        """The browser origins allowed to send events for this site."""
+        if self.allowed_origins:
+            return list(self.allowed_origins)
+        return [f"{scheme}://{d}" for d in self.domains for scheme in ("https", "http")]
+
+
+class SitesConfig(_Strict):
+    version: Literal[1] = 1
+    sites: list[Site] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SitesConfig:
+        seen: set[str] = set()
+        for site in self.sites:
+            if site.id in seen:
+                raise ValueError(f"site id '{site.id}' is defined twice; ids must be unique")
+            seen.add(site.id)
+        return self
+
+    def site(self, site_id: str) -> Site:
+        for site in self.sites:
+            if site.id == site_id:
+                return site
+        known = ", ".join(s.id for s in self.sites)
+        raise SitelineError(f"unknown site '{site_id}'; sites.yml defines: {known}")
+
+
+def default_config_path() -> Path:
+    import os
+
+    return Path(os.environ.get("SITELINE_SITES_FILE") or PROJECT_ROOT / "sites.yml")
+
+
+def _describe(error: dict, raw: dict, filename: str) -> str:
+    loc = list(error["loc"])
+    where = filename
+    if len(loc) >= 2 and loc[0] == "sites" and isinstance(loc[1], int):
+        idx = loc[1]
+        sites = raw.get("sites") or []
+        site_id = sites[idx].get("id") if idx < len(sites) and isinstance(sites[idx], dict) else None
+        where += f": site '{site_id}'" if site_id else f": sites[{idx}]"
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling; see docs/configuration.md)"
+    elif error["type"] == "missing":
+        message = "is required"
+    return f"{where}: {field}: {message}" if field else f"{where}: {message}"
+
+
+def load_sites(path: Path | str | None = None) -> SitesConfig:
+    """Read and validate ``sites.yml``; raise :class:`SitelineError` with every problem."""
+    path = Path(path) if path else default_config_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SitelineError(
+            f"{path}: not found; create it (see docs/configuration.md) "
+            "or set SITELINE_SITES_FILE to its location"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SitelineError(f"{path.name}:{where}: not valid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise SitelineError(f"{path.name}: must be a mapping with a 'sites' list")
+    try:
+        return SitesConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(err, raw, path.name) for err in exc.errors()]
+        raise SitelineError("; ".join(problems)) from None
