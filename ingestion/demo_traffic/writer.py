@@ -2,7 +2,9 @@
 
 Layout under the output directory::
 
-    landing/               what the collector would have landed (realtime.collector.landing)
+    landing/events/        what the collector would have landed (realtime.collector.landing);
+                           or under ``landing_root`` when given (the demo uses the local
+                           collector's landing directory, so both are loaded together)
     logs/access.log        the web server's combined log
     truth/sessions.csv     one row per visit (humans and bots), with channel, revenue, ...
     truth/identities.csv   visitor id -> user id, first time it identified
@@ -42,19 +44,26 @@ def write_simulation(
     progress: bool = True,
     segment_events: int = 50_000,
     force: bool = False,
+    landing_root: Path | None = None,
 ) -> dict:
-    """Simulate and write; reuse what is there when the same config already completed."""
+    """Simulate and write; reuse what is there when the same config already completed.
+
+    Landing segments are only ever added, never deleted: they may sit beside real ones.
+    """
     out = Path(out)
     summary = existing_summary(out)
     if summary and summary["config"] == config_fingerprint(cfg) and not force:
         return {**summary, "reused": True}
-    for sub in ("landing", "logs", "truth"):
+    if landing_root is None:
+        landing_root = out / "landing"
+        shutil.rmtree(landing_root, ignore_errors=True)
+    for sub in ("logs", "truth"):
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "logs").mkdir(parents=True)
     (out / "truth").mkdir(parents=True)
 
     sim = Simulator(cfg)
-    landing = SegmentWriter(out / "landing", writer_id="sim", max_events=segment_events)
+    landing = SegmentWriter(Path(landing_root) / "events", writer_id="sim", max_events=segment_events)
     truth_files = {name: open(out / "truth" / f"{name}.csv", "w", newline="") for name in TRUTH_TABLES}
     truth_writers: dict[str, csv.DictWriter] = {}
     expected_visits = int(cfg.visits_per_day * cfg.days)

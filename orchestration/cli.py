@@ -1,0 +1,388 @@
+"""The ``siteline`` command: warehouse, pipeline runs, demo traffic, services and diagnosis.
+
+Expected failures (a :class:`SitelineError`) print one line naming the problem and the fix and
+exit with status 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from orchestration.home import PROJECT_ROOT, SitelineError, siteline_home
+from orchestration.warehouse import (
+    EmbeddedWarehouse,
+    connect,
+    ensure_warehouse,
+    is_external,
+    mask_url,
+    server_version,
+    warehouse_url,
+)
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    help="Siteline: warehouse-native web analytics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+warehouse_app = typer.Typer(help="The warehouse (embedded PostgreSQL unless WAREHOUSE_URL is set).")
+app.add_typer(warehouse_app, name="warehouse")
+
+DEMO_DAYS = 14
+DEMO_VISITS_PER_DAY = 400
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except SitelineError as exc:
+        _fail(str(exc))
+
+
+# -- warehouse -----------------------------------------------------------------------------------
+
+
+@warehouse_app.command("start")
+def warehouse_start() -> None:
+    """Start the embedded warehouse (a no-op when it already runs)."""
+    if is_external():
+        console.print(f"WAREHOUSE_URL is set; using {mask_url(warehouse_url())} (nothing to start)")
+        return
+    url = ensure_warehouse()
+    console.print(f"warehouse running: {mask_url(url)}")
+
+
+@warehouse_app.command("stop")
+def warehouse_stop() -> None:
+    """Stop the embedded warehouse."""
+    if is_external():
+        _fail("WAREHOUSE_URL is set: Siteline does not manage that server")
+    stopped = EmbeddedWarehouse().stop()
+    console.print("warehouse stopped" if stopped else "warehouse was not running")
+
+
+@warehouse_app.command("status")
+def warehouse_status() -> None:
+    """Say whether the warehouse accepts connections (exit 1 when it does not)."""
+    url = warehouse_url()
+    if not is_external() and not EmbeddedWarehouse().is_running():
+        _fail("embedded warehouse is not running — start it with `siteline warehouse start`")
+    version = server_version(url)
+    kind = "external" if is_external() else "embedded"
+    console.print(f"{kind} warehouse up: PostgreSQL {version} at {mask_url(url)}")
+
+
+@warehouse_app.command("url")
+def warehouse_url_cmd(
+    database: str = typer.Option(None, help="Another database on the same server."),
+    masked: bool = typer.Option(False, help="Hide the password."),
+) -> None:
+    """Print the DSN BI tools and psql use (with the password unless --masked)."""
+    url = warehouse_url(database)
+    print(mask_url(url) if masked else url)
+
+
+@warehouse_app.command("psql", context_settings={"allow_extra_args": True})
+def warehouse_psql(ctx: typer.Context) -> None:
+    """Open psql on the warehouse (extra arguments go to psql)."""
+    if not is_external():
+        ensure_warehouse()
+    from orchestration.warehouse import _bin_dir
+
+    psql = shutil.which("psql") or str(_bin_dir() / "psql")
+    os.execv(psql, [psql, warehouse_url(), *ctx.args])
+
+
+# -- pipeline ------------------------------------------------------------------------------------
+
+
+def run_pipeline(selection: list[str] | None = None) -> bool:
+    """Materialise every asset (or the selection) once, in-process, recorded in Dagster."""
+    ensure_warehouse()
+    from orchestration.runtime import configure_environment
+
+    configure_environment()
+    import dagster as dg
+
+    from orchestration.definitions import defs
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    keys = None
+    if selection:
+        all_keys = {k.to_user_string(): k for k in defs.resolve_all_asset_keys()}
+        unknown = [s for s in selection if s not in all_keys]
+        if unknown:
+            raise SitelineError(
+                f"unknown asset {', '.join(unknown)}; known assets: {', '.join(sorted(all_keys))}"
+            )
+        keys = [all_keys[s] for s in selection]
+    with dg.DagsterInstance.get() as instance:
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        result = job.execute_in_process(
+            run_config=quiet, instance=instance, asset_selection=keys, raise_on_error=False
+        )
+        materialised = [
+            e.asset_key.to_user_string()
+            for e in result.all_events
+            if e.event_type_value == "ASSET_MATERIALIZATION"
+        ]
+        checks = [
+            e.event_specific_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
+        failed_checks = [c for c in checks if not c.passed]
+        console.print(
+            f"run {result.run_id[:8]}: {len(set(materialised))} assets materialised, "
+            f"{len(checks) - len(failed_checks)}/{len(checks)} checks passed"
+        )
+        for check in failed_checks:
+            err.print(f"[red]check failed:[/] {check.asset_check_key.to_user_string()}")
+        if not result.success:
+            for event in result.all_events:
+                if event.is_failure and event.step_key:
+                    message = event.message or ""
+                    err.print(f"[red]step failed:[/] {event.step_key}: {message.splitlines()[0]}")
+        return result.success and not failed_checks
+
+
+@app.command("run")
+def run_cmd(
+    assets: list[str] = typer.Argument(
+        None, help="Asset keys to materialise (e.g. web/fct_page_views); default: all."
+    ),
+) -> None:
+    """Materialise every asset once, from the same Definitions the Dagster UI shows."""
+    if not run_pipeline(assets):
+        raise typer.Exit(1)
+
+
+# -- demo traffic ----------------------------------------------------------------------------------
+
+
+@app.command("simulate")
+def simulate_cmd(
+    out: Path = typer.Option(..., help="Output directory (landing/, logs/, truth/)."),
+    days: int = typer.Option(DEMO_DAYS, min=1),
+    visits_per_day: int = typer.Option(DEMO_VISITS_PER_DAY, min=1),
+    events: int = typer.Option(
+        0, help="Target number of tracker events; sets visits per day (≈13 events a visit)."
+    ),
+    seed: int = typer.Option(42),
+    start: str = typer.Option("2026-11-01", help="First day (site time zone)."),
+) -> None:
+    """Write deterministic demo traffic: tracker events, an access log and the ground truth."""
+    from ingestion.demo_traffic.simulator import SimulationConfig
+    from ingestion.demo_traffic.writer import write_simulation
+
+    if events:
+        visits_per_day = max(1, round(events / 13.0 / days))
+    cfg = SimulationConfig(
+        days=days, visits_per_day=visits_per_day, seed=seed, start=date.fromisoformat(start)
+    )
+    summary = write_simulation(cfg, out)
+    console.print_json(data=summary["stats"])
+
+
+def demo_config():
+    from ingestion.demo_traffic.simulator import SimulationConfig
+
+    return SimulationConfig(days=DEMO_DAYS, visits_per_day=DEMO_VISITS_PER_DAY)
+
+
+@app.command("demo")
+def demo_cmd(
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the services afterwards."),
+) -> None:
+    """Warehouse, demo traffic, the whole pipeline, then the services (unless --no-serve)."""
+    from ingestion.demo_traffic.writer import write_simulation
+    from orchestration.runtime import configure_environment, data_dir, landing_dir
+
+    url = ensure_warehouse()
+    configure_environment()
+    console.print(f"[bold]warehouse[/] {mask_url(url)}")
+    summary = write_simulation(demo_config(), data_dir("demo"), landing_root=landing_dir())
+    stats = summary["stats"]
+    verb = "reusing" if summary["reused"] else "generated"
+    console.print(
+        f"[bold]demo traffic[/] {verb}: {stats['visits']:,} visits, {stats['events']:,} tracker "
+        f"events, {stats['log_lines']:,} log lines"
+    )
+    if not run_pipeline():
+        _fail("the pipeline run failed; open the run in the Dagster UI (`siteline up`) for details")
+    with connect(url) as conn:
+        rows = conn.execute("select count(*) from web.fct_page_views").fetchone()[0]
+    console.print(f"[bold]web.fct_page_views[/] {rows:,} rows")
+    if serve:
+        up_cmd()
+    else:
+        _print_urls(services=False)
+
+
+# -- services ------------------------------------------------------------------------------------
+
+DAGSTER_PORT = int(os.environ.get("SITELINE_DAGSTER_PORT", "3000"))
+
+
+def _print_urls(services: bool = True) -> None:
+    console.print(f"[bold]warehouse[/]  {mask_url(warehouse_url())}  (`siteline warehouse url`)")
+    if services:
+        console.print(f"[bold]dagster[/]    http://127.0.0.1:{DAGSTER_PORT}")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@app.command("up")
+def up_cmd() -> None:
+    """Start every service in the foreground (Ctrl-C stops them): Dagster UI and daemon."""
+    from orchestration.runtime import configure_environment
+
+    ensure_warehouse()
+    configure_environment()
+    if not _port_free(DAGSTER_PORT):
+        _fail(
+            f"port {DAGSTER_PORT} on 127.0.0.1 is in use; stop what uses it or set "
+            "SITELINE_DAGSTER_PORT"
+        )
+    bin_dir = Path(sys.executable).parent
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    procs = [
+        subprocess.Popen(
+            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(DAGSTER_PORT),
+             "-w", workspace],
+            cwd=PROJECT_ROOT,
+        ),
+        subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=PROJECT_ROOT),
+    ]  # fmt: skip
+    deadline = time.monotonic() + 120
+    while _port_free(DAGSTER_PORT) and time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.5)
+    _print_urls()
+    console.print("services running; Ctrl-C stops them")
+
+    def stop(*_):
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise typer.Exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        stop()
+    stop()
+
+
+# -- doctor --------------------------------------------------------------------------------------
+
+
+@app.command("doctor")
+def doctor_cmd() -> None:
+    """Check every component; print what is wrong and how to fix it (exit 1 if anything is)."""
+    problems = 0
+
+    def report(ok: bool, what: str, detail: str) -> None:
+        nonlocal problems
+        mark = "[green]ok[/]  " if ok else "[red]FAIL[/]"
+        problems += 0 if ok else 1
+        console.print(f"{mark} {what}: {detail}")
+
+    report(sys.version_info[:2] == (3, 11), "python", sys.version.split()[0])
+    report(True, "data directory", str(siteline_home()))
+    try:
+        from ingestion.site_config import default_config_path, load_sites
+
+        config = load_sites()
+        report(True, "sites.yml", f"{default_config_path()}: {len(config.sites)} site(s)")
+    except SitelineError as exc:
+        report(False, "sites.yml", str(exc))
+
+    warehouse_ok = False
+    if is_external():
+        label = "warehouse (WAREHOUSE_URL)"
+    else:
+        label = "warehouse (embedded)"
+        wh = EmbeddedWarehouse()
+        if not wh.is_initialised():
+            report(False, label, "not initialised — run `siteline warehouse start`")
+        elif not wh.is_running():
+            report(False, label, "stopped — run `siteline warehouse start`")
+    if is_external() or EmbeddedWarehouse().is_running():
+        try:
+            version = server_version(warehouse_url())
+            report(True, label, f"PostgreSQL {version} at {mask_url(warehouse_url())}")
+            warehouse_ok = True
+        except SitelineError as exc:
+            report(False, label, str(exc))
+
+    try:
+        from orchestration.defs.models.project import ensure_manifest
+        from orchestration.runtime import configure_environment
+
+        configure_environment()
+        report(True, "dbt project", f"manifest {ensure_manifest()}")
+    except SitelineError as exc:
+        report(False, "dbt project", str(exc))
+
+    if warehouse_ok:
+        from orchestration.warehouse import dagster_storage_url
+
+        try:
+            with connect(dagster_storage_url()) as conn:
+                conn.execute("select 1")
+            report(True, "dagster storage", mask_url(dagster_storage_url()))
+        except SitelineError as exc:
+            report(False, "dagster storage", str(exc))
+        with connect(warehouse_url()) as conn:
+            for table in ("raw_collector.events", "web.fct_page_views"):
+                exists = conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]
+                if exists:
+                    n = conn.execute(f"select count(*) from {table}").fetchone()[0]
+                    report(True, table, f"{n:,} rows")
+                else:
+                    report(False, table, "missing — run `siteline run` (or `siteline demo`)")
+    dagster_up = not _port_free(DAGSTER_PORT)
+    console.print(
+        f"{'[green]ok[/]  ' if dagster_up else '[yellow]--[/]  '} dagster UI: "
+        + (f"http://127.0.0.1:{DAGSTER_PORT}" if dagster_up else "not running (`siteline up`)")
+    )
+    if problems:
+        err.print(f"[red]{problems} problem(s) found[/]")
+        raise typer.Exit(1)
+    console.print("[green]all checks passed[/]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""Siteline's Dagster code location. It only assembles the domains' own Definitions."""
+
+import dagster as dg
+
+from orchestration.runtime import configure_environment
+
+configure_environment()
+
+from orchestration.defs import ingestion, models  # noqa: E402  (needs the environment above)
+
+defs = dg.Definitions.merge(ingestion.defs, models.defs)

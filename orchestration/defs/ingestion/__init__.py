@@ -1,0 +1,3 @@
+from orchestration.defs.ingestion.definitions import defs
+
+__all__ = ["defs"]

@@ -1,0 +1,3 @@
+from orchestration.defs.models.definitions import defs
+
+__all__ = ["defs"]

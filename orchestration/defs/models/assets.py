@@ -1,0 +1,45 @@
+"""dbt models as Dagster assets; dbt tests become asset checks."""
+
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from orchestration.defs.models.project import dbt_project, ensure_manifest
+
+
+class SitelineDbtTranslator(DagsterDbtTranslator):
+    """Groups by layer: staging, intermediate, web, crm."""
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        node = manifest["nodes"].get(unique_id) or manifest["sources"].get(unique_id) or {}
+        if node.get("resource_type") == "model":
+            fqn = node["fqn"]
+            layer = fqn[-2] if len(fqn) >= 3 and fqn[1] == "marts" else fqn[1]
+            return spec.replace_attributes(group_name=layer)
+        return spec
+
+
+translator = SitelineDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="dbt_models",
+)
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """``dbt build`` of the selected models: run, then their tests as asset checks."""
+    yield from dbt.cli(["build"], context=context).stream()

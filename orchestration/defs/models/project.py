@@ -1,0 +1,48 @@
+"""The dbt project, and keeping its manifest current for Dagster to read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+from orchestration.home import PROJECT_ROOT, SitelineError
+
+DBT_DIR = PROJECT_ROOT / "dbt_project"
+
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+
+
+def _newest_source_mtime() -> float:
+    newest = (DBT_DIR / "dbt_project.yml").stat().st_mtime
+    for folder in ("models", "macros", "seeds", "tests"):
+        for path in (DBT_DIR / folder).rglob("*"):
+            if path.is_file():
+                newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def ensure_manifest() -> Path:
+    """Run ``dbt parse`` when the manifest is missing or older than the project's files.
+
+    Dagster reads dbt's manifest when it loads the code location; parsing needs no database.
+    """
+    manifest = dbt_project.manifest_path
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
+        return manifest
+    result = subprocess.run(
+        [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
+        capture_output=True,
+        text=True,
+        cwd=DBT_DIR,
+    )
+    if result.returncode != 0 or not manifest.exists():
+        detail = (result.stdout + result.stderr).strip().splitlines()
+        raise SitelineError(
+            f"dbt parse failed in {DBT_DIR}: {detail[-1] if detail else 'no output'}"
+        )
+    return manifest

@@ -1,0 +1,82 @@
+"""The process environment every Siteline component runs in.
+
+Connection details reach dlt, dbt and Dagster through environment variables, never files:
+``DESTINATION__POSTGRES__CREDENTIALS`` for dlt, ``SITELINE_PG_*`` and
+``DBT_ENV_SECRET_PG_PASSWORD`` for dbt's ``profiles.yml`` (dbt masks ``DBT_ENV_SECRET_*`` in
+its logs), ``SITELINE_DAGSTER_PG_URL`` for the ``dagster.yaml`` written under
+``$SITELINE_HOME/dagster``. Values already set by the operator win.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from orchestration.home import PROJECT_ROOT, ensure_home
+from orchestration.warehouse import dagster_storage_url, warehouse_url
+
+DAGSTER_YAML = """\
+# Written by Siteline. Run, event-log and schedule storage live in the warehouse server;
+# the URL (with its password) comes from the environment, never from this file.
+storage:
+  postgres:
+    postgres_url:
+      env: SITELINE_DAGSTER_PG_URL
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 2
+telemetry:
+  enabled: false
+"""
+
+
+def data_dir(*parts: str) -> Path:
+    path = ensure_home().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def landing_dir() -> Path:
+    """Where the local collector lands events (and the demo writes its traffic)."""
+    return Path(os.environ.get("SITELINE_LANDING_DIR") or data_dir("landing"))
+
+
+def configure_environment() -> dict[str, str]:
+    """Set the variables dlt, dbt and Dagster read; returns the ones it set."""
+    home = ensure_home()
+    url = warehouse_url()
+    parts = urlsplit(url)
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster")
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    yaml_path = dagster_home / "dagster.yaml"
+    if not yaml_path.exists() or yaml_path.read_text() != DAGSTER_YAML:
+        yaml_path.write_text(DAGSTER_YAML)
+    wanted = {
+        "DAGSTER_HOME": str(dagster_home),
+        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; dagster-postgres needs psycopg2.
+        "SITELINE_DAGSTER_PG_URL": dagster_storage_url().replace(
+            "postgresql://", "postgresql+psycopg2://", 1
+        ),
+        "DESTINATION__POSTGRES__CREDENTIALS": url,
+        "SITELINE_PG_HOST": parts.hostname or "127.0.0.1",
+        "SITELINE_PG_PORT": str(parts.port or 5432),
+        "SITELINE_PG_USER": unquote(parts.username or "postgres"),
+        "SITELINE_PG_DBNAME": parts.path.lstrip("/") or "postgres",
+        "DBT_ENV_SECRET_PG_PASSWORD": unquote(parts.password or ""),
+        "DBT_PROFILES_DIR": str(PROJECT_ROOT / "dbt_project"),
+        "SITELINE_DLT_DIR": str(home / "dlt"),
+        "SOURCES__COLLECTOR_EVENTS__LANDING_DIR": str(landing_dir()),
+        "RUNTIME__LOG_LEVEL": os.environ.get("RUNTIME__LOG_LEVEL", "WARNING"),
+        "DO_NOT_TRACK": "1",  # no usage telemetry from dbt/dlt/Dagster
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    }
+    applied = {}
+    for key, value in wanted.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            applied[key] = value
+    return applied
