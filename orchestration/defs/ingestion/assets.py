@@ -43,7 +43,13 @@ def siteline_pipeline(name: str, dataset: str) -> dlt.Pipeline:
 )
 def collector_events_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
     """Closed landing segments → raw_collector.events (merged on event_id)."""
-    yield from dlt.run(context=context)
+    # A fresh source per run: a dlt source instance keeps schema state from its last run,
+    # which breaks the next run in the same process (webserver, daemon, tests).
+    yield from dlt.run(
+        context=context,
+        dlt_source=collector_events(),
+        dlt_pipeline=siteline_pipeline("collector", "raw_collector"),
+    )
 
 
 @dlt_assets(
@@ -54,4 +60,6 @@ def collector_events_assets(context: dg.AssetExecutionContext, dlt: DagsterDltRe
 )
 def site_config_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
     """sites.yml → config.* (validated; replaced on every load)."""
-    yield from dlt.run(context=context)
+    yield from dlt.run(
+        context=context, dlt_source=site_config(), dlt_pipeline=siteline_pipeline("config", "config")
+    )

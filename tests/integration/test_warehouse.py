@@ -1,0 +1,101 @@
+"""The embedded warehouse as a user and a BI tool see it: TCP, password, restarts, errors."""
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from orchestration.home import SitelineError
+from orchestration.warehouse import EmbeddedWarehouse, connect, mask_url
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def own_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SITELINE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("SITELINE_WAREHOUSE_PASSWORD", raising=False)
+    wh = EmbeddedWarehouse()
+    yield wh
+    wh.stop()
+
+
+def test_tcp_password_auth_and_data_survives_restart(own_home):
+    wh = own_home
+    wh.start()
+    url = wh.url("postgres")
+    assert "@127.0.0.1:" in url
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("show listen_addresses").fetchone()[0] == "127.0.0.1"
+        assert conn.execute("show password_encryption").fetchone()[0] == "scram-sha-256"
+        conn.execute("create table kept (n int)")
+        conn.execute("insert into kept values (42)")
+    port = wh.port
+    assert wh.stop() is True
+    assert not wh.is_running()
+    wh.start()
+    assert wh.port == port  # chosen once, remembered
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select n from kept").fetchone()[0] == 42
+
+
+def test_wrong_password_is_one_clear_masked_line(own_home):
+    wh = own_home
+    wh.start()
+    bad = wh.url("postgres", password="not-the-password")
+    with pytest.raises(SitelineError) as exc:
+        connect(bad)
+    message = str(exc.value)
+    assert "password authentication failed" in message
+    assert "not-the-password" not in message and ":***@127.0.0.1" in message
+    assert "check WAREHOUSE_URL" in message
+
+
+def test_port_in_use_is_reported_with_the_fix(own_home, monkeypatch):
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        monkeypatch.setenv("SITELINE_WAREHOUSE_PORT", str(blocker.getsockname()[1]))
+        with pytest.raises(SitelineError, match="is in use by another program; stop it, or set SITELINE_WAREHOUSE_PORT"):
+            own_home.start()
+
+
+def test_cli_status_and_doctor_tell_the_truth_when_stopped(own_home):
+    env = {**os.environ}
+    siteline = [sys.executable, "-m", "orchestration.cli"]
+    own_home.start()
+    ok = subprocess.run([*siteline, "warehouse", "status"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and "embedded warehouse up: PostgreSQL 18" in ok.stdout
+    url = subprocess.run([*siteline, "warehouse", "url"], env=env, capture_output=True, text=True)
+    with psycopg.connect(url.stdout.strip()) as conn:  # the printed DSN works from outside
+        assert conn.execute("select current_database()").fetchone()[0] == "siteline"
+    own_home.stop()
+    down = subprocess.run([*siteline, "warehouse", "status"], env=env, capture_output=True, text=True)
+    assert down.returncode == 1
+    assert "embedded warehouse is not running — start it with `siteline warehouse start`" in down.stderr
+    doctor = subprocess.run([*siteline, "doctor"], env=env, capture_output=True, text=True)
+    assert doctor.returncode == 1
+    assert "FAIL warehouse (embedded): stopped — run `siteline warehouse start`" in doctor.stdout
+    assert "Traceback" not in doctor.stderr
+
+
+def test_invalid_sites_file_is_one_line_without_traceback(own_home, tmp_path):
+    bad = tmp_path / "sites.yml"
+    bad.write_text("sites:\n  - id: Shop\n    domains: [x.example]\n")
+    env = {**os.environ, "SITELINE_SITES_FILE": str(bad)}
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "doctor"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "sites.yml: sites[0]: id: must start with a lower-case letter" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_mask_url_hides_only_the_password():
+    assert mask_url("postgresql://bi:s3cr%40t@db:5432/siteline") == "postgresql://bi:***@db:5432/siteline"
+    assert mask_url("postgresql://db/siteline") == "postgresql://db/siteline"
