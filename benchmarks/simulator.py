@@ -1,6 +1,6 @@
 """Demo traffic simulator throughput and memory: prints events/s and peak RSS.
 
-    .venv/bin/python benchmarks/simulator.py --events 10000000 --days 30 --out /tmp/sim
+.venv/bin/python benchmarks/simulator.py --events 10000000 --days 30 --out /tmp/sim
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/siteline-bench-sim"))
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
-    cfg = SimulationConfig(days=args.days, visits_per_day=max(1, round(args.events / 13 / args.days)))
+    cfg = SimulationConfig(
+        days=args.days, visits_per_day=max(1, round(args.events / 13 / args.days))
+    )
     started = time.perf_counter()
     summary = write_simulation(cfg, args.out, progress=False)
     elapsed = time.perf_counter() - started

@@ -29,8 +29,9 @@ from orchestration.warehouse import (
     warehouse_url,
 )
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: a message stays one line, whatever the terminal width (scripts grep them).
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
     help="Siteline: warehouse-native web analytics.",
@@ -54,7 +55,8 @@ def main() -> None:
     try:
         app()
     except SitelineError as exc:
-        _fail(str(exc))
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(1)
 
 
 # -- warehouse -----------------------------------------------------------------------------------
@@ -275,7 +277,9 @@ def up_cmd() -> None:
              "-w", workspace],
             cwd=PROJECT_ROOT,
         ),
-        subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=PROJECT_ROOT),
+        subprocess.Popen(
+            [str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=PROJECT_ROOT
+        ),
     ]  # fmt: skip
     deadline = time.monotonic() + 120
     while _port_free(DAGSTER_PORT) and time.monotonic() < deadline:

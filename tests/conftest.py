@@ -19,7 +19,12 @@ import pytest
 _HOME = Path(tempfile.mkdtemp(prefix="siteline-test-"))
 os.environ["SITELINE_HOME"] = str(_HOME)
 os.environ["SITELINE_LANDING_DIR"] = str(_HOME / "landing")
-for var in ("WAREHOUSE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME", "DESTINATION__POSTGRES__CREDENTIALS"):
+for var in (
+    "WAREHOUSE_URL",
+    "DAGSTER_PG_URL",
+    "DAGSTER_HOME",
+    "DESTINATION__POSTGRES__CREDENTIALS",
+):
     os.environ.pop(var, None)
 
 
@@ -55,3 +60,13 @@ def warehouse():
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (CI=true) a skipped test is a failure: nothing may be silently left out."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which is not allowed: {report.longrepr}"

@@ -213,8 +213,9 @@ class Simulator:
         if rng.random() < self.cfg.retry_share:
             retry_at = received + timedelta(seconds=rng.randint(2, 60))
             self._seq += 1
-            heapq.heappush(self._landing, (retry_at, self._seq, {**record, "received_at":
-                                                                 self._iso(retry_at)}))
+            heapq.heappush(
+                self._landing, (retry_at, self._seq, {**record, "received_at": self._iso(retry_at)})
+            )
             self.stats["duplicates"] += 1
 
     def _release(self, before: datetime | None) -> Iterator[Output]:
@@ -245,7 +246,7 @@ class Simulator:
             return f"/p/discontinued-{self.rng.randint(1, 50)}", "Page not found | Demo Shop"
         return kind, kind.strip("/").replace("/", " ").title() + " | Demo Shop"
 
-    def _plan_pages(self, person: Person, channel: str) -> tuple[list[tuple], dict]:
+    def _plan_pages(self, person: Person, channel: str) -> list[tuple]:
         """The ordered pages of a visit and what happens on them."""
         rng = self.rng
         intent_roll = rng.random() / person.buyer_bias
@@ -265,8 +266,8 @@ class Simulator:
         )[0]
         path, title = self._page_path(landing_kind, favourite)
         pages.append((path, title, 404 if landing_kind == "notfound" else 200, []))
-        if intent == "bounce" or landing_kind == "notfound" and rng.random() < 0.7:
-            return pages, {"intent": intent}
+        if intent == "bounce" or (landing_kind == "notfound" and rng.random() < 0.7):
+            return pages
         cart: list[tuple[dict, int]] = []
         n_browse = rng.randint(1, 7)
         for _ in range(n_browse):
@@ -296,7 +297,7 @@ class Simulator:
             path, title = self._page_path("login")
             pages.append((path, title, 200, [("identify",)]))
         if not cart:
-            return pages, {"intent": intent}
+            return pages
         go_on = [0.55 if intent == "browse" else 1.0, 0.7, 0.72, 0.82]
         for step, path in enumerate(FUNNEL):
             if rng.random() >= go_on[step]:
@@ -310,13 +311,13 @@ class Simulator:
                 if person.user_id is None and rng.random() < 0.3:
                     actions.append(("signup",))
             pages.append((path, self._page_path(path)[1], 200, actions))
-        return pages, {"intent": intent}
+        return pages
 
     def _visit(self, start: datetime, person: Person, device: Device) -> Iterator[Output]:
         rng = self.rng
         cfg = self.cfg
         channel, _, referrer, utm = rng.choices(cat.SOURCES, self._source_weights)[0]
-        pages, plan = self._plan_pages(person, channel)
+        pages = self._plan_pages(person, channel)
         visit = {"session_id": self._uuid()}
         tracked = not device.blocked
         offline = tracked and rng.random() < cfg.offline_share
@@ -352,13 +353,14 @@ class Simulator:
                 funnel_step = max(funnel_step, FUNNEL.index(path) + 1)
             dwell = min(timedelta(seconds=rng.lognormvariate(3.6, 0.9)), timedelta(minutes=20))
             is_last = index == len(pages) - 1
-            delay = (timedelta(hours=rng.uniform(1, 30)) if offline and is_last else None)
+            delay = timedelta(hours=rng.uniform(1, 30)) if offline and is_last else None
             if tracked:
                 slow = 1.8 if device.device_type == "mobile" else 1.0
                 ttfb = int(rng.lognormvariate(5.0, 0.5) * slow)
                 perf = {
                     "dns_ms": rng.randint(0, 40), "connect_ms": rng.randint(5, 90),
-                    "ttfb_ms": ttfb, "dom_interactive_ms": ttfb + int(rng.lognormvariate(6.4, 0.4) * slow),
+                    "ttfb_ms": ttfb,
+                    "dom_interactive_ms": ttfb + int(rng.lognormvariate(6.4, 0.4) * slow),
                     "load_ms": ttfb + int(rng.lognormvariate(7.0, 0.4) * slow),
                 }  # fmt: skip
                 if index == 0 and not device.consented:
@@ -368,7 +370,8 @@ class Simulator:
                 self._push_event(device, visit, now, "page_view", {
                     "url": url, "referrer": prev_url, "title": title, "performance": perf,
                     "screen": device.screen, "viewport": device.viewport, "language": lang,
-                    "timezone": tz, "connection": "4g" if device.device_type == "mobile" else "wifi",
+                    "timezone": tz,
+                    "connection": "4g" if device.device_type == "mobile" else "wifi",
                 }, delay)  # fmt: skip
             t = now
             for action in actions:
@@ -403,8 +406,11 @@ class Simulator:
                     }, delay)  # fmt: skip
                 elif action[0] == "transaction":
                     order_id = f"ORD-{self.stats['transactions'] + 1:08d}"
-                    items = [{"sku": p["sku"], "name": p["name"], "category": p["category"],
-                              "price": p["price"], "quantity": q} for p, q in action[1]]  # fmt: skip
+                    items = [
+                        {"sku": p["sku"], "name": p["name"], "category": p["category"],
+                         "price": p["price"], "quantity": q}
+                        for p, q in action[1]
+                    ]  # fmt: skip
                     subtotal = round(sum(i["price"] * i["quantity"] for i in items), 2)
                     shipping = 0.0 if subtotal >= 50 else 4.9
                     total = round(subtotal + shipping, 2)
@@ -526,7 +532,7 @@ class Simulator:
                 hour = rng.choices(range(24), HOUR_WEIGHTS)[0]
                 offset = timedelta(hours=hour, seconds=rng.uniform(0, 3599.999))
                 # Add in UTC so the DST change day still maps every local instant once.
-                starts.append((day_start.astimezone(UTC) + offset))
+                starts.append(day_start.astimezone(UTC) + offset)
             starts.sort()
             self._crawler_hits(day_start.astimezone(UTC))
             for start in starts:

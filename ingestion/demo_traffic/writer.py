@@ -63,8 +63,13 @@ def write_simulation(
     (out / "truth").mkdir(parents=True)
 
     sim = Simulator(cfg)
-    landing = SegmentWriter(Path(landing_root) / "events", writer_id="sim", max_events=segment_events)
-    truth_files = {name: open(out / "truth" / f"{name}.csv", "w", newline="") for name in TRUTH_TABLES}
+    landing = SegmentWriter(
+        Path(landing_root) / "events", writer_id="sim", max_events=segment_events
+    )
+    truth_files = {
+        name: open(out / "truth" / f"{name}.csv", "w", newline="")  # noqa: SIM115 (closed below)
+        for name in TRUTH_TABLES
+    }
     truth_writers: dict[str, csv.DictWriter] = {}
     expected_visits = int(cfg.visits_per_day * cfg.days)
     bar = Progress(

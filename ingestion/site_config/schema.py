@@ -180,7 +180,9 @@ def _describe(error: dict, raw: dict, filename: str) -> str:
     if len(loc) >= 2 and loc[0] == "sites" and isinstance(loc[1], int):
         idx = loc[1]
         sites = raw.get("sites") or []
-        site_id = sites[idx].get("id") if idx < len(sites) and isinstance(sites[idx], dict) else None
+        site_id = (
+            sites[idx].get("id") if idx < len(sites) and isinstance(sites[idx], dict) else None
+        )
         where += f": site '{site_id}'" if site_id else f": sites[{idx}]"
         loc = loc[2:]
     field = ".".join(str(p) for p in loc)

@@ -109,7 +109,7 @@ class SegmentWriter:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         name = f"{stamp}-{self.writer_id}-{self._seq:06d}.jsonl"
         self._path = self.dir / SEGMENTS / (name + ".open")
-        self._fh = open(self._path, "ab")
+        self._fh = open(self._path, "ab")  # noqa: SIM115 (lives as long as the segment)
         self._events = self._bytes = 0
         self._hash = hashlib.sha256()
         self._first = self._last = None

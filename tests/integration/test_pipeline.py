@@ -48,7 +48,11 @@ def test_definitions_form_one_connected_graph(warehouse):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys >= EXPECTED_ASSETS
-    parents = lambda key: {p.to_user_string() for p in graph.get(dg.AssetKey.from_user_string(key)).parent_keys}  # noqa: E731
+
+    def parents(key: str) -> set[str]:
+        node = graph.get(dg.AssetKey.from_user_string(key))
+        return {p.to_user_string() for p in node.parent_keys}
+
     assert parents("staging/stg_collector__events") == {"raw_collector/events"}
     assert parents("web/fct_page_views") == {"staging/stg_collector__events"}
     checks = {c.to_user_string() for c in graph.asset_check_keys}
@@ -63,7 +67,10 @@ def test_run_loads_models_and_a_rerun_adds_nothing(warehouse, traffic):
     raw, distinct, page_views, sites = counts(warehouse)
     # Retried deliveries collapse: one row per event id, as many as the simulator created.
     assert raw == distinct == stats["events"]
-    assert stats["duplicates"] > 0 and stats["landing_records"] == stats["events"] + stats["duplicates"]
+    assert (
+        stats["duplicates"] > 0
+        and stats["landing_records"] == stats["events"] + stats["duplicates"]
+    )
     assert page_views == sum(int(s["page_views"]) for s in sessions if s["tracked"] == "True")
     assert sites == [("demo",)]
 

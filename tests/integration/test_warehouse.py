@@ -61,23 +61,37 @@ def test_port_in_use_is_reported_with_the_fix(own_home, monkeypatch):
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         monkeypatch.setenv("SITELINE_WAREHOUSE_PORT", str(blocker.getsockname()[1]))
-        with pytest.raises(SitelineError, match="is in use by another program; stop it, or set SITELINE_WAREHOUSE_PORT"):
+        with pytest.raises(
+            SitelineError,
+            match="is in use by another program; stop it, or set SITELINE_WAREHOUSE_PORT",
+        ):
             own_home.start()
 
 
 def test_cli_status_and_doctor_tell_the_truth_when_stopped(own_home):
     env = {**os.environ}
     siteline = [sys.executable, "-m", "orchestration.cli"]
-    own_home.start()
+    started = subprocess.run(
+        [*siteline, "warehouse", "start"], env=env, capture_output=True, text=True
+    )
+    assert (
+        started.returncode == 0
+        and "warehouse running: postgresql://postgres:***@127.0.0.1:" in started.stdout
+    )
     ok = subprocess.run([*siteline, "warehouse", "status"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and "embedded warehouse up: PostgreSQL 18" in ok.stdout
     url = subprocess.run([*siteline, "warehouse", "url"], env=env, capture_output=True, text=True)
     with psycopg.connect(url.stdout.strip()) as conn:  # the printed DSN works from outside
         assert conn.execute("select current_database()").fetchone()[0] == "siteline"
     own_home.stop()
-    down = subprocess.run([*siteline, "warehouse", "status"], env=env, capture_output=True, text=True)
+    down = subprocess.run(
+        [*siteline, "warehouse", "status"], env=env, capture_output=True, text=True
+    )
     assert down.returncode == 1
-    assert "embedded warehouse is not running — start it with `siteline warehouse start`" in down.stderr
+    assert (
+        "embedded warehouse is not running — start it with `siteline warehouse start`"
+        in down.stderr
+    )
     doctor = subprocess.run([*siteline, "doctor"], env=env, capture_output=True, text=True)
     assert doctor.returncode == 1
     assert "FAIL warehouse (embedded): stopped — run `siteline warehouse start`" in doctor.stdout
@@ -89,13 +103,22 @@ def test_invalid_sites_file_is_one_line_without_traceback(own_home, tmp_path):
     bad.write_text("sites:\n  - id: Shop\n    domains: [x.example]\n")
     env = {**os.environ, "SITELINE_SITES_FILE": str(bad)}
     result = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "doctor"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "orchestration.cli", "doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
-    assert "sites.yml: sites[0]: id: must start with a lower-case letter" in result.stdout
+    assert (
+        "FAIL sites.yml: sites.yml: site 'Shop': id: must start with a lower-case letter"
+        in result.stdout
+    )
     assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_mask_url_hides_only_the_password():
-    assert mask_url("postgresql://bi:s3cr%40t@db:5432/siteline") == "postgresql://bi:***@db:5432/siteline"
+    assert (
+        mask_url("postgresql://bi:s3cr%40t@db:5432/siteline")
+        == "postgresql://bi:***@db:5432/siteline"
+    )
     assert mask_url("postgresql://db/siteline") == "postgresql://db/siteline"

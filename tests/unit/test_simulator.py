@@ -2,6 +2,7 @@ import hashlib
 import re
 from collections import defaultdict
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import orjson
 import pytest
@@ -33,7 +34,11 @@ def by_kind(outputs, kind):
 def digest(outputs) -> str:
     h = hashlib.sha256()
     for o in outputs:
-        h.update(orjson.dumps(o.data, option=orjson.OPT_SORT_KEYS) if o.kind != "log" else o.data.encode())
+        h.update(
+            orjson.dumps(o.data, option=orjson.OPT_SORT_KEYS)
+            if o.kind != "log"
+            else o.data.encode()
+        )
     return h.hexdigest()
 
 
@@ -56,14 +61,14 @@ def test_visits_obey_the_session_rules(run):
     spans = defaultdict(list)
     for session, stamps in times.items():
         stamps.sort()
-        gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        gaps = [b - a for a, b in pairwise(stamps)]
         assert not gaps or max(gaps) < timedelta(minutes=30), session
         assert stamps[-1] - stamps[0] < timedelta(hours=12)
         spans[visitor_of[session]].append((stamps[0], stamps[-1]))
     returning = 0
     for visits in spans.values():
         visits.sort()
-        for (_, end), (start, _) in zip(visits, visits[1:], strict=False):
+        for (_, end), (start, _) in pairwise(visits):
             assert start - end >= timedelta(minutes=30)
             returning += 1
     assert returning > 20  # the simulation does have returning visitors
@@ -80,7 +85,10 @@ def test_truth_matches_the_events(run):
     tracked_orders = [t for t in by_kind(outputs, "transactions") if t["tracked"]]
     tx_events = [e for e in unique.values() if e["type"] == "transaction"]
     assert sorted(e["order_id"] for e in tx_events) == sorted(t["order_id"] for t in tracked_orders)
-    assert round(sum(t["revenue"] for t in by_kind(outputs, "transactions")), 2) == sim.stats["revenue"]
+    assert (
+        round(sum(t["revenue"] for t in by_kind(outputs, "transactions")), 2)
+        == sim.stats["revenue"]
+    )
     assert sum(s["revenue"] for s in sessions) == pytest.approx(sim.stats["revenue"])
     assert len(sessions) == sim.stats["visits"]
     assert sum(s["is_bot"] for s in sessions) == sim.stats["bot_visits"] > 0

@@ -55,7 +55,9 @@ def test_duplicate_ids_and_bad_origin_and_secret_in_env_name(tmp_path):
     assert "site 'b': api_key_env: 'hunter2-secret' is not an environment variable name" in str(
         exc.value
     )
-    dup = write(tmp_path, "sites:\n  - {id: a, domains: [a.example]}\n  - {id: a, domains: [b.example]}\n")
+    dup = write(
+        tmp_path, "sites:\n  - {id: a, domains: [a.example]}\n  - {id: a, domains: [b.example]}\n"
+    )
     with pytest.raises(SitelineError, match="site id 'a' is defined twice"):
         load_sites(dup)
 
@@ -68,7 +70,7 @@ def test_missing_file_and_invalid_yaml(tmp_path):
 
 
 def test_unknown_site_lists_known_ones():
-    with pytest.raises(SitelineError, match="unknown site 'nope'; sites.yml defines: demo"):
+    with pytest.raises(SitelineError, match=r"unknown site 'nope'; sites\.yml defines: demo"):
         load_sites(PROJECT_ROOT / "sites.yml").site("nope")
 
 

@@ -1,6 +1,5 @@
 """dlt loads as Dagster assets, keyed ``<dataset>/<table>`` like the dbt sources that read them."""
 
-
 import os
 
 import dagster as dg
@@ -61,5 +60,7 @@ def collector_events_assets(context: dg.AssetExecutionContext, dlt: DagsterDltRe
 def site_config_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
     """sites.yml → config.* (validated; replaced on every load)."""
     yield from dlt.run(
-        context=context, dlt_source=site_config(), dlt_pipeline=siteline_pipeline("config", "config")
+        context=context,
+        dlt_source=site_config(),
+        dlt_pipeline=siteline_pipeline("config", "config"),
     )

@@ -35,7 +35,15 @@ def ensure_manifest() -> Path:
     if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
         return manifest
     result = subprocess.run(
-        [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
+        [
+            DBT_EXECUTABLE,
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(DBT_DIR),
+            "--profiles-dir",
+            str(DBT_DIR),
+        ],
         capture_output=True,
         text=True,
         cwd=DBT_DIR,

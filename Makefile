@@ -1,0 +1,63 @@
+# Siteline — the two commands: `make demo` and `make test`. Needs only Python 3.11.
+PYTHON ?= python3.11
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+VENV   := .venv
+BIN    := $(VENV)/bin
+SERVE  ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: install demo test unit integration lint format up doctor clean-data help
+
+help:
+	@echo "make demo       install, start the warehouse, run the pipeline on demo traffic, serve (SERVE=0: run once and exit)"
+	@echo "make test       install and run every test (own embedded Postgres, or TEST_WAREHOUSE_URL)"
+	@echo "make lint       ruff + sqlfluff"
+	@echo "make up         start all services on the existing data"
+	@echo "make doctor     check every component"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==0.13.9"
+
+# The lock file makes installs reproducible; --frozen refuses to install anything else.
+$(BIN)/siteline: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
+	@touch $@
+
+install: $(BIN)/siteline
+
+demo: install
+ifeq ($(SERVE),0)
+	$(BIN)/siteline demo --no-serve
+else
+	$(BIN)/siteline demo
+endif
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: install
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+up: install
+	$(BIN)/siteline up
+
+doctor: install
+	$(BIN)/siteline doctor
+
+clean-data:
+	-$(BIN)/siteline warehouse stop
+	rm -rf .siteline
