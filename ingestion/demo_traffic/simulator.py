@@ -56,6 +56,7 @@ class SimulationConfig:
     offline_share: float = 0.01  # visits whose last page's events arrive hours later
     retry_share: float = 0.003  # events delivered twice (lost acknowledgement)
     skewed_clock_share: float = 0.03  # devices whose clock is off by minutes to hours
+    population: int = 100_000  # people who may come back; beyond it the oldest drift away
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Device:
     blocked: bool
     last_end: datetime | None = None
     consented: bool = False
+    identified: bool = False
 
 
 @dataclass
@@ -97,9 +99,10 @@ class Simulator:
         self.rng = random.Random(config.seed)
         self.tz = ZoneInfo(config.site_timezone)
         self.products = cat.products()
+        # A bounded pool of people who may return: memory stays flat however long the run.
         self.people: list[Person] = []
-        self.identified: set[str] = set()
-        self._ips: set[str] = set()
+        self._people_seen = 0
+        self._devices_per_place: dict[str, int] = {}
         self._source_weights = [s[1] for s in cat.SOURCES]
         self._device_weights = [d[1] for d in cat.DEVICES]
         self._place_weights = [p[1] for p in cat.PLACES]
@@ -124,13 +127,15 @@ class Simulator:
 
     def _new_device(self, place: tuple) -> Device:
         kind, _, ua, screen, viewport = self.rng.choices(cat.DEVICES, self._device_weights)[0]
-        # Unique per device: logfile hits are sessionised by IP + user agent.
-        while True:
-            prefix = self.rng.choice(place[4])
-            ip = f"{prefix}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
-            if ip not in self._ips:
-                self._ips.add(ip)
-                break
+        # Logfile hits are sessionised by IP + user agent, so a device's address is unique:
+        # taken from a per-country counter over its /16 prefixes (65,024 hosts each). The
+        # space is reused only after every address of the country was handed out once.
+        n = self._devices_per_place.get(place[0], 0)
+        self._devices_per_place[place[0]] = n + 1
+        prefixes = place[4]
+        prefix = prefixes[(n // 65_024) % len(prefixes)]
+        host = n % 65_024
+        ip = f"{prefix}.{host // 254}.{host % 254 + 1}"
         skew = timedelta(seconds=self.rng.gauss(0, 20))
         if self.rng.random() < self.cfg.skewed_clock_share:
             skew = timedelta(minutes=self.rng.choice([-1, 1]) * self.rng.uniform(5, 300))
@@ -142,8 +147,9 @@ class Simulator:
 
     def _new_person(self) -> Person:
         place = self.rng.choices(cat.PLACES, self._place_weights)[0]
+        self._people_seen += 1
         person = Person(
-            person_id=len(self.people) + 1,
+            person_id=self._people_seen,
             place=place,
             loyalty=self.rng.betavariate(1.2, 3.0),
             buyer_bias=self.rng.uniform(0.5, 2.0),
@@ -151,13 +157,16 @@ class Simulator:
         if self.rng.random() < 0.12:  # existing customers from before the simulated period
             person.user_id = f"cust-{person.person_id:07d}"
         person.devices.append(self._new_device(place))
-        self.people.append(person)
+        if len(self.people) < self.cfg.population:
+            self.people.append(person)
+        else:
+            self.people[self._people_seen % self.cfg.population] = person
         return person
 
     def _pick_device(self, start: datetime) -> tuple[Person, Device]:
         """A returning visitor (by loyalty) or a new one, on a device free at ``start``."""
         rng = self.rng
-        returning_share = min(0.45, 0.1 + 0.004 * len(self.people) ** 0.5)
+        returning_share = min(0.45, 0.1 + 0.004 * self._people_seen**0.5)
         for _ in range(8):
             if not self.people or rng.random() >= returning_share:
                 break
@@ -385,8 +394,8 @@ class Simulator:
                             "url": url, "user_id": person.user_id,
                             "traits": {"signup": action[0] == "signup"},
                         }, delay)  # fmt: skip
-                    if tracked and device.visitor_id not in self.identified:
-                        self.identified.add(device.visitor_id)
+                    if tracked and not device.identified:
+                        device.identified = True
                         yield Output("identities", t, {
                             "visitor_id": device.visitor_id, "user_id": person.user_id,
                             "first_identified_at": self._iso(t),
