@@ -6,6 +6,7 @@ exit with status 1; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -136,11 +137,16 @@ def run_pipeline(selection: list[str] | None = None) -> bool:
                 f"unknown asset {', '.join(unknown)}; known assets: {', '.join(sorted(all_keys))}"
             )
         keys = [all_keys[s] for s in selection]
+    from orchestration.runtime import data_dir
+
+    log_path = data_dir("logs") / "siteline-run.log"
     with dg.DagsterInstance.get() as instance:
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        result = job.execute_in_process(
-            run_config=quiet, instance=instance, asset_selection=keys, raise_on_error=False
-        )
+        # dagster-dbt echoes every dbt event to stdout; keep it in the run log instead.
+        with open(log_path, "a") as log, contextlib.redirect_stdout(log):
+            result = job.execute_in_process(
+                run_config=quiet, instance=instance, asset_selection=keys, raise_on_error=False
+            )
         materialised = [
             e.asset_key.to_user_string()
             for e in result.all_events
@@ -154,7 +160,7 @@ def run_pipeline(selection: list[str] | None = None) -> bool:
         failed_checks = [c for c in checks if not c.passed]
         console.print(
             f"run {result.run_id[:8]}: {len(set(materialised))} assets materialised, "
-            f"{len(checks) - len(failed_checks)}/{len(checks)} checks passed"
+            f"{len(checks) - len(failed_checks)}/{len(checks)} checks passed (log: {log_path})"
         )
         for check in failed_checks:
             err.print(f"[red]check failed:[/] {check.asset_check_key.to_user_string()}")
@@ -222,6 +228,14 @@ def demo_cmd(
     configure_environment()
     console.print(f"[bold]warehouse[/] {mask_url(url)}")
     summary = write_simulation(demo_config(), data_dir("demo"), landing_root=landing_dir())
+    if summary.get("replaced_segments"):
+        # The demo settings changed: the earlier demo traffic is replaced, not added to.
+        with connect(url, autocommit=True) as conn:
+            if conn.execute("select to_regclass('raw_collector.events')").fetchone()[0]:
+                conn.execute(
+                    "delete from raw_collector.events where segment = any(%s)",
+                    (summary["replaced_segments"],),
+                )
     stats = summary["stats"]
     verb = "reusing" if summary["reused"] else "generated"
     console.print(

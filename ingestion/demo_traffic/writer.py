@@ -23,9 +23,10 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ingestion.demo_traffic.simulator import SimulationConfig, Simulator
-from realtime.collector.landing import SegmentWriter
+from realtime.collector.landing import SegmentWriter, remove_segments
 
 TRUTH_TABLES = ["sessions", "identities", "transactions", "transaction_items"]
+WRITER_ID = "sim"
 
 
 def config_fingerprint(cfg: SimulationConfig) -> dict:
@@ -48,15 +49,19 @@ def write_simulation(
 ) -> dict:
     """Simulate and write; reuse what is there when the same config already completed.
 
-    Landing segments are only ever added, never deleted: they may sit beside real ones.
+    Under a shared ``landing_root`` only the simulator's own earlier segments are replaced;
+    their names come back as ``replaced_segments`` so loaded copies can be deleted too.
     """
     out = Path(out)
     summary = existing_summary(out)
     if summary and summary["config"] == config_fingerprint(cfg) and not force:
         return {**summary, "reused": True}
+    replaced: list[str] = []
     if landing_root is None:
         landing_root = out / "landing"
         shutil.rmtree(landing_root, ignore_errors=True)
+    else:
+        replaced = remove_segments(Path(landing_root) / "events", WRITER_ID)
     for sub in ("logs", "truth"):
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "logs").mkdir(parents=True)
@@ -64,7 +69,7 @@ def write_simulation(
 
     sim = Simulator(cfg)
     landing = SegmentWriter(
-        Path(landing_root) / "events", writer_id="sim", max_events=segment_events
+        Path(landing_root) / "events", writer_id=WRITER_ID, max_events=segment_events
     )
     truth_files = {
         name: open(out / "truth" / f"{name}.csv", "w", newline="")  # noqa: SIM115 (closed below)
@@ -104,4 +109,4 @@ def write_simulation(
             fh.close()
     summary = {"config": config_fingerprint(cfg), "stats": sim.stats}
     (out / "truth" / "summary.json").write_text(json.dumps(summary, indent=2))
-    return {**summary, "reused": False}
+    return {**summary, "reused": False, "replaced_segments": replaced}

@@ -66,6 +66,19 @@ def _write_manifest(landing_dir: Path, segments: list[SegmentInfo]) -> None:
     os.replace(tmp, path)
 
 
+def remove_segments(landing_dir: Path, writer_id: str) -> list[str]:
+    """Forget the closed segments one writer wrote (manifest first, then the files)."""
+    landing_dir = Path(landing_dir)
+    segments = read_manifest(landing_dir)
+    marker = f"-{writer_id}-"
+    removed = [seg.name for seg in segments if marker in seg.name]
+    if removed:
+        _write_manifest(landing_dir, [seg for seg in segments if marker not in seg.name])
+        for name in removed:
+            (landing_dir / SEGMENTS / name).unlink(missing_ok=True)
+    return removed
+
+
 def iter_segment(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, line) of every complete line; a torn last line is skipped."""
     with open(path, "rb") as fh:

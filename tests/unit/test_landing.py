@@ -1,6 +1,12 @@
 import orjson
 
-from realtime.collector.landing import SEGMENTS, SegmentWriter, iter_segment, read_manifest
+from realtime.collector.landing import (
+    SEGMENTS,
+    SegmentWriter,
+    iter_segment,
+    read_manifest,
+    remove_segments,
+)
 
 
 def test_segments_rotate_and_are_listed_in_the_manifest(tmp_path):
@@ -36,3 +42,15 @@ def test_torn_last_line_is_skipped(tmp_path):
     path = tmp_path / "seg.jsonl"
     path.write_bytes(b'{"event_id": "1"}\n{"event_id": "2"}\n{"event_id": "3"')
     assert [n for n, _ in iter_segment(path)] == [1, 2]
+
+
+def test_remove_segments_forgets_only_that_writer(tmp_path):
+    for writer_id in ("sim", "collector", "sim"):
+        writer = SegmentWriter(tmp_path, writer_id=writer_id)
+        writer.write({"event_id": writer_id})
+        writer.close()
+    removed = remove_segments(tmp_path, "sim")
+    assert len(removed) == 2
+    left = read_manifest(tmp_path)
+    assert [s.name.split("-")[1] for s in left] == ["collector"]
+    assert sorted(p.name for p in (tmp_path / SEGMENTS).iterdir()) == [left[0].name]
