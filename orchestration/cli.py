@@ -216,26 +216,37 @@ def demo_config():
     return SimulationConfig(days=DEMO_DAYS, visits_per_day=DEMO_VISITS_PER_DAY)
 
 
-@app.command("demo")
-def demo_cmd(
-    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the services afterwards."),
-) -> None:
-    """Warehouse, demo traffic, the whole pipeline, then the services (unless --no-serve)."""
-    from ingestion.demo_traffic.writer import write_simulation
-    from orchestration.runtime import configure_environment, data_dir, landing_dir
+def prepare_demo_traffic(cfg, url: str, progress: bool = True) -> dict:
+    """Write the demo traffic into the local landing, replacing earlier demo traffic.
 
-    url = ensure_warehouse()
-    configure_environment()
-    console.print(f"[bold]warehouse[/] {mask_url(url)}")
-    summary = write_simulation(demo_config(), data_dir("demo"), landing_root=landing_dir())
+    Same settings as last time: reused as they are. Other settings: the earlier demo segments
+    and the rows loaded from them are removed first, so demo traffic is never doubled.
+    """
+    from ingestion.demo_traffic.writer import write_simulation
+    from orchestration.runtime import data_dir, landing_dir
+
+    summary = write_simulation(cfg, data_dir("demo"), landing_root=landing_dir(), progress=progress)
     if summary.get("replaced_segments"):
-        # The demo settings changed: the earlier demo traffic is replaced, not added to.
         with connect(url, autocommit=True) as conn:
             if conn.execute("select to_regclass('raw_collector.events')").fetchone()[0]:
                 conn.execute(
                     "delete from raw_collector.events where segment = any(%s)",
                     (summary["replaced_segments"],),
                 )
+    return summary
+
+
+@app.command("demo")
+def demo_cmd(
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the services afterwards."),
+) -> None:
+    """Warehouse, demo traffic, the whole pipeline, then the services (unless --no-serve)."""
+    from orchestration.runtime import configure_environment
+
+    url = ensure_warehouse()
+    configure_environment()
+    console.print(f"[bold]warehouse[/] {mask_url(url)}")
+    summary = prepare_demo_traffic(demo_config(), url)
     stats = summary["stats"]
     verb = "reusing" if summary["reused"] else "generated"
     console.print(

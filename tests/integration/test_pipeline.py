@@ -100,3 +100,29 @@ def test_unknown_asset_selection_names_the_known_ones(warehouse):
 
     with pytest.raises(SitelineError, match="unknown asset web/nope; known assets: config/sites"):
         run_pipeline(["web/nope"])
+
+
+def test_demo_traffic_is_replaced_not_doubled_when_its_settings_change(warehouse, traffic):
+    from orchestration.cli import prepare_demo_traffic, run_pipeline
+
+    first = prepare_demo_traffic(
+        SimulationConfig(days=1, visits_per_day=60, seed=11), warehouse, progress=False
+    )
+    assert run_pipeline(["raw_collector/events"]) is True
+    with connect(warehouse) as conn:
+        before = conn.execute("select count(*) from raw_collector.events").fetchone()[0]
+    again = prepare_demo_traffic(
+        SimulationConfig(days=1, visits_per_day=60, seed=11), warehouse, progress=False
+    )
+    assert again["reused"] is True
+    second = prepare_demo_traffic(
+        SimulationConfig(days=1, visits_per_day=80, seed=12), warehouse, progress=False
+    )
+    assert second["replaced_segments"]  # the first demo's segments
+    assert run_pipeline(["raw_collector/events"]) is True
+    with connect(warehouse) as conn:
+        after = conn.execute("select count(*) from raw_collector.events").fetchone()[0]
+    # Every earlier simulator segment (this module's traffic, then the first demo) was
+    # replaced: only the latest demo traffic is in the raw table, once.
+    assert before == first["stats"]["events"]
+    assert after == second["stats"]["events"]
