@@ -266,6 +266,35 @@ def demo_cmd(
 
 # -- services ------------------------------------------------------------------------------------
 
+COLLECTOR_PORT = int(os.environ.get("SITELINE_COLLECTOR_PORT", "8000"))
+
+
+@app.command("collector")
+def collector_cmd(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(COLLECTOR_PORT, help="TCP port."),
+    workers: int = typer.Option(1, help="Worker processes (each needs its own landing writer)."),
+) -> None:
+    """Run the collection server (POST /collect, /t.js, /health) in the foreground."""
+    import uvicorn
+
+    from ingestion.site_config import load_sites
+
+    load_sites()  # a broken sites.yml is a one-line error here, not a traceback per worker
+    if not _port_free(port):
+        _fail(f"port {port} on {host} is in use; stop what uses it or pass --port")
+    uvicorn.run(
+        "realtime.collector.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
+
+
 DAGSTER_PORT = int(os.environ.get("SITELINE_DAGSTER_PORT", "3000"))
 
 

@@ -19,9 +19,12 @@ torn by a crash and is skipped, not loaded.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +58,22 @@ def read_manifest(landing_dir: Path) -> list[SegmentInfo]:
     return [SegmentInfo(**seg) for seg in data["segments"]]
 
 
+@contextlib.contextmanager
+def _manifest_lock(landing_dir: Path):
+    """Serialise manifest updates of several writers (collector, demo) on one directory."""
+    with open(Path(landing_dir) / ".manifest.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _append_manifest(landing_dir: Path, info: SegmentInfo) -> None:
+    with _manifest_lock(landing_dir):
+        _write_manifest(landing_dir, [*read_manifest(landing_dir), info])
+
+
 def _write_manifest(landing_dir: Path, segments: list[SegmentInfo]) -> None:
     path = landing_dir / MANIFEST
     tmp = path.with_suffix(".json.tmp")
@@ -69,11 +88,14 @@ def _write_manifest(landing_dir: Path, segments: list[SegmentInfo]) -> None:
 def remove_segments(landing_dir: Path, writer_id: str) -> list[str]:
     """Forget the closed segments one writer wrote (manifest first, then the files)."""
     landing_dir = Path(landing_dir)
-    segments = read_manifest(landing_dir)
+    if not landing_dir.exists():
+        return []
     marker = f"-{writer_id}-"
-    removed = [seg.name for seg in segments if marker in seg.name]
-    if removed:
-        _write_manifest(landing_dir, [seg for seg in segments if marker not in seg.name])
+    with _manifest_lock(landing_dir):
+        segments = read_manifest(landing_dir)
+        removed = [seg.name for seg in segments if marker in seg.name]
+        if removed:
+            _write_manifest(landing_dir, [seg for seg in segments if marker not in seg.name])
         for name in removed:
             (landing_dir / SEGMENTS / name).unlink(missing_ok=True)
     return removed
@@ -107,8 +129,7 @@ class SegmentWriter:
         self.writer_id = writer_id
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self._segments = read_manifest(self.dir)
-        self._seq = len(self._segments)
+        self._seq = 0
         self._fh = None
         self._path: Path | None = None
         self._events = 0
@@ -119,27 +140,40 @@ class SegmentWriter:
 
     def _open(self) -> None:
         self._seq += 1
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        # Timestamp to the microsecond + writer id + sequence: unique across restarts.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{self.writer_id}-{self._seq:06d}.jsonl"
         self._path = self.dir / SEGMENTS / (name + ".open")
         self._fh = open(self._path, "ab")  # noqa: SIM115 (lives as long as the segment)
+        self._opened_at = time.monotonic()
         self._events = self._bytes = 0
         self._hash = hashlib.sha256()
         self._first = self._last = None
 
     def write(self, record: dict) -> None:
+        self.write_lines([orjson.dumps(record) + b"\n"], record.get("received_at"))
+
+    def write_lines(self, lines: list[bytes], received_at: str | None) -> None:
+        """Append complete lines (each ending in a newline) in one write."""
         if self._fh is None:
             self._open()
-        line = orjson.dumps(record) + b"\n"
-        self._fh.write(line)
-        self._hash.update(line)
-        self._events += 1
-        self._bytes += len(line)
-        received = record.get("received_at")
-        self._first = self._first or received
-        self._last = received
+        data = b"".join(lines)
+        self._fh.write(data)
+        self._hash.update(data)
+        self._events += len(lines)
+        self._bytes += len(data)
+        self._first = self._first or received_at
+        self._last = received_at or self._last
         if self._events >= self.max_events or self._bytes >= self.max_bytes:
             self.close_segment()
+
+    @property
+    def open_events(self) -> int:
+        return self._events if self._fh is not None else 0
+
+    @property
+    def opened_at(self) -> float | None:
+        return self._opened_at if self._fh is not None else None
 
     def flush(self, durable: bool = True) -> None:
         if self._fh is not None:
@@ -164,9 +198,47 @@ class SegmentWriter:
             last_received_at=self._last,
             closed_at=datetime.now(UTC).isoformat(),
         )
-        self._segments.append(info)
-        _write_manifest(self.dir, self._segments)
+        _append_manifest(self.dir, info)
         return info
 
     def close(self) -> None:
         self.close_segment()
+
+
+def seal_open_segments(landing_dir: Path, writer_id: str) -> list[SegmentInfo]:
+    """After a crash: close the segments a writer left open, keeping every complete line.
+
+    Lines are acknowledged only after they are fsynced, and each ends in a newline, so the
+    complete lines of an ``.open`` file are exactly the acknowledged events (plus, at most,
+    a group that was written but not yet acknowledged: harmless, the loader deduplicates on
+    ``event_id``). A torn last line is cut off.
+    """
+    landing_dir = Path(landing_dir)
+    sealed = []
+    for path in sorted((landing_dir / SEGMENTS).glob(f"*-{writer_id}-*.jsonl.open")):
+        data = path.read_bytes()
+        keep = data[: data.rfind(b"\n") + 1]
+        if len(keep) != len(data):
+            with open(path, "r+b") as fh:
+                fh.truncate(len(keep))
+                os.fsync(fh.fileno())
+        final = path.with_suffix("")
+        if not keep:
+            path.unlink()
+            continue
+        os.replace(path, final)
+        lines = keep.splitlines()
+        first = orjson.loads(lines[0]).get("received_at") if lines else None
+        last = orjson.loads(lines[-1]).get("received_at") if lines else None
+        info = SegmentInfo(
+            name=final.name,
+            events=len(lines),
+            bytes=len(keep),
+            sha256=hashlib.sha256(keep).hexdigest(),
+            first_received_at=first,
+            last_received_at=last,
+            closed_at=datetime.now(UTC).isoformat(),
+        )
+        _append_manifest(landing_dir, info)
+        sealed.append(info)
+    return sealed

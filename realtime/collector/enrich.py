@@ -1,0 +1,81 @@
+"""What the collector adds to an accepted event: client IP, geography, bot flag.
+
+Applied once per request, before anything is written: the IP address is reduced by the
+site's IP policy here, so no full address reaches the landing (unless the policy is ``full``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cache, lru_cache
+
+from ingestion.site_config import Site
+
+
+@cache
+def _geo():
+    from geoip2fast import GeoIP2Fast
+
+    return GeoIP2Fast()
+
+
+def country_of(ip: str | None) -> str | None:
+    """ISO country code from the offline database shipped by geoip2fast (None if unknown)."""
+    if not ip:
+        return None
+    try:
+        result = _geo().lookup(ip)
+    except Exception:  # a malformed address must never fail a request
+        return None
+    code = getattr(result, "country_code", None)
+    return code if code and code != "--" and len(code) == 2 else None
+
+
+@lru_cache(maxsize=4096)
+def bot_reason(user_agent: str | None) -> str | None:
+    """Why a user agent is a bot (the crawler-user-agents pattern), or None."""
+    if not user_agent:
+        return "empty user agent"
+    import crawleruseragents
+
+    matches = crawleruseragents.matching_crawlers(user_agent)
+    if matches:
+        pattern = crawleruseragents.CRAWLER_USER_AGENTS_DATA[matches[0]]["pattern"]
+        return f"user agent matches crawler pattern '{pattern}'"
+    return None
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, site: Site) -> str | None:
+    """The visitor's address: the TCP peer, or X-Forwarded-For when the peer is trusted.
+
+    Walks X-Forwarded-For from the right, skipping trusted proxies, so a client cannot
+    spoof its address by sending the header itself.
+    """
+    if not peer:
+        return None
+    if not forwarded_for or not site.trusted_proxies:
+        return peer
+    networks = _networks(tuple(site.trusted_proxies))
+
+    def trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in networks)
+
+    if not trusted(peer):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer
+    return peer
+
+
+@cache
+def _networks(nets: tuple[str, ...]):
+    return [ipaddress.ip_network(n, strict=False) for n in nets]

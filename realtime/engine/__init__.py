@@ -1,0 +1,1 @@
+"""The real-time engine: live session state, customer state and the personalisation API."""
