@@ -292,6 +292,9 @@ def collector_cmd(
         log_level="warning",
         access_log=False,
         server_header=False,
+        # Only the site's trusted_proxies may set the client address (enrich.client_ip);
+        # uvicorn would otherwise trust X-Forwarded-For from any loopback peer.
+        proxy_headers=False,
     )
 
 

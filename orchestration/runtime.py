@@ -68,12 +68,18 @@ def configure_environment() -> dict[str, str]:
         "DBT_ENV_SECRET_PG_PASSWORD": unquote(parts.password or ""),
         "DBT_PROFILES_DIR": str(PROJECT_ROOT / "dbt_project"),
         "SITELINE_DLT_DIR": str(home / "dlt"),
-        "SOURCES__COLLECTOR_EVENTS__LANDING_DIR": str(landing_dir()),
+        # A remote collector's export (https://host/landing) instead of the local landing.
+        "SOURCES__COLLECTOR_EVENTS__LANDING_DIR": os.environ.get("SITELINE_REMOTE_LANDING_URL")
+        or str(landing_dir()),
         "RUNTIME__LOG_LEVEL": os.environ.get("RUNTIME__LOG_LEVEL", "WARNING"),
         "DO_NOT_TRACK": "1",  # no usage telemetry from dbt/dlt/Dagster
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DAGSTER_DISABLE_TELEMETRY": "1",
     }
+    if os.environ.get("SITELINE_REMOTE_LANDING_TOKEN"):
+        wanted["SOURCES__COLLECTOR_EVENTS__LANDING_TOKEN"] = os.environ[
+            "SITELINE_REMOTE_LANDING_TOKEN"
+        ]
     applied = {}
     for key, value in wanted.items():
         if key not in os.environ:

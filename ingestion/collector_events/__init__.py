@@ -1,20 +1,23 @@
-"""dlt source: accepted tracker events from landing segments into ``raw_collector.events``.
+"""dlt source: landed tracker events into ``raw_collector.events`` and ``raw_collector.bad_events``.
 
-Reads closed segments listed in the landing manifest (``realtime.collector.landing``), skips
-segments it already loaded (their names are kept in the resource's dlt state, committed with
-the load, so a failed load is retried whole) and merges on ``event_id``, so loading the same
-segments twice, or an event delivered twice by a retrying tracker, adds nothing.
+Reads closed segments listed in a landing manifest (``realtime.collector.landing``), either
+from a local directory or from a remote Siteline collector over HTTP(S) (``/landing/<stream>/``
+with a bearer token; each segment is checked against the manifest's sha256). Segments already
+loaded are skipped (their names live in the resource's dlt state, committed with the load, so
+a failed load is retried whole) and rows merge on their id, so loading the same segments twice,
+or an event delivered twice by a retrying tracker, adds nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import dlt
 import orjson
 
-from realtime.collector.landing import SEGMENTS, iter_segment, read_manifest
+from realtime.collector.landing import SEGMENTS, SegmentInfo, iter_segment, read_manifest
 
 # Typed columns of raw_collector.events; every other field of an event lands in `attributes`.
 EVENT_COLUMNS = {
@@ -38,6 +41,21 @@ EVENT_COLUMNS = {
 }
 _TOP = set(EVENT_COLUMNS) - {"attributes", "segment", "segment_line"}
 
+BAD_EVENT_COLUMNS = {
+    "bad_event_id": {"data_type": "text", "nullable": False},
+    "received_at": {"data_type": "timestamp", "nullable": False},
+    "site_id": {"data_type": "text"},
+    "status": {"data_type": "bigint"},
+    "reason": {"data_type": "text", "nullable": False},
+    "payload": {"data_type": "text"},
+    "ip": {"data_type": "text"},
+    "user_agent": {"data_type": "text"},
+    "origin": {"data_type": "text"},
+    "path": {"data_type": "text"},
+    "segment": {"data_type": "text", "nullable": False},
+    "segment_line": {"data_type": "bigint", "nullable": False},
+}
+
 
 def to_row(record: dict, segment: str, line: int) -> dict:
     """Split a landed event into typed columns and the JSON ``attributes`` of its type."""
@@ -48,31 +66,82 @@ def to_row(record: dict, segment: str, line: int) -> dict:
     return row
 
 
-@dlt.source(name="collector_events", max_table_nesting=0)
-def collector_events(landing_dir: str = dlt.config.value):
-    """Closed landing segments under ``landing_dir/events``."""
-    return events(Path(landing_dir) / "events")
+class Landing:
+    """Read access to a landing root: a local directory or a remote collector's export."""
+
+    def __init__(self, location: str, token: str | None = None) -> None:
+        self.location = location.rstrip("/")
+        self.remote = location.startswith(("http://", "https://"))
+        self.token = token
+
+    def _get(self, path: str) -> bytes:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = httpx.get(f"{self.location}/{path}", headers=headers, timeout=60)
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"{self.location}/{path}: HTTP {response.status_code}: {response.text[:200]}"
+            )
+        return response.content
+
+    def manifest(self, stream: str) -> list[SegmentInfo]:
+        if not self.remote:
+            return read_manifest(Path(self.location) / stream)
+        data = orjson.loads(self._get(f"{stream}/manifest.json"))
+        return [SegmentInfo(**seg) for seg in data["segments"]]
+
+    def lines(self, stream: str, segment: SegmentInfo) -> Iterator[tuple[int, bytes]]:
+        if not self.remote:
+            yield from iter_segment(Path(self.location) / stream / SEGMENTS / segment.name)
+            return
+        data = self._get(f"{stream}/segments/{segment.name}")
+        if hashlib.sha256(data).hexdigest() != segment.sha256:
+            raise RuntimeError(f"segment {segment.name}: content does not match its sha256")
+        for number, line in enumerate(data.splitlines(keepends=True), start=1):
+            if line.endswith(b"\n"):
+                yield number, line
 
 
-@dlt.resource(
-    name="events",
-    write_disposition="merge",
-    primary_key="event_id",
-    columns=EVENT_COLUMNS,
-)
-def events(stream_dir: Path) -> Iterator[list[dict]]:
+def _segments(landing: Landing, stream: str, to_row_fn) -> Iterator[list[dict]]:
     state = dlt.current.resource_state()
     loaded: list[str] = state.setdefault("loaded_segments", [])
     done = set(loaded)
-    for segment in read_manifest(stream_dir):
+    for segment in landing.manifest(stream):
         if segment.name in done:
             continue
         batch: list[dict] = []
-        for number, line in iter_segment(stream_dir / SEGMENTS / segment.name):
-            batch.append(to_row(orjson.loads(line), segment.name, number))
+        for number, line in landing.lines(stream, segment):
+            batch.append(to_row_fn(orjson.loads(line), segment.name, number))
             if len(batch) >= 20_000:
                 yield batch
                 batch = []
         if batch:
             yield batch
         loaded.append(segment.name)
+
+
+def _bad_row(record: dict, segment: str, line: int) -> dict:
+    row = {key: record.get(key) for key in BAD_EVENT_COLUMNS}
+    row["segment"] = segment
+    row["segment_line"] = line
+    return row
+
+
+@dlt.source(name="collector_events", max_table_nesting=0)
+def collector_events(landing_dir: str = dlt.config.value, landing_token: str | None = None):
+    """Closed landing segments under ``landing_dir`` (a path, or a collector's
+    ``https://host/landing`` URL with ``landing_token``)."""
+    landing = Landing(landing_dir, landing_token)
+
+    @dlt.resource(name="events", write_disposition="merge", primary_key="event_id",
+                  columns=EVENT_COLUMNS)  # fmt: skip
+    def events() -> Iterator[list[dict]]:
+        yield from _segments(landing, "events", to_row)
+
+    @dlt.resource(name="bad_events", write_disposition="merge", primary_key="bad_event_id",
+                  columns=BAD_EVENT_COLUMNS)  # fmt: skip
+    def bad_events() -> Iterator[list[dict]]:
+        yield from _segments(landing, "bad_events", _bad_row)
+
+    return events, bad_events

@@ -1,0 +1,42 @@
+"""Load collector events as soon as the collector closes new landing segments."""
+
+import os
+
+import dagster as dg
+
+from ingestion.collector_events import Landing
+from orchestration.defs.ingestion.assets import collector_events_assets
+
+collector_events_job = dg.define_asset_job(
+    "load_collector_events",
+    selection=dg.AssetSelection.assets(collector_events_assets).downstream(),
+    description="Load new landing segments, then rebuild what depends on them.",
+)
+
+
+@dg.sensor(
+    job=collector_events_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def new_landing_segments(context: dg.SensorEvaluationContext):
+    """Requests a load when the landing manifests list segments not seen before."""
+    landing = Landing(
+        os.environ["SOURCES__COLLECTOR_EVENTS__LANDING_DIR"],
+        os.environ.get("SOURCES__COLLECTOR_EVENTS__LANDING_TOKEN"),
+    )
+    try:
+        latest = {
+            stream: [s.name for s in landing.manifest(stream)]
+            for stream in ("events", "bad_events")
+        }
+    except Exception as exc:  # an unreachable remote collector: say so, try again later
+        return dg.SkipReason(f"cannot read the landing manifest: {exc}")
+    cursor = "|".join(
+        f"{stream}:{len(names)}:{names[-1] if names else ''}" for stream, names in latest.items()
+    )
+    if cursor == context.cursor:
+        return dg.SkipReason("no new landing segments")
+    context.update_cursor(cursor)
+    new = sum(len(names) for names in latest.values())
+    return dg.RunRequest(run_key=cursor, tags={"siteline/segments": str(new)})
