@@ -1,0 +1,167 @@
+"""No input makes the collector answer 5xx or die; kill -9 loses no acknowledged event."""
+
+import os
+import signal
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import dlt
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingestion.collector_events import collector_events
+from orchestration.warehouse import connect
+from tests.integration.servers import collector, free_port, start_collector, stop
+
+pytestmark = pytest.mark.integration
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+event_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "event_id": st.one_of(st.uuids().map(str), st.text(max_size=40), st.integers()),
+        "type": st.sampled_from(
+            ["page_view", "event", "transaction", "identify", "page_ping", "consent", "x", ""]
+        ),
+        "occurred_at": st.one_of(
+            st.datetimes().map(lambda d: d.isoformat()), st.text(max_size=30), st.integers()
+        ),
+        "visitor_id": st.one_of(st.text(max_size=200), st.integers(), st.none()),
+        "url": st.one_of(st.text(max_size=100), st.none(), st.lists(st.integers())),
+        "revenue": json_values,
+        "order_id": json_values,
+        "items": st.one_of(st.lists(json_values, max_size=3), json_values),
+        "engaged_seconds": json_values,
+        "granted": json_values,
+        "category": json_values,
+        "action": json_values,
+        "user_id": json_values,
+    },
+)
+payloads = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {
+            "site_id": st.sampled_from(["demo", "nope", ""]),
+            "events": st.lists(event_like, max_size=5),
+        },
+        optional={"sent_at": st.one_of(st.text(max_size=30), st.integers())},
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory):
+    with (
+        collector(tmp_path_factory.mktemp("fuzz"), SITELINE_RATE_LIMIT="0") as (url, proc),
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        yield client, proc
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payload=payloads)
+def test_no_json_payload_yields_a_5xx(fuzz_server, payload):
+    client, proc = fuzz_server
+    response = client.post("/collect", json=payload)
+    assert response.status_code < 500, response.text
+    assert proc.poll() is None
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.binary(max_size=2000),
+    query=st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=5),
+)
+def test_no_bytes_or_query_yield_a_5xx(fuzz_server, body, query):
+    client, proc = fuzz_server
+    assert client.post("/collect", content=body).status_code < 500
+    assert client.get("/collect", params=query).status_code < 500
+    assert proc.poll() is None
+
+
+def test_kill_9_loses_no_acknowledged_event(tmp_path, warehouse):
+    landing = tmp_path / "landing"
+    port = free_port()
+    env = {
+        **os.environ,
+        "SITELINE_LANDING_DIR": str(landing),
+        "SITELINE_SEGMENT_MAX_SECONDS": "0.5",
+        "SITELINE_COLLECTOR_ID": "crashy",
+        "SITELINE_RATE_LIMIT": "0",
+    }
+    proc = start_collector(port, env)
+    acknowledged: list[str] = []
+    stop_sending = threading.Event()
+
+    def send(worker: int) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop_sending.is_set():
+                events = [
+                    {
+                        "event_id": str(uuid.uuid4()),
+                        "type": "page_view",
+                        "occurred_at": datetime.now(UTC).isoformat(),
+                        "visitor_id": f"v{worker}",
+                        "url": "https://shop.siteline.test/",
+                    }
+                    for _ in range(3)
+                ]
+                try:
+                    response = client.post(
+                        f"http://127.0.0.1:{port}/collect",
+                        json={"site_id": "demo", "events": events},
+                    )
+                except httpx.HTTPError:
+                    continue  # not acknowledged: the client would retry
+                if response.status_code == 200:
+                    acknowledged.extend(e["event_id"] for e in events)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    deadline = datetime.now(UTC).timestamp() + 20
+    while len(acknowledged) < 3000 and datetime.now(UTC).timestamp() < deadline:
+        threading.Event().wait(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: requests in flight, a segment open
+    proc.wait()
+    stop_sending.set()
+    for thread in threads:
+        thread.join()
+    assert len(acknowledged) >= 1000
+    open_before = list((landing / "events" / "segments").glob("*.open"))
+    assert open_before, "the crash should leave an open segment to recover"
+
+    proc = start_collector(port, env)  # recovery seals what the crash left open
+    stop(proc)
+    assert not list((landing / "events" / "segments").glob("*.open"))
+
+    pipeline = dlt.pipeline(
+        pipeline_name="test_crash",
+        destination=dlt.destinations.postgres(credentials=warehouse),
+        dataset_name="test_crash_collector",
+        pipelines_dir=str(tmp_path / "dlt"),
+    )
+    pipeline.run(collector_events(landing_dir=str(landing)))
+    with connect(warehouse) as conn:
+        loaded = [r[0] for r in conn.execute("select event_id from test_crash_collector.events")]
+    assert len(loaded) == len(set(loaded))
+    missing = set(acknowledged) - set(loaded)
+    assert not missing, f"{len(missing)} acknowledged events lost"
