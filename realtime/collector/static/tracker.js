@@ -174,7 +174,8 @@
       if (choice !== null) consent = choice === '1';
       w.addEventListener('pagehide', function () { flush(true); });
       d.addEventListener('visibilitychange', function () { if (d.visibilityState === 'hidden') flush(true); });
-      w.addEventListener('load', function () { if (pageviewPending) sendPageview(); });
+      // loadEventEnd is set only after the load handlers ran: read the timings a tick later
+      w.addEventListener('load', function () { setTimeout(sendPageview, 0); });
       if (cfg.autoPageViews) page();
       if (cfg.spa) spa();
       if (cfg.heartbeatSeconds > 0) heartbeat();

@@ -1,0 +1,120 @@
+"""tracker.js in headless Chromium: browse, click, buy, log in; the events reach the warehouse."""
+
+import functools
+import http.server
+import threading
+import time
+from pathlib import Path
+
+import dlt
+import pytest
+
+from ingestion.collector_events import collector_events
+from orchestration.warehouse import connect
+from tests.integration.servers import collector, free_port
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGE = (Path(__file__).parent / "fixtures" / "shop.html").read_text()
+
+
+@pytest.fixture()
+def shop(tmp_path):
+    """A shop page on its own loopback origin, and a sites.yml that allows that origin."""
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    sites = tmp_path / "sites.yml"
+    sites.write_text(
+        "sites:\n  - id: demo\n    domains: [127.0.0.1]\n"
+        f"    allowed_origins: ['{origin}']\n    timezone: Europe/Berlin\n"
+    )
+    docroot = tmp_path / "www"
+    docroot.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(docroot))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield origin, docroot, sites
+    httpd.shutdown()
+
+
+def test_a_browser_session_arrives_in_the_warehouse(shop, tmp_path, warehouse):
+    from playwright.sync_api import sync_playwright
+
+    origin, docroot, sites = shop
+    landing = tmp_path / "landing"
+    with collector(landing, sites_file=sites, SITELINE_RATE_LIMIT="0") as (url, _):
+        (docroot / "index.html").write_text(PAGE.replace("{collector}", url))
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(locale="de-DE", timezone_id="Europe/Berlin")
+            page.goto(f"{origin}/index.html", wait_until="load")
+            page.wait_for_function("window.siteline && window.siteline.loaded === true")
+            page.mouse.move(10, 10)
+            page.click("#product")
+            page.mouse.move(20, 20)
+            time.sleep(1.5)  # a heartbeat while engaged
+            page.click("#add")
+            page.click("#login")
+            page.click("#buy")
+            visitor = page.evaluate("localStorage.getItem('sl_vid')")
+            page.goto(f"{origin}/index.html", wait_until="load")  # a new document load
+            assert page.evaluate("localStorage.getItem('sl_vid')") == visitor
+            page.goto("about:blank")  # pagehide: the last batch goes by sendBeacon
+            browser.close()
+        time.sleep(2.5)  # let the collector close its segments
+
+    pipeline = dlt.pipeline(
+        pipeline_name="test_browser",
+        destination=dlt.destinations.postgres(credentials=warehouse),
+        dataset_name="test_browser_collector",
+        pipelines_dir=str(tmp_path / "dlt"),
+    )
+    pipeline.run(collector_events(landing_dir=str(landing)))
+    with connect(warehouse) as conn:
+        rows = conn.execute(
+            "select type, visitor_id, session_id, user_id, url, referrer, title, attributes "
+            "from test_browser_collector.events order by occurred_at"
+        ).fetchall()
+        # dlt creates a table with its first row: no bad_events table means none were rejected
+        bad = conn.execute("select to_regclass('test_browser_collector.bad_events')").fetchone()[0]
+    assert bad is None
+    by_type: dict[str, list] = {}
+    for row in rows:
+        by_type.setdefault(row[0], []).append(row)
+    assert {r[1] for r in rows} == {visitor}
+    assert len({r[2] for r in rows}) == 1  # one session
+
+    views = by_type["page_view"]
+    assert [v[4] for v in views[:2]] == [f"{origin}/index.html", f"{origin}/p/jacket"]
+    first, spa = views[0], views[1]
+    assert first[7]["performance"]["ttfb_ms"] >= 0 and "load_ms" in first[7]["performance"]
+    assert first[7]["language"] == "de-DE" and first[7]["timezone"] == "Europe/Berlin"
+    assert "x" in first[7]["screen"] and "x" in first[7]["viewport"]
+    assert spa[5] == f"{origin}/index.html" and spa[6] == "Jacket"
+    assert (
+        "performance" not in spa[7] or spa[7]["performance"] is None
+    )  # SPA views: no load timings
+    assert len(views) == 3  # index, SPA navigation, index again (sent by beacon on pagehide)
+    assert views[2][7]["performance"]["load_ms"] > 0
+
+    (add,) = by_type["event"]
+    assert add[7]["category"] == "ecommerce" and add[7]["action"] == "add_to_cart"
+    assert add[7]["value"] == 49.9 and add[7]["properties"] == {"quantity": 1}
+    (identify,) = by_type["identify"]
+    assert identify[3] == "cust-42" and identify[7]["traits"] == {"plan": "gold"}
+    (transaction,) = by_type["transaction"]
+    assert transaction[3] == "cust-42"  # events after login carry the user id
+    assert transaction[7]["order_id"] == "ORD-1" and transaction[7]["revenue"] == 54.8
+    assert transaction[7]["items"][0]["sku"] == "SKU-1"
+    assert by_type["page_ping"] and all(p[7]["engaged_seconds"] == 1 for p in by_type["page_ping"])
+    # Headless Chromium says so in its user agent: flagged as a bot, kept, not dropped.
+    assert all(r[7]["is_bot"] and "HeadlessChrome" in r[7]["bot_reason"] for r in rows)
