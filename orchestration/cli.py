@@ -305,6 +305,10 @@ def _print_urls(services: bool = True) -> None:
     console.print(f"[bold]warehouse[/]  {mask_url(warehouse_url())}  (`siteline warehouse url`)")
     if services:
         console.print(f"[bold]dagster[/]    http://127.0.0.1:{DAGSTER_PORT}")
+        console.print(
+            f"[bold]collector[/]  http://127.0.0.1:{COLLECTOR_PORT}/collect  "
+            f"(tracker: http://127.0.0.1:{COLLECTOR_PORT}/t.js)"
+        )
 
 
 def _port_free(port: int) -> bool:
@@ -316,16 +320,16 @@ def _port_free(port: int) -> bool:
 
 @app.command("up")
 def up_cmd() -> None:
-    """Start every service in the foreground (Ctrl-C stops them): Dagster UI and daemon."""
+    """Start every service in the foreground (Ctrl-C stops them): Dagster UI and daemon,
+    the collector."""
     from orchestration.runtime import configure_environment
 
     ensure_warehouse()
     configure_environment()
-    if not _port_free(DAGSTER_PORT):
-        _fail(
-            f"port {DAGSTER_PORT} on 127.0.0.1 is in use; stop what uses it or set "
-            "SITELINE_DAGSTER_PORT"
-        )
+    for port, variable in ((DAGSTER_PORT, "SITELINE_DAGSTER_PORT"),
+                           (COLLECTOR_PORT, "SITELINE_COLLECTOR_PORT")):  # fmt: skip
+        if not _port_free(port):
+            _fail(f"port {port} on 127.0.0.1 is in use; stop what uses it or set {variable}")
     bin_dir = Path(sys.executable).parent
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     procs = [
@@ -336,6 +340,10 @@ def up_cmd() -> None:
         ),
         subprocess.Popen(
             [str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=PROJECT_ROOT
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "orchestration.cli", "collector", "--port", str(COLLECTOR_PORT)],
+            cwd=PROJECT_ROOT,
         ),
     ]  # fmt: skip
     deadline = time.monotonic() + 120

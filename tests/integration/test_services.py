@@ -1,4 +1,5 @@
-"""`siteline up`: the Dagster UI serves the asset graph and the runs `siteline run` recorded."""
+"""`siteline up`: the Dagster UI serves the graph and the runs `siteline run` recorded; the
+collector answers."""
 
 import json
 import os
@@ -42,8 +43,12 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
     with dg.DagsterInstance.get() as instance:
         run_id = instance.get_latest_materialization_event(dg.AssetKey(["config", "sites"])).run_id
 
-    port = free_port()
-    env = {**os.environ, "SITELINE_DAGSTER_PORT": str(port)}
+    port, collector_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "SITELINE_DAGSTER_PORT": str(port),
+        "SITELINE_COLLECTOR_PORT": str(collector_port),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cli", "up"],
         env=env,
@@ -74,6 +79,8 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         }
         assert deps == {"raw_collector/events"}
         assert nodes["config/sites"]["assetMaterializations"][0]["runId"] == run_id
+        health = urllib.request.urlopen(f"http://127.0.0.1:{collector_port}/health", timeout=10)
+        assert json.loads(health.read())["status"] == "ok"
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
