@@ -442,11 +442,12 @@ def doctor_cmd() -> None:
                     report(True, table, f"{n:,} rows")
                 else:
                     report(False, table, "missing — run `siteline run` (or `siteline demo`)")
-    dagster_up = not _port_free(DAGSTER_PORT)
-    console.print(
-        f"{'[green]ok[/]  ' if dagster_up else '[yellow]--[/]  '} dagster UI: "
-        + (f"http://127.0.0.1:{DAGSTER_PORT}" if dagster_up else "not running (`siteline up`)")
-    )
+    for name, port in (("dagster UI", DAGSTER_PORT), ("collector", COLLECTOR_PORT)):
+        up = not _port_free(port)
+        console.print(
+            f"{'[green]ok[/]  ' if up else '[yellow]--[/]  '} {name}: "
+            + (f"http://127.0.0.1:{port}" if up else "not running (`siteline up`)")
+        )
     if problems:
         err.print(f"[red]{problems} problem(s) found[/]")
         raise typer.Exit(1)
