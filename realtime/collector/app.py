@@ -30,7 +30,7 @@ from realtime.collector.enrich import bot_reason, client_ip, country_of
 from realtime.collector.landing import SEGMENTS, read_manifest
 from realtime.collector.ratelimit import RateLimiter
 from realtime.collector.schema import SCHEMA_VERSION, Invalid, validate_envelope, validate_event
-from realtime.engine.bus import EventBus, InProcessBus
+from realtime.engine.bus import EventBus, make_bus
 
 log = logging.getLogger("siteline.collector")
 
@@ -169,6 +169,9 @@ class Collector:
         for stream in (self.events, self.bad):
             if stream is not None:
                 await stream.close()
+        close = getattr(self.bus, "close", None)
+        if close:
+            close()
 
     async def quarantine(
         self,
@@ -338,7 +341,7 @@ def create_app(
         from orchestration.runtime import landing_dir
 
         settings = CollectorSettings(landing_dir=landing_dir())
-    collector = Collector(sites or load_sites(), settings, bus or InProcessBus())
+    collector = Collector(sites or load_sites(), settings, bus or make_bus())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -423,6 +426,11 @@ def create_app(
             "writer_id": settings.writer_id,
             "counters": collector.counters,
             "commits": collector.events.commits if collector.events else 0,
+            "bus": {
+                "kind": type(collector.bus).__name__,
+                "errors": collector.bus.errors,
+                "dropped": getattr(collector.bus, "dropped", 0),
+            },
         }
 
     @app.get("/landing/{stream}/manifest.json", summary="Closed segments of a landing stream")

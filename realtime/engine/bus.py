@@ -1,24 +1,39 @@
 """How accepted events reach the real-time engine: one small interface.
 
-The collector calls :meth:`EventBus.publish` with every batch it has made durable. The
-default :class:`InProcessBus` hands them to subscribers in the same process (the engine runs
-beside the collector by default); a Redis Streams bus lets collector and engine run as
-separate processes (real-time engine issue). Publishing never fails a request: a subscriber's
-error is logged and counted.
+The collector calls :meth:`EventBus.publish` with every batch it has made durable. Two
+implementations:
+
+* :class:`InProcessBus` (default) hands batches to subscribers in the same process: the
+  engine runs beside the collector.
+* :class:`RedisStreamBus` appends each batch as one entry to a Redis stream
+  (``SITELINE_EVENT_BUS=redis://host:6379/0``), so collectors and engines can run as separate
+  processes or machines. Engines read it with a consumer group: each batch goes to one engine
+  process of the group.
+
+Publishing never fails or slows a request: the landing already holds the events durably, the
+real-time path is best effort. Errors are logged and counted (``errors``, ``dropped``).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
+
+import orjson
 
 log = logging.getLogger("siteline.bus")
 
 Subscriber = Callable[[Sequence[dict]], None]
+STREAM = "siteline:events"
 
 
 class EventBus(Protocol):
+    errors: int
+
     def publish(self, events: Sequence[dict]) -> None: ...
 
     def subscribe(self, subscriber: Subscriber) -> None: ...
@@ -39,3 +54,129 @@ class InProcessBus:
             except Exception:
                 self.errors += 1
                 log.exception("real-time subscriber failed on %d events", len(events))
+
+
+class RedisStreamBus:
+    """Batches as entries of a Redis stream (capped at ``maxlen`` entries, approximately).
+
+    :meth:`publish` only queues (bounded by ``buffer``); a background thread sends what is
+    queued in one pipelined round trip, so a slow or absent Redis never holds a request.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        stream: str = STREAM,
+        maxlen: int = 100_000,
+        buffer: int = 10_000,
+        group: str = "engine",
+    ) -> None:
+        import redis
+
+        self.url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.stream = stream
+        self.maxlen = maxlen
+        self.group = group
+        self.errors = 0
+        self.dropped = 0
+        self.published = 0
+        self._queue: collections.deque[bytes] = collections.deque(maxlen=buffer)
+        self._wake = threading.Event()
+        self._sender: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- producer ---------------------------------------------------------------------------
+    def publish(self, events: Sequence[dict]) -> None:
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1  # the oldest queued batch falls out
+        self._queue.append(orjson.dumps(list(events)))
+        if self._sender is None:
+            self._sender = threading.Thread(target=self._send_loop, daemon=True, name="bus-send")
+            self._sender.start()
+        self._wake.set()
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            batch = []
+            while self._queue:
+                batch.append(self._queue.popleft())
+            if not batch:
+                continue
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for payload in batch:
+                    pipe.xadd(
+                        self.stream, {"events": payload}, maxlen=self.maxlen, approximate=True
+                    )
+                pipe.execute()
+                self.published += len(batch)
+            except Exception as exc:
+                self.errors += 1
+                self.dropped += len(batch)
+                log.warning("cannot publish %d batches to %s: %s", len(batch), self.stream, exc)
+                self._stop.wait(1.0)  # back off; the landing keeps the events
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued was sent (tests, shutdown)."""
+        self._wake.set()
+        deadline = threading.Event()
+        for _ in range(int(timeout * 100)):
+            if not self._queue:
+                break
+            deadline.wait(0.01)
+
+    # -- consumer -----------------------------------------------------------------------------
+    def subscribe(self, subscriber: Subscriber, consumer: str | None = None) -> threading.Thread:
+        """Deliver batches to ``subscriber`` from a thread (consumer group ``group``)."""
+        import redis
+
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        name = consumer or f"{os.uname().nodename}-{os.getpid()}"
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    replies = self.client.xreadgroup(
+                        self.group, name, {self.stream: ">"}, count=100, block=1000
+                    )
+                except Exception as exc:
+                    self.errors += 1
+                    log.warning("cannot read %s: %s", self.stream, exc)
+                    self._stop.wait(1.0)
+                    continue
+                for _, entries in replies or []:
+                    for entry_id, fields in entries:
+                        try:
+                            subscriber(orjson.loads(fields[b"events"]))
+                        except Exception:
+                            self.errors += 1
+                            log.exception("real-time subscriber failed on entry %s", entry_id)
+                        self.client.xack(self.stream, self.group, entry_id)
+
+        thread = threading.Thread(target=loop, daemon=True, name="bus-read")
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self.flush()
+        self._stop.set()
+        self._wake.set()
+
+
+def make_bus(spec: str | None = None) -> EventBus:
+    """The bus named by ``SITELINE_EVENT_BUS``: ``inprocess`` (default) or a ``redis://`` URL."""
+    spec = spec if spec is not None else os.environ.get("SITELINE_EVENT_BUS", "inprocess")
+    if spec in ("", "inprocess"):
+        return InProcessBus()
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStreamBus(spec)
+    raise ValueError(
+        f"SITELINE_EVENT_BUS='{spec}' is not supported; use 'inprocess' or a redis:// URL"
+    )
