@@ -1,0 +1,110 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from ingestion.site_config import Site
+from realtime.collector.enrich import bot_reason, client_ip, country_of
+from realtime.collector.ratelimit import RateLimiter
+from realtime.collector.schema import Invalid, validate_envelope, validate_event
+
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+BASE = {
+    "event_id": "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed",
+    "occurred_at": "2026-11-24T09:59:59Z",
+    "visitor_id": "v1",
+}
+
+
+def check(**fields):
+    return validate_event({**BASE, **fields}, 2, NOW)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": "page_view", "url": "https://a.example/"},
+        {"type": "event", "category": "video", "action": "play", "value": 3, "label": None},
+        {"type": "transaction", "order_id": "o1", "revenue": 10.5, "currency": "EUR",
+         "items": [{"sku": "A", "price": 10.5, "quantity": 1}]},
+        {"type": "identify", "user_id": "u1", "traits": {"plan": "gold"}},
+        {"type": "page_ping", "engaged_seconds": 15},
+        {"type": "consent", "granted": False},
+        {"type": "page_view", "url": "https://a.example/", "future_field": {"kept": True}},
+    ],
+)  # fmt: skip
+def test_valid_events_pass_unchanged(fields):
+    event = {**BASE, **fields}
+    assert validate_event(event, 0, NOW) is event
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"type": "page_view"}, "events[2].url: is required"),
+        ({"type": "click", "url": "x"}, "events[2].type: 'click' is not one of"),
+        ({"type": "page_view", "url": "x", "event_id": "abc"}, "events[2].event_id: must be a UUID"),
+        ({"type": "page_view", "url": "x", "occurred_at": "yesterday"}, "is not an ISO 8601 timestamp"),
+        ({"type": "page_view", "url": "x", "occurred_at": "2029-01-01T00:00:00Z"}, "more than a year in the future"),
+        ({"type": "page_view", "url": "x", "visitor_id": ""}, "events[2].visitor_id: must not be empty"),
+        ({"type": "event", "category": "c"}, "events[2].action: is required"),
+        ({"type": "event", "category": "c", "action": "a", "value": True}, "events[2].value: must be a number"),
+        ({"type": "transaction", "order_id": "o", "revenue": -1}, "events[2].revenue: must be at least 0"),
+        ({"type": "transaction", "order_id": "o", "revenue": 1, "currency": "euro"}, "ISO 4217"),
+        ({"type": "transaction", "order_id": "o", "revenue": 1, "items": [{"price": 1}]}, "events[2].items[0].sku: is required"),
+        ({"type": "transaction", "order_id": "o", "revenue": 1, "items": [{"sku": "a", "quantity": 0}]}, "items[0].quantity: must be a whole number"),
+        ({"type": "identify"}, "events[2].user_id: is required"),
+        ({"type": "page_ping", "engaged_seconds": 4000}, "engaged_seconds: must be at most 3600"),
+        ({"type": "consent", "granted": "yes"}, "events[2].granted: must be true or false"),
+        ({"type": "page_view", "url": "x" * 9000}, "events[2].url: longer than 8192 characters"),
+    ],
+)  # fmt: skip
+def test_invalid_events_name_the_event_and_field(fields, message):
+    with pytest.raises(Invalid, match=None) as exc:
+        check(**fields)
+    assert message in str(exc.value)
+
+
+def test_envelope():
+    assert validate_envelope({"site_id": "demo", "events": [{}]}) == ("demo", None, [{}])
+    with pytest.raises(Invalid, match="at most 500 events"):
+        validate_envelope({"site_id": "demo", "events": [{}] * 501})
+    with pytest.raises(Invalid, match="sent_at: 'soon' is not an ISO 8601"):
+        validate_envelope({"site_id": "demo", "sent_at": "soon", "events": [{}]})
+
+
+def test_forwarded_for_is_used_only_behind_a_trusted_proxy():
+    open_site = Site(id="a", domains=["a.example"])
+    proxied = Site(id="b", domains=["b.example"], trusted_proxies=["10.0.0.0/8"])
+    assert client_ip("203.0.113.9", "1.2.3.4", open_site) == "203.0.113.9"
+    assert client_ip("10.1.1.1", "1.2.3.4", open_site) == "10.1.1.1"
+    assert client_ip("10.1.1.1", "1.2.3.4", proxied) == "1.2.3.4"
+    # a client cannot spoof: the right-most untrusted hop wins
+    assert client_ip("10.1.1.1", "6.6.6.6, 1.2.3.4, 10.2.2.2", proxied) == "1.2.3.4"
+    assert client_ip("203.0.113.9", "1.2.3.4", proxied) == "203.0.113.9"  # untrusted peer
+    assert client_ip("10.1.1.1", "garbage", proxied) == "10.1.1.1"
+
+
+def test_geography_and_bots():
+    assert country_of("91.64.3.4") == "DE"
+    assert country_of("24.0.1.2") == "US"
+    assert country_of("192.168.1.1") is None
+    assert country_of("not an ip") is None
+    assert "Googlebot" in bot_reason(
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    )
+    assert bot_reason("") == "empty user agent"
+    assert (
+        bot_reason(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+        )
+        is None
+    )
+
+
+def test_rate_limiter_refills():
+    limiter = RateLimiter(rate=2, burst=3)
+    assert [limiter.allow("ip", now=0.0) for _ in range(4)] == [True, True, True, False]
+    assert limiter.retry_after("ip") >= 1
+    assert limiter.allow("ip", now=0.5) is True  # one token back after half a second
+    assert limiter.allow("other", now=0.5) is True
+    assert RateLimiter(rate=0, burst=0).allow("ip") is True
