@@ -332,20 +332,15 @@ def up_cmd() -> None:
             _fail(f"port {port} on 127.0.0.1 is in use; stop what uses it or set {variable}")
     bin_dir = Path(sys.executable).parent
     workspace = str(PROJECT_ROOT / "workspace.yaml")
-    procs = [
-        subprocess.Popen(
-            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(DAGSTER_PORT),
-             "-w", workspace],
-            cwd=PROJECT_ROOT,
-        ),
-        subprocess.Popen(
-            [str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=PROJECT_ROOT
-        ),
-        subprocess.Popen(
-            [sys.executable, "-m", "orchestration.cli", "collector", "--port", str(COLLECTOR_PORT)],
-            cwd=PROJECT_ROOT,
-        ),
+    commands = [
+        [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(DAGSTER_PORT),
+         "-w", workspace],
+        [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
+        [sys.executable, "-m", "orchestration.cli", "collector", "--port", str(COLLECTOR_PORT)],
     ]  # fmt: skip
+    # Each service in its own process group, so stopping one also stops what it started
+    # (Dagster's code servers and run workers).
+    procs = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, start_new_session=True) for cmd in commands]
     deadline = time.monotonic() + 120
     while _port_free(DAGSTER_PORT) and time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
@@ -356,13 +351,15 @@ def up_cmd() -> None:
 
     def stop(*_):
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + 20  # one deadline for all: they stop in parallel
         for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         raise typer.Exit(0)
 
     signal.signal(signal.SIGTERM, stop)

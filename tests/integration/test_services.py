@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -34,14 +35,32 @@ def graphql(port: int, query: str) -> dict:
         return json.loads(response.read())["data"]
 
 
-def test_up_serves_the_graph_with_recorded_runs(warehouse):
-    from orchestration.cli import run_pipeline
-
-    assert run_pipeline(["config/sites"]) is True
+def wait_for_sensor_run(deadline: float):
     import dagster as dg
 
     with dg.DagsterInstance.get() as instance:
+        while time.monotonic() < deadline:
+            runs = instance.get_runs(dg.RunsFilter(job_name="load_collector_events"), limit=1)
+            if runs and runs[0].is_finished:
+                return runs[0]
+            time.sleep(2)
+    raise AssertionError("the sensor did not start and finish a load_collector_events run")
+
+
+def test_up_serves_the_graph_with_recorded_runs(warehouse):
+    import dagster as dg
+
+    from ingestion.demo_traffic.simulator import SimulationConfig
+    from ingestion.demo_traffic.writer import write_simulation
+    from orchestration.cli import run_pipeline
+
+    assert run_pipeline(["config/sites"]) is True
+    with dg.DagsterInstance.get() as instance:
         run_id = instance.get_latest_materialization_event(dg.AssetKey(["config", "sites"])).run_id
+    # New landing segments: the sensor must start a load once the daemon runs.
+    landing = Path(os.environ["SITELINE_LANDING_DIR"])
+    write_simulation(SimulationConfig(days=1, visits_per_day=20, seed=99), landing.parent / "svc",
+                     progress=False, landing_root=landing)  # fmt: skip
 
     port, collector_port = free_port(), free_port()
     env = {
@@ -81,9 +100,12 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         assert nodes["config/sites"]["assetMaterializations"][0]["runId"] == run_id
         health = urllib.request.urlopen(f"http://127.0.0.1:{collector_port}/health", timeout=10)
         assert json.loads(health.read())["status"] == "ok"
+        run = wait_for_sensor_run(deadline=time.monotonic() + 150)
+        assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+        assert run.tags.get("dagster/sensor_name") == "new_landing_segments"
     finally:
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        output, _ = proc.communicate(timeout=60)  # a hang guard: up must stop its services
         print(output)  # shown by pytest when the test fails
     assert proc.returncode == 0, output
     assert f"dagster    http://127.0.0.1:{port}" in output
