@@ -281,7 +281,17 @@ class Collector:
         )
 
     async def collect(self, request: Req, body: bytes | None) -> Reply:
-        """``POST /collect``: rate limit, size limit, JSON, then :meth:`accept`."""
+        """``POST /collect``, answered so that a browser can read every status."""
+        reply = await self._collect(request, body)
+        origin = request.headers.get("origin")
+        if origin:
+            # Errors carry CORS headers too: a tracker that cannot read a 4xx would take it
+            # for a network error and retry it forever. The allow-list is enforced by the 403.
+            reply.headers.setdefault("Access-Control-Allow-Origin", origin)
+            reply.headers.setdefault("Vary", "Origin")
+        return reply
+
+    async def _collect(self, request: Req, body: bytes | None) -> Reply:
         self.counters["requests"] += 1
         key = request.peer or "unknown"
         if not self.limiter.allow(key):

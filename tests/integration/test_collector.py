@@ -152,6 +152,12 @@ def test_cors_for_allowed_origins_and_server_side_requests(server):
     assert client.options("/collect", headers={"origin": "https://evil.example"}).status_code == 403
     server_side = client.post("/collect", json=batch(page_view()))  # no Origin header
     assert server_side.status_code == 200
+    # A browser must be able to read a refusal, or the tracker would retry it forever.
+    refused = client.post(
+        "/collect", json=batch(page_view()), headers={"origin": "https://evil.example"}
+    )
+    assert refused.status_code == 403
+    assert refused.headers["access-control-allow-origin"] == "https://evil.example"
 
 
 def test_do_not_track_stores_nothing(server):

@@ -1,8 +1,5 @@
 """tracker.js in headless Chromium: browse, click, buy, log in; the events reach the warehouse."""
 
-import functools
-import http.server
-import threading
 import time
 from pathlib import Path
 
@@ -11,39 +8,12 @@ import pytest
 
 from ingestion.collector_events import collector_events
 from orchestration.warehouse import connect
-from tests.integration.servers import collector, free_port
+from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.servers import collector
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGE = (Path(__file__).parent / "fixtures" / "shop.html").read_text()
-
-
-@pytest.fixture()
-def shop(tmp_path):
-    """A shop page on its own loopback origin, and a sites.yml that allows that origin."""
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    sites = tmp_path / "sites.yml"
-    sites.write_text(
-        "sites:\n  - id: demo\n    domains: [127.0.0.1]\n"
-        f"    allowed_origins: ['{origin}']\n    timezone: Europe/Berlin\n"
-    )
-    docroot = tmp_path / "www"
-    docroot.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(docroot))
-    handler.log_message = lambda *args: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield origin, docroot, sites
-    httpd.shutdown()
 
 
 def test_a_browser_session_arrives_in_the_warehouse(shop, tmp_path, warehouse):
