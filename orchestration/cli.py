@@ -280,7 +280,10 @@ def collector_cmd(
 
     from ingestion.site_config import load_sites
 
+    from realtime.collector.enrich import country_of
+
     load_sites()  # a broken sites.yml is a one-line error here, not a traceback per worker
+    country_of("127.0.0.1")  # so is a configured geo database that cannot be read
     if not _port_free(port):
         _fail(f"port {port} on {host} is in use; stop what uses it or pass --port")
     uvicorn.run(

@@ -7,28 +7,56 @@ site's IP policy here, so no full address reaches the landing (unless the policy
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import cache, lru_cache
 
 from ingestion.site_config import Site
+from orchestration.home import SitelineError
 
 
 @cache
 def _geo():
+    """The lookup: a MaxMind-format database when ``SITELINE_GEOIP_MMDB`` names one
+    (GeoLite2/GeoIP2 Country or City), else the database shipped inside geoip2fast."""
+    path = os.environ.get("SITELINE_GEOIP_MMDB")
+    if path:
+        import maxminddb
+
+        try:
+            reader = maxminddb.open_database(path)
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
+            raise SitelineError(
+                f"SITELINE_GEOIP_MMDB={path}: cannot open it as a MaxMind database ({exc}); "
+                "point it at a GeoLite2/GeoIP2 .mmdb file or unset it"
+            ) from None
+
+        def lookup(ip: str) -> str | None:
+            record = reader.get(ip) or {}
+            country = record.get("country") or record.get("registered_country") or {}
+            return country.get("iso_code")
+
+        return lookup
     from geoip2fast import GeoIP2Fast
 
-    return GeoIP2Fast()
+    db = GeoIP2Fast()
+
+    def lookup(ip: str) -> str | None:
+        code = getattr(db.lookup(ip), "country_code", None)
+        return code if code and code != "--" and len(code) == 2 else None
+
+    return lookup
 
 
 def country_of(ip: str | None) -> str | None:
-    """ISO country code from the offline database shipped by geoip2fast (None if unknown)."""
+    """ISO country code of an address from the offline database (None if unknown)."""
     if not ip:
         return None
     try:
-        result = _geo().lookup(ip)
+        return _geo()(ip)
+    except SitelineError:
+        raise
     except Exception:  # a malformed address must never fail a request
         return None
-    code = getattr(result, "country_code", None)
-    return code if code and code != "--" and len(code) == 2 else None
 
 
 @lru_cache(maxsize=4096)

@@ -39,106 +39,103 @@ def parse_time(value: object, where: str) -> datetime:
     return ts
 
 
-def _text(event: dict, key: str, where: str, limit: int, required: bool = False) -> None:
-    value = event.get(key)
-    if value is None:
-        if required:
-            raise Invalid(f"{where}.{key}: is required")
-        return
-    if not isinstance(value, str):
-        raise Invalid(f"{where}.{key}: must be a string")
-    if required and not value:
-        raise Invalid(f"{where}.{key}: must not be empty")
-    if len(value) > limit:
-        raise Invalid(f"{where}.{key}: longer than {limit} characters")
+# One rule per known field, whatever the event type (a field name has one meaning).
+TEXT_LIMITS = {
+    "visitor_id": MAX_ID, "session_id": MAX_ID, "user_id": MAX_ID, "order_id": MAX_ID,
+    "url": MAX_URL, "referrer": MAX_URL,
+    "title": MAX_TEXT, "category": MAX_TEXT, "action": MAX_TEXT, "label": MAX_TEXT,
+    "screen": 64, "viewport": 64, "language": 64, "timezone": 64, "connection": 64,
+}  # fmt: skip
+NUMBER_MINIMUMS = {"value": None, "revenue": 0, "shipping": 0, "tax": 0, "engaged_seconds": 0}
+OBJECTS = frozenset({"performance", "properties", "traits"})
+REQUIRED = {
+    "page_view": ("visitor_id", "url"),
+    "event": ("visitor_id", "category", "action"),
+    "transaction": ("visitor_id", "order_id", "revenue"),
+    "identify": ("visitor_id", "user_id"),
+    "page_ping": ("visitor_id", "engaged_seconds"),
+    "consent": ("visitor_id", "granted"),
+}
 
 
-def _number(event: dict, key: str, where: str, required: bool = False, minimum=None) -> None:
-    value = event.get(key)
-    if value is None:
-        if required:
-            raise Invalid(f"{where}.{key}: is required")
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise Invalid(f"{where}.{key}: must be a number")
+def _check_number(value: object, at: str, minimum) -> None:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise Invalid(f"{at}: must be a number")
     if minimum is not None and value < minimum:
-        raise Invalid(f"{where}.{key}: must be at least {minimum}")
+        raise Invalid(f"{at}: must be at least {minimum}")
 
 
-def _object(event: dict, key: str, where: str) -> None:
-    value = event.get(key)
-    if value is not None and not isinstance(value, dict):
-        raise Invalid(f"{where}.{key}: must be an object")
-
-
-def _items(event: dict, where: str) -> None:
-    items = event.get("items")
-    if items is None:
-        return
+def _items(items: object, where: str) -> None:
     if not isinstance(items, list) or len(items) > 200:
         raise Invalid(f"{where}.items: must be a list of at most 200 items")
     for i, item in enumerate(items):
         at = f"{where}.items[{i}]"
         if not isinstance(item, dict):
             raise Invalid(f"{at}: must be an object")
-        _text(item, "sku", at, MAX_ID, required=True)
-        _text(item, "name", at, MAX_TEXT)
-        _text(item, "category", at, MAX_TEXT)
-        _number(item, "price", at, minimum=0)
+        sku = item.get("sku")
+        if sku is None:
+            raise Invalid(f"{at}.sku: is required")
+        for key in ("sku", "name", "category"):
+            value = item.get(key)
+            if value is not None and (type(value) is not str or len(value) > MAX_TEXT):
+                raise Invalid(f"{at}.{key}: must be a string of at most {MAX_TEXT} characters")
+        if item.get("price") is not None:
+            _check_number(item["price"], f"{at}.price", 0)
         qty = item.get("quantity", 1)
-        if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
+        if type(qty) is not int or qty < 1:
             raise Invalid(f"{at}.quantity: must be a whole number of at least 1")
 
 
 def validate_event(event: object, index: int, received_at: datetime) -> dict:
-    """Check one event; return it (unchanged) or raise :class:`Invalid`."""
+    """Check one event; return it (unchanged) or raise :class:`Invalid`.
+
+    One pass over the event's own fields against the rules above (this runs for every
+    event on the collector's hot path), then the fields its type requires.
+    """
     where = f"events[{index}]"
-    if not isinstance(event, dict):
+    if type(event) is not dict:
         raise Invalid(f"{where}: must be an object")
     event_id = event.get("event_id")
-    if not isinstance(event_id, str) or not UUID.match(event_id):
+    if type(event_id) is not str or not UUID.match(event_id):
         raise Invalid(f"{where}.event_id: must be a UUID string")
     etype = event.get("type")
-    if etype not in EVENT_TYPES:
+    required = REQUIRED.get(etype) if type(etype) is str else None
+    if required is None:
         allowed = ", ".join(sorted(EVENT_TYPES))
         raise Invalid(f"{where}.type: '{str(etype)[:40]}' is not one of {allowed}")
     occurred = parse_time(event.get("occurred_at"), f"{where}.occurred_at")
     if occurred - received_at > MAX_FUTURE + timedelta(days=365):
         # Device clocks are corrected later, but a year ahead is garbage, not drift.
         raise Invalid(f"{where}.occurred_at: more than a year in the future")
-    _text(event, "visitor_id", where, MAX_ID, required=True)
-    _text(event, "session_id", where, MAX_ID)
-    _text(event, "user_id", where, MAX_ID)
-    _text(event, "url", where, MAX_URL, required=etype == "page_view")
-    _text(event, "referrer", where, MAX_URL)
-    _text(event, "title", where, MAX_TEXT)
-    for key in ("screen", "viewport", "language", "timezone", "connection"):
-        _text(event, key, where, 64)
-    _object(event, "performance", where)
-    _object(event, "properties", where)
-    if etype == "event":
-        _text(event, "category", where, MAX_TEXT, required=True)
-        _text(event, "action", where, MAX_TEXT, required=True)
-        _text(event, "label", where, MAX_TEXT)
-        _number(event, "value", where)
-    elif etype == "transaction":
-        _text(event, "order_id", where, MAX_ID, required=True)
-        _number(event, "revenue", where, required=True, minimum=0)
-        _number(event, "shipping", where, minimum=0)
-        _number(event, "tax", where, minimum=0)
-        currency = event.get("currency")
-        if currency is not None and (not isinstance(currency, str) or not CURRENCY.match(currency)):
-            raise Invalid(f"{where}.currency: must be an ISO 4217 code like 'EUR'")
-        _items(event, where)
-    elif etype == "identify":
-        _text(event, "user_id", where, MAX_ID, required=True)
-        _object(event, "traits", where)
-    elif etype == "page_ping":
-        _number(event, "engaged_seconds", where, required=True, minimum=0)
-        if event["engaged_seconds"] > 3600:
-            raise Invalid(f"{where}.engaged_seconds: must be at most 3600")
-    elif etype == "consent" and not isinstance(event.get("granted"), bool):
-        raise Invalid(f"{where}.granted: must be true or false")
+    for key, value in event.items():
+        if value is None:
+            continue
+        limit = TEXT_LIMITS.get(key)
+        if limit is not None:
+            if type(value) is not str:
+                raise Invalid(f"{where}.{key}: must be a string")
+            if len(value) > limit:
+                raise Invalid(f"{where}.{key}: longer than {limit} characters")
+        elif key in NUMBER_MINIMUMS:
+            _check_number(value, f"{where}.{key}", NUMBER_MINIMUMS[key])
+        elif key in OBJECTS:
+            if type(value) is not dict:
+                raise Invalid(f"{where}.{key}: must be an object")
+        elif key == "items":
+            _items(value, where)
+        elif key == "currency":
+            if type(value) is not str or not CURRENCY.match(value):
+                raise Invalid(f"{where}.currency: must be an ISO 4217 code like 'EUR'")
+        elif key == "granted" and type(value) is not bool:
+            raise Invalid(f"{where}.granted: must be true or false")
+    for key in required:
+        value = event.get(key)
+        if value is None:
+            raise Invalid(f"{where}.{key}: is required")
+        if value == "":
+            raise Invalid(f"{where}.{key}: must not be empty")
+    if etype == "page_ping" and event["engaged_seconds"] > 3600:
+        raise Invalid(f"{where}.engaged_seconds: must be at most 3600")
     return event
 
 

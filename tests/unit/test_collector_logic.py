@@ -108,3 +108,42 @@ def test_rate_limiter_refills():
     assert limiter.allow("ip", now=0.5) is True  # one token back after half a second
     assert limiter.allow("other", now=0.5) is True
     assert RateLimiter(rate=0, burst=0).allow("ip") is True
+
+
+def test_a_configured_maxmind_database_is_used(tmp_path, monkeypatch):
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    from realtime.collector import enrich
+
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-Country")
+    writer.insert_network(IPSet(["203.0.113.0/24"]), {"country": {"iso_code": "NZ"}})
+    writer.insert_network(IPSet(["91.64.0.0/14"]), {"country": {"iso_code": "AT"}})
+    path = tmp_path / "test.mmdb"
+    writer.to_db_file(str(path))
+    monkeypatch.setenv("SITELINE_GEOIP_MMDB", str(path))
+    enrich._geo.cache_clear()
+    try:
+        assert country_of("203.0.113.7") == "NZ"
+        assert country_of("91.64.3.4") == "AT"  # the configured file wins over the bundled one
+        assert country_of("24.0.1.2") is None  # not in this file
+    finally:
+        enrich._geo.cache_clear()
+
+
+def test_an_unreadable_maxmind_database_is_a_clear_error(tmp_path, monkeypatch):
+    from orchestration.home import SitelineError
+    from realtime.collector import enrich
+
+    bad = tmp_path / "broken.mmdb"
+    bad.write_bytes(b"not a database")
+    monkeypatch.setenv("SITELINE_GEOIP_MMDB", str(bad))
+    enrich._geo.cache_clear()
+    try:
+        with pytest.raises(
+            SitelineError,
+            match=r"SITELINE_GEOIP_MMDB=.*broken.mmdb: cannot open it as a MaxMind database",
+        ):
+            country_of("1.2.3.4")
+    finally:
+        enrich._geo.cache_clear()
