@@ -279,7 +279,6 @@ def collector_cmd(
     import uvicorn
 
     from ingestion.site_config import load_sites
-
     from realtime.collector.enrich import country_of
 
     load_sites()  # a broken sites.yml is a one-line error here, not a traceback per worker
