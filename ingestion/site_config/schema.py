@@ -59,6 +59,112 @@ class IpPolicy(_Strict):
         return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
 
 
+LOG_SCHEMES = ("http", "https", "ftp", "ftps", "sftp", "file")
+LOG_FORMATS = (
+    "auto", "common", "combined", "vhost_combined", "iis", "w3c", "elb", "alb", "cloudfront",
+    "nginx_json", "caddy_json", "traefik_json", "custom",
+)  # fmt: skip
+
+
+class LogExclusions(_Strict):
+    """Lines to drop (counted per reason). By default nothing is dropped, only flagged."""
+
+    static_assets: bool = False
+    paths: list[str] = Field(default_factory=list, description="Regexes on the path.")
+    status: list[int] = Field(default_factory=list)
+    ip_ranges: list[str] = Field(default_factory=list)
+    user_agents: list[str] = Field(default_factory=list, description="Regexes on the user agent.")
+
+    @field_validator("paths", "user_agents")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"'{pattern}' is not a valid regex: {exc}") from None
+        return value
+
+    @field_validator("ip_ranges")
+    @classmethod
+    def _ranges(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"'{net}' is not an IP network (e.g. '10.0.0.0/8')") from None
+        return value
+
+
+class LogSource(_Strict):
+    """A web server's logfiles, pulled on a schedule; only what is new each time."""
+
+    name: str
+    url: str = Field(description="http(s)/ftp(s)/sftp/file URL; the file part may be a glob.")
+    format: str = "auto"
+    log_format: str | None = None
+    regex: str | None = None
+    timezone: str | None = Field(None, description="For formats without an offset.")
+    username_env: str | None = None
+    password_env: str | None = None
+    private_key_env: str | None = Field(None, description="Variable holding an SSH key path.")
+    schedule: str = "*/15 * * * *"
+    exclude: LogExclusions = LogExclusions()
+    bots: Literal["flag", "drop"] = "flag"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SITE_ID.match(value):
+            raise ValueError("must start with a lower-case letter and hold only a-z, 0-9 and _")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in LOG_SCHEMES:
+            raise ValueError(
+                f"scheme '{scheme or value[:20]}' is not supported; use http, https, ftp, ftps, "
+                "sftp or file"
+            )
+        if "@" in value.split("://", 1)[1].split("/", 1)[0] and ":" in value.split("@")[0][8:]:
+            raise ValueError(
+                "put no password in the URL; name its environment variable in password_env"
+            )
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value not in LOG_FORMATS:
+            raise ValueError(f"'{value}' is not a log format; use {', '.join(LOG_FORMATS)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else Site._tz(value)
+
+    @field_validator("username_env", "password_env", "private_key_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        return Site._env(value)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"'{value}' is not a cron expression with 5 fields (m h dom mon dow)")
+        return value
+
+    @model_validator(mode="after")
+    def _custom(self) -> LogSource:
+        if self.format == "custom" and not (self.log_format or self.regex):
+            raise ValueError("format 'custom' needs log_format (Apache LogFormat) or regex")
+        return self
+
+
 class Site(_Strict):
     id: str
     name: str = ""
@@ -80,6 +186,7 @@ class Site(_Strict):
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding this site's API key."
     )
+    logfiles: list[LogSource] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -185,7 +292,7 @@ def _describe(error: dict, raw: dict, filename: str) -> str:
         )
         where += f": site '{site_id}'" if site_id else f": sites[{idx}]"
         loc = loc[2:]
-    field = ".".join(str(p) for p in loc)
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field (check the spelling; see docs/configuration.md)"

@@ -69,6 +69,27 @@ def test_missing_file_and_invalid_yaml(tmp_path):
         load_sites(write(tmp_path, "sites:\n  - id: [unclosed\n"))
 
 
+def test_logfile_sources_are_validated(tmp_path):
+    path = write(
+        tmp_path,
+        "sites:\n  - id: shop\n    domains: [shop.example]\n    logfiles:\n"
+        "      - {name: web1, url: 'gopher://x/log'}\n"
+        "      - {name: web2, url: 'sftp://u:secret@host/var/log/a.log'}\n"
+        "      - {name: web3, url: 'file:///var/log/a.log', format: apache, schedule: hourly}\n"
+        "      - {name: web4, url: 'https://h/a.log', format: custom}\n"
+        "      - {name: web5, url: 'ftp://h/a.log', exclude: {paths: ['(']}}\n",
+    )
+    with pytest.raises(SitelineError) as exc:
+        load_sites(path)
+    message = str(exc.value)
+    assert "sites.yml: site 'shop': logfiles[0].url: scheme 'gopher' is not supported; use http, https, ftp, ftps, sftp or file" in message
+    assert "logfiles[1].url: put no password in the URL" in message
+    assert "logfiles[2].format: 'apache' is not a log format" in message
+    assert "logfiles[2].schedule: 'hourly' is not a cron expression" in message
+    assert "logfiles[3]: format 'custom' needs log_format (Apache LogFormat) or regex" in message
+    assert "logfiles[4].exclude.paths[0]" not in message and "'(' is not a valid regex" in message
+
+
 def test_unknown_site_lists_known_ones():
     with pytest.raises(SitelineError, match=r"unknown site 'nope'; sites\.yml defines: demo"):
         load_sites(PROJECT_ROOT / "sites.yml").site("nope")
