@@ -1,0 +1,118 @@
+"""dlt source: a site's logfile source, pulled incrementally into ``raw_logfiles.*``.
+
+``hits`` (merged on ``hit_id``), ``rejected_lines`` (merged on ``line_id``) and ``files``
+(one row per file per pull). The per-file state (fingerprint → offset, lines, generation) is
+the ``hits`` resource's dlt state, committed with the load: a failed load is retried whole,
+a successful one is never read again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import dlt
+import orjson
+
+from ingestion.logfiles.pull import PullStats, pull_source
+from ingestion.logfiles.remote import credentials, open_remote
+from ingestion.site_config import load_sites
+from orchestration.home import remembered_secret
+
+HIT_COLUMNS = {
+    "hit_id": {"data_type": "text", "nullable": False},
+    "requested_at": {"data_type": "timestamp", "nullable": False},
+    "status": {"data_type": "bigint"},
+    "bytes": {"data_type": "bigint"},
+    "time_taken_ms": {"data_type": "double"},
+    "byte_offset": {"data_type": "bigint"},
+    "line_number": {"data_type": "bigint"},
+    "is_bot": {"data_type": "bool"},
+    "is_static": {"data_type": "bool"},
+    **{name: {"data_type": "text"} for name in (
+        "site_id", "source", "visitor_key", "ip", "method", "host", "path", "query", "protocol",
+        "referrer", "user_agent", "remote_user", "browser", "browser_version", "os", "os_version",
+        "device_family", "device_type", "bot_reason", "utm_source", "utm_medium", "utm_campaign",
+        "utm_term", "utm_content", "file_name", "file_fingerprint",
+    )},
+}  # fmt: skip
+
+
+def visitor_key_secret() -> bytes:
+    """The key of the IP + user-agent hash: from the environment, else generated once."""
+    return remembered_secret("logfile-visitor-key", "SITELINE_VISITOR_KEY").encode()
+
+
+@dlt.source(name="logfiles", max_table_nesting=0)
+def logfiles(site_id: str, source_name: str, sites_file: str | None = None, url: str | None = None):
+    """One logfile source of a site (``url`` overrides the configured one: one-off imports)."""
+    config = load_sites(sites_file)
+    site = config.site(site_id)
+    matches = [s for s in site.logfiles if s.name == source_name]
+    if not matches:
+        if url is None:
+            known = ", ".join(s.name for s in site.logfiles) or "none"
+            raise ValueError(f"site '{site_id}' has no logfile source '{source_name}' ({known})")
+        from ingestion.site_config.schema import LogSource
+
+        source = LogSource(name=source_name, url=url)
+    else:
+        source = matches[0].model_copy(update={"url": url}) if url else matches[0]
+    # Rejected lines wait on disk (any number of them) until the hits are through.
+    fd, spool = tempfile.mkstemp(prefix="siteline-rejected-", suffix=".jsonl")
+    os.close(fd)
+    pulled: list[PullStats] = []
+    pull_id = str(uuid.uuid4())
+
+    @dlt.resource(name="hits", write_disposition="merge", primary_key="hit_id",
+                  columns=HIT_COLUMNS)  # fmt: skip
+    def hits() -> Iterator[list[dict]]:
+        states: dict = dlt.current.resource_state().setdefault("files", {})
+        remote = open_remote(source.url, *credentials(source))
+        batch: list[dict] = []
+
+        def reject(row: dict) -> None:
+            rejected.write(orjson.dumps(row) + b"\n")
+
+        try:
+            with open(spool, "ab") as rejected:
+                for row in pull_source(
+                    remote, site.id, source, site.ip_policy, visitor_key_secret(), states,
+                    reject, pulled, site_timezone=site.timezone,
+                ):  # fmt: skip
+                    batch.append(row)
+                    if len(batch) >= 10_000:
+                        yield batch
+                        batch = []
+        finally:
+            remote.close()
+        if batch:
+            yield batch
+
+    @dlt.resource(name="rejected_lines", write_disposition="merge", primary_key="line_id")
+    def rejected_lines() -> Iterator[dict]:
+        try:
+            with open(spool, "rb") as fh:
+                for line in fh:
+                    yield orjson.loads(line)
+        finally:
+            os.unlink(spool)
+
+    @dlt.resource(name="files", write_disposition="append",
+                  columns={"excluded": {"data_type": "json"}})  # fmt: skip
+    def files() -> Iterator[dict]:
+        pulled_at = datetime.now(UTC)
+        for s in pulled:
+            yield {
+                "pull_id": pull_id, "pulled_at": pulled_at, "site_id": site.id,
+                "source": source.name, "file_name": s.file_name, "file_fingerprint": s.fingerprint,
+                "generation": s.generation, "start_offset": s.start_offset,
+                "end_offset": s.end_offset, "bytes_read": s.bytes_read, "lines_read": s.lines_read,
+                "loaded": s.loaded, "skipped": s.skipped, "rejected": s.rejected, "bots": s.bots,
+                "excluded": dict(s.excluded), "excluded_total": sum(s.excluded.values()),
+            }  # fmt: skip
+
+    return hits, rejected_lines, files

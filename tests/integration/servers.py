@@ -68,3 +68,114 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# -- logfile servers ------------------------------------------------------------------------------
+
+
+def http_file_server(root: Path):
+    """A static HTTP server with Range support (as nginx/Apache serve files)."""
+    import functools
+    import http.server
+    import re
+    import threading
+
+    class RangeHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def send_head(self):
+            path = Path(self.translate_path(self.path))
+            if not path.is_file():
+                self.send_error(404)
+                return None
+            data = path.read_bytes()
+            match = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
+            if match:
+                start = int(match.group(1))
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.end_headers()
+                    return None
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                data = data[start:]
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            import io
+
+            return io.BytesIO(data)
+
+    port = free_port()
+    handler = functools.partial(RangeHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{port}", server.shutdown
+
+
+def ftp_server(root: Path, user: str, password: str):
+    import threading
+
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.handlers import FTPHandler
+    from pyftpdlib.servers import ThreadedFTPServer
+
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(user, password, str(root), perm="elr")
+    handler = type("Handler", (FTPHandler,), {"authorizer": authorizer})
+    port = free_port()
+    server = ThreadedFTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.2}, daemon=True).start()
+    return f"ftp://127.0.0.1:{port}", server.close_all
+
+
+def sftp_server(user: str, password: str, known_hosts: Path):
+    """An asyncssh SFTP server with password auth; writes its host key to ``known_hosts``."""
+    import asyncio
+    import threading
+
+    import asyncssh
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    port = free_port()
+    known_hosts.write_text(f"[127.0.0.1]:{port} {key.export_public_key().decode()}")
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, username):
+            return True
+
+        def password_auth_supported(self):
+            return True
+
+        def validate_password(self, username, given):
+            return username == user and given == password
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder = {}
+
+    def run():
+        asyncio.set_event_loop(loop)
+
+        async def start():
+            holder["server"] = await asyncssh.listen(
+                "127.0.0.1", port, server_host_keys=[key], server_factory=Server,
+                sftp_factory=True,
+            )  # fmt: skip
+            ready.set()
+
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait(10)
+
+    def shutdown():
+        loop.call_soon_threadsafe(holder["server"].close)
+        loop.call_soon_threadsafe(loop.stop)
+
+    return f"sftp://127.0.0.1:{port}", shutdown

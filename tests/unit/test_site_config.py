@@ -82,7 +82,10 @@ def test_logfile_sources_are_validated(tmp_path):
     with pytest.raises(SitelineError) as exc:
         load_sites(path)
     message = str(exc.value)
-    assert "sites.yml: site 'shop': logfiles[0].url: scheme 'gopher' is not supported; use http, https, ftp, ftps, sftp or file" in message
+    assert (
+        "sites.yml: site 'shop': logfiles[0].url: scheme 'gopher' is not supported; use http, https, ftp, ftps, sftp or file"
+        in message
+    )
     assert "logfiles[1].url: put no password in the URL" in message
     assert "logfiles[2].format: 'apache' is not a log format" in message
     assert "logfiles[2].schedule: 'hourly' is not a cron expression" in message

@@ -1,0 +1,235 @@
+"""Where logfiles come from: local files, HTTP(S), FTP(S) and SFTP, behind one interface.
+
+``list()`` names the files a source URL matches (its file part may be a glob, except over
+HTTP, which has no listing); ``read(file, offset)`` streams a file's bytes from ``offset`` —
+HTTP ``Range``, FTP ``REST``, SFTP seek — so a pull transfers only what is new. Credentials
+come from environment variables named in ``sites.yml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import ftplib
+import glob
+import os
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+CHUNK = 1 << 20
+
+
+class PullError(RuntimeError):
+    """A source could not be listed or read; the message names the source and the cause."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str  # path on the server (or the URL for HTTP)
+    size: int | None
+
+
+class LocalRemote:
+    def __init__(self, url: str) -> None:
+        self.pattern = unquote(urlsplit(url).path) if url.startswith("file://") else url
+
+    def list(self) -> list[RemoteFile]:
+        names = sorted(glob.glob(self.pattern)) if glob.has_magic(self.pattern) else [self.pattern]
+        return [RemoteFile(n, os.path.getsize(n)) for n in names if os.path.isfile(n)]
+
+    def read(self, f: RemoteFile, offset: int) -> Iterator[bytes]:
+        with open(f.name, "rb") as fh:
+            fh.seek(offset)
+            while chunk := fh.read(CHUNK):
+                yield chunk
+
+    def close(self) -> None:
+        pass
+
+
+class HttpRemote:
+    def __init__(self, url: str, username: str | None, password: str | None) -> None:
+        import httpx
+
+        if glob.has_magic(urlsplit(url).path):
+            raise PullError(f"{url}: HTTP has no file listing; name each file without wildcards")
+        self.url = url
+        auth = (username, password or "") if username else None
+        self.client = httpx.Client(auth=auth, timeout=60, follow_redirects=True)
+
+    def list(self) -> list[RemoteFile]:
+        response = self.client.head(self.url)
+        if response.status_code == 404:
+            return []
+        if response.status_code >= 400:
+            raise PullError(f"{self.url}: HTTP {response.status_code}")
+        length = response.headers.get("content-length")
+        return [RemoteFile(self.url, int(length) if length and length.isdigit() else None)]
+
+    def read(self, f: RemoteFile, offset: int) -> Iterator[bytes]:
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with self.client.stream("GET", f.name, headers=headers) as response:
+            if response.status_code == 416:  # nothing after offset
+                return
+            if response.status_code >= 400:
+                raise PullError(f"{f.name}: HTTP {response.status_code}")
+            skip = offset if response.status_code == 200 else 0  # no Range support: skip here
+            for chunk in response.iter_bytes(CHUNK):
+                if skip:
+                    if len(chunk) <= skip:
+                        skip -= len(chunk)
+                        continue
+                    chunk, skip = chunk[skip:], 0
+                yield chunk
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class FtpRemote:
+    def __init__(self, url: str, username: str | None, password: str | None) -> None:
+        parts = urlsplit(url)
+        tls = parts.scheme == "ftps"
+        self.ftp = ftplib.FTP_TLS() if tls else ftplib.FTP()
+        try:
+            self.ftp.connect(parts.hostname, parts.port or 21, timeout=30)
+            self.ftp.login(username or "anonymous", password or "")
+            if tls:
+                self.ftp.prot_p()
+        except (OSError, ftplib.Error) as exc:
+            raise PullError(f"{parts.scheme}://{parts.hostname}: {exc}") from exc
+        self.ftp.voidcmd("TYPE I")
+        self.pattern = unquote(parts.path)
+
+    def list(self) -> list[RemoteFile]:
+        folder, pattern = posixpath.split(self.pattern)
+        try:
+            names = self.ftp.nlst(folder or "/")
+        except ftplib.error_perm:
+            names = []
+        self.ftp.voidcmd("TYPE I")  # NLST left the session in ASCII mode; SIZE needs binary
+        files = []
+        for name in sorted(names):
+            full = name if name.startswith("/") else posixpath.join(folder, name)
+            if fnmatch.fnmatch(posixpath.basename(full), pattern):
+                try:
+                    files.append(RemoteFile(full, self.ftp.size(full)))
+                except ftplib.error_perm:
+                    continue  # a directory
+        return files
+
+    def read(self, f: RemoteFile, offset: int) -> Iterator[bytes]:
+        self.ftp.voidcmd("TYPE I")  # byte offsets (REST) are only meaningful in binary mode
+        conn = self.ftp.transfercmd(f"RETR {f.name}", rest=offset or None)
+        try:
+            while chunk := conn.recv(CHUNK):
+                yield chunk
+        finally:
+            conn.close()
+            with contextlib.suppress(ftplib.Error):  # "426 aborted" after reading a head only
+                self.ftp.voidresp()
+
+    def close(self) -> None:
+        try:
+            self.ftp.quit()
+        except (OSError, ftplib.Error):
+            self.ftp.close()
+
+
+class SftpRemote:
+    """asyncssh driven from a private event loop, so callers stay synchronous."""
+
+    def __init__(self, url: str, username: str | None, password: str | None, key: str | None):
+        import asyncssh
+
+        parts = urlsplit(url)
+        self.loop = asyncio.new_event_loop()
+        options = {}
+        if os.environ.get("SITELINE_SSH_KNOWN_HOSTS"):  # else ~/.ssh/known_hosts is checked
+            options["known_hosts"] = os.environ["SITELINE_SSH_KNOWN_HOSTS"]
+        if key:
+            options["client_keys"] = [key]
+        try:
+            self.conn = self._run(asyncssh.connect(
+                parts.hostname, parts.port or 22, username=username or parts.username,
+                password=password, **options,
+            ))  # fmt: skip
+            self.sftp = self._run(self.conn.start_sftp_client())
+        except (OSError, asyncssh.Error) as exc:
+            self.loop.close()
+            raise PullError(f"sftp://{parts.hostname}: {exc}") from exc
+        self.pattern = unquote(parts.path)
+
+    def _run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def list(self) -> list[RemoteFile]:
+        names = (
+            self._run(self.sftp.glob(self.pattern))
+            if glob.has_magic(self.pattern)
+            else [self.pattern]
+        )
+        files = []
+        for name in sorted(names):
+            try:
+                attrs = self._run(self.sftp.stat(name))
+            except OSError:
+                continue
+            if attrs.type == 1:  # regular file
+                files.append(RemoteFile(name, attrs.size))
+        return files
+
+    def read(self, f: RemoteFile, offset: int) -> Iterator[bytes]:
+        handle = self._run(self.sftp.open(f.name, "rb"))
+        try:
+            position = offset
+            while True:
+                chunk = self._run(handle.read(CHUNK, position))
+                if not chunk:
+                    return
+                position += len(chunk)
+                yield chunk
+        finally:
+            self._run(handle.close())
+
+    def close(self) -> None:
+        self.sftp.exit()
+        self.conn.close()
+        self._run(self.conn.wait_closed())
+        self.loop.close()
+
+
+def open_remote(
+    url: str,
+    username: str | None = None,
+    password: str | None = None,
+    key: str | None = None,
+):
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    if scheme == "file":
+        return LocalRemote(url)
+    if scheme in ("http", "https"):
+        return HttpRemote(url, username, password)
+    if scheme in ("ftp", "ftps"):
+        return FtpRemote(url, username, password)
+    if scheme == "sftp":
+        return SftpRemote(url, username, password, key)
+    raise PullError(f"{url}: scheme '{scheme}' is not supported")
+
+
+def credentials(source) -> tuple[str | None, str | None, str | None]:
+    """(username, password, key path) from the variables a source names; a named but unset
+    variable is an error that names it."""
+    values = []
+    for attr in ("username_env", "password_env", "private_key_env"):
+        name = getattr(source, attr)
+        if name and name not in os.environ:
+            raise PullError(f"logfile source '{source.name}': {attr} names ${name}, which is unset")
+        values.append(os.environ.get(name) if name else None)
+    if values[2] and not Path(values[2]).exists():
+        raise PullError(f"logfile source '{source.name}': SSH key {values[2]} does not exist")
+    return values[0], values[1], values[2]
