@@ -55,6 +55,7 @@ def configure_environment() -> dict[str, str]:
     if not yaml_path.exists() or yaml_path.read_text() != DAGSTER_YAML:
         yaml_path.write_text(DAGSTER_YAML)
     wanted = {
+        "SITELINE_HOME": str(home),  # sites.yml URLs may refer to ${SITELINE_HOME}
         "DAGSTER_HOME": str(dagster_home),
         # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; dagster-postgres needs psycopg2.
         "SITELINE_DAGSTER_PG_URL": dagster_storage_url().replace(

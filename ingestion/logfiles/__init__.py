@@ -1,5 +1,7 @@
 """dlt source: a site's logfile source, pulled incrementally into ``raw_logfiles.*``.
 
+Extraction runs in order (``EXTRACT__NEXT_ITEM_MODE=fifo``, set by the source).
+
 ``hits`` (merged on ``hit_id``), ``rejected_lines`` (merged on ``line_id``) and ``files``
 (one row per file per pull). The per-file state (fingerprint → offset, lines, generation) is
 the ``hits`` resource's dlt state, committed with the load: a failed load is retried whole,
@@ -46,24 +48,40 @@ def visitor_key_secret() -> bytes:
     return remembered_secret("logfile-visitor-key", "SITELINE_VISITOR_KEY").encode()
 
 
+def resolve_source(site, source_name: str, overrides: dict | None = None):
+    """The configured source (``${VAR}`` in its URL expanded), or a one-off one when
+    ``overrides`` carries a ``url`` for a name sites.yml does not define."""
+    from ingestion.site_config.schema import LogSource
+
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    matches = [s for s in site.logfiles if s.name == source_name]
+    if matches:
+        data = {**matches[0].model_dump(), **overrides}
+    elif "url" in overrides:
+        data = {"name": source_name, **overrides}
+    else:
+        known = ", ".join(s.name for s in site.logfiles) or "none"
+        raise ValueError(f"site '{site.id}' has no logfile source '{source_name}' (has: {known})")
+    data["url"] = os.path.expandvars(data["url"])
+    return LogSource.model_validate(data)
+
+
 @dlt.source(name="logfiles", max_table_nesting=0)
-def logfiles(site_id: str, source_name: str, sites_file: str | None = None, url: str | None = None):
-    """One logfile source of a site (``url`` overrides the configured one: one-off imports)."""
+def logfiles(
+    site_id: str,
+    source_name: str,
+    sites_file: str | None = None,
+    overrides: dict | None = None,
+):
+    """One logfile source of a site; ``overrides`` (url, format, log_format, regex) serve
+    one-off imports."""
     config = load_sites(sites_file)
     site = config.site(site_id)
-    matches = [s for s in site.logfiles if s.name == source_name]
-    if not matches:
-        if url is None:
-            known = ", ".join(s.name for s in site.logfiles) or "none"
-            raise ValueError(f"site '{site_id}' has no logfile source '{source_name}' ({known})")
-        from ingestion.site_config.schema import LogSource
-
-        source = LogSource(name=source_name, url=url)
-    else:
-        source = matches[0].model_copy(update={"url": url}) if url else matches[0]
-    # Rejected lines wait on disk (any number of them) until the hits are through.
-    fd, spool = tempfile.mkstemp(prefix="siteline-rejected-", suffix=".jsonl")
-    os.close(fd)
+    source = resolve_source(site, source_name, overrides)
+    # rejected_lines and files report on the whole pull, so they must run after hits is
+    # exhausted: dlt's default round-robin extraction would start them after its first batch.
+    os.environ["EXTRACT__NEXT_ITEM_MODE"] = "fifo"
+    spooled: dict[str, str] = {}
     pulled: list[PullStats] = []
     pull_id = str(uuid.uuid4())
 
@@ -71,6 +89,10 @@ def logfiles(site_id: str, source_name: str, sites_file: str | None = None, url:
                   columns=HIT_COLUMNS)  # fmt: skip
     def hits() -> Iterator[list[dict]]:
         states: dict = dlt.current.resource_state().setdefault("files", {})
+        # Rejected lines wait on disk (any number of them) until the hits are through.
+        fd, spool = tempfile.mkstemp(prefix="siteline-rejected-", suffix=".jsonl")
+        os.close(fd)
+        spooled["path"] = spool
         remote = open_remote(source.url, *credentials(source))
         batch: list[dict] = []
 
@@ -94,6 +116,9 @@ def logfiles(site_id: str, source_name: str, sites_file: str | None = None, url:
 
     @dlt.resource(name="rejected_lines", write_disposition="merge", primary_key="line_id")
     def rejected_lines() -> Iterator[dict]:
+        spool = spooled.get("path")
+        if spool is None:
+            return
         try:
             with open(spool, "rb") as fh:
                 for line in fh:

@@ -139,3 +139,28 @@ def test_incremental_pulls(setup):
     assert row[8] == 8  # line numbers count the garbage line too (it is line 51)
     assert reject == (51, "line does not match the combined format", GARBAGE.strip())
     assert files[0] == hits and files[1] == 1 and files[2] == hits + 1
+
+
+def test_every_rejected_line_and_file_report_arrives_past_the_first_batch(tmp_path, warehouse):
+    """More hits than one extraction batch (10,000), rejected lines spread through them."""
+    logs = tmp_path / "big"
+    logs.mkdir()
+    body = "".join(lines(n * 100, 100) + GARBAGE for n in range(250))  # 25,000 hits, 250 rejected
+    (logs / "access.log").write_text(body)
+    sites = tmp_path / "sites.yml"
+    sites.write_text(
+        "sites:\n  - id: shop\n    domains: [shop.example]\n    logfiles:\n"
+        f"      - {{name: web1, url: 'file://{logs}/access.log'}}\n"
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name="test_logs_big",
+        destination=dlt.destinations.postgres(credentials=warehouse),
+        dataset_name="test_logs_big",
+        pipelines_dir=str(tmp_path / "dlt"),
+    )
+    pull(pipeline, sites)
+    assert counts(pipeline) == (25_000, 250)
+    with connect(os.environ["WAREHOUSE_URL"]) as conn:
+        assert conn.execute(
+            "select loaded, rejected, lines_read from test_logs_big.files"
+        ).fetchall() == [(25_000, 250, 25_250)]
