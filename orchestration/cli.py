@@ -118,58 +118,79 @@ def warehouse_psql(ctx: typer.Context) -> None:
 
 
 def run_pipeline(selection: list[str] | None = None) -> bool:
-    """Materialise every asset (or the selection) once, in-process, recorded in Dagster."""
+    """Materialise every asset (or the selection) once, in-process, recorded in Dagster.
+
+    Unpartitioned assets run as one run of the implicit asset job; a partitioned asset (the
+    logfile pulls, a partition per source) runs once per partition.
+    """
     ensure_warehouse()
-    from orchestration.runtime import configure_environment
+    from orchestration.runtime import configure_environment, data_dir
 
     configure_environment()
     import dagster as dg
 
     from orchestration.definitions import defs
 
-    job = defs.resolve_implicit_global_asset_job_def()
-    keys = None
+    graph = defs.resolve_asset_graph()
+    all_keys = {k.to_user_string(): k for k in graph.get_all_asset_keys()}
     if selection:
-        all_keys = {k.to_user_string(): k for k in defs.resolve_all_asset_keys()}
         unknown = [s for s in selection if s not in all_keys]
         if unknown:
             raise SitelineError(
                 f"unknown asset {', '.join(unknown)}; known assets: {', '.join(sorted(all_keys))}"
             )
         keys = [all_keys[s] for s in selection]
-    from orchestration.runtime import data_dir
+    else:
+        keys = list(all_keys.values())
+    plain = [k for k in keys if graph.get(k).partitions_def is None]
+    partitioned = [k for k in keys if graph.get(k).partitions_def is not None]
+    runs: list[tuple[dg.JobDefinition, list, str | None]] = []
+    if partitioned:
+        job = defs.resolve_job_def("pull_logfiles")
+        partitions_def = graph.get(partitioned[0]).partitions_def
+        runs += [(job, partitioned, key) for key in partitions_def.get_partition_keys()]
+    if plain:
+        runs.append((defs.resolve_implicit_global_asset_job_def(), plain, None))
 
     log_path = data_dir("logs") / "siteline-run.log"
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    ok = True
     with dg.DagsterInstance.get() as instance:
-        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        # dagster-dbt echoes every dbt event to stdout; keep it in the run log instead.
-        with open(log_path, "a") as log, contextlib.redirect_stdout(log):
-            result = job.execute_in_process(
-                run_config=quiet, instance=instance, asset_selection=keys, raise_on_error=False
-            )
-        materialised = [
-            e.asset_key.to_user_string()
-            for e in result.all_events
-            if e.event_type_value == "ASSET_MATERIALIZATION"
-        ]
-        checks = [
-            e.event_specific_data
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        ]
-        failed_checks = [c for c in checks if not c.passed]
-        console.print(
-            f"run {result.run_id[:8]}: {len(set(materialised))} assets materialised, "
-            f"{len(checks) - len(failed_checks)}/{len(checks)} checks passed (log: {log_path})"
-        )
-        for check in failed_checks:
-            err.print(f"[red]check failed:[/] {check.asset_check_key.to_user_string()}")
-        if not result.success:
-            for event in result.all_events:
-                if event.is_failure and event.step_key:
-                    message = event.message or ""
-                    err.print(f"[red]step failed:[/] {event.step_key}: {message.splitlines()[0]}")
-        return result.success and not failed_checks
+        for job, selected, partition in runs:
+            # dagster-dbt echoes every dbt event to stdout; keep it in the run log instead.
+            with open(log_path, "a") as log, contextlib.redirect_stdout(log):
+                result = job.execute_in_process(
+                    run_config=quiet, instance=instance, asset_selection=selected,
+                    partition_key=partition, raise_on_error=False,
+                )  # fmt: skip
+            ok = _report_run(result, partition, log_path) and ok
+    return ok
+
+
+def _report_run(result, partition: str | None, log_path: Path) -> bool:
+    events = result.all_events
+    materialised = {
+        e.asset_key.to_user_string()
+        for e in events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
+    checks = [
+        e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    failed_checks = [c for c in checks if not c.passed]
+    label = f" \\[{partition}]" if partition else ""  # escaped: rich markup otherwise
+    console.print(
+        f"run {result.run_id[:8]}{label}: {len(materialised)} assets materialised, "
+        f"{len(checks) - len(failed_checks)}/{len(checks)} checks passed (log: {log_path})"
+    )
+    for check in failed_checks:
+        err.print(f"[red]check failed:[/] {check.asset_check_key.to_user_string()}")
+    if not result.success:
+        for event in events:
+            if event.is_failure and event.step_key:
+                message = (event.message or "").splitlines()
+                err.print(f"[red]step failed:[/] {event.step_key}: {message[0] if message else ''}")
+    return result.success and not failed_checks
 
 
 @app.command("run")

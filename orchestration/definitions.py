@@ -6,6 +6,6 @@ from orchestration.runtime import configure_environment
 
 configure_environment()
 
-from orchestration.defs import ingestion, models  # noqa: E402  (needs the environment above)
+from orchestration.defs import ingestion, logfiles, models  # noqa: E402  (needs the environment)
 
-defs = dg.Definitions.merge(ingestion.defs, models.defs)
+defs = dg.Definitions.merge(ingestion.defs, logfiles.defs, models.defs)

@@ -1,0 +1,3 @@
+from orchestration.defs.logfiles.definitions import defs
+
+__all__ = ["defs"]
