@@ -72,9 +72,11 @@ def logfiles(
     source_name: str,
     sites_file: str | None = None,
     overrides: dict | None = None,
+    report: dict | None = None,
 ):
     """One logfile source of a site; ``overrides`` (url, format, log_format, regex) serve
-    one-off imports."""
+    one-off imports; ``report`` (a dict) receives the pull's per-file stats and may hold a
+    ``progress`` callable that is told how many lines were read."""
     config = load_sites(sites_file)
     site = config.site(site_id)
     source = resolve_source(site, source_name, overrides)
@@ -83,6 +85,8 @@ def logfiles(
     os.environ["EXTRACT__NEXT_ITEM_MODE"] = "fifo"
     spooled: dict[str, str] = {}
     pulled: list[PullStats] = []
+    report = report if report is not None else {}
+    report["stats"] = pulled
     pull_id = str(uuid.uuid4())
 
     @dlt.resource(name="hits", write_disposition="merge", primary_key="hit_id",
@@ -103,7 +107,7 @@ def logfiles(
             with open(spool, "ab") as rejected:
                 for row in pull_source(
                     remote, site.id, source, site.ip_policy, visitor_key_secret(), states,
-                    reject, pulled, site_timezone=site.timezone,
+                    reject, pulled, site_timezone=site.timezone, progress=report.get("progress"),
                 ):  # fmt: skip
                     batch.append(row)
                     if len(batch) >= 10_000:

@@ -21,6 +21,7 @@ import bz2
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import re
 import zlib
 from collections import Counter
@@ -97,6 +98,7 @@ class PullStats:
     rejected: int = 0
     bots: int = 0
     excluded: Counter = field(default_factory=Counter)
+    rejected_reasons: Counter = field(default_factory=Counter)
 
 
 def match_state(head: bytes, states: dict[str, dict]) -> FileState | None:
@@ -226,15 +228,64 @@ def read_file(
     enricher: Enricher,
     emit_rejected: Callable[[dict], None],
     stats: PullStats,
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
     """Yield the hits of ``f``'s complete lines from ``start`` (content offset); rejected
     lines go to ``emit_rejected``; ``stats`` and ``state`` are updated as lines are read."""
     compressed = _decompressor(f.name) is not None
     # Compressed files are read from byte 0 and the known part is skipped after decompression.
     chunks = content(remote.read(f, 0 if compressed else start), f.name)
-    skip = start if compressed else 0
+    complete = compressed or enricher.source.last_line == "read"
+    complete = compressed or enricher.source.last_line == "read"
     offset, line_no = start, state.lines
-    parser = None
+    stream = _lines(chunks, start if compressed else 0, complete, stats)
+    head = list(itertools.islice(stream, 50))  # the format is detected from these
+    parser = parser_factory([decode(raw) for raw, _ in head]) if head else None
+    for raw, length in itertools.chain(head, stream):
+        line_no += 1
+        line_offset = offset
+        offset += length
+        stats.lines_read += 1
+        if progress is not None and stats.lines_read % 1000 == 0:
+            progress(1000)
+        text = decode(raw).rstrip("\r")
+        ident = hit_id(enricher.source.name, state.fingerprint, state.generation, line_offset)
+        try:
+            hit = parser.parse(text)
+        except Rejected as exc:
+            stats.rejected += 1
+            stats.rejected_reasons[str(exc)] += 1
+            emit_rejected({
+                "line_id": ident, "site_id": enricher.site_id, "source": enricher.source.name,
+                "file_name": f.name, "file_fingerprint": state.fingerprint,
+                "line_number": line_no, "byte_offset": line_offset, "reason": str(exc),
+                "raw": text[:8192],
+            })  # fmt: skip
+            continue
+        if hit is None:
+            stats.skipped += 1
+            continue
+        row = enricher.row(hit)
+        reason = enricher.exclusion(hit, row["is_static"], row["is_bot"])
+        if reason:
+            stats.excluded[reason] += 1
+            continue
+        stats.bots += row["is_bot"]
+        row.update(hit_id=ident, file_name=f.name, file_fingerprint=state.fingerprint,
+                   byte_offset=line_offset, line_number=line_no)  # fmt: skip
+        stats.loaded += 1
+        yield row
+    if progress is not None:
+        progress(stats.lines_read % 1000)
+    state.offset, state.lines, state.name = offset, line_no, f.name
+    stats.end_offset = offset
+
+
+def _lines(
+    chunks: Iterator[bytes], skip: int, complete: bool, stats: PullStats
+) -> Iterator[tuple[bytes, int]]:
+    """(line without newline, bytes it occupies) for each complete line after ``skip``
+    bytes; for a complete file also its last line without a newline (its real length)."""
     pending = b""
     for chunk in chunks:
         if skip:
@@ -249,42 +300,10 @@ def read_file(
             pending = data
             continue
         pending = data[end + 1 :]
-        lines = data[: end + 1].split(b"\n")[:-1]
-        if parser is None:
-            parser = parser_factory([decode(line) for line in lines[:50]])
-        for raw in lines:
-            line_no += 1
-            line_offset = offset
-            offset += len(raw) + 1
-            stats.lines_read += 1
-            text = decode(raw).rstrip("\r")
-            ident = hit_id(enricher.source.name, state.fingerprint, state.generation, line_offset)
-            try:
-                hit = parser.parse(text)
-            except Rejected as exc:
-                stats.rejected += 1
-                emit_rejected({
-                    "line_id": ident, "site_id": enricher.site_id, "source": enricher.source.name,
-                    "file_name": f.name, "file_fingerprint": state.fingerprint,
-                    "line_number": line_no, "byte_offset": line_offset, "reason": str(exc),
-                    "raw": text[:8192],
-                })  # fmt: skip
-                continue
-            if hit is None:
-                stats.skipped += 1
-                continue
-            row = enricher.row(hit)
-            reason = enricher.exclusion(hit, row["is_static"], row["is_bot"])
-            if reason:
-                stats.excluded[reason] += 1
-                continue
-            stats.bots += row["is_bot"]
-            row.update(hit_id=ident, file_name=f.name, file_fingerprint=state.fingerprint,
-                       byte_offset=line_offset, line_number=line_no)  # fmt: skip
-            stats.loaded += 1
-            yield row
-    state.offset, state.lines, state.name = offset, line_no, f.name
-    stats.end_offset = offset
+        for raw in data[:end].split(b"\n"):
+            yield raw, len(raw) + 1
+    if complete and pending:
+        yield pending, len(pending)
 
 
 def head_of(remote, f: RemoteFile) -> bytes:
@@ -316,6 +335,7 @@ def pull_source(
     emit_rejected: Callable[[dict], None],
     results: list[PullStats],
     site_timezone: str = "UTC",
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
     """Yield the new hits of every file of a source; ``states`` (fingerprint → state) is
     updated and one :class:`PullStats` per file appended to ``results``."""
@@ -348,7 +368,7 @@ def pull_source(
         stats = PullStats(f.name, state.fingerprint, state.generation, start)
         results.append(stats)
         yield from read_file(
-            remote, f, state, start, parser_factory, enricher, emit_rejected, stats
+            remote, f, state, start, parser_factory, enricher, emit_rejected, stats, progress
         )
         states[state.fingerprint] = state.as_dict()
 

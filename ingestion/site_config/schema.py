@@ -109,6 +109,11 @@ class LogSource(_Strict):
     password_env: str | None = None
     private_key_env: str | None = Field(None, description="Variable holding an SSH key path.")
     schedule: str = "*/15 * * * *"
+    last_line: Literal["wait", "read"] = Field(
+        "wait",
+        description="A last line without newline: wait for it (live logs) or read it "
+        "(complete files; always for .gz/.bz2).",
+    )
     exclude: LogExclusions = LogExclusions()
     bots: Literal["flag", "drop"] = "flag"
 

@@ -164,3 +164,37 @@ def test_every_rejected_line_and_file_report_arrives_past_the_first_batch(tmp_pa
         assert conn.execute(
             "select loaded, rejected, lines_read from test_logs_big.files"
         ).fetchall() == [(25_000, 250, 25_250)]
+
+
+def test_import_logs_command(tmp_path, warehouse):
+    import subprocess
+    import sys
+
+    log = tmp_path / "shop-access.log.gz"
+    log.write_bytes(
+        gzip.compress((lines(0, 40) + GARBAGE + lines(40, 9) + lines(49, 1).rstrip("\n")).encode())
+    )
+    command = [sys.executable, "-m", "orchestration.cli", "import-logs", str(log), "--site", "demo",
+               "--source", "cli_test"]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "1 file(s)" in first.stdout and "51 lines" in first.stdout
+    assert "loaded            50" in first.stdout  # the last line has no newline: still read
+    assert (
+        "rejected           1" in first.stdout
+        and "line does not match the combined format" in first.stdout
+    )
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert "0 lines" in again.stdout and "loaded             0" in again.stdout
+    with connect(warehouse) as conn:
+        rows = conn.execute(
+            "select count(*), count(distinct hit_id) from raw_logfiles.hits where source = 'cli_test'"
+        ).fetchone()
+    assert rows == (50, 50)
+    missing = subprocess.run(
+        [*command[:4], str(tmp_path / "nope.log"), *command[5:]], capture_output=True, text=True
+    )
+    assert (
+        missing.returncode == 1
+        and f"error: no file matches {tmp_path / 'nope.log'}" in missing.stderr
+    )

@@ -1,37 +1,11 @@
 """dlt loads as Dagster assets, keyed ``<dataset>/<table>`` like the dbt sources that read them."""
 
-import os
-
 import dagster as dg
-import dlt
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
-from dagster_dlt.translator import DltResourceTranslatorData
+from dagster_dlt import DagsterDltResource, dlt_assets
 
 from ingestion.collector_events import collector_events
 from ingestion.site_config.source import site_config
-
-
-class SitelineDltTranslator(DagsterDltTranslator):
-    """Asset key = [dataset, table]: the key dagster-dbt gives the matching dbt source."""
-
-    def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
-        spec = super().get_asset_spec(data)
-        dataset = data.pipeline.dataset_name if data.pipeline else "raw"
-        return spec.replace_attributes(
-            key=dg.AssetKey([dataset, data.resource.name]),
-            deps=[],
-            group_name="ingestion",
-        )
-
-
-def siteline_pipeline(name: str, dataset: str) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name=f"siteline_{name}",
-        destination=dlt.destinations.postgres(),
-        dataset_name=dataset,
-        pipelines_dir=os.environ.get("SITELINE_DLT_DIR"),
-        progress="log" if os.environ.get("SITELINE_DLT_PROGRESS") else None,
-    )
+from orchestration.defs.resources import SitelineDltTranslator, siteline_pipeline
 
 
 @dlt_assets(

@@ -6,7 +6,7 @@ from dagster_dlt import DagsterDltResource, dlt_assets
 
 from ingestion.logfiles import logfiles
 from ingestion.site_config import load_sites
-from orchestration.defs.ingestion.assets import SitelineDltTranslator, siteline_pipeline
+from orchestration.defs.resources import SitelineDltTranslator, logfile_pipeline
 
 
 def configured_sources() -> dict[str, str]:
@@ -22,11 +22,6 @@ SOURCES = configured_sources()
 partitions = dg.StaticPartitionsDefinition(sorted(SOURCES))
 
 
-def pipeline_for(key: str):
-    # One dlt pipeline (and so one pull state) per source; all load into raw_logfiles.
-    return siteline_pipeline(f"logs_{key.replace('.', '_')}", "raw_logfiles")
-
-
 def build_assets():
     if not SOURCES:
         return None
@@ -34,7 +29,7 @@ def build_assets():
 
     @dlt_assets(
         dlt_source=logfiles(*first.split(".", 1)),
-        dlt_pipeline=pipeline_for(first),
+        dlt_pipeline=logfile_pipeline(first),
         name="logfiles",
         partitions_def=partitions,
         dagster_dlt_translator=SitelineDltTranslator(),
@@ -45,7 +40,7 @@ def build_assets():
         yield from dlt.run(
             context=context,
             dlt_source=logfiles(site_id, source_name),
-            dlt_pipeline=pipeline_for(context.partition_key),
+            dlt_pipeline=logfile_pipeline(context.partition_key),
         )
 
     return logfile_assets
