@@ -243,7 +243,10 @@ class RegexParser:
         match = self.pattern.match(line)
         if match is None:
             raise Rejected(f"line does not match the {self.name} format")
-        return _from_groups(match.groupdict(), self.default_tz)
+        return self.build(match.groupdict())
+
+    def build(self, g: dict) -> Hit:
+        return _from_groups(g, self.default_tz)
 
 
 # -- AWS load balancers ---------------------------------------------------------------------------
@@ -259,18 +262,11 @@ ELB = re.compile(
 ALB = re.compile(r"^(?P<type>h2|https?|wss?|grpcs?) " + ELB.pattern[1:])
 
 
-class ElbParser:
+class ElbParser(RegexParser):
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.pattern = ALB if name == "alb" else ELB
+        super().__init__(name, ALB if name == "alb" else ELB)
 
-    def parse(self, line: str) -> Hit | None:
-        if _no_request(line):
-            return None
-        match = self.pattern.match(line)
-        if match is None:
-            raise Rejected(f"line does not match the {self.name} format")
-        g = match.groupdict()
+    def build(self, g: dict) -> Hit:
         method, host, path, query, protocol = request_line(g["request"].strip())
         times = [float(t) for t in (g["t1"], g["t2"], g["t3"]) if t not in ("-1", "-")]
         return Hit(

@@ -21,6 +21,15 @@ SITE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
+def _networks(value: list[str]) -> list[str]:
+    for net in value:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ValueError(f"'{net}' is not an IP network (e.g. '10.0.0.0/8')") from None
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -88,12 +97,7 @@ class LogExclusions(_Strict):
     @field_validator("ip_ranges")
     @classmethod
     def _ranges(cls, value: list[str]) -> list[str]:
-        for net in value:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"'{net}' is not an IP network (e.g. '10.0.0.0/8')") from None
-        return value
+        return _networks(value)
 
 
 class LogSource(_Strict):
@@ -234,12 +238,7 @@ class Site(_Strict):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: list[str]) -> list[str]:
-        for net in value:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"'{net}' is not an IP network (e.g. '10.0.0.0/8')") from None
-        return value
+        return _networks(value)
 
     @field_validator("api_key_env")
     @classmethod
