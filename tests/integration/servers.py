@@ -179,3 +179,15 @@ def sftp_server(user: str, password: str, known_hosts: Path):
         loop.call_soon_threadsafe(loop.stop)
 
     return f"sftp://127.0.0.1:{port}", shutdown
+
+
+def isolated_pipeline(name: str, dataset: str, warehouse: str, state_dir: Path):
+    """A dlt pipeline into its own dataset of the test warehouse (isolated from the assets')."""
+    import dlt
+
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination=dlt.destinations.postgres(credentials=warehouse),
+        dataset_name=dataset,
+        pipelines_dir=str(state_dir / "dlt"),
+    )

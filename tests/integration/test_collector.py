@@ -4,7 +4,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import dlt
 import httpx
 import orjson
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from ingestion.collector_events import collector_events
 from orchestration.warehouse import connect
 from realtime.collector.landing import SEGMENTS, read_manifest
-from tests.integration.servers import collector
+from tests.integration.servers import collector, isolated_pipeline
 
 pytestmark = pytest.mark.integration
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
@@ -197,11 +196,8 @@ def test_landing_export_needs_the_token_and_loads_remotely_without_duplicates(se
     ]
 
     def load():
-        pipeline = dlt.pipeline(
-            pipeline_name="test_remote_landing",
-            destination=dlt.destinations.postgres(credentials=warehouse),
-            dataset_name="test_remote_collector",
-            pipelines_dir=str(landing.parent / "dlt"),
+        pipeline = isolated_pipeline(
+            "test_remote_landing", "test_remote_collector", warehouse, landing.parent
         )
         source = collector_events(
             landing_dir=f"{client.base_url}/landing", landing_token="test-landing-token"

@@ -6,7 +6,6 @@ import threading
 import uuid
 from datetime import UTC, datetime
 
-import dlt
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 from ingestion.collector_events import collector_events
 from orchestration.warehouse import connect
-from tests.integration.servers import collector, free_port, start_collector, stop
+from tests.integration.servers import collector, free_port, isolated_pipeline, start_collector, stop
 
 pytestmark = pytest.mark.integration
 
@@ -153,12 +152,7 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path, warehouse):
     stop(proc)
     assert not list((landing / "events" / "segments").glob("*.open"))
 
-    pipeline = dlt.pipeline(
-        pipeline_name="test_crash",
-        destination=dlt.destinations.postgres(credentials=warehouse),
-        dataset_name="test_crash_collector",
-        pipelines_dir=str(tmp_path / "dlt"),
-    )
+    pipeline = isolated_pipeline("test_crash", "test_crash_collector", warehouse, tmp_path)
     pipeline.run(collector_events(landing_dir=str(landing)))
     with connect(warehouse) as conn:
         loaded = [r[0] for r in conn.execute("select event_id from test_crash_collector.events")]

@@ -4,12 +4,11 @@ partial lines, rotation, compression, replacement — exact counts, no duplicate
 import gzip
 import os
 
-import dlt
 import pytest
 
 from ingestion.logfiles import logfiles
 from orchestration.warehouse import connect
-from tests.integration.servers import ftp_server, http_file_server, sftp_server
+from tests.integration.servers import ftp_server, http_file_server, isolated_pipeline, sftp_server
 
 pytestmark = pytest.mark.integration
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -54,11 +53,8 @@ def setup(request, tmp_path, monkeypatch, warehouse):
         f"    logfiles:\n      - name: web1\n        url: '{url}'\n        format: auto\n"
         "        username_env: TEST_LOG_USER\n        password_env: TEST_LOG_PASSWORD\n"
     )
-    pipeline = dlt.pipeline(
-        pipeline_name=f"test_logs_{protocol}",
-        destination=dlt.destinations.postgres(credentials=warehouse),
-        dataset_name=f"test_logs_{protocol}",
-        pipelines_dir=str(tmp_path / "dlt"),
+    pipeline = isolated_pipeline(
+        f"test_logs_{protocol}", f"test_logs_{protocol}", warehouse, tmp_path
     )
     yield protocol, logs, sites, pipeline
     if stop:
@@ -152,12 +148,7 @@ def test_every_rejected_line_and_file_report_arrives_past_the_first_batch(tmp_pa
         "sites:\n  - id: shop\n    domains: [shop.example]\n    logfiles:\n"
         f"      - {{name: web1, url: 'file://{logs}/access.log'}}\n"
     )
-    pipeline = dlt.pipeline(
-        pipeline_name="test_logs_big",
-        destination=dlt.destinations.postgres(credentials=warehouse),
-        dataset_name="test_logs_big",
-        pipelines_dir=str(tmp_path / "dlt"),
-    )
+    pipeline = isolated_pipeline("test_logs_big", "test_logs_big", warehouse, tmp_path)
     pull(pipeline, sites)
     assert counts(pipeline) == (25_000, 250)
     with connect(os.environ["WAREHOUSE_URL"]) as conn:

@@ -3,13 +3,12 @@
 import time
 from pathlib import Path
 
-import dlt
 import pytest
 
 from ingestion.collector_events import collector_events
 from orchestration.warehouse import connect
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.integration.servers import collector
+from tests.integration.servers import collector, isolated_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +41,7 @@ def test_a_browser_session_arrives_in_the_warehouse(shop, tmp_path, warehouse):
             browser.close()
         time.sleep(2.5)  # let the collector close its segments
 
-    pipeline = dlt.pipeline(
-        pipeline_name="test_browser",
-        destination=dlt.destinations.postgres(credentials=warehouse),
-        dataset_name="test_browser_collector",
-        pipelines_dir=str(tmp_path / "dlt"),
-    )
+    pipeline = isolated_pipeline("test_browser", "test_browser_collector", warehouse, tmp_path)
     pipeline.run(collector_events(landing_dir=str(landing)))
     with connect(warehouse) as conn:
         rows = conn.execute(
