@@ -17,6 +17,7 @@ from pathlib import Path
 import dlt
 import orjson
 
+from realtime.collector.enrich import user_agent_facts
 from realtime.collector.landing import SEGMENTS, SegmentInfo, iter_segment, read_manifest
 
 # Typed columns of raw_collector.events; every other field of an event lands in `attributes`.
@@ -35,11 +36,22 @@ EVENT_COLUMNS = {
     "title": {"data_type": "text"},
     "user_agent": {"data_type": "text"},
     "ip": {"data_type": "text"},
+    "country": {"data_type": "text"},
+    "is_bot": {"data_type": "bool"},
+    "bot_reason": {"data_type": "text"},
+    "browser": {"data_type": "text"},
+    "browser_version": {"data_type": "text"},
+    "os": {"data_type": "text"},
+    "os_version": {"data_type": "text"},
+    "device_family": {"data_type": "text"},
+    "device_type": {"data_type": "text"},
     "attributes": {"data_type": "json"},
     "segment": {"data_type": "text", "nullable": False},
     "segment_line": {"data_type": "bigint", "nullable": False},
 }
-_TOP = set(EVENT_COLUMNS) - {"attributes", "segment", "segment_line"}
+# Parsed from the user agent at load time, with the function the logfile loader uses.
+_AGENT = {"browser", "browser_version", "os", "os_version", "device_family", "device_type"}
+_TOP = set(EVENT_COLUMNS) - {"attributes", "segment", "segment_line"} - _AGENT
 
 BAD_EVENT_COLUMNS = {
     "bad_event_id": {"data_type": "text", "nullable": False},
@@ -60,6 +72,7 @@ BAD_EVENT_COLUMNS = {
 def to_row(record: dict, segment: str, line: int) -> dict:
     """Split a landed event into typed columns and the JSON ``attributes`` of its type."""
     row = {key: record.get(key) for key in _TOP}
+    row.update(user_agent_facts(record.get("user_agent") or ""))
     row["attributes"] = {k: v for k, v in record.items() if k not in _TOP}
     row["segment"] = segment
     row["segment_line"] = line
@@ -137,11 +150,13 @@ def collector_events(landing_dir: str = dlt.config.value, landing_token: str | N
     @dlt.resource(name="events", write_disposition="merge", primary_key="event_id",
                   columns=EVENT_COLUMNS)  # fmt: skip
     def events() -> Iterator[list[dict]]:
+        yield dlt.mark.materialize_table_schema()  # the models read it even when empty
         yield from _segments(landing, "events", to_row)
 
     @dlt.resource(name="bad_events", write_disposition="merge", primary_key="bad_event_id",
                   columns=BAD_EVENT_COLUMNS)  # fmt: skip
     def bad_events() -> Iterator[list[dict]]:
+        yield dlt.mark.materialize_table_schema()
         yield from _segments(landing, "bad_events", _bad_row)
 
     return events, bad_events

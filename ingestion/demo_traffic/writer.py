@@ -23,14 +23,48 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ingestion.demo_traffic.simulator import SimulationConfig, Simulator
+from ingestion.site_config import IpPolicy
+from realtime.collector.enrich import bot_reason, country_of
 from realtime.collector.landing import SegmentWriter, remove_segments
+from realtime.collector.schema import SCHEMA_VERSION
 
 TRUTH_TABLES = ["sessions", "identities", "transactions", "transaction_items"]
 WRITER_ID = "sim"
 
 
+class AsCollected:
+    """What the collector adds to an event before landing it (``Collector.client_facts``):
+    the IP reduced by the site's policy, the country of the full address and the bot flag,
+    with the collector's own functions, so simulated landings are what a real one holds."""
+
+    def __init__(self, policy: IpPolicy) -> None:
+        self.policy = policy
+        self._facts: dict[tuple[str, str], dict] = {}
+
+    def __call__(self, record: dict) -> dict:
+        key = (record["ip"], record["user_agent"])
+        facts = self._facts.get(key)
+        if facts is None:
+            if len(self._facts) > 200_000:
+                self._facts.clear()
+            reason = bot_reason(record["user_agent"])
+            facts = self._facts[key] = {
+                "ip": self.policy.apply(record["ip"]),
+                "country": country_of(record["ip"]),
+                "bot_reason": reason,
+                "is_bot": reason is not None,
+                "schema_version": SCHEMA_VERSION,
+            }
+        return {**record, **facts}
+
+
+# Bumped when what is written for the same config changes, so old outputs are not reused.
+OUTPUT_VERSION = 2
+
+
 def config_fingerprint(cfg: SimulationConfig) -> dict:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(cfg).items()}
+    fields = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(cfg).items()}
+    return {**fields, "output_version": OUTPUT_VERSION}
 
 
 def existing_summary(out: Path) -> dict | None:
@@ -68,6 +102,7 @@ def write_simulation(
     (out / "truth").mkdir(parents=True)
 
     sim = Simulator(cfg)
+    collected = AsCollected(IpPolicy())
     landing = SegmentWriter(
         Path(landing_root) / "events", writer_id=WRITER_ID, max_events=segment_events
     )
@@ -90,7 +125,7 @@ def write_simulation(
             task = bar.add_task(f"{cfg.days} days", total=expected_visits, events=0)
             for item in sim.run():
                 if item.kind == "event":
-                    landing.write(item.data)
+                    landing.write(collected(item.data))
                 elif item.kind == "log":
                     log.write(item.data + "\n")
                 else:

@@ -66,6 +66,19 @@ def resolve_source(site, source_name: str, overrides: dict | None = None):
     return LogSource.model_validate(data)
 
 
+REJECTED_COLUMNS = {
+    "line_id": {"data_type": "text", "nullable": False},
+    "site_id": {"data_type": "text"},
+    "source": {"data_type": "text"},
+    "file_name": {"data_type": "text"},
+    "file_fingerprint": {"data_type": "text"},
+    "line_number": {"data_type": "bigint"},
+    "byte_offset": {"data_type": "bigint"},
+    "reason": {"data_type": "text"},
+    "raw": {"data_type": "text"},
+}
+
+
 @dlt.source(name="logfiles", max_table_nesting=0)
 def logfiles(
     site_id: str,
@@ -118,8 +131,10 @@ def logfiles(
         if batch:
             yield batch
 
-    @dlt.resource(name="rejected_lines", write_disposition="merge", primary_key="line_id")
+    @dlt.resource(name="rejected_lines", write_disposition="merge", primary_key="line_id",
+                  columns=REJECTED_COLUMNS)  # fmt: skip
     def rejected_lines() -> Iterator[dict]:
+        yield dlt.mark.materialize_table_schema()  # the models read it even when empty
         spool = spooled.get("path")
         if spool is None:
             return

@@ -28,13 +28,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from ingestion.logfiles.parsers import Hit, Rejected, decode, detect_format, make_parser
 from ingestion.logfiles.remote import RemoteFile
 from ingestion.site_config.schema import IpPolicy, LogSource
+from realtime.collector.enrich import bot_reason, user_agent_facts
 
 FINGERPRINT_BYTES = 1024
 STATIC = re.compile(
@@ -152,7 +152,6 @@ class Enricher:
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:32]
 
     def row(self, hit: Hit) -> dict:
-        from realtime.collector.enrich import bot_reason
 
         is_static = bool(STATIC.search(hit.path))
         key = self.visitor_key(hit.ip, hit.user_agent)
@@ -187,32 +186,6 @@ class Enricher:
             "is_static": is_static,
             **{name: (query.get(name) or [None])[0] for name in UTM},
         }
-
-
-@lru_cache(maxsize=8192)
-def user_agent_facts(agent: str) -> dict:
-    from ua_parser import parse
-
-    result = parse(agent)
-    ua, os_, device = result.user_agent, result.os, result.device
-    family = device.family if device else None
-    if family in (None, "Other"):
-        desktop = ("Windows", "Mac OS X", "Linux", "Ubuntu", "Chrome OS")
-        device_type = "desktop" if os_ and os_.family in desktop else None
-    elif family == "Spider":
-        device_type = "bot"
-    elif "iPad" in family or "Tablet" in family:
-        device_type = "tablet"
-    else:
-        device_type = "mobile"
-    return {
-        "browser": ua.family if ua else None,
-        "browser_version": ua.major if ua else None,
-        "os": os_.family if os_ else None,
-        "os_version": os_.major if os_ else None,
-        "device_family": family,
-        "device_type": device_type,
-    }
 
 
 def hit_id(source: str, fp: str, generation: int, offset: int) -> str:

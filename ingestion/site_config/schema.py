@@ -41,6 +41,13 @@ class SessionRules(_Strict):
     new_session_on_campaign_change: bool = True
     split_at_midnight: bool = False
     max_session_hours: float = Field(12, gt=0, le=48)
+    allowed_lateness_hours: int = Field(
+        72,
+        ge=1,
+        le=24 * 90,
+        description="Tracker events sent later than this after they happened (an offline "
+        "queue) are counted in web.late_events instead of changing old visits.",
+    )
 
 
 class IpPolicy(_Strict):
@@ -174,6 +181,110 @@ class LogSource(_Strict):
         return self
 
 
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"'{value}' is not a valid regex: {exc}") from None
+    return value
+
+
+class Match(_Strict):
+    """What a goal or a funnel step matches: a page (path regex), an event, a purchase or a
+    login. ``path`` is a regex on the page path (query string excluded), searched, so anchor
+    it (``^/checkout/complete$``) to match whole paths."""
+
+    type: Literal["page", "event", "transaction", "identify"] = "page"
+    path: str | None = None
+    category: str | None = Field(None, description="Event category (exact), for type event.")
+    action: str | None = Field(None, description="Event action (exact), for type event.")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return _regex(value)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Match:
+        if self.type == "page" and not self.path:
+            raise ValueError("a page match needs 'path' (a regex on the page path)")
+        if self.type == "event" and not (self.category or self.action):
+            raise ValueError("an event match needs 'category' and/or 'action'")
+        if self.type != "page" and self.path and self.type != "event":
+            raise ValueError(f"'path' is only for type page or event, not {self.type}")
+        return self
+
+
+class Goal(Match):
+    """A conversion counted at most once per visit (as Matomo and GA do by default)."""
+
+    id: str
+    name: str = ""
+    value: float | None = Field(
+        None, ge=0, description="Fixed value per conversion; a transaction goal uses revenue."
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _goal_id(cls, value: str) -> str:
+        return _identifier(value)
+
+
+class FunnelStep(Match):
+    name: str
+
+
+class Funnel(_Strict):
+    """Ordered steps; a visit reaches step n when it matched steps 1..n in that order."""
+
+    id: str
+    name: str = ""
+    steps: list[FunnelStep] = Field(min_length=2)
+
+    @field_validator("id")
+    @classmethod
+    def _funnel_id(cls, value: str) -> str:
+        return _identifier(value)
+
+
+class PageLabel(_Strict):
+    """URL pattern → page group (the first label whose regex matches a path wins)."""
+
+    label: str
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _regex(value)
+
+
+class CampaignParameters(_Strict):
+    """Query parameters read as campaign fields, first present wins (Matomo's mtm_/pk_
+    parameters besides UTM by default; add your own, e.g. a newsletter tool's)."""
+
+    campaign: list[str] = ["utm_campaign", "mtm_campaign", "pk_campaign"]
+    source: list[str] = ["utm_source", "mtm_source", "pk_source"]
+    medium: list[str] = ["utm_medium", "mtm_medium", "pk_medium"]
+    term: list[str] = ["utm_term", "mtm_keyword", "pk_keyword"]
+    content: list[str] = ["utm_content", "mtm_content", "pk_content"]
+
+    @field_validator("campaign", "source", "medium", "term", "content")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z0-9_.\-]+$", name):
+                raise ValueError(f"'{name}' is not a query parameter name")
+        return value
+
+
+def _identifier(value: str) -> str:
+    if not SITE_ID.match(value):
+        raise ValueError("must start with a lower-case letter and hold only a-z, 0-9 and _")
+    return value
+
+
 class Site(_Strict):
     id: str
     name: str = ""
@@ -196,6 +307,19 @@ class Site(_Strict):
         None, description="Name of the environment variable holding this site's API key."
     )
     logfiles: list[LogSource] = Field(default_factory=list)
+    page_labels: list[PageLabel] = Field(default_factory=list)
+    campaign_parameters: CampaignParameters = CampaignParameters()
+    goals: list[Goal] = Field(default_factory=list)
+    funnels: list[Funnel] = Field(default_factory=list)
+
+    @field_validator("goals", "funnels")
+    @classmethod
+    def _unique_ids(cls, value: list) -> list:
+        ids = [item.id for item in value]
+        for item_id in ids:
+            if ids.count(item_id) > 1:
+                raise ValueError(f"id '{item_id}' is used twice; ids must be unique")
+        return value
 
     @field_validator("id")
     @classmethod

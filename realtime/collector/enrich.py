@@ -107,3 +107,30 @@ def client_ip(peer: str | None, forwarded_for: str | None, site: Site) -> str | 
 @cache
 def _networks(nets: tuple[str, ...]):
     return [ipaddress.ip_network(n, strict=False) for n in nets]
+
+
+@lru_cache(maxsize=8192)
+def user_agent_facts(agent: str) -> dict:
+    """Browser, OS and device of a user agent (ua-parser with its native accelerator)."""
+    from ua_parser import parse
+
+    result = parse(agent)
+    ua, os_, device = result.user_agent, result.os, result.device
+    family = device.family if device else None
+    if family in (None, "Other", "Mac"):  # ua-parser names every Mac "Mac": a desktop
+        desktop = ("Windows", "Mac OS X", "Linux", "Ubuntu", "Chrome OS")
+        device_type = "desktop" if os_ and os_.family in desktop else None
+    elif family == "Spider":
+        device_type = "bot"
+    elif "iPad" in family or "Tablet" in family:
+        device_type = "tablet"
+    else:
+        device_type = "mobile"
+    return {
+        "browser": ua.family if ua else None,
+        "browser_version": ua.major if ua else None,
+        "os": os_.family if os_ else None,
+        "os_version": os_.major if os_ else None,
+        "device_family": family,
+        "device_type": device_type,
+    }
