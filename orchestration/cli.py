@@ -114,6 +114,21 @@ def warehouse_psql(ctx: typer.Context) -> None:
     os.execv(psql, [psql, warehouse_url(), *ctx.args])
 
 
+@app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbt_cmd(ctx: typer.Context) -> None:
+    """Run dbt on the project with the warehouse's settings (e.g. `siteline dbt build -s
+    fct_sessions+`, `siteline dbt build --full-refresh`); arguments go to dbt."""
+    if not is_external():
+        ensure_warehouse()
+    from orchestration.runtime import configure_environment
+
+    configure_environment()
+    from orchestration.defs.models.project import DBT_DIR, DBT_EXECUTABLE
+
+    os.chdir(DBT_DIR)
+    os.execv(DBT_EXECUTABLE, [DBT_EXECUTABLE, *ctx.args])
+
+
 # -- pipeline ------------------------------------------------------------------------------------
 
 
@@ -132,7 +147,9 @@ def run_pipeline(selection: list[str] | None = None) -> bool:
     from orchestration.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    all_keys = {k.to_user_string(): k for k in graph.get_all_asset_keys()}
+    all_keys = {
+        k.to_user_string(): k for k in graph.get_all_asset_keys() if graph.get(k).is_executable
+    }
     if selection:
         unknown = [s for s in selection if s not in all_keys]
         if unknown:

@@ -37,6 +37,7 @@ EVENT_COLUMNS = {
     "user_agent": {"data_type": "text"},
     "ip": {"data_type": "text"},
     "country": {"data_type": "text"},
+    "network_key": {"data_type": "text"},
     "is_bot": {"data_type": "bool"},
     "bot_reason": {"data_type": "text"},
     "browser": {"data_type": "text"},

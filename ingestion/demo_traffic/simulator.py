@@ -222,9 +222,10 @@ class Simulator:
         if rng.random() < self.cfg.retry_share:
             retry_at = received + timedelta(seconds=rng.randint(2, 60))
             self._seq += 1
-            heapq.heappush(
-                self._landing, (retry_at, self._seq, {**record, "received_at": self._iso(retry_at)})
-            )
+            # A resend is a new request: the tracker stamps a new sent_at on it.
+            resent = dict(record, received_at=self._iso(retry_at))
+            resent["sent_at"] = self._iso(send_at + (retry_at - received) + device.clock_skew)
+            heapq.heappush(self._landing, (retry_at, self._seq, resent))
             self.stats["duplicates"] += 1
 
     def _release(self, before: datetime | None) -> Iterator[Output]:

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ingestion.demo_traffic.simulator import SimulationConfig, Simulator
 from ingestion.site_config import IpPolicy
-from realtime.collector.enrich import bot_reason, country_of
+from realtime.collector.enrich import bot_reason, country_of, network_key, network_key_secret
 from realtime.collector.landing import SegmentWriter, remove_segments
 from realtime.collector.schema import SCHEMA_VERSION
 
@@ -39,6 +39,7 @@ class AsCollected:
 
     def __init__(self, policy: IpPolicy) -> None:
         self.policy = policy
+        self.secret = network_key_secret()
         self._facts: dict[tuple[str, str], dict] = {}
 
     def __call__(self, record: dict) -> dict:
@@ -51,6 +52,7 @@ class AsCollected:
             facts = self._facts[key] = {
                 "ip": self.policy.apply(record["ip"]),
                 "country": country_of(record["ip"]),
+                "network_key": network_key(record["ip"], record["user_agent"], self.secret),
                 "bot_reason": reason,
                 "is_bot": reason is not None,
                 "schema_version": SCHEMA_VERSION,
@@ -59,7 +61,7 @@ class AsCollected:
 
 
 # Bumped when what is written for the same config changes, so old outputs are not reused.
-OUTPUT_VERSION = 2
+OUTPUT_VERSION = 3
 
 
 def config_fingerprint(cfg: SimulationConfig) -> dict:

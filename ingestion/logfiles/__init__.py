@@ -22,7 +22,7 @@ import orjson
 from ingestion.logfiles.pull import PullStats, pull_source
 from ingestion.logfiles.remote import credentials, open_remote
 from ingestion.site_config import load_sites
-from orchestration.home import remembered_secret
+from realtime.collector.enrich import network_key_secret
 
 HIT_COLUMNS = {
     "hit_id": {"data_type": "text", "nullable": False},
@@ -35,17 +35,13 @@ HIT_COLUMNS = {
     "is_bot": {"data_type": "bool"},
     "is_static": {"data_type": "bool"},
     **{name: {"data_type": "text"} for name in (
-        "site_id", "source", "visitor_key", "ip", "method", "host", "path", "query", "protocol",
+        "site_id", "source", "visitor_key", "ip", "country", "method", "host", "path", "query",
+        "protocol",
         "referrer", "user_agent", "remote_user", "browser", "browser_version", "os", "os_version",
         "device_family", "device_type", "bot_reason", "utm_source", "utm_medium", "utm_campaign",
         "utm_term", "utm_content", "file_name", "file_fingerprint",
     )},
 }  # fmt: skip
-
-
-def visitor_key_secret() -> bytes:
-    """The key of the IP + user-agent hash: from the environment, else generated once."""
-    return remembered_secret("logfile-visitor-key", "SITELINE_VISITOR_KEY").encode()
 
 
 def resolve_source(site, source_name: str, overrides: dict | None = None):
@@ -119,7 +115,7 @@ def logfiles(
         try:
             with open(spool, "ab") as rejected:
                 for row in pull_source(
-                    remote, site.id, source, site.ip_policy, visitor_key_secret(), states,
+                    remote, site.id, source, site.ip_policy, network_key_secret(), states,
                     reject, pulled, site_timezone=site.timezone, progress=report.get("progress"),
                 ):  # fmt: skip
                     batch.append(row)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import hmac
 import ipaddress
 import itertools
 import re
@@ -34,7 +33,7 @@ from zoneinfo import ZoneInfo
 from ingestion.logfiles.parsers import Hit, Rejected, decode, detect_format, make_parser
 from ingestion.logfiles.remote import RemoteFile
 from ingestion.site_config.schema import IpPolicy, LogSource
-from realtime.collector.enrich import bot_reason, user_agent_facts
+from realtime.collector.enrich import bot_reason, country_of, network_key, user_agent_facts
 
 FINGERPRINT_BYTES = 1024
 STATIC = re.compile(
@@ -123,6 +122,7 @@ class Enricher:
         self.ex_status = set(ex.status)
         self.ex_nets = [ipaddress.ip_network(n, strict=False) for n in ex.ip_ranges]
         self.robots: set[str] = set()
+        self._countries: dict[str | None, str | None] = {}
 
     def exclusion(self, hit: Hit, is_static: bool, is_bot: bool) -> str | None:
         ex = self.source.exclude
@@ -146,10 +146,7 @@ class Enricher:
         return None
 
     def visitor_key(self, ip: str | None, agent: str | None) -> str:
-        """Keyed hash of the full IP + user agent: sessionises cookieless hits without
-        keeping the address (the key never leaves this installation)."""
-        message = f"{ip or ''}\x00{agent or ''}".encode()
-        return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:32]
+        return network_key(ip, agent, self.key)
 
     def row(self, hit: Hit) -> dict:
 
@@ -162,6 +159,11 @@ class Enricher:
         elif reason is None and key in self.robots:
             reason = "requested /robots.txt earlier"
         agent = user_agent_facts(hit.user_agent or "")
+        country = self._countries.get(hit.ip, "?")
+        if country == "?":
+            if len(self._countries) > 100_000:
+                self._countries.clear()
+            country = self._countries[hit.ip] = country_of(hit.ip)
         query = parse_qs(hit.query or "", keep_blank_values=False) if hit.query else {}
         return {
             "site_id": self.site_id,
@@ -169,6 +171,7 @@ class Enricher:
             "requested_at": hit.time,
             "visitor_key": key,
             "ip": self.policy.apply(hit.ip),
+            "country": country,  # looked up from the full address, which is not kept
             "method": hit.method,
             "host": hit.host,
             "path": hit.path,

@@ -26,7 +26,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from ingestion.site_config import Site, SitesConfig, load_sites
 from realtime.collector.durable import DurableStream
-from realtime.collector.enrich import bot_reason, client_ip, country_of
+from realtime.collector.enrich import (
+    bot_reason,
+    client_ip,
+    country_of,
+    network_key,
+    network_key_secret,
+)
 from realtime.collector.landing import SEGMENTS, read_manifest
 from realtime.collector.ratelimit import RateLimiter
 from realtime.collector.schema import SCHEMA_VERSION, Invalid, validate_envelope, validate_event
@@ -140,14 +146,19 @@ class Collector:
 
     def _client_facts(
         self, site_id: str, peer: str | None, forwarded_for: str | None, user_agent: str
-    ) -> tuple[str | None, str | None, str | None]:
-        """(stored IP, country, bot reason) of a client; cached, as clients send many requests.
+    ) -> tuple[str | None, str | None, str | None, str]:
+        """(stored IP, country, bot reason, network key) of a client; cached, as clients send
+        many requests.
 
-        The country is looked up from the full address; only the policy-reduced one is stored.
+        The country and the network key (the logfile loader's keyed hash of IP + user agent)
+        come from the full address; only the policy-reduced one is stored.
         """
         site = self.sites[site_id]
         ip = client_ip(peer, forwarded_for, site)
-        return site.ip_policy.apply(ip), country_of(ip), bot_reason(user_agent)
+        return (
+            site.ip_policy.apply(ip), country_of(ip), bot_reason(user_agent),
+            network_key(ip, user_agent, network_key_secret()),
+        )  # fmt: skip
 
     async def start(self) -> None:
         s = self.settings
@@ -237,7 +248,7 @@ class Collector:
                     await self.quarantine(request, 413, message, body, site=site)
                     return _error(413, message, cors)
         user_agent = request.headers.get("user-agent") or ""
-        stored_ip, country, reason = self.client_facts(
+        stored_ip, country, reason, net_key = self.client_facts(
             site.id, request.peer, request.headers.get("x-forwarded-for"), user_agent
         )
         enrichment = {
@@ -247,6 +258,7 @@ class Collector:
             "ip": stored_ip,
             "user_agent": user_agent,
             "country": country,
+            "network_key": net_key,
             "bot_reason": reason,
             "is_bot": reason is not None,
             "schema_version": SCHEMA_VERSION,

@@ -6,12 +6,14 @@ site's IP policy here, so no full address reaches the landing (unless the policy
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 from functools import cache, lru_cache
 
 from ingestion.site_config import Site
-from orchestration.home import SitelineError
+from orchestration.home import SitelineError, remembered_secret
 
 
 @cache
@@ -134,3 +136,19 @@ def user_agent_facts(agent: str) -> dict:
         "device_family": family,
         "device_type": device_type,
     }
+
+
+@cache
+def network_key_secret() -> bytes:
+    """The key of the IP + user-agent hash: ``SITELINE_VISITOR_KEY``, else generated once and
+    kept under the data directory. The collector and the logfile loader of one installation
+    share it, so a tracker event and the log line of the same request carry the same key."""
+    return remembered_secret("logfile-visitor-key", "SITELINE_VISITOR_KEY").encode()
+
+
+def network_key(ip: str | None, user_agent: str | None, secret: bytes) -> str:
+    """Keyed hash of the full IP address + user agent: sessionises cookieless log hits and
+    ties them to tracker events without keeping the address (the key never leaves the
+    installation)."""
+    message = f"{ip or ''}\x00{user_agent or ''}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]

@@ -3,7 +3,16 @@ with
 
 source as (
 
-    select * from {{ source('raw_collector', 'events') }}
+    select * from {{ source_or_empty('raw_collector', 'events', {
+        'event_id': 'text', 'type': 'text', 'site_id': 'text', 'visitor_id': 'text',
+        'session_id': 'text', 'user_id': 'text', 'occurred_at': 'timestamptz',
+        'sent_at': 'timestamptz', 'received_at': 'timestamptz', 'url': 'text',
+        'referrer': 'text', 'title': 'text', 'user_agent': 'text', 'ip': 'text',
+        'country': 'text', 'network_key': 'text', 'is_bot': 'boolean', 'bot_reason': 'text', 'browser': 'text',
+        'browser_version': 'text', 'os': 'text', 'os_version': 'text', 'device_family': 'text',
+        'device_type': 'text', 'attributes': 'jsonb', 'segment': 'text', 'segment_line': 'bigint',
+        '_dlt_load_id': 'text'
+    }) }}
 
 ),
 
@@ -22,14 +31,51 @@ renamed as (
         occurred_at as device_occurred_at,
         sent_at as device_sent_at,
         received_at,
+        -- How long the event waited on the device before it was sent (offline queue).
+        sent_at - occurred_at as send_delay,
         url as page_url,
         referrer as referrer_url,
         title as page_title,
         user_agent,
         ip as ip_address,
+        country as country_code,
+        network_key,
+        coalesce(is_bot, false) as is_bot,
+        bot_reason,
+        browser,
+        browser_version,
+        os,
+        os_version,
+        device_family,
+        device_type,
+        attributes ->> 'category' as event_category,
+        attributes ->> 'action' as event_action,
+        attributes ->> 'label' as event_label,
+        (attributes ->> 'value')::numeric as event_value,
+        attributes -> 'properties' as event_properties,
+        attributes ->> 'order_id' as order_id,
+        (attributes ->> 'revenue')::numeric(14, 2) as revenue,
+        (attributes ->> 'shipping')::numeric(14, 2) as shipping,
+        (attributes ->> 'tax')::numeric(14, 2) as tax,
+        attributes ->> 'currency' as currency,
+        attributes -> 'items' as items,
+        (attributes ->> 'engaged_seconds')::numeric as engaged_seconds,
+        (attributes ->> 'granted')::boolean as consent_granted,
+        attributes -> 'traits' as traits,
+        (attributes -> 'performance' ->> 'dns_ms')::integer as dns_ms,
+        (attributes -> 'performance' ->> 'connect_ms')::integer as connect_ms,
+        (attributes -> 'performance' ->> 'ttfb_ms')::integer as ttfb_ms,
+        (attributes -> 'performance' ->> 'dom_interactive_ms')::integer as dom_interactive_ms,
+        (attributes -> 'performance' ->> 'load_ms')::integer as page_load_ms,
+        attributes ->> 'screen' as screen_resolution,
+        attributes ->> 'viewport' as viewport_size,
+        attributes ->> 'language' as browser_language,
+        attributes ->> 'timezone' as browser_timezone,
+        attributes ->> 'connection' as connection_type,
         attributes,
         segment as landing_segment,
-        segment_line as landing_line
+        segment_line as landing_line,
+        _dlt_load_id as load_id
     from source
 
 )

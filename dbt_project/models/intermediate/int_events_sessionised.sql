@@ -1,0 +1,332 @@
+{#- Every unified event with the visit (session) it belongs to. Incremental and correct
+    under late data, in the manner of the Snowplow web packages:
+
+    1. new rows = rows of dlt loads completed since the last run (10 minutes' overlap, so a
+       load committing while the last run read is never missed), plus log hits that a new
+       tracker page view now supersedes;
+    2. for every device (tracker visitor id, or keyed hash of IP + user agent for log hits)
+       with new rows, re-read its events from the start of the inactivity-delimited run
+       that holds its earliest new row, and sessionise them again with the new rows;
+    3. replace those rows (delete+insert on event_id).
+
+    A visit ends after the site's inactivity timeout, at local midnight when the site asks,
+    and when a page view brings a different campaign or external referrer than the visit's
+    previous ones (optional); a visit longer than max_session_hours is cut into pieces of
+    that length (bot guard). Superseded log hits and late events keep a null session_id.
+    `dbt build --full-refresh` gives the same rows as any sequence of incremental runs. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns',
+    indexes=[
+        {'columns': ['event_id'], 'unique': True},
+        {'columns': ['site_id', 'device_key', 'gap_started_at']},
+        {'columns': ['site_id', 'page_path', 'occurred_at']},
+        {'columns': ['session_id']},
+        {'columns': ['loaded_at']},
+    ],
+) }}
+
+with
+
+unified as (
+
+    select * from {{ ref('int_events_unified') }}
+
+),
+
+sites as (
+
+    select * from {{ ref('stg_config__sites') }}
+
+),
+
+{% if is_incremental() %}
+
+watermark as (
+
+    select coalesce(max(loaded_at), '-infinity'::timestamptz) - interval '10 minutes' as since
+    from {{ this }}
+
+),
+
+new_rows as (
+
+    select unified.*
+    from unified
+    where
+        unified.loaded_at > (select since from watermark)
+        and not exists (
+            select 1
+            from {{ this }} as done
+            where done.event_id = unified.event_id and done.load_id = unified.load_id
+        )
+
+),
+
+newly_superseded as (
+
+    -- Hits loaded before the tracker page view that is the same request (the nearest one,
+    -- as in int_events_unified).
+    select
+        {{ unified_columns('hit.') | replace('hit.is_superseded', 'true as is_superseded') }}
+    from {{ this }} as hit
+    where hit.event_id in (
+        select distinct on (t.event_id) h.event_id
+        from new_rows as t
+        inner join {{ this }} as h
+            on
+                t.site_id = h.site_id
+                and t.page_path = h.page_path
+                and coalesce(t.page_query, '') = coalesce(h.page_query, '')
+                and coalesce(t.network_key, t.ip_address || t.user_agent)
+                = case when t.network_key is null then h.ip_address || h.user_agent else h.network_key end
+                and t.occurred_at between h.occurred_at - interval '10 seconds'
+                and h.occurred_at + interval '60 seconds'
+        where
+            t.event_source = 'tracker'
+            and t.event_type = 'page_view'
+            and h.event_source = 'logfile'
+            and not h.is_superseded
+        order by t.event_id, abs(extract(epoch from t.occurred_at - h.occurred_at)), h.event_id
+    )
+    and hit.event_id not in (select n.event_id from new_rows as n)
+
+),
+
+changed as (
+
+    select {{ unified_columns() }} from new_rows
+    union all
+    select {{ unified_columns() }} from newly_superseded
+
+),
+
+changed_devices as (
+
+    -- A changed row may move an event in time: restart from its old place too.
+    select
+        changed.site_id,
+        changed.device_key,
+        min(least(changed.occurred_at, old.occurred_at)) as first_changed_at
+    from changed
+    left join {{ this }} as old on changed.event_id = old.event_id
+    group by changed.site_id, changed.device_key
+
+),
+
+restarts as (
+
+    select
+        changed_devices.site_id,
+        changed_devices.device_key,
+        coalesce((
+            select max(done.gap_started_at)
+            from {{ this }} as done
+            where
+                done.site_id = changed_devices.site_id
+                and done.device_key = changed_devices.device_key
+                and done.gap_started_at <= changed_devices.first_changed_at
+        ), '-infinity'::timestamptz) as restart_at
+    from changed_devices
+
+),
+
+batch as (
+
+    select * from changed
+    union all
+    select {{ unified_columns('done.') }}
+    from {{ this }} as done
+    inner join restarts
+        on
+            done.site_id = restarts.site_id
+            and done.device_key = restarts.device_key
+            and done.occurred_at >= restarts.restart_at
+    where
+        done.session_id is not null
+        and not exists (select 1 from changed where changed.event_id = done.event_id)
+
+),
+
+{% else %}
+
+batch as (
+
+    select {{ unified_columns() }} from unified
+
+),
+
+{% endif %}
+
+eligible as (
+
+    select
+        batch.*,
+        sites.inactivity_timeout,
+        sites.split_at_midnight,
+        sites.new_session_on_campaign_change,
+        sites.max_session_length,
+        (batch.occurred_at at time zone sites.site_timezone)::date as local_date,
+        case
+            when batch.event_type <> 'page_view' then null
+            when coalesce(batch.campaign_source, batch.campaign_medium, batch.campaign_name) is not null
+                then concat_ws('|', 'campaign', batch.campaign_source, batch.campaign_medium, batch.campaign_name)
+            when batch.referrer_medium <> 'internal' then 'referrer|' || batch.referrer_host
+        end as touch_key
+    from batch
+    inner join sites on batch.site_id = sites.site_id
+    where not batch.is_superseded and not batch.is_late
+
+),
+
+gaps as (
+
+    select
+        *,
+        case
+            when previous_at is null then 1
+            when occurred_at - previous_at > inactivity_timeout then 1
+            when split_at_midnight and local_date <> previous_local_date then 1
+            else 0
+        end as is_gap_start
+    from (
+        select
+            eligible.*,
+            lag(occurred_at) over device_time as previous_at,
+            lag(local_date) over device_time as previous_local_date
+        from eligible
+        window device_time as (partition by site_id, device_key order by occurred_at, event_id)
+    ) as ordered
+
+),
+
+gap_runs as (
+
+    select
+        *,
+        sum(is_gap_start) over (
+            partition by site_id, device_key order by occurred_at, event_id
+            rows between unbounded preceding and current row
+        ) as gap_run
+    from gaps
+
+),
+
+gap_runs_started as (
+
+    select
+        *,
+        min(occurred_at) over (partition by site_id, device_key, gap_run) as gap_started_at
+    from gap_runs
+
+),
+
+page_view_numbers as (
+
+    select
+        event_id,
+        row_number() over (
+            partition by site_id, device_key, gap_run order by occurred_at, event_id
+        ) as page_view_number
+    from gap_runs_started
+    where event_type = 'page_view'
+
+),
+
+touch_changes as (
+
+    select
+        event_id,
+        lag(touch_key) over (
+            partition by site_id, device_key, gap_run order by occurred_at, event_id
+        ) as previous_touch_key
+    from gap_runs_started
+    where touch_key is not null
+
+),
+
+splits as (
+
+    select
+        gap_runs_started.*,
+        case
+            when gap_runs_started.is_gap_start = 1 then 1
+            when
+                gap_runs_started.new_session_on_campaign_change
+                and page_view_numbers.page_view_number > 1
+                and touch_changes.previous_touch_key is distinct from gap_runs_started.touch_key
+                then 1
+            else 0
+        end as is_session_start
+    from gap_runs_started
+    left join page_view_numbers on gap_runs_started.event_id = page_view_numbers.event_id
+    left join touch_changes on gap_runs_started.event_id = touch_changes.event_id
+
+),
+
+numbered as (
+
+    select
+        *,
+        sum(is_session_start) over (
+            partition by site_id, device_key order by occurred_at, event_id
+            rows between unbounded preceding and current row
+        ) as session_number
+    from splits
+
+),
+
+capped as (
+
+    select
+        *,
+        floor(
+            extract(epoch from occurred_at - min(occurred_at) over (
+                partition by site_id, device_key, session_number
+            )) / extract(epoch from max_session_length)
+        ) as session_piece
+    from numbered
+
+),
+
+sessionised as (
+
+    select
+        {{ unified_columns() }},
+        gap_started_at,
+        md5(
+            site_id || '|' || device_key || '|' || first_value(event_id) over session_events
+        ) as session_id,
+        min(occurred_at) over session_events as session_started_at
+    from capped
+    window session_events as (
+        partition by site_id, device_key, session_number, session_piece
+        order by occurred_at, event_id
+        rows between unbounded preceding and unbounded following
+    )
+
+),
+
+unsessionised as (
+
+    select
+        {{ unified_columns() }},
+        null::timestamptz as gap_started_at,
+        null::text as session_id,
+        null::timestamptz as session_started_at
+    from batch
+    where is_superseded or is_late
+
+),
+
+final as (
+
+    select * from sessionised
+    union all
+    select * from unsessionised
+
+)
+
+select * from final
