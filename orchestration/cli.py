@@ -21,8 +21,10 @@ from rich.console import Console
 
 from orchestration.home import PROJECT_ROOT, SitelineError, siteline_home
 from orchestration.warehouse import (
+    BI_ROLE,
     EmbeddedWarehouse,
     connect,
+    ensure_bi_reader,
     ensure_warehouse,
     is_external,
     mask_url,
@@ -97,9 +99,18 @@ def warehouse_status() -> None:
 def warehouse_url_cmd(
     database: str = typer.Option(None, help="Another database on the same server."),
     masked: bool = typer.Option(False, help="Hide the password."),
+    role: str = typer.Option(
+        None, help="bi_reader: the read-only DSN for BI tools (web and crm marts only)."
+    ),
 ) -> None:
-    """Print the DSN BI tools and psql use (with the password unless --masked)."""
+    """Print the warehouse DSN (with the password unless --masked)."""
+    if role not in (None, BI_ROLE):
+        raise SitelineError(f"unknown role '{role}'; the read-only role is {BI_ROLE}")
     url = warehouse_url(database)
+    if role == BI_ROLE:
+        if not is_external():
+            ensure_warehouse()
+        url = ensure_bi_reader(url)
     print(mask_url(url) if masked else url)
 
 
@@ -129,6 +140,34 @@ def dbt_cmd(ctx: typer.Context) -> None:
     os.execv(DBT_EXECUTABLE, [DBT_EXECUTABLE, *ctx.args])
 
 
+@app.command("docs")
+def docs_cmd(
+    port: int = typer.Option(8080, help="Port on 127.0.0.1."),
+    generate_only: bool = typer.Option(False, help="Build the site into target/ and exit."),
+) -> None:
+    """Serve the dbt documentation (models, columns, lineage) on http://127.0.0.1:PORT."""
+    if not is_external():
+        ensure_warehouse()
+    from orchestration.runtime import configure_environment
+
+    configure_environment()
+    from orchestration.defs.models.project import DBT_DIR, DBT_EXECUTABLE
+
+    generated = subprocess.run([DBT_EXECUTABLE, "docs", "generate", "--quiet"], cwd=DBT_DIR)
+    if generated.returncode != 0:
+        _fail("dbt docs generate failed (see the output above)")
+    if generate_only:
+        console.print(f"[bold]dbt docs[/] {DBT_DIR / 'target' / 'index.html'}")
+        return
+    console.print(f"[bold]dbt docs[/] http://127.0.0.1:{port}  (Ctrl-C stops)")
+    os.chdir(DBT_DIR)
+    os.execv(
+        DBT_EXECUTABLE,
+        [DBT_EXECUTABLE, "docs", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--no-browser"],
+    )  # fmt: skip
+
+
 # -- pipeline ------------------------------------------------------------------------------------
 
 
@@ -138,7 +177,8 @@ def run_pipeline(selection: list[str] | None = None) -> bool:
     Unpartitioned assets run as one run of the implicit asset job; a partitioned asset (the
     logfile pulls, a partition per source) runs once per partition.
     """
-    ensure_warehouse()
+    url = ensure_warehouse()
+    ensure_bi_reader(url)
     from orchestration.runtime import configure_environment, data_dir
 
     configure_environment()
@@ -304,13 +344,9 @@ def simulate_cmd(
     console.print_json(data=summary["stats"])
 
 
-def demo_config():
-    from ingestion.demo_traffic.simulator import SimulationConfig
-
-    return SimulationConfig(days=DEMO_DAYS, visits_per_day=DEMO_VISITS_PER_DAY)
-
-
-def prepare_demo_traffic(cfg, url: str, progress: bool = True) -> dict:
+def prepare_demo_traffic(
+    cfg, url: str, progress: bool = True, segment_events: int = 50_000
+) -> dict:
     """Write the demo traffic into the local landing, replacing earlier demo traffic.
 
     Same settings as last time: reused as they are. Other settings: the earlier demo segments
@@ -319,7 +355,10 @@ def prepare_demo_traffic(cfg, url: str, progress: bool = True) -> dict:
     from ingestion.demo_traffic.writer import write_simulation
     from orchestration.runtime import data_dir, landing_dir
 
-    summary = write_simulation(cfg, data_dir("demo"), landing_root=landing_dir(), progress=progress)
+    summary = write_simulation(
+        cfg, data_dir("demo"), landing_root=landing_dir(), progress=progress,
+        segment_events=segment_events,
+    )  # fmt: skip
     if summary.get("replaced_segments"):
         with connect(url, autocommit=True) as conn:
             if conn.execute("select to_regclass('raw_collector.events')").fetchone()[0]:
@@ -333,6 +372,10 @@ def prepare_demo_traffic(cfg, url: str, progress: bool = True) -> dict:
 @app.command("demo")
 def demo_cmd(
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the services afterwards."),
+    days: int = typer.Option(DEMO_DAYS, min=1, help="Days of demo traffic."),
+    visits_per_day: int = typer.Option(DEMO_VISITS_PER_DAY, min=1),
+    seed: int = typer.Option(42, help="Seed of the simulator (same seed, same traffic)."),
+    segment_events: int = typer.Option(50_000, hidden=True, help="Events per landing segment."),
 ) -> None:
     """Warehouse, demo traffic, the whole pipeline, then the services (unless --no-serve)."""
     from orchestration.runtime import configure_environment
@@ -340,7 +383,12 @@ def demo_cmd(
     url = ensure_warehouse()
     configure_environment()
     console.print(f"[bold]warehouse[/] {mask_url(url)}")
-    summary = prepare_demo_traffic(demo_config(), url)
+    from ingestion.demo_traffic.simulator import SimulationConfig
+
+    summary = prepare_demo_traffic(
+        SimulationConfig(days=days, visits_per_day=visits_per_day, seed=seed), url,
+        segment_events=segment_events,
+    )  # fmt: skip
     stats = summary["stats"]
     verb = "reusing" if summary["reused"] else "generated"
     console.print(

@@ -381,3 +381,67 @@ def ensure_warehouse(start: bool = True) -> str:
 def server_version(url: str) -> str:
     with connect(url) as conn:
         return conn.execute("show server_version").fetchone()[0]
+
+
+BI_ROLE = "bi_reader"
+BI_SCHEMAS = ("web", "crm")
+
+
+def bi_reader_password() -> str:
+    """``SITELINE_BI_READER_PASSWORD``, else generated once and remembered (mode 0600)."""
+    return remembered_secret("bi-reader-password", "SITELINE_BI_READER_PASSWORD")
+
+
+def bi_reader_url(url: str | None = None) -> str:
+    """The DSN a BI tool uses: the warehouse database as the read-only ``bi_reader``."""
+    parts = urlsplit(url or warehouse_url())
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{BI_ROLE}:{quote(bi_reader_password(), safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+def ensure_bi_reader(url: str | None = None) -> str:
+    """Create (or update the password of) the read-only role BI tools and Superset use.
+
+    It may connect to the warehouse database and read the marts (``web``, ``crm``), tables
+    rebuilt later included (default privileges), and nothing else: no raw, staging or
+    intermediate schema. Returns its DSN.
+    """
+    from psycopg import errors, sql
+
+    url = url or warehouse_url()
+    dbname = urlsplit(url).path.lstrip("/") or "postgres"
+    role = sql.Identifier(BI_ROLE)
+    try:
+        with connect(url, autocommit=True) as conn:
+            found = conn.execute("select 1 from pg_roles where rolname = %s", (BI_ROLE,))
+            verb = sql.SQL("alter" if found.fetchone() else "create")
+            conn.execute(
+                sql.SQL(
+                    "{} role {} with login nosuperuser nocreatedb nocreaterole noinherit "
+                    "password {}"
+                ).format(verb, role, sql.Literal(bi_reader_password()))
+            )
+            conn.execute(
+                sql.SQL("grant connect on database {} to {}").format(sql.Identifier(dbname), role)
+            )
+            for schema in BI_SCHEMAS:
+                name = sql.Identifier(schema)
+                conn.execute(sql.SQL("create schema if not exists {}").format(name))
+                conn.execute(sql.SQL("grant usage on schema {} to {}").format(name, role))
+                conn.execute(
+                    sql.SQL("grant select on all tables in schema {} to {}").format(name, role)
+                )
+                conn.execute(
+                    sql.SQL(
+                        "alter default privileges in schema {} grant select on tables to {}"
+                    ).format(name, role)
+                )
+    except errors.InsufficientPrivilege as exc:
+        raise SitelineError(
+            f"cannot create the read-only role {BI_ROLE} at {mask_url(url)}: {exc}; "
+            "run Siteline as a user with CREATEROLE, or create the role yourself (docs/bi.md)"
+        ) from None
+    return bi_reader_url(url)

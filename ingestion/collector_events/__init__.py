@@ -17,7 +17,7 @@ from pathlib import Path
 import dlt
 import orjson
 
-from realtime.collector.enrich import user_agent_facts
+from realtime.collector.enrich import url_parts, user_agent_facts
 from realtime.collector.landing import SEGMENTS, SegmentInfo, iter_segment, read_manifest
 
 # Typed columns of raw_collector.events; every other field of an event lands in `attributes`.
@@ -46,13 +46,19 @@ EVENT_COLUMNS = {
     "os_version": {"data_type": "text"},
     "device_family": {"data_type": "text"},
     "device_type": {"data_type": "text"},
+    "page_host": {"data_type": "text"},
+    "page_path": {"data_type": "text"},
+    "page_query": {"data_type": "text"},
+    "referrer_host": {"data_type": "text"},
     "attributes": {"data_type": "json"},
     "segment": {"data_type": "text", "nullable": False},
     "segment_line": {"data_type": "bigint", "nullable": False},
 }
 # Parsed from the user agent at load time, with the function the logfile loader uses.
 _AGENT = {"browser", "browser_version", "os", "os_version", "device_family", "device_type"}
-_TOP = set(EVENT_COLUMNS) - {"attributes", "segment", "segment_line"} - _AGENT
+# URL parts, parsed once here rather than by regular expressions in every model run.
+_URL = {"page_host", "page_path", "page_query", "referrer_host"}
+_TOP = set(EVENT_COLUMNS) - {"attributes", "segment", "segment_line"} - _AGENT - _URL
 
 BAD_EVENT_COLUMNS = {
     "bad_event_id": {"data_type": "text", "nullable": False},
@@ -74,6 +80,8 @@ def to_row(record: dict, segment: str, line: int) -> dict:
     """Split a landed event into typed columns and the JSON ``attributes`` of its type."""
     row = {key: record.get(key) for key in _TOP}
     row.update(user_agent_facts(record.get("user_agent") or ""))
+    row["page_host"], row["page_path"], row["page_query"] = url_parts(record.get("url"))
+    row["referrer_host"] = url_parts(record.get("referrer"))[0]
     row["attributes"] = {k: v for k, v in record.items() if k not in _TOP}
     row["segment"] = segment
     row["segment_line"] = line
@@ -117,13 +125,19 @@ class Landing:
                 yield number, line
 
 
-def _segments(landing: Landing, stream: str, to_row_fn) -> Iterator[list[dict]]:
+def _segments(
+    landing: Landing, stream: str, to_row_fn, max_segments: int = 0
+) -> Iterator[list[dict]]:
     state = dlt.current.resource_state()
     loaded: list[str] = state.setdefault("loaded_segments", [])
     done = set(loaded)
+    taken = 0
     for segment in landing.manifest(stream):
         if segment.name in done:
             continue
+        if max_segments and taken >= max_segments:
+            break  # the rest waits for the next run (a backlog loads in bounded steps)
+        taken += 1
         batch: list[dict] = []
         for number, line in landing.lines(stream, segment):
             batch.append(to_row_fn(orjson.loads(line), segment.name, number))
@@ -143,21 +157,24 @@ def _bad_row(record: dict, segment: str, line: int) -> dict:
 
 
 @dlt.source(name="collector_events", max_table_nesting=0)
-def collector_events(landing_dir: str = dlt.config.value, landing_token: str | None = None):
+def collector_events(
+    landing_dir: str = dlt.config.value, landing_token: str | None = None, max_segments: int = 0
+):
     """Closed landing segments under ``landing_dir`` (a path, or a collector's
-    ``https://host/landing`` URL with ``landing_token``)."""
+    ``https://host/landing`` URL with ``landing_token``); at most ``max_segments`` new
+    segments per stream and run when set (``SOURCES__COLLECTOR_EVENTS__MAX_SEGMENTS``)."""
     landing = Landing(landing_dir, landing_token)
 
     @dlt.resource(name="events", write_disposition="merge", primary_key="event_id",
                   columns=EVENT_COLUMNS)  # fmt: skip
     def events() -> Iterator[list[dict]]:
         yield dlt.mark.materialize_table_schema()  # the models read it even when empty
-        yield from _segments(landing, "events", to_row)
+        yield from _segments(landing, "events", to_row, max_segments)
 
     @dlt.resource(name="bad_events", write_disposition="merge", primary_key="bad_event_id",
                   columns=BAD_EVENT_COLUMNS)  # fmt: skip
     def bad_events() -> Iterator[list[dict]]:
         yield dlt.mark.materialize_table_schema()
-        yield from _segments(landing, "bad_events", _bad_row)
+        yield from _segments(landing, "bad_events", _bad_row, max_segments)
 
     return events, bad_events

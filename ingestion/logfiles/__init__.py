@@ -36,9 +36,9 @@ HIT_COLUMNS = {
     "is_static": {"data_type": "bool"},
     **{name: {"data_type": "text"} for name in (
         "site_id", "source", "visitor_key", "ip", "country", "method", "host", "path", "query",
-        "protocol",
-        "referrer", "user_agent", "remote_user", "browser", "browser_version", "os", "os_version",
-        "device_family", "device_type", "bot_reason", "utm_source", "utm_medium", "utm_campaign",
+        "protocol", "referrer", "referrer_host", "user_agent", "remote_user", "browser",
+        "browser_version", "os", "os_version", "device_family", "device_type", "bot_reason",
+        "utm_source", "utm_medium", "utm_campaign",
         "utm_term", "utm_content", "file_name", "file_fingerprint",
     )},
 }  # fmt: skip

@@ -33,7 +33,13 @@ from zoneinfo import ZoneInfo
 from ingestion.logfiles.parsers import Hit, Rejected, decode, detect_format, make_parser
 from ingestion.logfiles.remote import RemoteFile
 from ingestion.site_config.schema import IpPolicy, LogSource
-from realtime.collector.enrich import bot_reason, country_of, network_key, user_agent_facts
+from realtime.collector.enrich import (
+    bot_reason,
+    country_of,
+    network_key,
+    url_parts,
+    user_agent_facts,
+)
 
 FINGERPRINT_BYTES = 1024
 STATIC = re.compile(
@@ -180,6 +186,7 @@ class Enricher:
             "status": hit.status,
             "bytes": hit.bytes,
             "referrer": hit.referrer,
+            "referrer_host": url_parts(hit.referrer)[0],
             "user_agent": hit.user_agent,
             "time_taken_ms": hit.time_taken_ms,
             "remote_user": hit.user,

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import os
 from functools import cache, lru_cache
+from urllib.parse import urlsplit
 
 from ingestion.site_config import Site
 from orchestration.home import SitelineError, remembered_secret
@@ -152,3 +153,17 @@ def network_key(ip: str | None, user_agent: str | None, secret: bytes) -> str:
     installation)."""
     message = f"{ip or ''}\x00{user_agent or ''}".encode()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
+
+
+@lru_cache(maxsize=65536)
+def url_parts(url: str | None) -> tuple[str | None, str | None, str | None]:
+    """(host, path, query) of a URL - host lower case without port, path '/' when empty,
+    query without '?' (None when empty); (None, None, None) when it is not a URL."""
+    if not url or "://" not in url:
+        return None, None, None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None, None, None
+    return host, parts.path or "/", parts.query or None

@@ -70,11 +70,12 @@ tracker_events as (
         tracker.client_session_id,
         tracker.user_id,
         tracker.page_url,
-        {{ url_host('tracker.page_url') }} as page_host,
-        {{ url_path('tracker.page_url') }} as page_path,
-        {{ url_query('tracker.page_url') }} as page_query,
+        tracker.page_host,
+        tracker.page_path,
+        tracker.page_query,
         tracker.page_title,
         tracker.referrer_url,
+        tracker.referrer_host,
         tracker.event_category,
         tracker.event_action,
         tracker.event_label,
@@ -135,6 +136,7 @@ log_page_views as (
         hits.page_query,
         null as page_title,
         hits.referrer_url,
+        hits.referrer_host,
         null as event_category,
         null as event_action,
         null as event_label,
@@ -301,24 +303,15 @@ campaigns as (
 
 ),
 
-referrers as (
-
-    select
-        unioned.*,
-        {{ url_host('unioned.referrer_url') }} as referrer_host
-    from unioned
-
-),
-
 final as (
 
     select
-        referrers.*,
+        unioned.*,
         case
-            when referrers.referrer_host is null then null
+            when unioned.referrer_host is null then null
             when
-                referrers.referrer_host = referrers.page_host
-                or sites.domains ? referrers.referrer_host
+                unioned.referrer_host = unioned.page_host
+                or sites.domains ? unioned.referrer_host
                 then 'internal'
             else coalesce(referrer_hosts.referrer_medium, 'other_site')
         end as referrer_medium,
@@ -328,10 +321,10 @@ final as (
         campaigns.campaign_medium,
         campaigns.campaign_term,
         campaigns.campaign_content
-    from referrers
-    inner join sites on referrers.site_id = sites.site_id
-    left join referrer_hosts on {{ bare_host('referrers.referrer_host') }} = referrer_hosts.referrer_host
-    left join campaigns on referrers.event_id = campaigns.event_id
+    from unioned
+    inner join sites on unioned.site_id = sites.site_id
+    left join referrer_hosts on {{ bare_host('unioned.referrer_host') }} = referrer_hosts.referrer_host
+    left join campaigns on unioned.event_id = campaigns.event_id
 
 )
 

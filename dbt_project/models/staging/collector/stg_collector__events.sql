@@ -10,7 +10,8 @@ source as (
         'referrer': 'text', 'title': 'text', 'user_agent': 'text', 'ip': 'text',
         'country': 'text', 'network_key': 'text', 'is_bot': 'boolean', 'bot_reason': 'text', 'browser': 'text',
         'browser_version': 'text', 'os': 'text', 'os_version': 'text', 'device_family': 'text',
-        'device_type': 'text', 'attributes': 'jsonb', 'segment': 'text', 'segment_line': 'bigint',
+        'device_type': 'text', 'page_host': 'text', 'page_path': 'text', 'page_query': 'text',
+        'referrer_host': 'text', 'attributes': 'jsonb', 'segment': 'text', 'segment_line': 'bigint',
         '_dlt_load_id': 'text'
     }) }}
 
@@ -34,7 +35,12 @@ renamed as (
         -- How long the event waited on the device before it was sent (offline queue).
         sent_at - occurred_at as send_delay,
         url as page_url,
+        -- Parsed at load; rows loaded before that are parsed here.
+        coalesce(page_host, {{ url_host('url') }}) as page_host,
+        coalesce(page_path, {{ url_path('url') }}) as page_path,
+        coalesce(page_query, {{ url_query('url') }}) as page_query,
         referrer as referrer_url,
+        coalesce(referrer_host, {{ url_host('referrer') }}) as referrer_host,
         title as page_title,
         user_agent,
         ip as ip_address,

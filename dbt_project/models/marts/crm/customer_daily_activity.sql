@@ -1,0 +1,28 @@
+-- One row per customer and local day with activity: visits, page views, engaged time,
+-- conversions, orders and revenue.
+with
+
+sessions as (
+
+    select * from {{ ref('fct_sessions') }}
+
+),
+
+final as (
+
+    select
+        site_id,
+        customer_key,
+        session_date as activity_date,
+        count(*) as visits,
+        sum(page_views) as page_views,
+        sum(engaged_seconds) as engaged_seconds,
+        sum(goal_conversions) as goal_conversions,
+        sum(transactions) as transactions,
+        sum(revenue)::numeric(14, 2) as revenue
+    from sessions
+    group by site_id, customer_key, session_date
+
+)
+
+select * from final

@@ -1,0 +1,186 @@
+-- One row per site and local day: the KPIs dashboards and alerts watch, plus what was kept
+-- out of them (bots, late events, rejected log lines, quarantined payloads).
+with
+
+sites as (
+
+    select * from {{ ref('stg_config__sites') }}
+
+),
+
+sessions as (
+
+    select * from {{ ref('int_sessions') }}
+
+),
+
+conversions as (
+
+    select * from {{ ref('fct_goal_conversions') }}
+
+),
+
+events as (
+
+    select * from {{ ref('int_events_sessionised') }}
+
+),
+
+bad_events as (
+
+    select * from {{ ref('stg_collector__bad_events') }}
+
+),
+
+rejected_lines as (
+
+    select * from {{ ref('stg_logfiles__rejected_lines') }}
+
+),
+
+hits as (
+
+    select * from {{ ref('stg_logfiles__hits') }}
+
+),
+
+visits as (
+
+    select
+        site_id,
+        session_date as kpi_date,
+        count(*) filter (where not is_bot) as visits,
+        count(distinct visitor_id) filter (where not is_bot) as visitors,
+        count(*) filter (where not is_bot and event_source = 'logfile') as visits_from_logs,
+        sum(page_views) filter (where not is_bot) as page_views,
+        count(*) filter (where not is_bot and is_bounce) as bounces,
+        sum(duration_seconds) filter (where not is_bot) as duration_seconds,
+        sum(engaged_seconds) filter (where not is_bot) as engaged_seconds,
+        sum(transactions) filter (where not is_bot) as transactions,
+        sum(revenue) filter (where not is_bot) as revenue,
+        count(*) filter (where is_bot) as bot_visits,
+        sum(page_views) filter (where is_bot) as bot_page_views
+    from sessions
+    group by site_id, session_date
+
+),
+
+converting as (
+
+    select
+        site_id,
+        conversion_date as kpi_date,
+        count(*) as goal_conversions,
+        count(distinct session_id) as converting_visits
+    from conversions
+    group by site_id, conversion_date
+
+),
+
+late as (
+
+    select
+        events.site_id,
+        (events.occurred_at at time zone sites.site_timezone)::date as kpi_date,
+        count(*) as late_events
+    from events
+    inner join sites on events.site_id = sites.site_id
+    where events.is_late
+    group by 1, 2
+
+),
+
+quarantined as (
+
+    select
+        bad_events.site_id,
+        (bad_events.received_at at time zone sites.site_timezone)::date as kpi_date,
+        count(*) as quarantined_payloads
+    from bad_events
+    inner join sites on bad_events.site_id = sites.site_id
+    group by 1, 2
+
+),
+
+log_hits as (
+
+    select
+        hits.site_id,
+        (hits.requested_at at time zone sites.site_timezone)::date as kpi_date,
+        count(*) as log_hits,
+        count(*) filter (where hits.is_bot) as bot_log_hits,
+        count(*) filter (where hits.is_static) as static_log_hits
+    from hits
+    inner join sites on hits.site_id = sites.site_id
+    group by 1, 2
+
+),
+
+rejected as (
+
+    -- Unparseable lines have no time: counted on the day they were loaded.
+    select
+        rejected_lines.site_id,
+        (to_timestamp(split_part(rejected_lines.load_id, '.', 1)::bigint) at time zone sites.site_timezone)::date
+            as kpi_date,
+        count(*) as rejected_log_lines
+    from rejected_lines
+    inner join sites on rejected_lines.site_id = sites.site_id
+    group by 1, 2
+
+),
+
+days as (
+
+    select site_id, kpi_date from visits
+    union
+    select site_id, kpi_date from late
+    union
+    select site_id, kpi_date from quarantined
+    union
+    select site_id, kpi_date from log_hits
+    union
+    select site_id, kpi_date from rejected
+
+),
+
+final as (
+
+    select
+        days.site_id,
+        days.kpi_date,
+        coalesce(visits.visits, 0) as visits,
+        coalesce(visits.visitors, 0) as visitors,
+        coalesce(visits.visits_from_logs, 0) as visits_from_logs,
+        coalesce(visits.page_views, 0) as page_views,
+        coalesce(visits.bounces, 0) as bounces,
+        round(coalesce(visits.bounces, 0)::numeric / nullif(visits.visits, 0), 4) as bounce_rate,
+        round(coalesce(visits.duration_seconds, 0)::numeric / nullif(visits.visits, 0), 1)
+            as avg_visit_seconds,
+        coalesce(visits.engaged_seconds, 0) as engaged_seconds,
+        coalesce(converting.goal_conversions, 0) as goal_conversions,
+        coalesce(converting.converting_visits, 0) as converting_visits,
+        round(coalesce(converting.converting_visits, 0)::numeric / nullif(visits.visits, 0), 4)
+            as conversion_rate,
+        coalesce(visits.transactions, 0) as transactions,
+        coalesce(visits.revenue, 0)::numeric(14, 2) as revenue,
+        round(visits.revenue / nullif(visits.transactions, 0), 2) as average_order_value,
+        coalesce(visits.bot_visits, 0) as bot_visits,
+        coalesce(visits.bot_page_views, 0) as bot_page_views,
+        coalesce(log_hits.log_hits, 0) as log_hits,
+        coalesce(log_hits.bot_log_hits, 0) as bot_log_hits,
+        coalesce(log_hits.static_log_hits, 0) as static_log_hits,
+        coalesce(rejected.rejected_log_lines, 0) as rejected_log_lines,
+        coalesce(late.late_events, 0) as late_events,
+        coalesce(quarantined.quarantined_payloads, 0) as quarantined_payloads
+    from days
+    left join visits on days.site_id = visits.site_id and days.kpi_date = visits.kpi_date
+    left join converting on days.site_id = converting.site_id and days.kpi_date = converting.kpi_date
+    left join late on days.site_id = late.site_id and days.kpi_date = late.kpi_date
+    left join quarantined on days.site_id = quarantined.site_id and days.kpi_date = quarantined.kpi_date
+    left join log_hits on days.site_id = log_hits.site_id and days.kpi_date = log_hits.kpi_date
+    left join rejected on days.site_id = rejected.site_id and days.kpi_date = rejected.kpi_date
+
+)
+
+select * from final

@@ -1,0 +1,37 @@
+-- One row per visitor id: a browser (the tracker's first-party id) or, for visits only the
+-- logs saw, a keyed hash of IP + user agent ("log:..."). customer_key ties visitors of one
+-- identified user together.
+with
+
+sessions as (
+
+    select * from {{ ref('fct_sessions') }}
+
+),
+
+final as (
+
+    select
+        site_id,
+        visitor_id,
+        min(customer_key) as customer_key,
+        bool_or(user_id is not null) as is_identified,
+        min(event_source) as event_source,
+        min(started_at) as first_seen_at,
+        max(ended_at) as last_seen_at,
+        count(*) as sessions,
+        sum(page_views) as page_views,
+        sum(engaged_seconds) as engaged_seconds,
+        sum(transactions) as transactions,
+        sum(revenue)::numeric(14, 2) as revenue,
+        (array_agg(channel_id order by started_at, session_id))[1] as first_channel_id,
+        (array_agg(campaign_name order by started_at, session_id))[1] as first_campaign_name,
+        (array_agg(device_sk order by started_at desc, session_id))[1] as device_sk,
+        (array_agg(device_type order by started_at desc, session_id))[1] as device_type,
+        (array_agg(country_code order by started_at desc, session_id))[1] as country_code
+    from sessions
+    group by site_id, visitor_id
+
+)
+
+select * from final

@@ -1,0 +1,48 @@
+-- One row per custom event of a person (category, action, label, value, properties).
+with
+
+events as (
+
+    select * from {{ ref('int_events_sessionised') }}
+    where session_id is not null and event_type = 'event'
+
+),
+
+sessions as (
+
+    select * from {{ ref('fct_sessions') }}
+
+),
+
+sites as (
+
+    select * from {{ ref('stg_config__sites') }}
+
+),
+
+final as (
+
+    select
+        events.event_id,
+        events.site_id,
+        events.session_id,
+        events.device_key as visitor_id,
+        sessions.customer_key,
+        events.occurred_at,
+        (events.occurred_at at time zone sites.site_timezone)::date as event_date,
+        events.event_category,
+        events.event_action,
+        events.event_label,
+        events.event_value,
+        events.event_properties,
+        events.page_path,
+        {{ page_sk('events.site_id', 'events.page_path') }} as page_sk,
+        sessions.channel_id,
+        sessions.device_sk
+    from events
+    inner join sessions on events.session_id = sessions.session_id
+    inner join sites on events.site_id = sites.site_id
+
+)
+
+select * from final

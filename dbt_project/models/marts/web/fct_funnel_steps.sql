@@ -1,0 +1,133 @@
+-- One row per funnel step a visit reached, funnels from sites.yml. Steps count in order: a
+-- visit reaches step n at its first match of step n after it reached step n-1. Drop-off
+-- per step = visits reaching it that do not reach the next (reached_next_step false).
+with recursive
+
+events as (
+
+    select * from {{ ref('int_events_sessionised') }}
+    where session_id is not null and not is_bot
+
+),
+
+steps as (
+
+    select * from {{ ref('stg_config__funnel_steps') }}
+
+),
+
+funnel_lengths as (
+
+    select
+        site_id,
+        funnel_id,
+        max(step_number) as steps_in_funnel
+    from steps
+    group by site_id, funnel_id
+
+),
+
+step_matches as (
+
+    select
+        events.session_id,
+        events.site_id,
+        steps.funnel_id,
+        steps.step_number,
+        events.occurred_at
+    from events
+    inner join steps on events.site_id = steps.site_id and {{ matches_rule('events', 'steps') }}
+
+),
+
+reached as (
+
+    select
+        session_id,
+        site_id,
+        funnel_id,
+        1 as step_number,
+        min(occurred_at) as reached_at
+    from step_matches
+    where step_number = 1
+    group by session_id, site_id, funnel_id
+
+    union all
+
+    select
+        reached.session_id,
+        reached.site_id,
+        reached.funnel_id,
+        reached.step_number + 1 as step_number,
+        (
+            select min(m.occurred_at)
+            from step_matches as m
+            where
+                m.session_id = reached.session_id
+                and m.funnel_id = reached.funnel_id
+                and m.step_number = reached.step_number + 1
+                and m.occurred_at >= reached.reached_at
+        ) as reached_at
+    from reached
+    where reached.reached_at is not null
+
+),
+
+reached_steps as (
+
+    select
+        *,
+        lead(reached_at) over (
+            partition by session_id, funnel_id order by step_number
+        ) is not null as reached_next_step
+    from reached
+    where reached_at is not null
+
+),
+
+sessions as (
+
+    select * from {{ ref('fct_sessions') }}
+
+),
+
+sites as (
+
+    select * from {{ ref('stg_config__sites') }}
+
+),
+
+final as (
+
+    select
+        md5(reached_steps.session_id || '|' || reached_steps.funnel_id || '|' || reached_steps.step_number)
+            as funnel_step_id,
+        reached_steps.site_id,
+        reached_steps.funnel_id,
+        steps.funnel_name,
+        reached_steps.step_number,
+        steps.step_name,
+        funnel_lengths.steps_in_funnel,
+        reached_steps.session_id,
+        sessions.visitor_id,
+        sessions.customer_key,
+        reached_steps.reached_at,
+        (reached_steps.reached_at at time zone sites.site_timezone)::date as reached_date,
+        reached_steps.reached_next_step,
+        reached_steps.step_number = funnel_lengths.steps_in_funnel as is_completion,
+        sessions.channel_id,
+        sessions.device_sk
+    from reached_steps
+    inner join steps
+        on
+            reached_steps.site_id = steps.site_id
+            and reached_steps.funnel_id = steps.funnel_id
+            and reached_steps.step_number = steps.step_number
+    inner join funnel_lengths
+        on reached_steps.site_id = funnel_lengths.site_id and reached_steps.funnel_id = funnel_lengths.funnel_id
+    inner join sessions on reached_steps.session_id = sessions.session_id
+    inner join sites on reached_steps.site_id = sites.site_id
+
+)
+
+select * from final

@@ -1,0 +1,83 @@
+-- One row per visit of a person (bots left out): when, how long, what was seen, where the
+-- visitor came from, on which device, which goals were reached and what was bought.
+with
+
+sessions as (
+
+    select * from {{ ref('int_sessions') }}
+    where not is_bot
+
+),
+
+identities as (
+
+    select * from {{ ref('int_identity_map') }}
+
+),
+
+conversions as (
+
+    select
+        session_id,
+        count(*) as goal_conversions,
+        sum(goal_value) as goal_value
+    from {{ ref('fct_goal_conversions') }}
+    group by session_id
+
+),
+
+final as (
+
+    select
+        sessions.session_id,
+        sessions.site_id,
+        sessions.visitor_id,
+        coalesce(identities.user_id, sessions.visitor_id) as customer_key,
+        identities.user_id,
+        sessions.client_session_id,
+        sessions.event_source,
+        sessions.started_at,
+        sessions.ended_at,
+        sessions.session_date,
+        sessions.duration_seconds,
+        sessions.page_views,
+        sessions.custom_events,
+        sessions.engaged_seconds,
+        sessions.is_bounce,
+        sessions.landing_page_path,
+        {{ page_sk('sessions.site_id', 'sessions.landing_page_path') }} as landing_page_sk,
+        sessions.exit_page_path,
+        sessions.landing_page_url,
+        sessions.referrer_url,
+        sessions.referrer_host,
+        sessions.referrer_medium,
+        sessions.referrer_source,
+        sessions.channel_id,
+        {{ campaign_sk(
+            'sessions.site_id', 'sessions.campaign_source', 'sessions.campaign_medium',
+            'sessions.campaign_name'
+        ) }} as campaign_sk,
+        sessions.campaign_name,
+        sessions.campaign_source,
+        sessions.campaign_medium,
+        sessions.campaign_term,
+        sessions.campaign_content,
+        {{ device_sk('sessions.device_type', 'sessions.browser', 'sessions.os') }} as device_sk,
+        sessions.device_type,
+        sessions.browser,
+        sessions.os,
+        sessions.country_code,
+        sessions.screen_resolution,
+        sessions.browser_language,
+        coalesce(conversions.goal_conversions, 0) as goal_conversions,
+        coalesce(conversions.goal_value, 0)::numeric(14, 2) as goal_value,
+        sessions.transactions,
+        sessions.revenue
+    from sessions
+    left join identities
+        on sessions.site_id = identities.site_id and sessions.visitor_id = identities.visitor_id
+    left join conversions on sessions.session_id = conversions.session_id
+
+)
+
+select * from final

@@ -1,0 +1,57 @@
+-- One row per line of an order: product, price, quantity and line revenue.
+with
+
+transactions as (
+
+    select * from {{ ref('fct_transactions') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('int_orders') }}
+
+),
+
+items as (
+
+    select
+        transactions.transaction_id,
+        transactions.site_id,
+        transactions.order_id,
+        transactions.customer_key,
+        transactions.ordered_at,
+        transactions.order_date,
+        transactions.last_touch_channel_id,
+        item.line_number::integer as line_number,
+        item.value as item
+    from transactions
+    inner join orders on transactions.site_id = orders.site_id and transactions.order_id = orders.order_id
+    cross join lateral jsonb_array_elements(orders.items) with ordinality as item (value, line_number)
+
+),
+
+final as (
+
+    select
+        transaction_id || ':' || line_number as transaction_item_id,
+        transaction_id,
+        site_id,
+        order_id,
+        line_number,
+        customer_key,
+        ordered_at,
+        order_date,
+        item ->> 'sku' as sku,
+        item ->> 'name' as product_name,
+        item ->> 'category' as product_category,
+        (item ->> 'price')::numeric(14, 2) as price,
+        coalesce((item ->> 'quantity')::integer, 1) as quantity,
+        ((item ->> 'price')::numeric * coalesce((item ->> 'quantity')::integer, 1))::numeric(14, 2)
+            as line_revenue,
+        last_touch_channel_id
+    from items
+
+)
+
+select * from final
