@@ -6,6 +6,6 @@ from orchestration.runtime import configure_environment
 
 configure_environment()
 
-from orchestration.defs import ingestion, logfiles, models  # noqa: E402  (needs the environment)
+from orchestration.defs import ingestion, logfiles, models, quality  # noqa: E402  (needs the env)
 
-defs = dg.Definitions.merge(ingestion.defs, logfiles.defs, models.defs)
+defs = dg.Definitions.merge(ingestion.defs, logfiles.defs, models.defs, quality.defs)

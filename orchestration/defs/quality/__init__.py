@@ -1,0 +1,3 @@
+from orchestration.defs.quality.definitions import defs
+
+__all__ = ["defs"]
