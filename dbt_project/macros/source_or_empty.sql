@@ -4,30 +4,33 @@
     build on any installation and across upgrades. Only staging models call it, as only
     they call source(). -#}
 {% macro source_or_empty(source_name, table_name, columns) -%}
-    {%- set relation = source(source_name, table_name) -%}
-    {%- set existing = none -%}
-    {%- if execute -%}
-        {%- set existing = adapter.get_relation(
-            database=relation.database, schema=relation.schema, identifier=relation.identifier
-        ) -%}
-    {%- endif -%}
-    {%- if existing is none -%}
-        (
-            select
-            {%- for name, type in columns.items() %}
-                null::{{ type }} as {{ name }}{{ "," if not loop.last }}
-            {%- endfor %}
-            where false
-        )
-    {%- else -%}
-        {%- set present = adapter.get_columns_in_relation(existing) | map(attribute='name') | list -%}
-        (
-            select
-            {%- for name, type in columns.items() %}
-                {% if name in present %}{{ adapter.quote(name) }}{% else %}null::{{ type }} as {{ name }}{% endif %}
-                {{- "," if not loop.last }}
-            {%- endfor %}
-            from {{ relation }}
-        )
-    {%- endif -%}
+{%- set relation = source(source_name, table_name) -%}
+{%- set existing = none -%}
+{%- if execute -%}
+{%- set existing = adapter.get_relation(
+    database=relation.database, schema=relation.schema, identifier=relation.identifier
+) -%}
+{%- endif -%}
+{%- if existing is none -%}
+(
+select
+{%- for name, type in columns.items() %}
+    null::{{ type }} as {{ name }}{{ "," if not loop.last }}
+{%- endfor %}
+where false
+)
+{%- else -%}
+{%- set present = adapter.get_columns_in_relation(existing) | map(attribute='name') | list -%}
+(
+select
+{%- for name, type in columns.items() %}
+{%- if name in present %}
+    {{ adapter.quote(name) }}{{ "," if not loop.last }}
+{%- else %}
+    null::{{ type }} as {{ name }}{{ "," if not loop.last }}
+{%- endif %}
+{%- endfor %}
+from {{ relation }}
+)
+{%- endif -%}
 {%- endmacro %}

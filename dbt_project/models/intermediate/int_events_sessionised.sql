@@ -1,3 +1,4 @@
+-- noqa: disable=LT02
 {#- Every unified event with the visit (session) it belongs to. Incremental and correct
     under late data, in the manner of the Snowplow web packages:
 
@@ -56,7 +57,7 @@ new_rows as (
     select unified.*
     from unified
     where
-        unified.loaded_at > (select since from watermark)
+        unified.loaded_at > (select watermark.since from watermark)
         and not exists (
             select 1
             from {{ this }} as done
@@ -65,33 +66,38 @@ new_rows as (
 
 ),
 
-newly_superseded as (
+superseding as (
 
     -- Hits loaded before the tracker page view that is the same request (the nearest one,
     -- as in int_events_unified).
+    select distinct on (t.event_id) h.event_id
+    from new_rows as t
+    inner join {{ this }} as h
+        on
+            t.site_id = h.site_id
+            and t.page_path = h.page_path
+            and coalesce(t.page_query, '') = coalesce(h.page_query, '')
+            and coalesce(t.network_key, t.ip_address || t.user_agent)
+            = case when t.network_key is null then h.ip_address || h.user_agent else h.network_key end
+    where
+        t.event_source = 'tracker'
+        and t.event_type = 'page_view'
+        and h.event_source = 'logfile'
+        and not h.is_superseded
+        and t.occurred_at between h.occurred_at - interval '10 seconds'
+        and h.occurred_at + interval '60 seconds'
+    order by t.event_id, abs(extract(epoch from t.occurred_at - h.occurred_at)), h.event_id
+
+),
+
+newly_superseded as (
+
     select
         {{ unified_columns('hit.') | replace('hit.is_superseded', 'true as is_superseded') }}
     from {{ this }} as hit
-    where hit.event_id in (
-        select distinct on (t.event_id) h.event_id
-        from new_rows as t
-        inner join {{ this }} as h
-            on
-                t.site_id = h.site_id
-                and t.page_path = h.page_path
-                and coalesce(t.page_query, '') = coalesce(h.page_query, '')
-                and coalesce(t.network_key, t.ip_address || t.user_agent)
-                = case when t.network_key is null then h.ip_address || h.user_agent else h.network_key end
-                and t.occurred_at between h.occurred_at - interval '10 seconds'
-                and h.occurred_at + interval '60 seconds'
-        where
-            t.event_source = 'tracker'
-            and t.event_type = 'page_view'
-            and h.event_source = 'logfile'
-            and not h.is_superseded
-        order by t.event_id, abs(extract(epoch from t.occurred_at - h.occurred_at)), h.event_id
-    )
-    and hit.event_id not in (select n.event_id from new_rows as n)
+    where
+        hit.event_id in (select superseding.event_id from superseding)
+        and hit.event_id not in (select n.event_id from new_rows as n)
 
 ),
 
@@ -109,9 +115,9 @@ changed_devices as (
     select
         changed.site_id,
         changed.device_key,
-        min(least(changed.occurred_at, old.occurred_at)) as first_changed_at
+        min(least(changed.occurred_at, previous.occurred_at)) as first_changed_at
     from changed
-    left join {{ this }} as old on changed.event_id = old.event_id
+    left join {{ this }} as previous on changed.event_id = previous.event_id
     group by changed.site_id, changed.device_key
 
 ),
@@ -146,7 +152,10 @@ batch as (
             and done.occurred_at >= restarts.restart_at
     where
         done.session_id is not null
-        and not exists (select 1 from changed where changed.event_id = done.event_id)
+        and not exists (
+            select 1 from changed
+            where changed.event_id = done.event_id
+        )
 
 ),
 
@@ -172,7 +181,9 @@ eligible as (
         case
             when batch.event_type <> 'page_view' then null
             when coalesce(batch.campaign_source, batch.campaign_medium, batch.campaign_name) is not null
-                then concat_ws('|', 'campaign', batch.campaign_source, batch.campaign_medium, batch.campaign_name)
+                then concat_ws(
+                    '|', 'campaign', batch.campaign_source, batch.campaign_medium, batch.campaign_name
+                )
             when batch.referrer_medium <> 'internal' then 'referrer|' || batch.referrer_host
         end as touch_key
     from batch
@@ -194,8 +205,8 @@ gaps as (
     from (
         select
             eligible.*,
-            lag(occurred_at) over device_time as previous_at,
-            lag(local_date) over device_time as previous_local_date
+            lag(eligible.occurred_at) over device_time as previous_at,
+            lag(eligible.local_date) over device_time as previous_local_date
         from eligible
         window device_time as (partition by site_id, device_key order by occurred_at, event_id)
     ) as ordered
@@ -256,7 +267,7 @@ splits as (
             when
                 gap_runs_started.new_session_on_campaign_change
                 and page_view_numbers.page_view_number > 1
-                and touch_changes.previous_touch_key is distinct from gap_runs_started.touch_key
+                and coalesce(touch_changes.previous_touch_key, '') <> gap_runs_started.touch_key
                 then 1
             else 0
         end as is_session_start

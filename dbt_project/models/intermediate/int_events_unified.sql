@@ -288,16 +288,31 @@ campaigns as (
 
     select
         event_id,
-        (array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'campaign'))[1] as campaign_name,
-        (array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'source'))[1] as campaign_source,
-        (array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'medium'))[1] as campaign_medium,
-        (array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'term'))[1] as campaign_term,
-        (array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'content'))[1] as campaign_content
+        (
+            array_agg(nullif(parameter_value, '') order by parameter_position)
+            filter (where campaign_field = 'campaign')
+        )[1
+        ] as campaign_name,
+        (
+            array_agg(nullif(parameter_value, '') order by parameter_position)
+            filter (where campaign_field = 'source')
+        )[1
+        ] as campaign_source,
+        (
+            array_agg(nullif(parameter_value, '') order by parameter_position)
+            filter (where campaign_field = 'medium')
+        )[1
+        ] as campaign_medium,
+        (
+            array_agg(nullif(parameter_value, '') order by parameter_position)
+            filter (where campaign_field = 'term')
+        )[1
+        ] as campaign_term,
+        (
+            array_agg(nullif(parameter_value, '') order by parameter_position)
+            filter (where campaign_field = 'content')
+        )[1
+        ] as campaign_content
     from query_parameters
     group by event_id
 

@@ -25,7 +25,7 @@ final as (
         max(occurred_at) over visitor as last_identified_at
     from identifies
     window visitor as (partition by site_id, visitor_id)
-    order by site_id, visitor_id, occurred_at desc, user_id
+    order by site_id asc, visitor_id asc, occurred_at desc, user_id asc
 
 )
 

@@ -71,7 +71,7 @@ exit_pages as (
         page_path as exit_page_path
     from events
     where event_type = 'page_view'
-    order by session_id, occurred_at desc, event_id desc
+    order by session_id asc, occurred_at desc, event_id desc
 
 ),
 

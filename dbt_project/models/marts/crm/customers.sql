@@ -36,13 +36,21 @@ activity as (
         (array_agg(channel_id order by started_at, session_id))[1] as first_touch_channel_id,
         (array_agg(campaign_name order by started_at, session_id))[1] as first_touch_campaign,
         coalesce(
-            (array_agg(channel_id order by started_at desc, session_id) filter (where channel_id <> 'direct'))[1],
+            (
+                array_agg(channel_id order by started_at desc, session_id asc) filter (
+                    where channel_id <> 'direct'
+                )
+            )[1],
             'direct'
         ) as last_touch_channel_id,
-        (array_agg(campaign_name order by started_at desc, session_id) filter (where channel_id <> 'direct'))[1]
+        (
+            array_agg(campaign_name order by started_at desc, session_id asc) filter (
+                where channel_id <> 'direct'
+            )
+        )[1]
             as last_touch_campaign,
-        (array_agg(device_type order by started_at desc, session_id))[1] as last_device_type,
-        (array_agg(country_code order by started_at desc, session_id))[1] as last_country_code
+        (array_agg(device_type order by started_at desc, session_id asc))[1] as last_device_type,
+        (array_agg(country_code order by started_at desc, session_id asc))[1] as last_country_code
     from sessions
     group by site_id, customer_key
 
@@ -92,7 +100,7 @@ scored as (
 
     select
         *,
-        ntile(5) over (partition by site_id order by recency_days desc, customer_key) as recency_score,
+        ntile(5) over (partition by site_id order by recency_days desc, customer_key asc) as recency_score,
         ntile(5) over (partition by site_id order by visits, transactions, customer_key) as frequency_score,
         ntile(5) over (partition by site_id order by revenue, customer_key) as monetary_score
     from combined

@@ -86,7 +86,7 @@ late as (
     from events
     inner join sites on events.site_id = sites.site_id
     where events.is_late
-    group by 1, 2
+    group by events.site_id, (events.occurred_at at time zone sites.site_timezone)::date
 
 ),
 
@@ -98,7 +98,7 @@ quarantined as (
         count(*) as quarantined_payloads
     from bad_events
     inner join sites on bad_events.site_id = sites.site_id
-    group by 1, 2
+    group by bad_events.site_id, (bad_events.received_at at time zone sites.site_timezone)::date
 
 ),
 
@@ -112,7 +112,7 @@ log_hits as (
         count(*) filter (where hits.is_static) as static_log_hits
     from hits
     inner join sites on hits.site_id = sites.site_id
-    group by 1, 2
+    group by hits.site_id, (hits.requested_at at time zone sites.site_timezone)::date
 
 ),
 
@@ -121,26 +121,48 @@ rejected as (
     -- Unparseable lines have no time: counted on the day they were loaded.
     select
         rejected_lines.site_id,
-        (to_timestamp(split_part(rejected_lines.load_id, '.', 1)::bigint) at time zone sites.site_timezone)::date
+        (
+            to_timestamp(split_part(rejected_lines.load_id, '.', 1)::bigint) at time zone sites.site_timezone
+        )::date
             as kpi_date,
         count(*) as rejected_log_lines
     from rejected_lines
     inner join sites on rejected_lines.site_id = sites.site_id
-    group by 1, 2
+    group by
+        rejected_lines.site_id,
+        (
+            to_timestamp(split_part(rejected_lines.load_id, '.', 1)::bigint)
+            at time zone sites.site_timezone
+        )::date
 
 ),
 
 days as (
 
-    select site_id, kpi_date from visits
+    select
+        site_id,
+        kpi_date
+    from visits
     union
-    select site_id, kpi_date from late
+    select
+        site_id,
+        kpi_date
+    from late
     union
-    select site_id, kpi_date from quarantined
+    select
+        site_id,
+        kpi_date
+    from quarantined
     union
-    select site_id, kpi_date from log_hits
+    select
+        site_id,
+        kpi_date
+    from log_hits
     union
-    select site_id, kpi_date from rejected
+    select
+        site_id,
+        kpi_date
+    from rejected
 
 ),
 

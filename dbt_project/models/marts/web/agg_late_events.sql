@@ -27,7 +27,10 @@ final as (
         max(events.received_at - events.occurred_at) as max_delay
     from events
     inner join sites on events.site_id = sites.site_id
-    group by 1, 2, 3
+    group by
+        events.site_id,
+        (events.occurred_at at time zone sites.site_timezone)::date,
+        events.event_type
 
 )
 

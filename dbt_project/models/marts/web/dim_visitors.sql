@@ -26,9 +26,9 @@ final as (
         sum(revenue)::numeric(14, 2) as revenue,
         (array_agg(channel_id order by started_at, session_id))[1] as first_channel_id,
         (array_agg(campaign_name order by started_at, session_id))[1] as first_campaign_name,
-        (array_agg(device_sk order by started_at desc, session_id))[1] as device_sk,
-        (array_agg(device_type order by started_at desc, session_id))[1] as device_type,
-        (array_agg(country_code order by started_at desc, session_id))[1] as country_code
+        (array_agg(device_sk order by started_at desc, session_id asc))[1] as device_sk,
+        (array_agg(device_type order by started_at desc, session_id asc))[1] as device_type,
+        (array_agg(country_code order by started_at desc, session_id asc))[1] as country_code
     from sessions
     group by site_id, visitor_id
 

@@ -124,7 +124,9 @@ final as (
             and reached_steps.funnel_id = steps.funnel_id
             and reached_steps.step_number = steps.step_number
     inner join funnel_lengths
-        on reached_steps.site_id = funnel_lengths.site_id and reached_steps.funnel_id = funnel_lengths.funnel_id
+        on
+            reached_steps.site_id = funnel_lengths.site_id
+            and reached_steps.funnel_id = funnel_lengths.funnel_id
     inner join sessions on reached_steps.session_id = sessions.session_id
     inner join sites on reached_steps.site_id = sites.site_id
 

@@ -44,8 +44,8 @@ pings as (
         on
             page_views.session_id = pings.session_id
             and pings.event_type = 'page_ping'
-            and pings.occurred_at >= page_views.occurred_at
-            and (pings.occurred_at < page_views.next_page_view_at or page_views.next_page_view_at is null)
+            and page_views.occurred_at <= pings.occurred_at
+            and (page_views.next_page_view_at > pings.occurred_at or page_views.next_page_view_at is null)
     group by page_views.event_id
 
 ),

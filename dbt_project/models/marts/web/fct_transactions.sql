@@ -48,7 +48,7 @@ first_touch as (
         on
             order_sessions.site_id = sessions.site_id
             and order_sessions.customer_key = sessions.customer_key
-            and sessions.started_at <= order_sessions.session_started_at
+            and order_sessions.session_started_at >= sessions.started_at
     order by order_sessions.site_id, order_sessions.order_id, sessions.started_at, sessions.session_id
 
 ),
@@ -65,9 +65,13 @@ last_touch as (
         on
             order_sessions.site_id = sessions.site_id
             and order_sessions.customer_key = sessions.customer_key
-            and sessions.started_at <= order_sessions.session_started_at
+            and order_sessions.session_started_at >= sessions.started_at
             and sessions.channel_id <> 'direct'
-    order by order_sessions.site_id, order_sessions.order_id, sessions.started_at desc, sessions.session_id
+    order by
+        order_sessions.site_id asc,
+        order_sessions.order_id asc,
+        sessions.started_at desc,
+        sessions.session_id asc
 
 ),
 
