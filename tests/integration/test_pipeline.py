@@ -109,6 +109,36 @@ def test_mart_columns_carry_their_descriptions(warehouse, traffic):
     assert comment == "When the page was viewed (UTC, device clock corrected)."
 
 
+def test_every_mart_column_is_in_the_data_dictionary(warehouse, traffic):
+    # Postgres comments are what BI tools show; every web and crm column must have one.
+    with connect(warehouse) as conn:
+        columns = conn.execute(
+            "select table_schema || '.' || table_name || '.' || column_name, "
+            "col_description((table_schema || '.' || table_name)::regclass, ordinal_position) "
+            "from information_schema.columns where table_schema in ('web', 'crm')"
+        ).fetchall()
+    tables = {c.rsplit(".", 1)[0] for c, _ in columns}
+    assert {"web.fct_sessions", "web.fct_transactions", "crm.customers"} <= tables
+    assert len(tables) == 19
+    assert [c for c, comment in columns if not comment] == []
+
+
+def test_bi_reader_reads_the_marts_and_nothing_else(warehouse, traffic):
+    import psycopg
+
+    from orchestration.warehouse import bi_reader_url
+
+    with psycopg.connect(bi_reader_url(warehouse), autocommit=True) as conn:
+        assert conn.execute("select count(*) from web.fct_sessions").fetchone()[0] > 0
+        assert conn.execute("select count(*) from crm.customers").fetchone()[0] > 0
+        for table in ("raw_collector.events", "staging.stg_collector__events",
+                      "intermediate.int_sessions", "config.sites"):  # fmt: skip
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"select 1 from {table} limit 1")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("create table web.mine (x int)")
+
+
 def test_unknown_asset_selection_names_the_known_ones(warehouse):
     from orchestration.cli import run_pipeline
     from orchestration.home import SitelineError

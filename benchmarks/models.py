@@ -1,0 +1,146 @@
+"""Model build times: a full build over N simulated tracker events (and their access log),
+then an incremental build after 1% more arrive (late and retried events included), and a
+check that the incremental result equals a full refresh.
+
+    .venv/bin/python benchmarks/models.py --events 10000000
+
+Everything runs through `siteline` as a user runs it, in its own data directory (--workdir)
+and its own databases on the warehouse server (the embedded one, or WAREHOUSE_URL's server).
+The simulation is generated once and reused. The last 1% of the landing segments (by receive
+time: they hold the offline queues that arrive hours late) and of the log lines are held back
+and delivered before the incremental build. Times are wall-clock of `dbt build` (models and
+their tests), as `siteline dbt build` prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingestion.demo_traffic.simulator import SimulationConfig
+from ingestion.demo_traffic.writer import write_simulation
+from orchestration.warehouse import connect, ensure_database, ensure_warehouse, with_database
+from realtime.collector.landing import _write_manifest, read_manifest
+
+MARTS = [
+    "web.fct_sessions", "web.fct_page_views", "web.fct_events", "web.fct_transactions",
+    "web.fct_transaction_items", "web.fct_goal_conversions", "web.fct_funnel_steps",
+    "web.dim_visitors", "web.agg_daily_site_kpis", "crm.customers",
+    "crm.customer_daily_activity",
+]  # fmt: skip
+SITELINE = str(Path(sys.executable).with_name("siteline"))
+
+
+def siteline(env: dict, *args: str) -> float:
+    started = time.perf_counter()
+    result = subprocess.run([SITELINE, *args], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        out = result.stdout[-3000:] + "\n" + result.stderr[-3000:]
+        sys.exit(f"siteline {' '.join(args)} failed:\n{out}")
+    return time.perf_counter() - started
+
+
+def count(url: str, table: str) -> int:
+    with connect(url) as conn:
+        return conn.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def snapshot(url: str) -> dict:
+    with connect(url) as conn:
+        return {
+            t: conn.execute(
+                f"select count(*), md5(coalesce(string_agg(x::text, '|' order by x::text), '')) "
+                f"from {t} as x"
+            ).fetchone()
+            for t in MARTS
+        }
+
+
+def deliver(sim: Path, home: Path, share: float, first: bool) -> None:
+    """Copy the first ``share`` of the landing segments and log lines (or the rest)."""
+    segments = read_manifest(sim / "landing" / "events")
+    cut = int(len(segments) * share)
+    chosen = segments[:cut] if first else segments
+    target = home / "landing" / "events"
+    target.mkdir(parents=True, exist_ok=True)
+    for info in chosen[(0 if first else cut) :]:
+        shutil.copy2(sim / "landing" / "events" / info.name, target / info.name)
+    _write_manifest(target, chosen)
+    log_src = sim / "logs" / "access.log"
+    log_dst = home / "demo" / "logs" / "access.log"
+    log_dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_src, "rb") as fh:
+        lines = fh.readlines()
+    cut_line = int(len(lines) * share)
+    with open(log_dst, "wb" if first else "ab") as out:
+        out.writelines(lines[:cut_line] if first else lines[cut_line:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--increment", type=float, default=0.01)
+    ap.add_argument("--workdir", type=Path, default=Path(__file__).with_name(".work") / "models")
+    args = ap.parse_args()
+
+    workdir = args.workdir / f"{args.events}"
+    sim, home = workdir / "sim", workdir / "home"
+    visits_per_day = max(1, round(args.events / 13.0 / args.days))
+    cfg = SimulationConfig(days=args.days, visits_per_day=visits_per_day, seed=2026)
+    started = time.perf_counter()
+    summary = write_simulation(cfg, sim, progress=True, segment_events=50_000)
+    stats = summary["stats"]
+    took = "reused" if summary["reused"] else f"{time.perf_counter() - started:.0f} s"
+    print(f"simulation: {stats['events']:,} events, {stats['log_lines']:,} log lines, "
+          f"{stats['visits']:,} visits ({took})")  # fmt: skip
+
+    base = ensure_warehouse()
+    name = f"siteline_bench_models_{args.events}"
+    url, dagster_url = with_database(base, name), with_database(base, name + "_dagster")
+    with connect(with_database(base, "postgres"), autocommit=True) as conn:
+        for db in (name, name + "_dagster"):
+            conn.execute(f'drop database if exists "{db}" with (force)')
+    ensure_database(url)
+    ensure_database(dagster_url)
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SITELINE_", "DAGSTER_"))}
+    env.update(SITELINE_HOME=str(home), WAREHOUSE_URL=url, DAGSTER_PG_URL=dagster_url)
+
+    deliver(sim, home, 1 - args.increment, first=True)
+    load = siteline(env, "run")
+    full = siteline(env, "dbt", "build", "--full-refresh")
+    events = count(url, "intermediate.int_events_sessionised")
+    print(f"load + first build: {load:.0f} s; full build over {events:,} unified events: "
+          f"{full:.0f} s")  # fmt: skip
+
+    deliver(sim, home, 1 - args.increment, first=False)
+    siteline(
+        env, "run", "raw_collector/events", "raw_collector/bad_events", "raw_logfiles/hits",
+        "raw_logfiles/rejected_lines", "raw_logfiles/files",
+    )  # fmt: skip
+    incremental = siteline(env, "dbt", "build")
+    after_incremental = snapshot(url)
+    refresh = siteline(env, "dbt", "build", "--full-refresh")
+    same = snapshot(url) == after_incremental
+    total = count(url, "intermediate.int_events_sessionised")
+    print(f"incremental build after {args.increment:.0%} more events ({total - events:,} unified "
+          f"events): {incremental:.0f} s = {incremental / full:.1%} of the full build")  # fmt: skip
+    print(f"full refresh: {refresh:.0f} s; incremental result identical to full refresh: {same}")
+    print(json.dumps({"events": stats["events"], "log_lines": stats["log_lines"],
+                      "full_build_s": round(full), "incremental_build_s": round(incremental),
+                      "incremental_share": round(incremental / full, 4),
+                      "full_refresh_s": round(refresh), "identical": same}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
