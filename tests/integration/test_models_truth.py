@@ -89,6 +89,11 @@ def demo(warehouse, tmp_path_factory):
         siteline(env, "run")
         runs += 1
     incremental = snapshot(url)
+    with connect(url, autocommit=True) as conn:  # what a back-office system writes
+        conn.execute(
+            "insert into crm.customer_attributes values ('demo', 'cust-0000001', "
+            "'recommendations', '[\"SKU-0001\"]', 'recommender', now())"
+        )
     siteline(env, "dbt", "build", "--full-refresh")
     yield {"url": url, "truth": truth, "stats": stats, "runs": runs, "incremental": incremental}
     with connect(with_database(warehouse, "postgres"), autocommit=True) as conn:
@@ -109,6 +114,11 @@ def query(url: str, sql: str) -> list[tuple]:
 def test_incremental_runs_equal_a_full_refresh(demo):
     assert demo["runs"] >= 3  # the events really arrived over several incremental runs
     assert snapshot(demo["url"]) == demo["incremental"]
+
+
+def test_a_full_refresh_keeps_what_back_office_systems_wrote(demo):
+    rows = query(demo["url"], "select customer_key, attribute_value from crm.customer_attributes")
+    assert rows == [("cust-0000001", ["SKU-0001"])]
 
 
 def test_visits_match_the_truth_one_by_one(demo):

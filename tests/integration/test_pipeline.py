@@ -43,7 +43,9 @@ def counts(url):
         raw, distinct = conn.execute(
             "select count(*), count(distinct event_id) from raw_collector.events"
         ).fetchone()
-        page_views = conn.execute("select count(*) from web.fct_page_views").fetchone()[0]
+        page_views = conn.execute(
+            "select count(*) from web.fct_page_views where event_source = 'tracker'"
+        ).fetchone()[0]
         sites = conn.execute("select site_id from config.sites").fetchall()
     return raw, distinct, page_views, sites
 
@@ -82,8 +84,7 @@ def test_run_loads_models_and_a_rerun_adds_nothing(warehouse, traffic):
         stats["duplicates"] > 0
         and stats["landing_records"] == stats["events"] + stats["duplicates"]
     )
-    # This traffic's access log is not pulled (it is not where sites.yml looks): the page
-    # views are the tracker's, bots left out.
+    # The tracker's page views, bots left out.
     assert page_views == sum(
         int(s["page_views"]) for s in sessions if s["tracked"] == "True" and s["is_bot"] == "False"
     )
@@ -139,11 +140,32 @@ def test_bi_reader_reads_the_marts_and_nothing_else(warehouse, traffic):
             conn.execute("create table web.mine (x int)")
 
 
+def test_docs_site_is_generated_with_the_column_descriptions(warehouse, traffic):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orchestration.defs.models.project import DBT_DIR
+
+    exe = Path(sys.executable).with_name("siteline")
+    result = subprocess.run([str(exe), "docs", "--generate-only"], capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (DBT_DIR / "target" / "index.html").exists()
+    catalog = json.loads((DBT_DIR / "target" / "catalog.json").read_text())
+    sessions = catalog["nodes"]["model.siteline.fct_sessions"]["columns"]
+    assert sessions["channel_id"]["comment"].startswith("Channel of the visit")
+
+
 def test_unknown_asset_selection_names_the_known_ones(warehouse):
     from orchestration.cli import run_pipeline
     from orchestration.home import SitelineError
 
-    with pytest.raises(SitelineError, match="unknown asset web/nope; known assets: config/sites"):
+    with pytest.raises(
+        SitelineError,
+        match="unknown asset web/nope; known assets: config/campaign_parameters, config/funnel",
+    ):
         run_pipeline(["web/nope"])
 
 

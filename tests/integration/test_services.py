@@ -100,7 +100,8 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         assert nodes["config/sites"]["assetMaterializations"][0]["runId"] == run_id
         health = urllib.request.urlopen(f"http://127.0.0.1:{collector_port}/health", timeout=10)
         assert json.loads(health.read())["status"] == "ok"
-        run = wait_for_sensor_run(deadline=time.monotonic() + 150)
+        # The sensor's run loads the segment and builds every model and check downstream.
+        run = wait_for_sensor_run(deadline=time.monotonic() + 420)
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
         assert run.tags.get("dagster/sensor_name") == "new_landing_segments"
     finally:

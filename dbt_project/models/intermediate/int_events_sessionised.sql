@@ -171,8 +171,14 @@ batch as (
 
 eligible as (
 
+    -- Only what the visit rules need: the window functions below sort these narrow rows,
+    -- and the wide events are joined back once at the end.
     select
-        batch.*,
+        batch.event_id,
+        batch.site_id,
+        batch.device_key,
+        batch.occurred_at,
+        batch.event_type,
         sites.inactivity_timeout,
         sites.split_at_midnight,
         sites.new_session_on_campaign_change,
@@ -302,10 +308,10 @@ capped as (
 
 ),
 
-sessionised as (
+assignments as (
 
     select
-        {{ unified_columns() }},
+        event_id,
         gap_started_at,
         md5(
             site_id || '|' || device_key || '|' || first_value(event_id) over session_events
@@ -317,6 +323,18 @@ sessionised as (
         order by occurred_at, event_id
         rows between unbounded preceding and unbounded following
     )
+
+),
+
+sessionised as (
+
+    select
+        {{ unified_columns('batch.') }},
+        assignments.gap_started_at,
+        assignments.session_id,
+        assignments.session_started_at
+    from batch
+    inner join assignments on batch.event_id = assignments.event_id
 
 ),
 
