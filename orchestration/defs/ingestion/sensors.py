@@ -5,11 +5,17 @@ import os
 import dagster as dg
 
 from ingestion.collector_events import Landing
-from orchestration.defs.ingestion.assets import collector_events_assets
+from orchestration.defs.ingestion.assets import collector_events_assets, site_config_assets
 
+# The events, sites.yml and every model: on a fresh installation the sensor may run before
+# anything else has, and a model (or a relationship test) must never meet a missing parent.
+# The logfile loads keep their own schedules.
 collector_events_job = dg.define_asset_job(
     "load_collector_events",
-    selection=dg.AssetSelection.assets(collector_events_assets).downstream(),
+    selection=dg.AssetSelection.assets(collector_events_assets, site_config_assets)
+    | dg.AssetSelection.key_prefixes(
+        ["staging"], ["intermediate"], ["reference"], ["web"], ["crm"]
+    ),
     description="Load new landing segments, then rebuild what depends on them.",
 )
 
