@@ -47,7 +47,7 @@ def wait_for_sensor_run(deadline: float):
     raise AssertionError("the sensor did not start and finish a load_collector_events run")
 
 
-def test_up_serves_the_graph_with_recorded_runs(warehouse):
+def test_up_serves_the_graph_with_recorded_runs(warehouse, tmp_path):
     import dagster as dg
 
     from ingestion.demo_traffic.simulator import SimulationConfig
@@ -68,10 +68,14 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         "SITELINE_DAGSTER_PORT": str(port),
         "SITELINE_COLLECTOR_PORT": str(collector_port),
     }
+    # Output goes to a file, not a pipe: a pipe nobody reads until the end fills up (dbt
+    # and Dagster log a lot) and blocks the services writing to it.
+    log_path = tmp_path / "up.log"
+    log = open(log_path, "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cli", "up"],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -101,12 +105,14 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         health = urllib.request.urlopen(f"http://127.0.0.1:{collector_port}/health", timeout=10)
         assert json.loads(health.read())["status"] == "ok"
         # The sensor's run loads the segment and builds every model and check downstream.
-        run = wait_for_sensor_run(deadline=time.monotonic() + 420)
+        run = wait_for_sensor_run(deadline=time.monotonic() + 300)
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
         assert run.tags.get("dagster/sensor_name") == "new_landing_segments"
     finally:
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)  # a hang guard: up must stop its services
-        print(output)  # shown by pytest when the test fails
+        proc.wait(timeout=60)  # a hang guard: up must stop its services
+        log.close()
+        output = log_path.read_text()
+        print(output[-20000:])  # shown by pytest when the test fails
     assert proc.returncode == 0, output
     assert f"dagster    http://127.0.0.1:{port}" in output

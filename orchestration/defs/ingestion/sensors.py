@@ -17,6 +17,9 @@ collector_events_job = dg.define_asset_job(
         ["staging"], ["intermediate"], ["reference"], ["web"], ["crm"]
     ),
     description="Load new landing segments, then rebuild what depends on them.",
+    # One process, steps in order: a load is small, and starting a process per step (every
+    # Great Expectations check) would cost more than the work on a 2-core machine.
+    executor_def=dg.in_process_executor,
 )
 
 
