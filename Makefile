@@ -4,6 +4,8 @@ TOOLS  := .tools
 UV     := $(TOOLS)/bin/uv
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Superset has its own environment: its pins (SQLAlchemy<2, pandas<2.2) conflict with ours.
+SUPERSET_VENV := .superset-venv
 SERVE  ?= 1
 PYTEST_ARGS ?=
 
@@ -25,7 +27,13 @@ $(BIN)/siteline: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
 	@touch $@
 
-install: $(BIN)/siteline
+# The lock pins every package; `uv pip sync` installs exactly it and removes anything else.
+$(SUPERSET_VENV)/bin/superset: $(UV) superset_config/requirements.lock
+	test -x $(SUPERSET_VENV)/bin/python || $(UV) venv $(SUPERSET_VENV) --python $(PYTHON) --quiet
+	$(UV) pip sync --python $(SUPERSET_VENV)/bin/python superset_config/requirements.lock --quiet
+	@touch $@
+
+install: $(BIN)/siteline $(SUPERSET_VENV)/bin/superset
 
 demo: install
 ifeq ($(SERVE),0)

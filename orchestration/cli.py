@@ -44,6 +44,10 @@ app = typer.Typer(
 )
 warehouse_app = typer.Typer(help="The warehouse (embedded PostgreSQL unless WAREHOUSE_URL is set).")
 app.add_typer(warehouse_app, name="warehouse")
+superset_app = typer.Typer(
+    help="Superset dashboards over the marts (runs in its own virtual environment)."
+)
+app.add_typer(superset_app, name="superset")
 
 DEMO_DAYS = 14
 DEMO_VISITS_PER_DAY = 400
@@ -442,6 +446,53 @@ def collector_cmd(
     )
 
 
+@superset_app.callback(invoke_without_command=True)
+def superset_cmd(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(None, help="TCP port (default 8088, or SITELINE_SUPERSET_PORT)."),
+) -> None:
+    """Provision Superset (metadata, admin user, the dashboards bundle) and serve it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from orchestration import superset
+    from orchestration.runtime import configure_environment
+
+    port = port or superset.DEFAULT_PORT
+    if not _port_free(port):
+        _fail(f"port {port} is in use; stop what uses it or pass --port")
+    ensure_warehouse()
+    configure_environment()
+    for line in superset.provision().splitlines():
+        console.print(line)
+    if not os.environ.get("SITELINE_UP"):  # `siteline up` prints every URL itself
+        _print_superset(port)
+    command = superset.serve_command(host, port)
+    os.execve(command[0], command, superset.environment())
+
+
+@superset_app.command("export")
+def superset_export_cmd(
+    to: Path = typer.Option(None, help="Bundle folder (default superset_config/bundle)."),
+) -> None:
+    """Write the dashboards, charts and datasets edited in the UI back into the bundle."""
+    from orchestration import superset
+
+    target = (to or superset.BUNDLE).resolve()
+    for line in superset.export(target).splitlines():
+        console.print(line)
+    console.print(f"review the change with `git diff {target}` and commit it")
+
+
+def _print_superset(port: int) -> None:
+    from orchestration import superset
+
+    login = "admin / $SUPERSET_ADMIN_PASSWORD"
+    if superset.admin_password_is_generated():
+        login = f"admin / {superset.admin_password()}  (generated; set SUPERSET_ADMIN_PASSWORD)"
+    console.print(f"[bold]superset[/]   http://127.0.0.1:{port}  ({login})")
+
+
 DAGSTER_PORT = int(os.environ.get("SITELINE_DAGSTER_PORT", "3000"))
 
 
@@ -453,6 +504,9 @@ def _print_urls(services: bool = True) -> None:
             f"[bold]collector[/]  http://127.0.0.1:{COLLECTOR_PORT}/collect  "
             f"(tracker: http://127.0.0.1:{COLLECTOR_PORT}/t.js)"
         )
+        from orchestration.superset import DEFAULT_PORT as SUPERSET_PORT
+
+        _print_superset(SUPERSET_PORT)
 
 
 def _port_free(port: int) -> bool:
@@ -465,13 +519,15 @@ def _port_free(port: int) -> bool:
 @app.command("up")
 def up_cmd() -> None:
     """Start every service in the foreground (Ctrl-C stops them): Dagster UI and daemon,
-    the collector."""
+    the collector, Superset."""
     from orchestration.runtime import configure_environment
+    from orchestration.superset import DEFAULT_PORT as SUPERSET_PORT
 
     ensure_warehouse()
     configure_environment()
     for port, variable in ((DAGSTER_PORT, "SITELINE_DAGSTER_PORT"),
-                           (COLLECTOR_PORT, "SITELINE_COLLECTOR_PORT")):  # fmt: skip
+                           (COLLECTOR_PORT, "SITELINE_COLLECTOR_PORT"),
+                           (SUPERSET_PORT, "SITELINE_SUPERSET_PORT")):  # fmt: skip
         if not _port_free(port):
             _fail(f"port {port} on 127.0.0.1 is in use; stop what uses it or set {variable}")
     bin_dir = Path(sys.executable).parent
@@ -481,12 +537,17 @@ def up_cmd() -> None:
          "-w", workspace],
         [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
         [sys.executable, "-m", "orchestration.cli", "collector", "--port", str(COLLECTOR_PORT)],
+        [sys.executable, "-m", "orchestration.cli", "superset", "--port", str(SUPERSET_PORT)],
     ]  # fmt: skip
     # Each service in its own process group, so stopping one also stops what it started
     # (Dagster's code servers and run workers).
-    procs = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, start_new_session=True) for cmd in commands]
-    deadline = time.monotonic() + 120
-    while _port_free(DAGSTER_PORT) and time.monotonic() < deadline:
+    env = {**os.environ, "SITELINE_UP": "1"}
+    procs = [
+        subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, start_new_session=True) for cmd in commands
+    ]
+    # Superset provisions (migrations, bundle import) before it listens: the slowest.
+    deadline = time.monotonic() + 240
+    while (_port_free(DAGSTER_PORT) or _port_free(SUPERSET_PORT)) and time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
             break
         time.sleep(0.5)
@@ -583,7 +644,10 @@ def doctor_cmd() -> None:
                     report(True, table, f"{n:,} rows")
                 else:
                     report(False, table, "missing — run `siteline run` (or `siteline demo`)")
-    for name, port in (("dagster UI", DAGSTER_PORT), ("collector", COLLECTOR_PORT)):
+    from orchestration.superset import DEFAULT_PORT as SUPERSET_PORT
+
+    for name, port in (("dagster UI", DAGSTER_PORT), ("collector", COLLECTOR_PORT),
+                       ("superset", SUPERSET_PORT)):  # fmt: skip
         up = not _port_free(port)
         console.print(
             f"{'[green]ok[/]  ' if up else '[yellow]--[/]  '} {name}: "

@@ -1,0 +1,202 @@
+"""Provision Superset for Siteline; runs in Superset's own virtual environment.
+
+    python provision.py setup  --bundle DIR   # migrate, init, admin user, import the bundle
+    python provision.py export --bundle DIR   # write every dashboard, chart, dataset back
+
+``siteline superset`` calls it with the environment set (see superset_config.py):
+``SUPERSET_ADMIN_PASSWORD`` and ``SITELINE_SUPERSET_WAREHOUSE_URL`` (the bi_reader DSN with
+its password; only the password is injected at import, never written to the bundle).
+
+Everything happens in one process: each ``superset`` CLI command pays ~12 s of imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+# Superset's SQLAlchemy 1.4 warns about its own flush events on every import; not ours to fix.
+warnings.filterwarnings("ignore")
+
+DATABASE_PREFIX = "databases/"
+# The bundle's database URI keeps only the driver, user and database name; host, port and
+# password are those of the running warehouse.
+BUNDLE_HOST = "127.0.0.1:5432"
+MASK = "XXXXXXXXXX"
+
+
+def log(message: str) -> None:
+    print(f"superset: {message}", flush=True)
+
+
+def _app():
+    from superset.app import create_app
+
+    return create_app()
+
+
+def _migrate() -> bool:
+    """Upgrade the metadata database; True when it was not already at the head revision."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from flask import current_app
+    from flask_migrate import upgrade
+    from superset.extensions import db
+
+    migrate = current_app.extensions["migrate"]
+    script = ScriptDirectory.from_config(migrate.migrate.get_config(migrate.directory))
+    with db.engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current == script.get_current_head():
+        return False
+    started = time.monotonic()
+    upgrade(directory=migrate.directory)
+    log(f"metadata database migrated in {time.monotonic() - started:.0f} s")
+    return True
+
+
+def _init_roles(force: bool) -> None:
+    from superset import appbuilder, security_manager
+    from superset.extensions import db
+
+    admin = security_manager.find_role("Admin")
+    if not force and admin is not None and admin.permissions:
+        return
+    started = time.monotonic()
+    appbuilder.add_permissions(update_perms=True)
+    security_manager.sync_role_definitions()
+    db.session.commit()
+    log(f"roles and permissions initialised in {time.monotonic() - started:.0f} s")
+
+
+def _admin(password: str) -> None:
+    """The `admin` user, with the password set from the environment at every start."""
+    from superset import security_manager
+    from superset.extensions import db
+
+    user = security_manager.find_user(username="admin")
+    if user is None:
+        role = security_manager.find_role("Admin")
+        created = security_manager.add_user(
+            "admin", "Siteline", "Admin", "admin@localhost", role, password=password
+        )
+        if not created:
+            raise SystemExit("superset: could not create the admin user")
+        log("admin user created")
+    else:
+        security_manager.reset_password(user.id, password)
+    db.session.commit()
+
+
+def read_bundle(bundle: Path) -> dict[str, str]:
+    contents = {
+        path.relative_to(bundle).as_posix(): path.read_text()
+        for path in sorted(bundle.rglob("*.yaml"))
+    }
+    if "metadata.yaml" not in contents:
+        raise SystemExit(f"superset: {bundle} is not an asset bundle (no metadata.yaml)")
+    return contents
+
+
+def _import(bundle: Path, warehouse_url: str) -> dict[str, int]:
+    from superset.commands.importers.v1.assets import ImportAssetsCommand
+
+    target = urlsplit(warehouse_url)
+    contents = read_bundle(bundle)
+    passwords: dict[str, str] = {}
+    for name in [n for n in contents if n.startswith(DATABASE_PREFIX)]:
+        config = yaml.safe_load(contents[name])
+        uri = urlsplit(config["sqlalchemy_uri"])
+        netloc = f"{uri.username}:{MASK}@{target.hostname}:{target.port or 5432}"
+        config["sqlalchemy_uri"] = uri._replace(netloc=netloc, path=target.path).geturl()
+        contents[name] = yaml.safe_dump(config, sort_keys=False)
+        passwords[name] = unquote(target.password or "")
+    ImportAssetsCommand(contents, passwords=passwords).run()
+    counts: dict[str, int] = {}
+    for name in contents:
+        kind = name.split("/", 1)[0] if "/" in name else None
+        if kind:
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def setup(bundle: Path) -> None:
+    password = os.environ.get("SUPERSET_ADMIN_PASSWORD", "")
+    warehouse_url = os.environ.get("SITELINE_SUPERSET_WAREHOUSE_URL", "")
+    if not password:
+        raise SystemExit("superset: SUPERSET_ADMIN_PASSWORD is not set")
+    if not warehouse_url:
+        raise SystemExit("superset: SITELINE_SUPERSET_WAREHOUSE_URL is not set")
+    app = _app()
+    with app.app_context():
+        migrated = _migrate()
+        _init_roles(force=migrated)
+        _admin(password)
+        started = time.monotonic()
+        from superset import security_manager
+        from superset.utils.core import override_user
+
+        # Imported assets are owned by the admin user, as with `superset import-directory`.
+        with override_user(security_manager.find_user(username="admin")):
+            counts = _import(bundle, warehouse_url)
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        log(f"bundle imported ({summary}) in {time.monotonic() - started:.1f} s")
+
+
+def _clean_name(name: str) -> str:
+    """`charts/Sessions_12.yaml` -> `charts/Sessions.yaml`: file names without database ids,
+    so an export changes only what was edited."""
+    return re.sub(r"_\d+(\.yaml)$", r"\1", name)
+
+
+def export(bundle: Path) -> None:
+    from superset.commands.export.assets import ExportAssetsCommand
+
+    app = _app()
+    with app.app_context():
+        files: dict[str, str] = {}
+        for name, content in ExportAssetsCommand().run():
+            text = content() if callable(content) else content
+            if name.startswith(DATABASE_PREFIX):
+                config = yaml.safe_load(text)
+                uri = urlsplit(config["sqlalchemy_uri"])
+                netloc = f"{uri.username}:{MASK}@{BUNDLE_HOST}"
+                config["sqlalchemy_uri"] = uri._replace(netloc=netloc).geturl()
+                text = yaml.safe_dump(config, sort_keys=False)
+            files[_clean_name(name)] = text
+    for folder in ("databases", "datasets", "charts", "dashboards", "queries"):
+        shutil.rmtree(bundle / folder, ignore_errors=True)
+    for name, text in files.items():
+        path = bundle / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    kinds = {}
+    for name in files:
+        kind = name.split("/", 1)[0] if "/" in name else "metadata"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    log(f"exported to {bundle}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="provision.py")
+    parser.add_argument("action", choices=["setup", "export"])
+    parser.add_argument("--bundle", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.action == "setup":
+        setup(args.bundle)
+    else:
+        args.bundle.mkdir(parents=True, exist_ok=True)
+        export(args.bundle)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
