@@ -13,6 +13,7 @@ Everything happens in one process: each ``superset`` CLI command pays ~12 s of i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -28,9 +29,10 @@ import yaml
 warnings.filterwarnings("ignore")
 
 DATABASE_PREFIX = "databases/"
-# The bundle's database URI keeps only the driver, user and database name; host, port and
-# password are those of the running warehouse.
+# The bundle's database URI keeps only the driver and the user: host, port, database name
+# and password are those of the running warehouse, set at import.
 BUNDLE_HOST = "127.0.0.1:5432"
+BUNDLE_DB = "/siteline"
 MASK = "XXXXXXXXXX"
 
 
@@ -158,20 +160,95 @@ def _clean_name(name: str) -> str:
     return re.sub(r"_\d+(\.yaml)$", r"\1", name)
 
 
-def export(bundle: Path) -> None:
-    from superset.commands.export.assets import ExportAssetsCommand
+def _stable_chart(config: dict) -> dict:
+    """Drop the database ids a chart export carries: the import sets them from the dataset
+    UUID, and without them an export shows only what was edited."""
+    params = config.get("params") or {}
+    for key in ("datasource", "slice_id", "dashboards"):
+        params.pop(key, None)
+    if config.get("query_context"):
+        context = json.loads(config["query_context"])
+        context["datasource"] = None
+        context.get("form_data", {}).pop("datasource", None)
+        context.get("form_data", {}).pop("slice_id", None)
+        for query in context.get("queries", []):
+            query.pop("datasource", None)
+        config["query_context"] = json.dumps(context, sort_keys=True)
+    return config
 
+
+def _stable_dashboard(config: dict) -> dict:
+    """Renumber the chart ids of a dashboard export 1..n in UUID order. The import maps them
+    to the new database ids through the position's UUIDs, so any numbering works; a stable
+    one keeps the bundle's diff to what was edited."""
+    position = config.get("position") or {}
+    charts = sorted(
+        (
+            item
+            for item in position.values()
+            if isinstance(item, dict) and item.get("type") == "CHART"
+        ),
+        key=lambda item: item["meta"]["uuid"],
+    )
+    ids = {item["meta"]["chartId"]: n for n, item in enumerate(charts, start=1)}
+
+    def renumber(values):
+        return [ids[v] for v in values if v in ids] if isinstance(values, list) else values
+
+    for item in charts:
+        item["meta"]["chartId"] = ids[item["meta"]["chartId"]]
+    meta = config.get("metadata") or {}
+    chart_configuration = {}
+    for key, value in (meta.get("chart_configuration") or {}).items():
+        if int(key) not in ids:
+            continue
+        value["id"] = ids[int(key)]
+        cross = value.get("crossFilters") or {}
+        cross["chartsInScope"] = renumber(cross.get("chartsInScope"))
+        chart_configuration[str(ids[int(key)])] = value
+    meta["chart_configuration"] = chart_configuration
+    scoped = [meta.get("global_chart_configuration") or {}]
+    scoped += meta.get("native_filter_configuration") or []
+    for item in scoped:
+        if "chartsInScope" in item:
+            item["chartsInScope"] = renumber(item["chartsInScope"])
+        if "excluded" in item.get("scope", {}) and isinstance(item["scope"], dict):
+            item["scope"]["excluded"] = renumber(item["scope"]["excluded"])
+    meta["timed_refresh_immune_slices"] = renumber(meta.get("timed_refresh_immune_slices", []))
+    meta["expanded_slices"] = {
+        str(ids[int(k)]): v for k, v in (meta.get("expanded_slices") or {}).items() if int(k) in ids
+    }
+    return config
+
+
+def export(bundle: Path) -> None:
     app = _app()
     with app.app_context():
+        # Superset's models can only be imported once the app exists.
+        from superset import security_manager
+        from superset.commands.export.assets import ExportAssetsCommand
+        from superset.utils.core import override_user
+
         files: dict[str, str] = {}
-        for name, content in ExportAssetsCommand().run():
-            text = content() if callable(content) else content
+        with override_user(security_manager.find_user(username="admin")):
+            # The command yields lazy contents: render them while the user is set.
+            exported = [
+                (name, content() if callable(content) else content)
+                for name, content in ExportAssetsCommand().run()
+            ]
+        for name, text in exported:
             if name.startswith(DATABASE_PREFIX):
                 config = yaml.safe_load(text)
                 uri = urlsplit(config["sqlalchemy_uri"])
                 netloc = f"{uri.username}:{MASK}@{BUNDLE_HOST}"
-                config["sqlalchemy_uri"] = uri._replace(netloc=netloc).geturl()
+                config["sqlalchemy_uri"] = uri._replace(netloc=netloc, path=BUNDLE_DB).geturl()
                 text = yaml.safe_dump(config, sort_keys=False)
+            elif name.startswith("charts/"):
+                text = yaml.safe_dump(_stable_chart(yaml.safe_load(text)), sort_keys=False)
+            elif name.startswith("dashboards/"):
+                text = yaml.safe_dump(_stable_dashboard(yaml.safe_load(text)), sort_keys=False)
+            elif name == "metadata.yaml" and (bundle / name).exists():
+                continue  # only a timestamp: the bundle keeps its own
             files[_clean_name(name)] = text
     for folder in ("databases", "datasets", "charts", "dashboards", "queries"):
         shutil.rmtree(bundle / folder, ignore_errors=True)

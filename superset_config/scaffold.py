@@ -5,6 +5,9 @@ the UI go back into it with ``siteline superset export``. This script wrote its 
 version, and stays here as the readable definition of the datasets, metrics and charts it
 started from. Running it again overwrites UI edits, so it refuses to unless ``--force``.
 
+Its output is then put in Superset's own layout by a round trip: ``siteline superset``
+imports it, ``siteline superset export`` writes it back (what is committed).
+
 It reads column names and types from the warehouse the marts are built in (``siteline demo``
 first). UUIDs derive from names (uuid5), so a rewrite keeps every UUID stable.
 

@@ -1,5 +1,5 @@
 """`siteline up`: the Dagster UI serves the graph and the runs `siteline run` recorded; the
-collector answers."""
+collector and Superset answer."""
 
 import json
 import os
@@ -62,11 +62,12 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse, tmp_path):
     write_simulation(SimulationConfig(days=1, visits_per_day=20, seed=99), landing.parent / "svc",
                      progress=False, landing_root=landing)  # fmt: skip
 
-    port, collector_port = free_port(), free_port()
+    port, collector_port, superset_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "SITELINE_DAGSTER_PORT": str(port),
         "SITELINE_COLLECTOR_PORT": str(collector_port),
+        "SITELINE_SUPERSET_PORT": str(superset_port),
     }
     # Output goes to a file, not a pipe: a pipe nobody reads until the end fills up (dbt
     # and Dagster log a lot) and blocks the services writing to it.
@@ -108,6 +109,15 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse, tmp_path):
         run = wait_for_sensor_run(deadline=time.monotonic() + 300)
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
         assert run.tags.get("dagster/sensor_name") == "new_landing_segments"
+        # Superset provisions and serves next to them (its own tests are in test_superset).
+        superset_health = None
+        while superset_health is None and time.monotonic() < deadline + 300:
+            try:
+                url = f"http://127.0.0.1:{superset_port}/health"
+                superset_health = urllib.request.urlopen(url, timeout=10).read()
+            except OSError:
+                time.sleep(1)
+        assert superset_health == b"OK", "Superset did not come up"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)  # a hang guard: up must stop its services
@@ -116,3 +126,4 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse, tmp_path):
         print(output[-20000:])  # shown by pytest when the test fails
     assert proc.returncode == 0, output
     assert f"dagster    http://127.0.0.1:{port}" in output
+    assert f"superset   http://127.0.0.1:{superset_port}" in output

@@ -1,0 +1,288 @@
+"""Superset against this run's warehouse: `siteline superset` provisions and serves it, every
+chart of the bundle returns data through the REST API, the numbers equal SQL on the marts,
+re-import and export keep the bundle stable, and headless Chromium sees every dashboard
+render without a chart error (screenshots in test-output/superset/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from orchestration.home import PROJECT_ROOT
+from orchestration.warehouse import bi_reader_password, connect
+from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+BUNDLE = PROJECT_ROOT / "superset_config" / "bundle"
+SCREENSHOTS = PROJECT_ROOT / "test-output" / "superset"
+PASSWORD = "admin-password-for-tests"
+DASHBOARDS = {
+    "Traffic overview", "Acquisition", "Content", "Goals and funnels", "E-commerce",
+    "Customers", "Site performance",
+}  # fmt: skip
+
+
+def bundle_files(kind: str) -> list[dict]:
+    return [yaml.safe_load(p.read_text()) for p in sorted((BUNDLE / kind).rglob("*.yaml"))]
+
+
+@pytest.fixture(scope="module")
+def marts(warehouse):
+    """The marts built from simulated traffic (built here unless an earlier test did)."""
+    with connect(warehouse) as conn:
+        built = conn.execute("select to_regclass('web.fct_sessions')").fetchone()[0]
+        sessions = (
+            conn.execute("select count(*) from web.fct_sessions").fetchone()[0] if built else 0
+        )
+    if not sessions:
+        from ingestion.demo_traffic.simulator import SimulationConfig
+        from ingestion.demo_traffic.writer import write_simulation
+        from orchestration.cli import run_pipeline
+
+        home = Path(os.environ["SITELINE_HOME"])
+        write_simulation(SimulationConfig(days=2, visits_per_day=120, seed=5), home / "sim-ss",
+                         progress=False, landing_root=Path(os.environ["SITELINE_LANDING_DIR"]))  # fmt: skip
+        assert run_pipeline() is True
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def server(marts, tmp_path_factory):
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("superset") / "superset.log"
+    env = {**os.environ, "SUPERSET_ADMIN_PASSWORD": PASSWORD}
+    env.pop("SUPERSET_SECRET_KEY", None)
+    log = open(log_path, "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", "superset", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{base}/health", timeout=5).text == "OK":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise AssertionError(f"Superset did not come up:\n{log_path.read_text()[-5000:]}")
+        yield base, log_path
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+
+
+def api(base: str, password: str = PASSWORD) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=120)
+    response = client.post(
+        "/api/v1/security/login",
+        json={"username": "admin", "password": password, "provider": "db", "refresh": True},
+    )
+    assert response.status_code == 200, response.text
+    client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    return client
+
+
+def listing(client: httpx.Client, kind: str) -> list[dict]:
+    response = client.get(f"/api/v1/{kind}/", params={"q": "(page_size:100)"})
+    assert response.status_code == 200, response.text
+    return response.json()["result"]
+
+
+def chart_data(client: httpx.Client, name: str) -> list[dict]:
+    (chart,) = [c for c in listing(client, "chart") if c["slice_name"] == name]
+    response = client.get(f"/api/v1/chart/{chart['id']}/data/")
+    assert response.status_code == 200, response.text
+    return response.json()["result"][0]["data"]
+
+
+def test_every_chart_of_the_bundle_returns_data(server):
+    base, _ = server
+    client = api(base)
+    charts = listing(client, "chart")
+    assert sorted(c["slice_name"] for c in charts) == sorted(
+        c["slice_name"] for c in bundle_files("charts")
+    )
+    assert len(charts) == 58
+    failures = []
+    for chart in charts:
+        response = client.get(f"/api/v1/chart/{chart['id']}/data/")
+        if response.status_code != 200:
+            failures.append((chart["slice_name"], response.status_code, response.text[:200]))
+            continue
+        result = response.json()["result"][0]
+        if result.get("error") or result["rowcount"] < 1:
+            failures.append((chart["slice_name"], result.get("error"), result["rowcount"]))
+    assert failures == []
+
+
+def test_the_numbers_equal_the_marts(server, marts):
+    base, _ = server
+    client = api(base)
+    with connect(marts) as conn:
+        sessions, visitors, page_views = conn.execute(
+            "select count(*), count(distinct visitor_id), sum(page_views) from web.fct_sessions"
+        ).fetchone()
+        revenue, orders = conn.execute(
+            "select sum(revenue), count(*) from web.fct_transactions"
+        ).fetchone()
+        customers = conn.execute("select count(*) from crm.customers").fetchone()[0]
+        direct = conn.execute(
+            "select count(*) from web.fct_sessions where channel_id = 'direct'"
+        ).fetchone()[0]
+    assert sessions > 100 and orders > 0
+    assert chart_data(client, "Sessions") == [{"sessions": sessions}]
+    assert chart_data(client, "Visitors") == [{"visitors": visitors}]
+    assert chart_data(client, "Page views") == [{"page_views": page_views}]
+    assert chart_data(client, "Transactions") == [{"transactions": orders}]
+    assert Decimal(str(chart_data(client, "Revenue")[0]["revenue"])) == revenue
+    assert chart_data(client, "Customers") == [{"customers": customers}]
+    by_channel = {row["channel"]: row["sessions"] for row in chart_data(client, "Channels")}
+    assert sum(by_channel.values()) == sessions
+    assert by_channel["Direct"] == direct
+
+    # The dashboards' Channel filter: the same query narrowed to one channel.
+    (chart,) = [c for c in listing(client, "chart") if c["slice_name"] == "Sessions"]
+    context = json.loads(
+        client.get(f"/api/v1/chart/{chart['id']}").json()["result"]["query_context"]
+    )
+    context["queries"][0]["filters"].append({"col": "channel", "op": "IN", "val": ["Direct"]})
+    response = client.post("/api/v1/chart/data", json=context)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"][0]["data"] == [{"sessions": direct}]
+
+
+def test_dashboards_have_the_filters_and_a_pivot_table(server):
+    base, _ = server
+    client = api(base)
+    dashboards = listing(client, "dashboard")
+    assert {d["dashboard_title"] for d in dashboards} == DASHBOARDS
+    for dashboard in dashboards:
+        detail = client.get(f"/api/v1/dashboard/{dashboard['id']}").json()["result"]
+        filters = json.loads(detail["json_metadata"])["native_filter_configuration"]
+        assert [f["name"] for f in filters] == ["Date", "Site", "Channel", "Device"]
+        columns = [f["targets"][0].get("column", {}).get("name") for f in filters]
+        assert columns == [None, "site_id", "channel", "device_type"]
+        charts = client.get(f"/api/v1/dashboard/{dashboard['id']}/charts").json()["result"]
+        assert "pivot_table_v2" in {c["form_data"]["viz_type"] for c in charts}, dashboard
+
+
+def test_a_pivot_table_exports_to_csv(server):
+    base, _ = server
+    client = api(base)
+    name = "Sessions by channel and device (pivot)"
+    (chart,) = [c for c in listing(client, "chart") if c["slice_name"] == name]
+    response = client.get(f"/api/v1/chart/{chart['id']}/data/", params={"format": "csv"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    lines = response.text.strip().splitlines()
+    assert lines[0].split(",")[:2] == ["channel", "device_type"]
+    assert len(lines) > 3
+
+
+def test_superset_refuses_to_start_with_a_published_secret_key(marts):
+    env = {**os.environ, "SUPERSET_SECRET_KEY": "thisISaSECRET_1234"}
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "superset", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "SUPERSET_SECRET_KEY is a published default" in result.stderr, result.stderr
+
+
+def test_every_dashboard_renders_in_chromium_without_a_chart_error(server):
+    from playwright.sync_api import sync_playwright
+
+    base, _ = server
+    client = api(base)
+    dashboards = {
+        d["dashboard_title"]: (d["id"], len(client.get(f"/api/v1/dashboard/{d['id']}/charts")
+                                            .json()["result"]))
+        for d in listing(client, "dashboard")
+    }  # fmt: skip
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.goto(f"{base}/login/")
+        page.fill("#username", "admin")
+        page.fill("#password", PASSWORD)
+        page.click("[type=submit]")
+        page.wait_for_url("**/superset/welcome/**", timeout=60_000)
+        for title, (dashboard_id, n_charts) in sorted(dashboards.items()):
+            page.goto(f"{base}/superset/dashboard/{dashboard_id}/")
+            page.wait_for_selector('[data-test="chart-grid-component"]', timeout=60_000)
+            # Every chart has drawn: no loading indicator, and each holder has content.
+            page.wait_for_function(
+                """n => {
+                    const holders = document.querySelectorAll('[data-test="chart-grid-component"]');
+                    if (holders.length !== n) return false;
+                    if (document.querySelector('[data-test="loading-indicator"]')) return false;
+                    return [...holders].every(h => h.querySelector(
+                        'canvas, svg, table, .superset-legacy-chart-big-number, .ant-alert'));
+                }""",
+                arg=n_charts,
+                timeout=90_000,
+            )
+            page.screenshot(path=str(SCREENSHOTS / f"{title}.png"), full_page=True)
+            errors = page.locator('[data-test="chart-grid-component"] .ant-alert')
+            for i in range(errors.count()):
+                problems.append((title, errors.nth(i).inner_text()[:200]))
+        browser.close()
+    assert problems == []
+    assert {p.stem for p in SCREENSHOTS.glob("*.png")} >= DASHBOARDS
+
+
+def test_export_round_trips_reimport_never_duplicates_and_sets_the_password(
+    server, tmp_path, monkeypatch
+):
+    """Last in the module: it changes the admin password."""
+    from orchestration import superset
+
+    base, _ = server
+    monkeypatch.setenv("SUPERSET_ADMIN_PASSWORD", PASSWORD)
+    exported = tmp_path / "bundle"
+    superset.export(exported)
+    # The committed bundle is in Superset's own export layout with database ids removed, so
+    # an export of what was imported is the bundle itself, byte for byte.
+    ours = {p.relative_to(BUNDLE): p.read_text() for p in BUNDLE.rglob("*/*.yaml")}
+    theirs = {p.relative_to(exported): p.read_text() for p in exported.rglob("*/*.yaml")}
+    assert sorted(theirs) == sorted(ours)
+    assert [name for name in ours if theirs[name] != ours[name]] == []
+    (database,) = (exported / "databases").glob("*.yaml")
+    uri = yaml.safe_load(database.read_text())["sqlalchemy_uri"]
+    assert uri == "postgresql+psycopg2://bi_reader:XXXXXXXXXX@127.0.0.1:5432/siteline"
+    everything = "".join(p.read_text() for p in exported.rglob("*.yaml"))
+    assert bi_reader_password() not in everything
+
+    # A re-import (of the export: the same bundle) updates, never duplicates; and it sets
+    # the admin password from the environment, as every start does.
+    monkeypatch.setenv("SUPERSET_ADMIN_PASSWORD", "a-new-password")
+    superset.provision(exported)
+    client = api(base, "a-new-password")
+    assert len(listing(client, "chart")) == 58
+    assert len(listing(client, "dashboard")) == 7
+    assert len(listing(client, "dataset")) == 8
+    assert [d["database_name"] for d in listing(client, "database")] == ["Siteline warehouse"]
+    refused = httpx.post(
+        f"{base}/api/v1/security/login",
+        json={"username": "admin", "password": PASSWORD, "provider": "db"},
+    )
+    assert refused.status_code == 401
