@@ -47,6 +47,23 @@ def secret_key() -> str:
     return remembered_secret("superset-secret-key", None, nbytes=32)
 
 
+def metadata_url() -> str | None:
+    """``SUPERSET_METADATA_URL``; the value ``warehouse`` means a database
+    ``<warehouse database>_superset`` on the warehouse server, created when missing.
+    Unset: SQLite under the data directory."""
+    value = os.environ.get("SUPERSET_METADATA_URL", "")
+    if value != "warehouse":
+        return value or None
+    from urllib.parse import urlsplit
+
+    from orchestration.warehouse import ensure_database, warehouse_url, with_database
+
+    warehouse = warehouse_url()
+    url = with_database(warehouse, urlsplit(warehouse).path.lstrip("/") + "_superset")
+    ensure_database(url)
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
 def environment(warehouse_dsn: str | None = None) -> dict[str, str]:
     """The environment Superset runs in. The warehouse DSN (bi_reader, with its password)
     is only needed by provisioning."""
@@ -61,7 +78,10 @@ def environment(warehouse_dsn: str | None = None) -> dict[str, str]:
     }
     if warehouse_dsn:
         env["SITELINE_SUPERSET_WAREHOUSE_URL"] = warehouse_dsn
-    if not os.environ.get("SUPERSET_METADATA_URL"):
+    metadata = metadata_url()
+    if metadata:
+        env["SUPERSET_METADATA_URL"] = metadata
+    else:
         (siteline_home() / "superset").mkdir(parents=True, exist_ok=True)
     return env
 

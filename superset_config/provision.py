@@ -198,6 +198,10 @@ def _stable_dashboard(config: dict) -> dict:
     for item in charts:
         item["meta"]["chartId"] = ids[item["meta"]["chartId"]]
     meta = config.get("metadata") or {}
+    # Written by the dashboard page itself when it is first viewed (the colors it assigned);
+    # the colors a user sets are in `label_colors`, which is kept.
+    for derived in ("color_scheme_domain", "shared_label_colors", "map_label_colors"):
+        meta.pop(derived, None)
     chart_configuration = {}
     for key, value in (meta.get("chart_configuration") or {}).items():
         if int(key) not in ids:

@@ -50,6 +50,7 @@ class Dataset:
     sql: str
     metrics: dict[str, tuple[str, str, str]]  # name -> (expression, label, d3 format)
     labels: dict[str, str] = field(default_factory=dict)
+    schema: str = "web"
 
     @property
     def uuid(self) -> str:
@@ -58,7 +59,7 @@ class Dataset:
 
 DATASETS = [
     Dataset(
-        "sessions",
+        "fct_sessions",
         "One row per visit (web.fct_sessions) with channel and country names.",
         "started_at",
         """select
@@ -96,7 +97,7 @@ left join web.dim_geography as g on g.country_code = s.country_code""",
         },
     ),
     Dataset(
-        "page_views",
+        "fct_page_views",
         "One row per page view (web.fct_page_views) with its page label and timings.",
         "viewed_at",
         """select
@@ -135,7 +136,7 @@ left join web.dim_channels as ch on ch.channel_id = pv.channel_id""",
         },
     ),
     Dataset(
-        "transactions",
+        "fct_transactions",
         "One row per order (web.fct_transactions) with first- and last-touch channels.",
         "ordered_at",
         """select
@@ -164,7 +165,7 @@ left join web.dim_devices as d on d.device_sk = t.device_sk""",
         },
     ),
     Dataset(
-        "transaction_items",
+        "fct_transaction_items",
         "One row per order line (web.fct_transaction_items).",
         "ordered_at",
         """select
@@ -187,7 +188,7 @@ left join web.dim_devices as d on d.device_sk = t.device_sk""",
         },
     ),
     Dataset(
-        "goal_conversions",
+        "fct_goal_conversions",
         "One row per goal conversion (web.fct_goal_conversions).",
         "converted_at",
         """select
@@ -205,7 +206,7 @@ left join web.fct_sessions as s on s.session_id = gc.session_id""",
         },
     ),
     Dataset(
-        "funnel_steps",
+        "fct_funnel_steps",
         "One row per session and funnel step reached (web.fct_funnel_steps).",
         "reached_at",
         """select
@@ -263,9 +264,10 @@ left join web.dim_channels as lt on lt.channel_id = c.last_touch_channel_id""",
                 ",.1f",
             ),
         },
+        schema="crm",
     ),
     Dataset(
-        "daily_site_kpis",
+        "agg_daily_site_kpis",
         "One row per site and day (web.agg_daily_site_kpis), including data-quality counts.",
         "kpi_date",
         """select
@@ -285,7 +287,10 @@ from web.agg_daily_site_kpis as k""",
         },
     ),
 ]
-BY_NAME = {d.name: d for d in DATASETS}
+# Charts below name datasets by their short names.
+BY_NAME = {d.name: d for d in DATASETS} | {
+    d.name.removeprefix("fct_").removeprefix("agg_"): d for d in DATASETS
+}
 
 
 def column_types(conn, sql: str) -> list[tuple[str, str]]:
@@ -309,7 +314,7 @@ def dataset_yaml(ds: Dataset, columns: list[tuple[str, str]]) -> dict:
         "offset": 0,
         "cache_timeout": None,
         "catalog": None,
-        "schema": "web",
+        "schema": ds.schema,
         "sql": ds.sql,
         "params": None,
         "template_params": None,
@@ -372,6 +377,7 @@ class Chart:
     time_grain: str = "P1D"
     row_limit: int = 100
     fmt: str | None = None
+    not_null: list[str] = field(default_factory=list)  # columns whose empty group is left out
     extra: dict = field(default_factory=dict)
 
     @property
@@ -394,7 +400,17 @@ def chart_params(chart: Chart) -> dict:
     params: dict = {
         "datasource": "1__table",
         "viz_type": chart.viz,
-        "adhoc_filters": [_temporal_filter(ds)],
+        "adhoc_filters": [_temporal_filter(ds)]
+        + [
+            {
+                "clause": "WHERE",
+                "expressionType": "SIMPLE",
+                "subject": column,
+                "operator": "IS NOT NULL",
+                "comparator": None,
+            }
+            for column in chart.not_null
+        ],
         "extra_form_data": {},
         "row_limit": chart.row_limit,
     }
@@ -471,7 +487,8 @@ def query_context(chart: Chart, params: dict) -> str:
         columns = list(chart.groupby)
     metrics = chart.metrics
     query = {
-        "filters": [{"col": ds.time_column, "op": "TEMPORAL_RANGE", "val": NO_FILTER}],
+        "filters": [{"col": ds.time_column, "op": "TEMPORAL_RANGE", "val": NO_FILTER}]
+        + [{"col": column, "op": "IS NOT NULL"} for column in chart.not_null],
         "extras": {"having": "", "where": ""},
         "applied_time_extras": {},
         "columns": columns,
@@ -524,9 +541,10 @@ def daily(name, dataset, metrics, groupby=(), viz="echarts_timeseries_line", wid
                  x_axis=ds.time_column, **kw)  # fmt: skip
 
 
-def table(name, dataset, groupby, metrics, width=6, height=60, row_limit=50):
+def table(name, dataset, groupby, metrics, width=6, height=60, row_limit=50, not_null=()):
     return Chart(name, dataset, "table", width=width, height=height, groupby=list(groupby),
-                 metrics=list(metrics), row_limit=row_limit)  # fmt: skip
+                 metrics=list(metrics), row_limit=row_limit,
+                 not_null=list(not_null))  # fmt: skip
 
 
 def pivot(name, dataset, rows, columns, metrics, width=12, height=60):
@@ -541,9 +559,9 @@ def bars(name, dataset, category, metric, width=4, height=50, row_limit=20):
                  x_axis=category, metrics=[metric], row_limit=row_limit)  # fmt: skip
 
 
-def pie(name, dataset, groupby, metric, width=4, row_limit=10):
+def pie(name, dataset, groupby, metric, width=4, row_limit=10, not_null=()):
     return Chart(name, dataset, "pie", width=width, groupby=[groupby], metrics=[metric],
-                 row_limit=row_limit)  # fmt: skip
+                 row_limit=row_limit, not_null=list(not_null))  # fmt: skip
 
 
 # Each dashboard: title, slug, the dataset its filters read their values from, rows of charts.
@@ -567,10 +585,12 @@ DASHBOARDS: list[tuple[str, str, str, list[list[Chart]]]] = [
                viz="echarts_timeseries_bar", width=12, extra={"stack": "Stack"})],
         [table("Channels", "sessions", ["channel"],
                ["sessions", "visitors", "bounce_rate", "conversion_rate", "revenue"], width=7),
-         pie("Top referrers", "sessions", "referrer_host", "sessions", width=5)],
+         pie("Top referrers", "sessions", "referrer_host", "sessions", width=5,
+             not_null=["referrer_host"])],
         [table("Campaigns", "sessions",
                ["campaign_name", "campaign_source", "campaign_medium"],
-               ["sessions", "conversion_rate", "transactions", "revenue"], width=12)],
+               ["sessions", "conversion_rate", "transactions", "revenue"], width=12,
+               not_null=["campaign_name"])],
         [pivot("Channel by referrer medium (pivot)", "sessions", ["channel"],
                ["referrer_medium"], ["sessions"])],
     ]),

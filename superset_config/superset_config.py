@@ -8,8 +8,9 @@ running Superset by other means sets them the same way.
   Superset refuses to start without one, or with a well-known default, or with one shorter
   than 32 characters. The demo generates one and remembers it under ``$SITELINE_HOME``.
 - ``SUPERSET_METADATA_URL``: Superset's own metadata database. Default: SQLite in
-  ``$SITELINE_HOME/superset/superset.db`` (the demo); any SQLAlchemy URL otherwise, e.g. a
-  ``superset`` database on the warehouse server.
+  ``$SITELINE_HOME/superset/superset.db`` (the demo); any SQLAlchemy URL otherwise.
+  (``siteline superset`` turns the value ``warehouse`` into the URL of a database on the
+  warehouse server before Superset reads it.)
 - ``SUPERSET_ROW_LIMIT``: the most rows a chart or CSV export returns (default 50,000).
 """
 

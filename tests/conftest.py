@@ -52,7 +52,7 @@ def warehouse():
     os.environ["DAGSTER_PG_URL"] = dagster_url
     yield url
     with connect(with_database(base, "postgres"), autocommit=True) as conn:
-        for db in (run, run + "_dagster"):
+        for db in (run, run + "_dagster", run + "_superset"):
             conn.execute(f'drop database if exists "{db}" with (force)')
     if embedded is not None:
         embedded.stop()

@@ -1,7 +1,7 @@
 """The warehouse models checked exactly against the simulator's ground truth.
 
 `siteline demo` runs as a user would run it, in its own data directory and databases, on a
-small simulation; tracker events then arrive in several loads (two landing segments per
+small simulation; tracker events then arrive in several loads (three landing segments per
 run) while the access log is pulled at once, so late events, retried deliveries and log
 hits that a later tracker event supersedes all cross incremental runs. The marts after those
 incremental runs must equal a full refresh, and both must equal the ground truth: visits,
@@ -74,7 +74,7 @@ def demo(warehouse, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in INHERITED}
     env.update(
         SITELINE_HOME=str(home), WAREHOUSE_URL=url, DAGSTER_PG_URL=dagster_url,
-        SOURCES__COLLECTOR_EVENTS__MAX_SEGMENTS="2",
+        SOURCES__COLLECTOR_EVENTS__MAX_SEGMENTS="3",
     )  # fmt: skip
     siteline(env, "demo", "--no-serve", *SIM)
     truth = home / "demo" / "truth"
