@@ -42,8 +42,13 @@ else
 	$(BIN)/siteline demo
 endif
 
+# Two workers: each has its own data directory, embedded warehouse and databases
+# (tests/conftest.py); the integration files are split between them in two groups
+# (tests/integration/conftest.py), so a file's tests share one worker.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

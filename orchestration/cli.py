@@ -138,8 +138,9 @@ def dbt_cmd(ctx: typer.Context) -> None:
     from orchestration.runtime import configure_environment
 
     configure_environment()
-    from orchestration.defs.models.project import DBT_DIR, DBT_EXECUTABLE
+    from orchestration.defs.models.project import DBT_DIR, DBT_EXECUTABLE, cli_target_dir
 
+    os.environ["DBT_TARGET_PATH"] = str(cli_target_dir())
     os.chdir(DBT_DIR)
     os.execv(DBT_EXECUTABLE, [DBT_EXECUTABLE, *ctx.args])
 
@@ -147,7 +148,7 @@ def dbt_cmd(ctx: typer.Context) -> None:
 @app.command("docs")
 def docs_cmd(
     port: int = typer.Option(8080, help="Port on 127.0.0.1."),
-    generate_only: bool = typer.Option(False, help="Build the site into target/ and exit."),
+    generate_only: bool = typer.Option(False, help="Build the site and exit (prints its path)."),
 ) -> None:
     """Serve the dbt documentation (models, columns, lineage) on http://127.0.0.1:PORT."""
     if not is_external():
@@ -155,13 +156,15 @@ def docs_cmd(
     from orchestration.runtime import configure_environment
 
     configure_environment()
-    from orchestration.defs.models.project import DBT_DIR, DBT_EXECUTABLE
+    from orchestration.defs.models.project import DBT_DIR, DBT_EXECUTABLE, cli_target_dir
 
+    target = cli_target_dir()
+    os.environ["DBT_TARGET_PATH"] = str(target)
     generated = subprocess.run([DBT_EXECUTABLE, "docs", "generate", "--quiet"], cwd=DBT_DIR)
     if generated.returncode != 0:
         _fail("dbt docs generate failed (see the output above)")
     if generate_only:
-        console.print(f"[bold]dbt docs[/] {DBT_DIR / 'target' / 'index.html'}")
+        console.print(f"[bold]dbt docs[/] {target / 'index.html'}")
         return
     console.print(f"[bold]dbt docs[/] http://127.0.0.1:{port}  (Ctrl-C stops)")
     os.chdir(DBT_DIR)

@@ -122,7 +122,12 @@ def _import(bundle: Path, warehouse_url: str) -> dict[str, int]:
         config["sqlalchemy_uri"] = uri._replace(netloc=netloc, path=target.path).geturl()
         contents[name] = yaml.safe_dump(config, sort_keys=False)
         passwords[name] = unquote(target.password or "")
-    ImportAssetsCommand(contents, passwords=passwords).run()
+    try:
+        ImportAssetsCommand(contents, passwords=passwords).run()
+    except Exception as exc:  # Superset wraps the cause in "Import failed for an unknown reason"
+        cause = exc.__cause__ or exc
+        detail = getattr(cause, "normalized_messages", lambda: None)() or cause
+        raise SystemExit(f"superset: importing {bundle} failed: {detail}") from exc
     counts: dict[str, int] = {}
     for name in contents:
         kind = name.split("/", 1)[0] if "/" in name else None
@@ -253,7 +258,9 @@ def export(bundle: Path) -> None:
                 text = yaml.safe_dump(_stable_dashboard(yaml.safe_load(text)), sort_keys=False)
             elif name == "metadata.yaml" and (bundle / name).exists():
                 continue  # only a timestamp: the bundle keeps its own
-            files[_clean_name(name)] = text
+            clean = _clean_name(name)
+            # Two objects with one name (possible in the UI) keep their ids, not one file.
+            files[name if clean in files else clean] = text
     for folder in ("databases", "datasets", "charts", "dashboards", "queries"):
         shutil.rmtree(bundle / folder, ignore_errors=True)
     for name, text in files.items():

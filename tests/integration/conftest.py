@@ -18,6 +18,27 @@ CHROMIUM_ARGS = [
 ]
 
 
+# `make test` runs two workers with --dist loadgroup: each group runs on one worker, in file
+# order. The groups balance the slow files (measured: the truth test ~7 min, Superset,
+# services and pipeline 2-4 min each), and the Superset tests follow the pipeline test on
+# the same worker, whose marts they read.
+WORKER_GROUPS = {
+    "a": ["test_models_truth", "test_services", "test_warehouse", "test_collector",
+          "test_collector_robustness", "test_event_bus", "test_tracker_browser",
+          "test_tracker_delivery"],
+    "b": ["test_pipeline", "test_quality_checks", "test_superset", "test_logfile_pulls"],
+}  # fmt: skip
+GROUP_OF = {module: group for group, modules in WORKER_GROUPS.items() for module in modules}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = GROUP_OF.get(item.module.__name__.rsplit(".", 1)[-1])
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture()
 def shop(tmp_path):
     """A shop page on its own loopback origin, and a sites.yml that allows that origin."""

@@ -146,14 +146,16 @@ def test_docs_site_is_generated_with_the_column_descriptions(warehouse, traffic)
     import sys
     from pathlib import Path
 
-    from orchestration.defs.models.project import DBT_DIR
+    from orchestration.defs.models.project import cli_target_dir
 
     exe = Path(sys.executable).with_name("siteline")
     result = subprocess.run([str(exe), "docs", "--generate-only"], capture_output=True,
                             text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (DBT_DIR / "target" / "index.html").exists()
-    catalog = json.loads((DBT_DIR / "target" / "catalog.json").read_text())
+    target = cli_target_dir()
+    assert str(target / "index.html") in result.stdout
+    assert (target / "index.html").exists()
+    catalog = json.loads((target / "catalog.json").read_text())
     sessions = catalog["nodes"]["model.siteline.fct_sessions"]["columns"]
     assert sessions["channel_id"]["comment"].startswith("Channel of the visit")
 

@@ -1,5 +1,6 @@
 """dbt models as Dagster assets; dbt tests become asset checks."""
 
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,4 +42,10 @@ translator = SitelineDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """``dbt build`` of the selected models: run, then their tests as asset checks."""
-    yield from dbt.cli(["build"], context=context).stream()
+    invocation = dbt.cli(["build"], context=context)
+    try:
+        yield from invocation.stream()
+    finally:
+        # Each run gets its own target folder (~6 MB of compiled SQL and artifacts); what
+        # matters is in Dagster's event log, so the folder does not outlive the run.
+        shutil.rmtree(invocation.target_path, ignore_errors=True)

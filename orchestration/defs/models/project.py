@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,15 @@ DBT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+
+
+def cli_target_dir() -> Path:
+    """Where `siteline dbt` and `siteline docs` write dbt's artifacts: under the data
+    directory, not in the project's ``target/``, whose manifest Dagster reads (a dbt command
+    rewriting it while a run loads it would be read half-written)."""
+    from orchestration.home import siteline_home
+
+    return siteline_home() / "dbt" / "target"
 
 
 def _newest_source_mtime() -> float:
@@ -34,6 +44,17 @@ def ensure_manifest() -> Path:
     manifest = dbt_project.manifest_path
     if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
         return manifest
+    # One parse at a time: processes starting together (services, test workers) would
+    # otherwise write the same manifest at once.
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with open(manifest.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
+            return manifest
+        return _parse(manifest)
+
+
+def _parse(manifest: Path) -> Path:
     result = subprocess.run(
         [
             DBT_EXECUTABLE,
