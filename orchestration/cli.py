@@ -557,7 +557,7 @@ def up_cmd() -> None:
     _print_urls()
     console.print("services running; Ctrl-C stops them")
 
-    def stop(*_):
+    def stop(*_, status: int = 0):
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGINT)
@@ -568,7 +568,7 @@ def up_cmd() -> None:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        raise typer.Exit(0)
+        raise typer.Exit(status)
 
     signal.signal(signal.SIGTERM, stop)
     try:
@@ -576,7 +576,12 @@ def up_cmd() -> None:
             time.sleep(1)
     except KeyboardInterrupt:
         stop()
-    stop()
+    names = ["dagster UI", "dagster daemon", "collector", "superset"]
+    for name, proc in zip(names, procs, strict=True):
+        if proc.poll() is not None:
+            err.print(f"[bold red]error:[/] {name} exited with status {proc.returncode} "
+                      "(its output is above); stopping the other services")  # fmt: skip
+    stop(status=1)
 
 
 # -- doctor --------------------------------------------------------------------------------------

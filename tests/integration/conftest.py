@@ -18,25 +18,21 @@ CHROMIUM_ARGS = [
 ]
 
 
-# `make test` runs two workers with --dist loadgroup: each group runs on one worker, in file
-# order. The groups balance the slow files (measured: the truth test ~7 min, Superset,
-# services and pipeline 2-4 min each), and the Superset tests follow the pipeline test on
-# the same worker, whose marts they read.
-WORKER_GROUPS = {
-    "a": ["test_models_truth", "test_services", "test_warehouse", "test_collector",
-          "test_collector_robustness", "test_event_bus", "test_tracker_browser",
-          "test_tracker_delivery"],
-    "b": ["test_pipeline", "test_quality_checks", "test_superset", "test_logfile_pulls"],
-}  # fmt: skip
-GROUP_OF = {module: group for group, modules in WORKER_GROUPS.items() for module in modules}
+# `make test` runs two workers with --dist loadgroup; each integration file names its group
+# in `pytestmark`, and a group runs on one worker, in file order. Group "a": the truth test
+# (~7 min under load), services, warehouse, collector and tracker; group "b": pipeline,
+# quality checks, Superset (which reads the marts the pipeline test built on that worker)
+# and logfiles. A new integration file must join one (an ungrouped test is scheduled on its
+# own, away from its module's fixtures).
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = GROUP_OF.get(item.module.__name__.rsplit(".", 1)[-1])
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+    ungrouped = sorted({
+        item.module.__name__ for item in items
+        if "/integration/" in str(item.path) and not item.get_closest_marker("xdist_group")
+    })  # fmt: skip
+    if ungrouped:
+        raise pytest.UsageError(f"integration modules without an xdist_group mark: {ungrouped}")
 
 
 @pytest.fixture()

@@ -15,7 +15,8 @@ from ingestion.collector_events import collector_events
 from orchestration.warehouse import connect
 from tests.integration.servers import collector, free_port, isolated_pipeline, start_collector, stop
 
-pytestmark = pytest.mark.integration
+# The worker group of `make test` (see tests/integration/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
 
 json_values = st.recursive(
     st.none()

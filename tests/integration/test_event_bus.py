@@ -12,7 +12,8 @@ import pytest
 from realtime.engine.bus import RedisStreamBus
 from tests.integration.servers import collector, free_port
 
-pytestmark = pytest.mark.integration
+# The worker group of `make test` (see tests/integration/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
 
 
 @pytest.fixture()

@@ -24,7 +24,8 @@ import pytest
 
 from orchestration.warehouse import connect, ensure_database, with_database
 
-pytestmark = pytest.mark.integration
+# The worker group of `make test` (see tests/integration/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
 
 SIM = ["--days", "3", "--visits-per-day", "160", "--seed", "11", "--segment-events", "1000"]
 MARTS = [

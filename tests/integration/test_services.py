@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# The worker group of `make test` (see tests/integration/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
 
 QUERY = """{ assetNodes { assetKey { path } dependencyKeys { path }
              assetMaterializations(limit: 1) { runId } } }"""

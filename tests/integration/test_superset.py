@@ -24,7 +24,8 @@ from orchestration.warehouse import bi_reader_password, connect
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import free_port
 
-pytestmark = pytest.mark.integration
+# The worker group of `make test` (see tests/integration/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("b")]
 
 BUNDLE = PROJECT_ROOT / "superset_config" / "bundle"
 SCREENSHOTS = PROJECT_ROOT / "test-output" / "superset"

@@ -10,7 +10,8 @@ from orchestration.warehouse import connect
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import collector, isolated_pipeline
 
-pytestmark = pytest.mark.integration
+# The worker group of `make test` (see tests/integration/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
 
 PAGE = (Path(__file__).parent / "fixtures" / "shop.html").read_text()
 

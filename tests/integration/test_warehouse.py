@@ -10,7 +10,8 @@ import pytest
 from orchestration.home import SitelineError
 from orchestration.warehouse import EmbeddedWarehouse, connect, mask_url
 
-pytestmark = pytest.mark.integration
+# The worker group of `make test` (see tests/integration/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
 
 
 @pytest.fixture()
