@@ -43,12 +43,11 @@ else
 endif
 
 # Two workers: each has its own data directory, embedded warehouse and databases
-# (tests/conftest.py); the integration files are split between them in two groups
-# (tests/integration/conftest.py), so a file's tests share one worker.
+# (tests/conftest.py); a test file runs whole on one worker (--dist loadfile).
 TEST_WORKERS ?= 2
 
 test: install
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

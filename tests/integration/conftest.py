@@ -18,21 +18,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-# `make test` runs two workers with --dist loadgroup; each integration file names its group
-# in `pytestmark`, and a group runs on one worker, in file order. Group "a": the truth test
-# (~7 min under load), services, warehouse, collector and tracker; group "b": pipeline,
-# quality checks, Superset (which reads the marts the pipeline test built on that worker)
-# and logfiles. A new integration file must join one (an ungrouped test is scheduled on its
-# own, away from its module's fixtures).
-
-
-def pytest_collection_modifyitems(config, items):
-    ungrouped = sorted({
-        item.module.__name__ for item in items
-        if "/integration/" in str(item.path) and not item.get_closest_marker("xdist_group")
-    })  # fmt: skip
-    if ungrouped:
-        raise pytest.UsageError(f"integration modules without an xdist_group mark: {ungrouped}")
+# `make test` runs two workers with --dist loadfile: a file's tests run on one worker, so
+# module fixtures are set up once; each worker has its own data directory and warehouse.
 
 
 @pytest.fixture()

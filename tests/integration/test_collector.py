@@ -13,8 +13,7 @@ from orchestration.warehouse import connect
 from realtime.collector.landing import SEGMENTS, read_manifest
 from tests.integration.servers import collector, isolated_pipeline
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
+pytestmark = pytest.mark.integration
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 

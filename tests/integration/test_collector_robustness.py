@@ -15,8 +15,7 @@ from ingestion.collector_events import collector_events
 from orchestration.warehouse import connect
 from tests.integration.servers import collector, free_port, isolated_pipeline, start_collector, stop
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
+pytestmark = pytest.mark.integration
 
 json_values = st.recursive(
     st.none()

@@ -12,8 +12,7 @@ import pytest
 from realtime.engine.bus import RedisStreamBus
 from tests.integration.servers import collector, free_port
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()

@@ -10,8 +10,7 @@ from ingestion.logfiles import logfiles
 from orchestration.warehouse import connect
 from tests.integration.servers import ftp_server, http_file_server, isolated_pipeline, sftp_server
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("b")]
+pytestmark = pytest.mark.integration
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 
 

@@ -24,8 +24,7 @@ import pytest
 
 from orchestration.warehouse import connect, ensure_database, with_database
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
+pytestmark = pytest.mark.integration
 
 SIM = ["--days", "3", "--visits-per-day", "160", "--seed", "11", "--segment-events", "1000"]
 MARTS = [

@@ -11,8 +11,7 @@ from ingestion.demo_traffic.simulator import SimulationConfig
 from ingestion.demo_traffic.writer import write_simulation
 from orchestration.warehouse import connect
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("b")]
+pytestmark = pytest.mark.integration
 
 EXPECTED_ASSETS = {
     "raw_collector/events",

@@ -5,8 +5,7 @@ import pytest
 
 from orchestration.warehouse import connect
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("b")]
+pytestmark = pytest.mark.integration
 
 BAD_ID = "00000000-0000-4000-8000-00000000bad1"
 

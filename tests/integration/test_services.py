@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
+pytestmark = pytest.mark.integration
 
 QUERY = """{ assetNodes { assetKey { path } dependencyKeys { path }
              assetMaterializations(limit: 1) { runId } } }"""

@@ -24,8 +24,7 @@ from orchestration.warehouse import bi_reader_password, connect
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import free_port
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("b")]
+pytestmark = pytest.mark.integration
 
 BUNDLE = PROJECT_ROOT / "superset_config" / "bundle"
 SCREENSHOTS = PROJECT_ROOT / "test-output" / "superset"

@@ -10,8 +10,7 @@ from orchestration.warehouse import connect
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import collector, isolated_pipeline
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
+pytestmark = pytest.mark.integration
 
 PAGE = (Path(__file__).parent / "fixtures" / "shop.html").read_text()
 

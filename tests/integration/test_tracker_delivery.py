@@ -14,8 +14,7 @@ from realtime.collector.landing import SEGMENTS
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import collector, free_port, start_collector, stop
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
+pytestmark = pytest.mark.integration
 PLAIN = (Path(__file__).parent / "fixtures" / "plain.html").read_text()
 
 

@@ -10,8 +10,7 @@ import pytest
 from orchestration.home import SitelineError
 from orchestration.warehouse import EmbeddedWarehouse, connect, mask_url
 
-# The worker group of `make test` (see tests/integration/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("a")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
