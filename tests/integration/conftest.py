@@ -18,10 +18,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-# `make test` runs two workers with --dist loadfile: a file's tests run on one worker, so
-# module fixtures are set up once; each worker has its own data directory and warehouse.
-
-
 @pytest.fixture()
 def shop(tmp_path):
     """A shop page on its own loopback origin, and a sites.yml that allows that origin."""
