@@ -37,7 +37,13 @@ class _Strict(BaseModel):
 class SessionRules(_Strict):
     """When a visit ends and a new one starts (the warehouse and the real-time engine agree)."""
 
-    inactivity_timeout_minutes: int = Field(30, ge=1, le=1440)
+    inactivity_timeout_minutes: float = Field(
+        30,
+        ge=0.05,
+        le=1440,
+        description="Minutes without an event that end a visit; fractions allowed (0.5 = 30 s), "
+        "for kiosks and tests.",
+    )
     new_session_on_campaign_change: bool = True
     split_at_midnight: bool = False
     max_session_hours: float = Field(12, gt=0, le=48)
@@ -279,6 +285,63 @@ class CampaignParameters(_Strict):
         return value
 
 
+RULE_FIELD = re.compile(
+    r"^(session\.(page_views|events|custom_events|engaged_seconds|duration_seconds|idle_seconds"
+    r"|transactions|revenue|channel|landing_path|current_path|current_label|device_type|country"
+    r"|is_bot|goals|user_id)"
+    r"|cart\.(value|quantity|skus)"
+    r"|funnels\.[a-z][a-z0-9_]*\.step"
+    r"|scores\.(engagement_score|purchase_intent|abandonment_risk)"
+    r"|customer\.(known|is_identified|visits|page_views|transactions|revenue|average_order_value"
+    r"|rfm_segment|days_since_last_visit|first_touch_channel_id|last_touch_channel_id"
+    r"|attributes\.[A-Za-z0-9_.\-]+))$"
+)
+RULE_OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "exists")
+
+
+class RealtimeRule(_Strict):
+    """A rule the real-time engine evaluates on every event of a visit: when every condition
+    holds, the rule is listed in the visit's state with its ``then`` (e.g. an offer to show).
+
+    ``when`` maps a state field to conditions, e.g. ``cart.value: {gt: 100}``,
+    ``customer.transactions: {gte: 1}``, ``customer.rfm_segment: {in: [champion, loyal customer]}``
+    (fields and operators: docs/realtime.md)."""
+
+    id: str
+    name: str = ""
+    when: dict[str, dict[str, object]] = Field(min_length=1)
+    then: dict[str, object] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _rule_id(cls, value: str) -> str:
+        return _identifier(value)
+
+    @field_validator("when")
+    @classmethod
+    def _conditions(cls, value: dict) -> dict:
+        for name, conditions in value.items():
+            if not RULE_FIELD.match(name):
+                raise ValueError(
+                    f"'{name}' is not a state field a rule can test (e.g. cart.value, "
+                    "session.page_views, customer.transactions; see docs/realtime.md)"
+                )
+            if not conditions:
+                raise ValueError(f"{name}: give at least one condition, e.g. {{gte: 1}}")
+            for op, operand in conditions.items():
+                if op not in RULE_OPERATORS:
+                    raise ValueError(
+                        f"{name}: '{op}' is not an operator; use {', '.join(RULE_OPERATORS)}"
+                    )
+                if op in ("in", "not_in") and not isinstance(operand, list):
+                    raise ValueError(f"{name}: '{op}' needs a list")
+                if op in ("gt", "gte", "lt", "lte") and (
+                    isinstance(operand, bool) or not isinstance(operand, int | float)
+                ):
+                    raise ValueError(f"{name}: '{op}' needs a number")
+        return value
+
+
 def _identifier(value: str) -> str:
     if not SITE_ID.match(value):
         raise ValueError("must start with a lower-case letter and hold only a-z, 0-9 and _")
@@ -311,8 +374,9 @@ class Site(_Strict):
     campaign_parameters: CampaignParameters = CampaignParameters()
     goals: list[Goal] = Field(default_factory=list)
     funnels: list[Funnel] = Field(default_factory=list)
+    realtime_rules: list[RealtimeRule] = Field(default_factory=list)
 
-    @field_validator("goals", "funnels")
+    @field_validator("goals", "funnels", "realtime_rules")
     @classmethod
     def _unique_ids(cls, value: list) -> list:
         ids = [item.id for item in value]

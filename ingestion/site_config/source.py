@@ -7,6 +7,8 @@ is created even when no site defines any row of it, so the models never meet a m
 
 from __future__ import annotations
 
+import math
+
 import dlt
 
 from ingestion.site_config.schema import Match, SitesConfig, load_sites
@@ -49,6 +51,7 @@ def site_config(sites_file: str | None = None):
         "domains": {"data_type": "json"},
         "allowed_origins": {"data_type": "json"},
         "inactivity_timeout_minutes": {"data_type": "bigint"},
+        "inactivity_timeout_seconds": {"data_type": "bigint"},
         "max_session_hours": {"data_type": "double"},
         "allowed_lateness_hours": {"data_type": "bigint"},
     },
@@ -62,7 +65,9 @@ def sites(config: SitesConfig):
             "allowed_origins": site.origins,
             "timezone": site.timezone,
             "currency": site.currency,
-            "inactivity_timeout_minutes": site.sessions.inactivity_timeout_minutes,
+            # Whole minutes for readers of the first version; seconds carry fractions.
+            "inactivity_timeout_minutes": math.ceil(site.sessions.inactivity_timeout_minutes),
+            "inactivity_timeout_seconds": round(site.sessions.inactivity_timeout_minutes * 60),
             "new_session_on_campaign_change": site.sessions.new_session_on_campaign_change,
             "split_at_midnight": site.sessions.split_at_midnight,
             "max_session_hours": site.sessions.max_session_hours,

@@ -8,6 +8,7 @@ reason. A client's garbage gets a 4xx naming what was wrong, never a 5xx.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import hmac
@@ -36,7 +37,9 @@ from realtime.collector.enrich import (
 from realtime.collector.landing import SEGMENTS, read_manifest
 from realtime.collector.ratelimit import RateLimiter
 from realtime.collector.schema import SCHEMA_VERSION, Invalid, validate_envelope, validate_event
+from realtime.engine.api import EngineAPI, add_routes, site_keys
 from realtime.engine.bus import EventBus, make_bus
+from realtime.engine.engine import Engine
 
 log = logging.getLogger("siteline.collector")
 
@@ -79,6 +82,9 @@ class CollectorSettings:
     noop_endpoint: bool = field(
         default_factory=lambda: os.environ.get("SITELINE_COLLECTOR_NOOP") == "1"
     )
+    # The real-time engine runs in this process unless SITELINE_ENGINE=0 (then it runs
+    # elsewhere, reading the Redis event bus).
+    engine: bool = field(default_factory=lambda: os.environ.get("SITELINE_ENGINE", "1") != "0")
 
 
 def _now() -> datetime:
@@ -354,6 +360,34 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def engine_warehouse_url() -> str | None:
+    """Where the engine reads customer state: ``SITELINE_ENGINE_WAREHOUSE_URL`` (``none``
+    turns it off), else the warehouse as the read-only ``bi_reader``."""
+    url = os.environ.get("SITELINE_ENGINE_WAREHOUSE_URL")
+    if url:
+        return None if url == "none" else url
+    from orchestration.warehouse import bi_reader_url
+
+    return bi_reader_url()
+
+
+def build_engine(sites: SitesConfig, settings: CollectorSettings) -> Engine:
+    """The real-time engine with the store and customer source the environment names."""
+    from realtime.engine.customers import CustomerStates
+    from realtime.engine.store import make_store
+
+    snapshot = Path(
+        os.environ.get("SITELINE_ENGINE_SNAPSHOT")
+        or settings.landing_dir.parent / "realtime" / f"sessions-{settings.writer_id}.json"
+    )
+    return Engine(
+        sites,
+        store=make_store(snapshot=snapshot),
+        customers=CustomerStates(engine_warehouse_url()),
+        snapshot_seconds=_env_float("SITELINE_ENGINE_SNAPSHOT_SECONDS", 5),
+    )
+
+
 def create_app(
     sites: SitesConfig | None = None,
     settings: CollectorSettings | None = None,
@@ -363,11 +397,21 @@ def create_app(
         from orchestration.runtime import landing_dir
 
         settings = CollectorSettings(landing_dir=landing_dir())
-    collector = Collector(sites or load_sites(), settings, bus or make_bus())
+    sites = sites or load_sites()
+    collector = Collector(sites, settings, bus or make_bus())
+    engine = api = None
+    if settings.engine:
+        engine = build_engine(sites, settings)
+        api = EngineAPI(engine, sites, site_keys(sites))
+        collector.bus.subscribe(engine.handle)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await collector.start()
+        housekeeping = None
+        if engine is not None:
+            engine.restore()
+            housekeeping = asyncio.create_task(engine.run())
         # Long-lived start-up objects (sites, geo database, app) leave the collector's view,
         # and young collections run less often: request garbage dies young, and full
         # collections over the geo database were the tail of the latency distribution.
@@ -376,6 +420,9 @@ def create_app(
         gc.set_threshold(20_000, 50, 100)
         yield
         await collector.stop()
+        if engine is not None:
+            housekeeping.cancel()
+            engine.close()
 
     app = FastAPI(
         title="Siteline collector",
@@ -385,6 +432,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.collector = collector
+    app.state.engine = engine
+    if api is not None:
+        add_routes(app, api)
 
     def limited(request: Request) -> str | None:
         key = request.client.host if request.client else "unknown"
@@ -453,6 +503,7 @@ def create_app(
                 "errors": collector.bus.errors,
                 "dropped": getattr(collector.bus, "dropped", 0),
             },
+            "engine": engine.stats() if engine is not None else None,
         }
 
     @app.get("/landing/{stream}/manifest.json", summary="Closed segments of a landing stream")
@@ -481,7 +532,7 @@ def create_app(
             return _error(401, "missing or wrong bearer token")
         return None
 
-    return FastCollect(app, collector)
+    return FastCollect(app, collector, api)
 
 
 class FastCollect:
@@ -490,13 +541,26 @@ class FastCollect:
     Everything else goes to the FastAPI app. ``POST /noop`` (benchmarks only) takes the
     same path minus the collector, so it measures this server's ceiling."""
 
-    def __init__(self, app: FastAPI, collector: Collector) -> None:
+    def __init__(self, app: FastAPI, collector: Collector, api: EngineAPI | None = None) -> None:
         self.app = app
         self.collector = collector
+        self.api = api
         self.state = app.state
         self.noop = collector.settings.noop_endpoint
 
     async def __call__(self, scope, receive, send) -> None:
+        if (
+            self.api is not None
+            and scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"].startswith("/v1/")
+            and scope["path"] != "/v1/stream"
+        ):
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            query = scope.get("query_string", b"").decode("latin-1")
+            answer = await self.api.get(scope["path"], query, headers)
+            await _send(send, Reply(answer.status, answer.body, answer.headers))
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             if path == "/collect":

@@ -33,7 +33,7 @@ def test_errors_name_file_site_and_field(tmp_path):
     message = str(exc.value)
     assert "sites.yml: site 'shop': timezone: 'Mars/Olympus' is not an IANA time zone" in message
     assert "sites.yml: site 'shop': sessions.inactivity_timeout_minutes:" in message
-    assert "greater than or equal to 1" in message
+    assert "greater than or equal to 0.05" in message
     assert "sites.yml: site 'shop': colour: unknown field" in message
 
 

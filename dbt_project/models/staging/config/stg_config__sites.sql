@@ -15,7 +15,9 @@ renamed as (
         domains,
         timezone as site_timezone,
         currency,
-        make_interval(mins => inactivity_timeout_minutes::integer) as inactivity_timeout,
+        make_interval(
+            secs => coalesce(inactivity_timeout_seconds, inactivity_timeout_minutes * 60)
+        ) as inactivity_timeout,
         new_session_on_campaign_change,
         split_at_midnight,
         make_interval(secs => max_session_hours * 3600) as max_session_length,

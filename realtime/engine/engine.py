@@ -1,0 +1,469 @@
+"""The real-time engine: live session state from the collector's events.
+
+The collector hands every batch it made durable to :meth:`Engine.handle` through the event
+bus (``bus.py``: in-process by default, a Redis stream between processes). For each event the
+engine finds the visitor's open visit, decides with the warehouse's rules whether the event
+starts a new one (``rules.Sessioniser``), updates the state (``state.SessionState``),
+evaluates the site's real-time rules, asks for the customer state when a visit starts or a
+visitor logs in (``customers.CustomerStates``) and announces the change to stream listeners.
+
+A housekeeping task expires visits after the site's inactivity timeout and writes the
+snapshot that lets in-memory state survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import operator
+import threading
+import time
+from collections.abc import Sequence
+
+import orjson
+
+from ingestion.site_config import SitesConfig
+from realtime.collector.enrich import url_parts
+from realtime.engine.customers import CustomerStates
+from realtime.engine.rules import Sessioniser, SiteRules, corrected_time, iso, session_id_of
+from realtime.engine.state import SessionState, scores
+from realtime.engine.store import MemoryStore
+
+log = logging.getLogger("siteline.engine")
+
+CHANGES_CHANNEL = "siteline:rt:changes"
+
+
+class Hub:
+    """Server-sent-event listeners per site; changes are serialised once per event."""
+
+    def __init__(self, queue_size: int = 1000) -> None:
+        self.listeners: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]]] = {}
+        self.queue_size = queue_size
+        self.dropped = 0
+
+    def listening(self, site_id: str) -> bool:
+        return bool(self.listeners.get(site_id))
+
+    def add(self, site_id: str) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(self.queue_size)
+        self.listeners.setdefault(site_id, []).append((asyncio.get_running_loop(), queue))
+        return queue
+
+    def discard(self, site_id: str, queue: asyncio.Queue) -> None:
+        self.listeners[site_id] = [x for x in self.listeners.get(site_id, []) if x[1] is not queue]
+
+    def deliver(self, site_id: str, payload: bytes) -> None:
+        for loop, queue in list(self.listeners.get(site_id, ())):
+            loop.call_soon_threadsafe(self._put, queue, payload)
+
+    def _put(self, queue: asyncio.Queue, payload: bytes) -> None:
+        try:
+            queue.put_nowait(payload)
+        except asyncio.QueueFull:
+            self.dropped += 1  # a listener that does not read loses changes, not the engine
+
+
+_OPERATORS = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "in": lambda value, operand: value in operand,
+    "not_in": lambda value, operand: value not in operand,
+    "contains": lambda value, operand: operand in value,
+}
+
+
+def _matches(value, conditions: dict) -> bool:
+    """Whether a field's value meets every condition ({operator: operand}); a missing value
+    meets only ``exists: false``."""
+    for op, operand in conditions.items():
+        if op == "exists":
+            if (value is not None) != bool(operand):
+                return False
+        elif value is None:
+            return False
+        else:
+            try:
+                if not _OPERATORS[op](value, operand):
+                    return False
+            except TypeError:
+                return False
+    return True
+
+
+_SESSION_FIELDS = (
+    "page_views", "events", "custom_events", "engaged_seconds", "duration_seconds",
+    "idle_seconds", "transactions", "revenue", "is_bot", "goals", "user_id",
+)  # fmt: skip
+_CUSTOMER_FIELDS = (
+    "is_identified", "visits", "page_views", "transactions", "revenue", "average_order_value",
+    "rfm_segment", "days_since_last_visit", "first_touch_channel_id", "last_touch_channel_id",
+)  # fmt: skip
+
+
+def rule_fields(state: dict, customer: dict | None) -> dict:
+    """The flat view of a visit that real-time rules test (field names: docs/realtime.md)."""
+    customer = customer or {}
+    fields = {f"session.{name}": state[name] for name in _SESSION_FIELDS}
+    fields["session.channel"] = state["entry"]["channel"]
+    fields["session.landing_path"] = state["entry"]["landing_path"]
+    fields["session.current_path"] = state["current_page"]["path"]
+    fields["session.current_label"] = state["current_page"]["label"]
+    fields["session.device_type"] = state["device"]["type"]
+    fields["session.country"] = state["device"]["country"]
+    fields["cart.value"] = state["cart"]["value"]
+    fields["cart.quantity"] = state["cart"]["quantity"]
+    fields["cart.skus"] = [item["sku"] for item in state["cart"]["items"]]
+    for funnel_id, funnel in state["funnels"].items():
+        fields[f"funnels.{funnel_id}.step"] = funnel["step"]
+    for name, value in state["scores"].items():
+        fields[f"scores.{name}"] = value
+    fields["customer.known"] = customer.get("known")
+    for name in _CUSTOMER_FIELDS:
+        fields[f"customer.{name}"] = customer.get(name)
+    for name, value in (customer.get("attributes") or {}).items():
+        fields[f"customer.attributes.{name}"] = value
+    return fields
+
+
+class Engine:
+    """Live state of every active visit; see the module docstring."""
+
+    def __init__(
+        self,
+        sites: SitesConfig,
+        store=None,
+        customers: CustomerStates | None = None,
+        snapshot_seconds: float = 5.0,
+    ) -> None:
+        self.rules = {site.id: SiteRules(site) for site in sites.sites}
+        self.sessionisers = {sid: Sessioniser(r) for sid, r in self.rules.items()}
+        self.store = store if store is not None else MemoryStore()
+        self.customers = customers
+        if customers is not None:
+            customers.on_update = self._customer_arrived
+        self.hub = Hub()
+        self.lock = threading.RLock()
+        self.snapshot_seconds = snapshot_seconds
+        self._dirty = False
+        self.counters = {
+            "events": 0, "late": 0, "unknown_site": 0, "out_of_order": 0,
+            "sessions_started": 0, "sessions_expired": 0, "restored": 0, "errors": 0,
+        }  # fmt: skip
+        self._changes_thread: threading.Thread | None = None
+
+    # -- events -----------------------------------------------------------------------------------
+    def handle(self, events: Sequence[dict]) -> None:
+        """Bus subscriber: apply a batch of accepted events."""
+        now = time.time()
+        for record in events:
+            try:
+                self._handle(record, now)
+            except Exception:  # one odd event must not stop the others
+                self.counters["errors"] += 1
+                log.exception("cannot apply event %s", record.get("event_id"))
+
+    def _handle(self, record: dict, now: float) -> None:
+        site_id = record.get("site_id")
+        rules = self.rules.get(site_id)
+        visitor = record.get("visitor_id")
+        if rules is None or not visitor:
+            self.counters["unknown_site"] += 1
+            return
+        at, delay = corrected_time(record)
+        if delay > rules.allowed_lateness:
+            self.counters["late"] += 1  # as the warehouse: counted, not put into visits
+            return
+        self.counters["events"] += 1
+        outcome: dict = {}
+
+        def change(state: SessionState | None) -> SessionState:
+            return self._step(state, record, at, now, rules, outcome)
+
+        if self.store.shared:
+            state = self.store.update(site_id, visitor, change, lambda s: rules.timeout + 60)
+        else:
+            with self.lock:
+                state = change(self.store.get(site_id, visitor))
+                self.store.put(state, rules.timeout + 60)
+                self._dirty = True
+        if outcome.get("ended") is not None:
+            self._announce(site_id, "session_ended", self._brief(outcome["ended"], rules, now))
+        if outcome.get("lookup") and self.customers is not None:
+            self.customers.want(site_id, visitor, state.user_id)
+        if self.hub_wanted(site_id):
+            self._announce(site_id, "session", self.describe(state, now, with_customer=True))
+
+    def _step(self, state, record, at, now, rules: SiteRules, outcome: dict) -> SessionState:
+        site_id, visitor, etype = rules.site_id, record["visitor_id"], record["type"]
+        outcome.clear()
+        if state is not None and now - state.seen_at > rules.timeout:
+            outcome["ended"] = state  # expired, not yet swept
+            state = None
+        touch = None
+        if etype == "page_view":
+            host, _, query = url_parts(record.get("url"))
+            referrer_host = url_parts(record.get("referrer"))[0]
+            medium, _ = rules.referrer(referrer_host, host)
+            touch = rules.touch_key(rules.campaign(query), medium, referrer_host)
+        if state is not None and state.track is not None and at < state.track.last_at:
+            self.counters["out_of_order"] += 1  # joins the open visit (the warehouse re-sorts)
+            track, new = state.track, False
+        else:
+            track, new = self.sessionisers[site_id].step(
+                state.track if state else None, at, etype == "page_view", touch
+            )
+        if new:
+            previous = state
+            if previous is not None:
+                outcome["ended"] = previous
+            session_id = session_id_of(site_id, visitor, record["event_id"])
+            state = SessionState(site_id, session_id, visitor, at)
+            if previous is not None and previous.user_id:
+                state.user_id = state.customer_key = previous.user_id  # still logged in
+            elif self.customers is not None:
+                known = self.customers.peek(site_id, visitor, None)
+                if known and known.get("customer_key"):
+                    state.customer_key = known["customer_key"]
+            self.counters["sessions_started"] += 1
+            outcome["lookup"] = True
+        state.track = track
+        user_before = state.user_id
+        state.apply(record, at, now, rules)
+        if state.user_id != user_before:
+            outcome["lookup"] = True  # logged in: the customer is someone else now
+        if rules.site.realtime_rules:
+            self._evaluate(state, rules, now)
+        return state
+
+    # -- rules and customers ----------------------------------------------------------------------
+    def customer_of(self, state: SessionState) -> dict | None:
+        if self.customers is None:
+            return None
+        return self.customers.peek(state.site_id, state.visitor_id, state.user_id)
+
+    def _evaluate(self, state: SessionState, rules: SiteRules, now: float) -> bool:
+        """Re-evaluate the site's rules; returns whether the matched set changed."""
+        customer = self.customer_of(state)
+        fields = rule_fields(state.to_dict(rules, now, customer), customer)
+        before = dict(state.matched_rules)
+        matched = tuple(
+            (rule.id, before.get(rule.id, now))
+            for rule in rules.site.realtime_rules
+            if all(_matches(fields.get(name), cond) for name, cond in rule.when.items())
+        )
+        changed = tuple(r for r, _ in matched) != tuple(before)
+        state.matched_rules = matched
+        return changed
+
+    def _customer_arrived(self, site_id: str, visitor_id: str, customer: dict | None) -> None:
+        """A customer state was fetched: attach its key, re-evaluate rules, announce."""
+        rules = self.rules.get(site_id)
+        if rules is None or customer is None:
+            return
+        now = time.time()
+
+        def change(state: SessionState | None) -> SessionState | None:
+            if state is None:
+                return None
+            if state.user_id is None and customer.get("customer_key"):
+                state.customer_key = customer["customer_key"]
+            if rules.site.realtime_rules:
+                self._evaluate(state, rules, now)
+            state.revision += 1
+            return state
+
+        if self.store.shared:
+            state = self.store.update(site_id, visitor_id, change, lambda s: rules.timeout + 60)
+        else:
+            with self.lock:
+                state = change(self.store.get(site_id, visitor_id))
+        if state is not None and self.hub_wanted(site_id):
+            self._announce(site_id, "session", self.describe(state, now, with_customer=True))
+
+    # -- reading ----------------------------------------------------------------------------------
+    def describe(self, state: SessionState, now: float | None = None, with_customer=True) -> dict:
+        rules = self.rules[state.site_id]
+        now = time.time() if now is None else now
+        customer = self.customer_of(state)
+        data = state.to_dict(rules, now, customer)
+        if with_customer:
+            if customer is None:
+                customer = (
+                    {"status": "loading"}
+                    if self.customers is not None and self.customers.url
+                    else {"status": "unavailable", "reason": "no warehouse configured"}
+                )
+            data["customer"] = customer
+        return data
+
+    def _brief(self, state, rules: SiteRules, now: float) -> dict:
+        return {"session_id": state.session_id, "visitor_id": state.visitor_id,
+                "ended_at": iso(now)}  # fmt: skip
+
+    def session(self, site_id: str, session_id: str) -> dict | None:
+        now = time.time()
+        rules = self.rules[site_id]
+        with self.lock:
+            state = self.store.by_session(site_id, session_id)
+            if state is None or now - state.seen_at > rules.timeout:
+                return None
+            return self.describe(state, now)
+
+    def visitor_session(self, site_id: str, visitor_id: str) -> SessionState | None:
+        rules = self.rules[site_id]
+        with self.lock:
+            state = self.store.get(site_id, visitor_id)
+        if state is None or time.time() - state.seen_at > rules.timeout:
+            return None
+        return state
+
+    def active(self, site_id: str, window: float | None = None, limit: int = 50) -> dict:
+        """Active visits and visitors now, by page, channel and device (bots counted apart)."""
+        rules = self.rules[site_id]
+        now = time.time()
+        window = rules.timeout if window is None else window
+        with self.lock:
+            states = list(self.store.active(site_id, now - window))
+        humans = [s for s in states if not s.is_bot]
+        by_page: dict[tuple, int] = {}
+        by_channel: dict[str, int] = {}
+        by_device: dict[str, int] = {}
+        for s in humans:
+            page = (url_parts(s.current_url)[1], s.current_label)
+            by_page[page] = by_page.get(page, 0) + 1
+            by_channel[s.channel or "unknown"] = by_channel.get(s.channel or "unknown", 0) + 1
+            by_device[s.device_type or "unknown"] = by_device.get(s.device_type or "unknown", 0) + 1
+        humans.sort(key=lambda s: s.seen_at, reverse=True)
+        return {
+            "site_id": site_id,
+            "as_of": iso(now),
+            "window_seconds": window,
+            "active_sessions": len(humans),
+            "active_visitors": len({s.visitor_id for s in humans}),
+            "bot_sessions": len(states) - len(humans),
+            "cart_value": round(sum(s.cart_value for s in humans), 2),
+            "by_page": [
+                {"path": path, "label": label, "sessions": n}
+                for (path, label), n in sorted(by_page.items(), key=lambda x: (-x[1], str(x[0])))
+            ],
+            "by_channel": dict(sorted(by_channel.items(), key=lambda x: (-x[1], x[0]))),
+            "by_device": dict(sorted(by_device.items(), key=lambda x: (-x[1], x[0]))),
+            "sessions": [
+                {
+                    "session_id": s.session_id,
+                    "visitor_id": s.visitor_id,
+                    "customer_key": s.customer_key,
+                    "started_at": iso(s.started_at),
+                    "last_activity_at": iso(s.last_activity_at),
+                    "page_views": s.page_views,
+                    "current_path": url_parts(s.current_url)[1],
+                    "channel": s.channel,
+                    "cart_value": s.cart_value,
+                    **scores(s, rules, now, None),
+                }
+                for s in humans[:limit]
+            ],
+        }
+
+    # -- changes to listeners ---------------------------------------------------------------------
+    def hub_wanted(self, site_id: str) -> bool:
+        return self.store.shared or self.hub.listening(site_id)
+
+    def _announce(self, site_id: str, kind: str, data: dict) -> None:
+        payload = b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        if self.store.shared:  # every engine process tells its own listeners
+            try:
+                self.store.client.publish(CHANGES_CHANNEL, site_id.encode() + b"\n" + payload)
+            except Exception as exc:
+                log.warning("cannot publish a change: %s", exc)
+        else:
+            self.hub.deliver(site_id, payload)
+
+    def _listen_for_changes(self) -> None:
+        pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(CHANGES_CHANNEL)
+        while True:
+            try:
+                message = pubsub.get_message(timeout=1.0)
+            except Exception as exc:
+                log.warning("change channel: %s", exc)
+                time.sleep(1.0)
+                continue
+            if message and message["type"] == "message":
+                site_id, _, payload = message["data"].partition(b"\n")
+                self.hub.deliver(site_id.decode(), payload)
+
+    # -- housekeeping -----------------------------------------------------------------------------
+    def _deadline(self, now: float):
+        def oldest_alive(site_id: str) -> float | None:
+            rules = self.rules.get(site_id)
+            return None if rules is None else now - rules.timeout
+
+        return oldest_alive
+
+    def sweep(self) -> int:
+        """Expire visits past their site's timeout; returns how many."""
+        now = time.time()
+        with self.lock:
+            gone = self.store.expire(self._deadline(now))
+            if gone:
+                self._dirty = True
+        for state in gone:
+            self.counters["sessions_expired"] += 1
+            if self.hub_wanted(state.site_id):
+                rules = self.rules[state.site_id]
+                self._announce(state.site_id, "session_ended", self._brief(state, rules, now))
+        return len(gone)
+
+    def restore(self) -> int:
+        with self.lock:
+            restored = self.store.load(self._deadline(time.time()))
+        self.counters["restored"] = restored
+        if restored:
+            log.warning("restored %d active sessions from the snapshot", restored)
+        return restored
+
+    def save(self) -> int:
+        with self.lock:
+            if not self._dirty:
+                return 0
+            self._dirty = False
+            return self.store.save()
+
+    async def run(self) -> None:
+        """Housekeeping until cancelled: expiry every second, a snapshot every few seconds."""
+        if self.store.shared and self._changes_thread is None:
+            self._changes_thread = threading.Thread(
+                target=self._listen_for_changes, daemon=True, name="engine-changes"
+            )
+            self._changes_thread.start()
+        last_save = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.sweep()
+                if time.monotonic() - last_save >= self.snapshot_seconds:
+                    last_save = time.monotonic()
+                    await asyncio.to_thread(self.save)
+            except Exception:  # housekeeping must go on
+                log.exception("engine housekeeping failed")
+
+    def close(self) -> None:
+        self._dirty = True
+        self.save()
+        if self.customers is not None:
+            self.customers.close()
+
+    def stats(self) -> dict:
+        return {
+            **self.counters,
+            "active_sessions": len(self.store),
+            "store": type(self.store).__name__,
+            "listeners_dropped": self.hub.dropped,
+            **({"customers": self.customers.counters} if self.customers else {}),
+        }

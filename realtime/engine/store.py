@@ -1,0 +1,301 @@
+"""Where live session states are kept: in this process (default) or in Redis (shared).
+
+Both stores answer the same questions - the state of a visitor's open visit, a visit by its
+id or the tracker's client session id, the active visits of a site - so the engine and the
+API do not know which one they use.
+
+* :class:`MemoryStore` keeps :class:`SessionState` objects in per-site dictionaries keyed by
+  the states' own strings (no copies), ordered by last update so expiry looks only at the
+  oldest. It survives a restart through a snapshot file written every few seconds and at
+  shutdown (``$SITELINE_HOME/realtime/sessions.json``); expired visits are dropped on load.
+* :class:`RedisStore` (``SITELINE_ENGINE_STORE=redis://...``) keeps each visitor's state as
+  one JSON value with a TTL of the site's timeout, pointers from session ids to visitors,
+  and a sorted set of active visits per site. Updates are optimistic transactions (WATCH),
+  so several engine processes can share it; every process answers the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+from realtime.engine.state import SessionState
+
+log = logging.getLogger("siteline.engine")
+
+
+class Store(Protocol):
+    def get(self, site_id: str, visitor_id: str) -> SessionState | None: ...
+
+    def put(self, state: SessionState, ttl: float) -> None: ...
+
+    def remove(self, state: SessionState) -> None: ...
+
+    def by_session(self, site_id: str, session_id: str) -> SessionState | None: ...
+
+    def active(self, site_id: str, since: float) -> Iterator[SessionState]: ...
+
+    def expire(self, deadline_of) -> list[SessionState]: ...
+
+    def __len__(self) -> int: ...
+
+
+class _Site:
+    __slots__ = ("by_client", "by_session", "by_visitor")
+
+    def __init__(self) -> None:
+        self.by_visitor: dict[str, SessionState] = {}
+        self.by_session: dict[str, SessionState] = {}
+        self.by_client: dict[str, SessionState] = {}
+
+
+class MemoryStore:
+    """In-process states; see the module docstring."""
+
+    shared = False
+
+    def __init__(self, snapshot: Path | None = None) -> None:
+        self.sites: dict[str, _Site] = {}
+        self.snapshot_path = snapshot
+
+    def _site(self, site_id: str) -> _Site:
+        site = self.sites.get(site_id)
+        if site is None:
+            site = self.sites[site_id] = _Site()
+        return site
+
+    def get(self, site_id: str, visitor_id: str) -> SessionState | None:
+        site = self.sites.get(site_id)
+        return site.by_visitor.get(visitor_id) if site else None
+
+    def put(self, state: SessionState, ttl: float = 0) -> None:
+        site = self._site(state.site_id)
+        old = site.by_visitor.pop(state.visitor_id, None)  # re-insert: newest last
+        if old is not None and old is not state:
+            self._unindex(site, old)
+        site.by_visitor[state.visitor_id] = state
+        site.by_session[state.session_id] = state
+        if state.client_session_id:
+            site.by_client[state.client_session_id] = state
+
+    @staticmethod
+    def _unindex(site: _Site, state: SessionState) -> None:
+        if site.by_session.get(state.session_id) is state:
+            del site.by_session[state.session_id]
+        if state.client_session_id and site.by_client.get(state.client_session_id) is state:
+            del site.by_client[state.client_session_id]
+
+    def remove(self, state: SessionState) -> None:
+        site = self.sites.get(state.site_id)
+        if site and site.by_visitor.get(state.visitor_id) is state:
+            del site.by_visitor[state.visitor_id]
+            self._unindex(site, state)
+
+    def by_session(self, site_id: str, session_id: str) -> SessionState | None:
+        site = self.sites.get(site_id)
+        if not site:
+            return None
+        return site.by_session.get(session_id) or site.by_client.get(session_id)
+
+    def active(self, site_id: str, since: float) -> Iterator[SessionState]:
+        site = self.sites.get(site_id)
+        if site:
+            for state in reversed(site.by_visitor.values()):
+                if state.seen_at < since:
+                    break  # ordered by last update: the rest is older
+                yield state
+
+    def expire(self, deadline_of) -> list[SessionState]:
+        """Remove and return the states whose site's timeout has passed (``deadline_of(site_id)``
+        gives the oldest ``seen_at`` still active)."""
+        gone: list[SessionState] = []
+        for site_id, site in self.sites.items():
+            oldest_alive = deadline_of(site_id)
+            for state in list(_oldest_first(site.by_visitor, oldest_alive)):
+                del site.by_visitor[state.visitor_id]
+                self._unindex(site, state)
+                gone.append(state)
+        return gone
+
+    def __len__(self) -> int:
+        return sum(len(site.by_visitor) for site in self.sites.values())
+
+    # -- snapshot ---------------------------------------------------------------------------------
+    def save(self) -> int:
+        """Write every state to the snapshot file (atomically); returns how many."""
+        if self.snapshot_path is None:
+            return 0
+        states = [s.to_record() for site in self.sites.values() for s in site.by_visitor.values()]
+        self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.snapshot_path.with_suffix(".tmp")
+        data = {"version": 1, "saved_at": time.time(), "states": states}
+        temporary.write_bytes(orjson.dumps(data))
+        os.replace(temporary, self.snapshot_path)
+        return len(states)
+
+    def load(self, deadline_of) -> int:
+        """Read the snapshot, keeping the visits still active; returns how many."""
+        if self.snapshot_path is None or not self.snapshot_path.exists():
+            return 0
+        try:
+            data = orjson.loads(self.snapshot_path.read_bytes())
+            records = sorted(data["states"], key=lambda r: r["seen_at"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable snapshot %s: %s", self.snapshot_path, exc)
+            return 0
+        kept = 0
+        for record in records:
+            if record["seen_at"] >= deadline_of(record["site_id"]):
+                self.put(SessionState.from_record(record))
+                kept += 1
+        return kept
+
+
+def _oldest_first(states: dict[str, SessionState], oldest_alive: float) -> Iterator[SessionState]:
+    for state in states.values():
+        if state.seen_at >= oldest_alive:
+            return
+        yield state
+
+
+class RedisStore:
+    """States shared through Redis; see the module docstring."""
+
+    shared = True
+
+    def __init__(self, url: str, prefix: str = "siteline:rt") -> None:
+        import redis
+
+        self.url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.prefix = prefix
+
+    def _key(self, site_id: str, kind: str, ident: str) -> str:
+        return f"{self.prefix}:{site_id}:{kind}:{ident}"
+
+    def _active_key(self, site_id: str) -> str:
+        return f"{self.prefix}:{site_id}:active"
+
+    def get(self, site_id: str, visitor_id: str) -> SessionState | None:
+        raw = self.client.get(self._key(site_id, "v", visitor_id))
+        return SessionState.from_record(orjson.loads(raw)) if raw else None
+
+    def put(self, state: SessionState, ttl: float) -> None:
+        ms = max(1000, int(ttl * 1000))
+        site, visitor = state.site_id, state.visitor_id
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self._key(site, "v", visitor), orjson.dumps(state.to_record()), px=ms)
+        pipe.set(self._key(site, "s", state.session_id), visitor, px=ms)
+        if state.client_session_id:
+            pipe.set(self._key(site, "c", state.client_session_id), visitor, px=ms)
+        pipe.zadd(self._active_key(site), {visitor: state.seen_at})
+        pipe.execute()
+
+    def update(self, site_id: str, visitor_id: str, change, ttl_of) -> SessionState | None:
+        """Read, change and write one visitor's state atomically (optimistic, retried):
+        ``change(state_or_None)`` returns the new state (or None to leave it)."""
+        import redis
+
+        key = self._key(site_id, "v", visitor_id)
+        for _ in range(50):
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    state = SessionState.from_record(orjson.loads(raw)) if raw else None
+                    new = change(state)
+                    if new is None:
+                        pipe.unwatch()
+                        return state
+                    ms = max(1000, int(ttl_of(new) * 1000))
+                    pipe.multi()
+                    pipe.set(key, orjson.dumps(new.to_record()), px=ms)
+                    pipe.set(self._key(site_id, "s", new.session_id), visitor_id, px=ms)
+                    if new.client_session_id:
+                        pipe.set(self._key(site_id, "c", new.client_session_id), visitor_id, px=ms)
+                    pipe.zadd(self._active_key(site_id), {visitor_id: new.seen_at})
+                    pipe.execute()
+                    return new
+                except redis.WatchError:
+                    continue
+        raise RuntimeError(f"state of visitor {visitor_id} kept changing; gave up after 50 tries")
+
+    def remove(self, state: SessionState) -> None:
+        self.client.zrem(self._active_key(state.site_id), state.visitor_id)
+
+    def by_session(self, site_id: str, session_id: str) -> SessionState | None:
+        visitor = self.client.get(self._key(site_id, "s", session_id)) or self.client.get(
+            self._key(site_id, "c", session_id)
+        )
+        if not visitor:
+            return None
+        state = self.get(site_id, visitor.decode())
+        if state and session_id in (state.session_id, state.client_session_id):
+            return state
+        return None
+
+    def active(self, site_id: str, since: float) -> Iterator[SessionState]:
+        visitors = self.client.zrevrangebyscore(self._active_key(site_id), "+inf", since)
+        if not visitors:
+            return
+        keys = [self._key(site_id, "v", v.decode()) for v in visitors]
+        for start in range(0, len(keys), 500):
+            for raw in self.client.mget(keys[start : start + 500]):
+                if raw:
+                    yield SessionState.from_record(orjson.loads(raw))
+
+    def expire(self, deadline_of) -> list[SessionState]:
+        """Values expire by their TTL; this trims the active sets (and reports what it trimmed
+        that this process may announce; several processes may each announce one expiry)."""
+        gone: list[SessionState] = []
+        for key in self.client.scan_iter(f"{self.prefix}:*:active", count=100):
+            site_id = key.decode()[len(self.prefix) + 1 : -len(":active")]
+            oldest = deadline_of(site_id)
+            if oldest is None:
+                continue
+            stale = self.client.zrangebyscore(key, "-inf", f"({oldest}")
+            if stale and self.client.zremrangebyscore(key, "-inf", f"({oldest}"):
+                gone.extend(
+                    _Expired(site_id, v.decode())
+                    for v in stale  # type: ignore[misc]
+                )
+        return gone
+
+    def __len__(self) -> int:
+        total = 0
+        for key in self.client.scan_iter(f"{self.prefix}:*:active", count=100):
+            total += self.client.zcard(key)
+        return total
+
+    def save(self) -> int:
+        return 0  # Redis keeps the states (configure its persistence: RDB or AOF)
+
+    def load(self, deadline_of) -> int:
+        return 0
+
+
+class _Expired:
+    """What is known of a visit that expired in Redis: its site and visitor."""
+
+    def __init__(self, site_id: str, visitor_id: str) -> None:
+        self.site_id = site_id
+        self.visitor_id = visitor_id
+        self.session_id = None
+
+
+def make_store(spec: str | None = None, snapshot: Path | None = None):
+    """The store named by ``SITELINE_ENGINE_STORE``: ``memory`` (default) or a redis:// URL."""
+    spec = spec if spec is not None else os.environ.get("SITELINE_ENGINE_STORE", "memory")
+    if spec in ("", "memory"):
+        return MemoryStore(snapshot)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStore(spec)
+    raise ValueError(
+        f"SITELINE_ENGINE_STORE='{spec}' is not supported; use 'memory' or a redis:// URL"
+    )

@@ -1,0 +1,305 @@
+"""The real-time engine's visit rules, state changes, models and rules hook (pure parts)."""
+
+import hashlib
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from ingestion.site_config.schema import SitesConfig
+from realtime.engine.engine import Engine, _matches
+from realtime.engine.rules import Sessioniser, SiteRules, channel_of, corrected_time, session_id_of
+
+SITE = {
+    "id": "shop",
+    "domains": ["shop.example", "www.shop.example"],
+    "timezone": "Europe/Berlin",
+    "sessions": {"inactivity_timeout_minutes": 30, "max_session_hours": 2},
+    "api_key_env": "SHOP_KEY",
+    "page_labels": [{"label": "Product", "path": "^/p/"}, {"label": "Cart", "path": "^/cart"}],
+    "goals": [
+        {"id": "purchase", "type": "transaction"},
+        {"id": "signup", "type": "event", "category": "account", "action": "signup"},
+        {"id": "saw_cart", "type": "page", "path": "^/cart$"},
+    ],
+    "funnels": [
+        {
+            "id": "checkout",
+            "steps": [
+                {"name": "Cart", "path": "^/cart$"},
+                {"name": "Pay", "path": "^/(cart|pay)$"},
+                {"name": "Done", "type": "transaction"},
+            ],
+        }
+    ],
+    "realtime_rules": [
+        {
+            "id": "big_cart",
+            "name": "Free shipping",
+            "when": {"cart.value": {"gt": 100}, "session.page_views": {"gte": 2}},
+            "then": {"offer": "free_shipping"},
+        }
+    ],
+}
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def site_rules(**overrides) -> SiteRules:
+    config = SitesConfig.model_validate({"sites": [{**SITE, **overrides}]})
+    return SiteRules(config.sites[0])
+
+
+def at(minutes: float) -> float:
+    return (T0 + timedelta(minutes=minutes)).timestamp()
+
+
+def test_channel_grouping_follows_the_warehouse_macro():
+    assert channel_of("CPC", "google", "search") == "paid_search"
+    assert channel_of("newsletter", None, None) == "email"
+    assert channel_of("banner", "x", "other_site") == "display"
+    assert channel_of("partner", None, None) == "affiliate"
+    assert channel_of("paid_social", None, None) == "social"
+    assert channel_of("organic", None, None) == "organic_search"
+    assert channel_of("weird", None, "search") == "organic_search"
+    assert channel_of(None, "spring", None) == "other"  # a campaign, no known medium
+    assert channel_of(None, None, "social") == "social"
+    assert channel_of(None, None, "other_site") == "referral"
+    assert channel_of(None, None, "internal") == "direct"
+    assert channel_of(None, None, None) == "direct"
+
+
+def test_referrers_and_campaigns_are_read_as_the_warehouse_reads_them():
+    rules = site_rules()
+    assert rules.referrer(None, "shop.example") == (None, None)
+    assert rules.referrer("shop.example", "shop.example") == ("internal", None)
+    assert rules.referrer("www.shop.example", "shop.example") == ("internal", None)
+    assert rules.referrer("www.google.com", "shop.example") == ("search", "Google")
+    assert rules.referrer("blog.example", "shop.example") == ("other_site", None)
+    campaign = rules.campaign("pk_campaign=old&utm_campaign=spring+sale&utm_source=nl&utm_medium=")
+    assert (campaign.name, campaign.source, campaign.medium) == ("spring sale", "nl", None)
+    assert rules.campaign("q=shoes") == rules.campaign(None)
+    assert not rules.campaign("q=shoes").is_set
+    assert rules.page_label("/p/jacket") == "Product" and rules.page_label("/") == "Other"
+
+
+class Device:
+    """Feeds one device's events through the sessioniser, as the engine does."""
+
+    def __init__(self, rules: SiteRules) -> None:
+        self.sessioniser = Sessioniser(rules)
+        self.track = None
+        self.starts = []
+
+    def __call__(self, minutes: float, page_view=True, touch=None) -> bool:
+        self.track, new = self.sessioniser.step(self.track, at(minutes), page_view, touch)
+        self.starts.append(new)
+        return new
+
+
+def test_a_visit_ends_only_after_more_than_the_inactivity_timeout():
+    device = Device(site_rules())
+    assert device(0) is True
+    assert device(30) is False  # exactly the timeout: same visit
+    assert device(60.001) is True
+
+
+def test_a_new_campaign_or_external_referrer_starts_a_visit_internal_navigation_does_not():
+    device = Device(site_rules())
+    device(0, touch=None)  # direct
+    assert device(1, touch=None) is False  # internal click
+    assert device(2, touch="referrer|www.google.com") is True
+    assert device(3, touch="referrer|www.google.com") is False  # same source again
+    assert device(4, touch="campaign|nl|email|spring") is True
+    assert device(5, page_view=False) is False  # events never split by source
+    off = Device(site_rules(sessions={"new_session_on_campaign_change": False}))
+    off(0)
+    assert off(1, touch="campaign|nl|email|spring") is False
+
+
+def test_midnight_in_the_site_time_zone_splits_when_asked():
+    rules = site_rules(sessions={"split_at_midnight": True})
+    device = Device(rules)
+    # 22:50 and 23:10 UTC are 23:50 and 00:10 in Berlin (CET)
+    device.track, _ = device.sessioniser.step(
+        None, (T0.replace(hour=22, minute=50)).timestamp(), True, None
+    )
+    _, new = device.sessioniser.step(
+        device.track, (T0.replace(hour=23, minute=10)).timestamp(), True, None
+    )
+    assert new is True
+    plain = Device(site_rules())
+    plain.track, _ = plain.sessioniser.step(
+        None, T0.replace(hour=22, minute=50).timestamp(), True, None
+    )
+    assert (
+        plain.sessioniser.step(plain.track, T0.replace(hour=23, minute=10).timestamp(), True, None)[
+            1
+        ]
+        is False
+    )
+
+
+def test_long_visits_are_cut_into_pieces_of_the_maximum_length():
+    device = Device(site_rules())  # max 2 hours
+    starts = [device(m) for m in range(0, 300, 20)]  # every 20 minutes for 5 hours
+    assert [i * 20 for i, new in enumerate(starts) if new] == [0, 120, 240]
+
+
+def test_session_ids_are_the_warehouse_ids():
+    event_id = "0b6c2f9e-5d3a-4c1e-9a7f-1e2d3c4b5a69"
+    expected = hashlib.md5(f"shop|visitor-1|{event_id}".encode()).hexdigest()
+    assert session_id_of("shop", "visitor-1", event_id) == expected
+
+
+def test_device_clocks_are_corrected_by_the_send_delay():
+    record = {
+        "occurred_at": "2026-03-10T11:59:00Z",  # the device's clock is 2 minutes behind
+        "sent_at": "2026-03-10T11:59:30Z",
+        "received_at": "2026-03-10T12:01:30.000Z",
+    }
+    occurred, delay = corrected_time(record)
+    assert occurred == at(1) and delay == 30
+
+
+def event(kind: str, minutes: float, visitor="v1", **fields) -> dict:
+    moment = (T0 + timedelta(minutes=minutes)).isoformat()
+    return {
+        "event_id": str(uuid.uuid4()), "type": kind, "site_id": "shop", "visitor_id": visitor,
+        "session_id": "client-1", "occurred_at": moment, "sent_at": moment,
+        "received_at": moment, "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",
+        "country": "DE", "is_bot": False, **fields,
+    }  # fmt: skip
+
+
+def engine() -> Engine:
+    return Engine(SitesConfig.model_validate({"sites": [SITE]}))
+
+
+def cart_event(minutes, action, sku, value, quantity=1):
+    return event("event", minutes, category="ecommerce", action=action, label=sku, value=value,
+                 properties={"quantity": quantity}, url="https://shop.example/p/x")  # fmt: skip
+
+
+def test_state_follows_pages_cart_goals_funnels_and_purchase():
+    eng = engine()
+    eng.handle([
+        event("page_view", 0, url="https://shop.example/p/a?utm_source=nl&utm_medium=email",
+              referrer="https://mail.example/"),
+        cart_event(1, "add_to_cart", "A", 60.0, 2),
+        cart_event(2, "add_to_cart", "B", 50.0),
+        cart_event(3, "remove_from_cart", "A", 0, 1),
+        event("page_view", 4, url="https://shop.example/cart", referrer="https://shop.example/p/a"),
+        event("event", 5, category="account", action="signup", url="https://shop.example/cart"),
+        event("event", 5.5, category="account", action="signup", url="https://shop.example/cart"),
+        event("page_ping", 6, engaged_seconds=30, url="https://shop.example/cart"),
+    ])  # fmt: skip
+    state = eng.store.get("shop", "v1")
+    view = eng.describe(state, now=at(6.5))
+    assert view["page_views"] == 2 and view["events"] == 8 and view["custom_events"] == 5
+    assert view["entry"]["channel"] == "email" and view["entry"]["landing_path"] == "/p/a"
+    assert view["current_page"] == {
+        "url": "https://shop.example/cart", "path": "/cart", "title": None, "label": "Cart",
+    }  # fmt: skip
+    assert view["cart"] == {
+        "items": [{"sku": "A", "quantity": 1, "value": 30.0, "name": None},
+                  {"sku": "B", "quantity": 1, "value": 50.0, "name": None}],
+        "quantity": 2, "value": 80.0,
+    }  # fmt: skip
+    assert view["goals"] == ["saw_cart", "signup"]  # each goal once per visit
+    # one page view reached both "Cart" and "Pay" (the warehouse compares with >=)
+    assert view["funnels"]["checkout"] == {
+        "step": 2, "steps": 3, "step_name": "Pay", "completed": False,
+    }  # fmt: skip
+    assert view["engaged_seconds"] == 30.0
+    assert view["device"] == {
+        "type": "desktop",
+        "browser": "Chrome",
+        "os": "Linux",
+        "country": "DE",
+    }
+    # engagement 40*2/5 + 40*30/300 + 20*1 = 16 + 4 + 20 = 40;
+    # intent .35 cart + .35 * 2/3 funnel + .15 * .4 = .35 + .2333 + .06 = .643
+    # risk: idle 30 s of a 15-minute half timeout = 1/30, times (.5 + .5 * 2/3)
+    assert view["scores"] == {
+        "engagement_score": 40, "purchase_intent": 0.643, "abandonment_risk": 0.028,
+    }  # fmt: skip
+    assert view["rules"] == []  # cart 80 is not over 100
+
+    eng.handle([cart_event(7, "add_to_cart", "C", 25.5)])
+    view = eng.describe(eng.store.get("shop", "v1"), now=at(7))
+    assert view["cart"]["value"] == 105.5
+    assert [(r["id"], r["name"], r["then"]) for r in view["rules"]] == [
+        ("big_cart", "Free shipping", {"offer": "free_shipping"})
+    ]
+    eng.handle([event("transaction", 8, order_id="O-1", revenue=105.5,
+                      url="https://shop.example/pay")])  # fmt: skip
+    view = eng.describe(eng.store.get("shop", "v1"), now=at(8))
+    assert view["cart"]["value"] == 0 and view["transactions"] == 1 and view["revenue"] == 105.5
+    assert view["funnels"]["checkout"]["completed"] is True
+    assert view["scores"]["purchase_intent"] == 1.0 and view["scores"]["abandonment_risk"] == 0
+    assert view["rules"] == []  # the cart is empty again
+    assert "purchase" in view["goals"]
+
+
+def test_engine_sessions_agree_with_the_rules_and_carry_the_login_over():
+    eng = engine()
+    first = event("page_view", 0, url="https://shop.example/")
+    eng.handle([first, event("identify", 1, user_id="cust-7", url="https://shop.example/")])
+    state = eng.store.get("shop", "v1")
+    assert state.session_id == session_id_of("shop", "v1", first["event_id"])
+    assert state.customer_key == "cust-7"
+    later = event("page_view", 45, url="https://shop.example/")  # after the timeout
+    eng.handle([later])
+    state = eng.store.get("shop", "v1")
+    assert state.session_id == session_id_of("shop", "v1", later["event_id"])
+    assert state.customer_key == "cust-7" and state.page_views == 1
+    assert eng.counters["sessions_started"] == 2
+    # an event sent later than the allowed lateness is counted, not applied
+    old = event("page_view", 50, url="https://shop.example/")
+    old["sent_at"] = old["received_at"] = (T0 + timedelta(days=4)).isoformat()
+    eng.handle([old])
+    assert eng.counters["late"] == 1 and eng.store.get("shop", "v1").page_views == 1
+
+
+def test_expired_visits_are_swept_and_active_counts_humans_by_page_and_channel():
+    eng = engine()
+    now = time.time()
+    iso_now = datetime.fromtimestamp(now, UTC).isoformat()
+    fresh = {"occurred_at": iso_now, "sent_at": iso_now, "received_at": iso_now}
+    eng.handle([
+        {**event("page_view", 0, visitor="a", url="https://shop.example/p/a"), **fresh},
+        {**event("page_view", 0, visitor="b", url="https://shop.example/p/a",
+                 referrer="https://www.bing.com/"), **fresh},
+        {**event("page_view", 0, visitor="bot", url="https://shop.example/", is_bot=True), **fresh},
+    ])  # fmt: skip
+    summary = eng.active("shop")
+    assert summary["active_sessions"] == 2 and summary["bot_sessions"] == 1
+    assert summary["by_page"] == [{"path": "/p/a", "label": "Product", "sessions": 2}]
+    assert summary["by_channel"] == {"direct": 1, "organic_search": 1}
+    eng.store.get("shop", "a").seen_at = now - 31 * 60  # a's last event was 31 minutes ago
+    assert eng.sweep() == 1
+    assert eng.store.get("shop", "a") is None and eng.active("shop")["active_sessions"] == 1
+
+
+def test_rule_conditions():
+    assert _matches(120, {"gt": 100, "lte": 120})
+    assert not _matches(100, {"gt": 100})
+    assert _matches("champion", {"in": ["champion", "loyal customer"]})
+    assert _matches(["purchase"], {"contains": "purchase"})
+    assert _matches(None, {"exists": False}) and not _matches(None, {"gte": 0})
+    assert not _matches("text", {"gt": 1})  # a type mismatch is no match, not an error
+
+
+def test_rules_name_unknown_fields_and_operators():
+    bad = {**SITE, "realtime_rules": [{"id": "x", "when": {"cart.colour": {"eq": "red"}}}]}
+    with pytest.raises(ValueError, match=r"'cart\.colour' is not a state field"):
+        SitesConfig.model_validate({"sites": [bad]})
+    bad = {**SITE, "realtime_rules": [{"id": "x", "when": {"cart.value": {"above": 1}}}]}
+    with pytest.raises(ValueError, match="'above' is not an operator"):
+        SitesConfig.model_validate({"sites": [bad]})
+    text = yaml.safe_dump({"sites": [SITE]})
+    assert (
+        SitesConfig.model_validate(yaml.safe_load(text)).sites[0].realtime_rules[0].id == "big_cart"
+    )
