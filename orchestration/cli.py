@@ -499,6 +499,41 @@ def _print_superset(port: int) -> None:
 DAGSTER_PORT = int(os.environ.get("SITELINE_DAGSTER_PORT", "3000"))
 
 
+def _print_realtime() -> None:
+    from ingestion.site_config import load_sites
+
+    sites = [site for site in load_sites().sites if site.api_key_env]
+    if not sites:
+        return
+    console.print(
+        f"[bold]real-time[/]  http://127.0.0.1:{COLLECTOR_PORT}/v1/active  "
+        f"(API docs: http://127.0.0.1:{COLLECTOR_PORT}/docs)"
+    )
+    for site in sites:
+        generated = "" if os.environ.get(site.api_key_env) else "generated; "
+        console.print(
+            f"           site {site.id}: Authorization: Bearer $({_SITELINE} api-key {site.id})  "
+            f"({generated}set {site.api_key_env})"
+        )
+
+
+_SITELINE = ".venv/bin/siteline"
+
+
+@app.command("api-key")
+def api_key_cmd(site: str = typer.Argument(..., help="Site id from sites.yml.")) -> None:
+    """Print a site's real-time API key (from its api_key_env variable, else generated once)."""
+    from ingestion.site_config import load_sites
+    from realtime.engine.api import site_keys
+
+    config = load_sites()
+    config.site(site)  # an unknown site is a one-line error naming the known ones
+    keys = site_keys(config)
+    if site not in keys:
+        _fail(f"site '{site}' has no real-time API: set api_key_env for it in sites.yml")
+    print(keys[site])
+
+
 def _print_urls(services: bool = True) -> None:
     console.print(f"[bold]warehouse[/]  {mask_url(warehouse_url())}  (`siteline warehouse url`)")
     if services:
@@ -507,6 +542,7 @@ def _print_urls(services: bool = True) -> None:
             f"[bold]collector[/]  http://127.0.0.1:{COLLECTOR_PORT}/collect  "
             f"(tracker: http://127.0.0.1:{COLLECTOR_PORT}/t.js)"
         )
+        _print_realtime()
         from orchestration.superset import DEFAULT_PORT as SUPERSET_PORT
 
         _print_superset(SUPERSET_PORT)

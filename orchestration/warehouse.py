@@ -288,7 +288,13 @@ class EmbeddedWarehouse:
         """Stop the server; returns False when it was not running."""
         if not self.is_running():
             return False
-        self._pg("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata))
+        try:
+            # A busy machine can take longer than pg_ctl's default 60 s for the checkpoint.
+            self._pg("pg_ctl", "stop", "-w", "-t", "300", "-m", "fast", "-D", str(self.pgdata))
+        except subprocess.CalledProcessError as exc:
+            if self.is_running():
+                message = (exc.stderr or exc.stdout or "").strip() or self._log_tail()
+                raise SitelineError(f"the embedded warehouse did not stop: {message}") from exc
         return True
 
 

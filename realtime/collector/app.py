@@ -549,18 +549,17 @@ class FastCollect:
         self.noop = collector.settings.noop_endpoint
 
     async def __call__(self, scope, receive, send) -> None:
-        if (
-            self.api is not None
-            and scope["type"] == "http"
-            and scope["method"] == "GET"
-            and scope["path"].startswith("/v1/")
-            and scope["path"] != "/v1/stream"
-        ):
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            query = scope.get("query_string", b"").decode("latin-1")
-            answer = await self.api.get(scope["path"], query, headers)
-            await _send(send, Reply(answer.status, answer.body, answer.headers))
-            return
+        if self.api is not None and scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            method = scope["method"]
+            if method == "OPTIONS" or (method == "GET" and scope["path"] != "/v1/stream"):
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+                if method == "OPTIONS":
+                    answer = self.api.preflight(headers)
+                else:
+                    query = scope.get("query_string", b"").decode("latin-1")
+                    answer = await self.api.get(scope["path"], query, headers)
+                await _send(send, Reply(answer.status, answer.body, answer.headers))
+                return
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             if path == "/collect":

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
 import orjson
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
 
 from ingestion.site_config import Site, SitesConfig
 from realtime.engine.engine import Engine
@@ -139,7 +141,13 @@ class EngineAPI:
                 customer = await asyncio.to_thread(
                     engine.customers.get, site.id, visitor_id, user_id
                 )
-        if state is None and (customer is None or customer.get("known") is False):
+        knows_nothing = (
+            customer is None
+            or customer.get("known") is False
+            or customer.get("reason") == "no warehouse configured"
+        )
+        if state is None and knows_nothing:
+            # (With the warehouse unreachable the visitor may exist: 200, customer unavailable.)
             message = f"visitor '{visitor_id[:128]}' is not known on site '{site.id}'"
             return _error(404, message, cors)
         session = engine.describe(state, with_customer=False) if state is not None else None
@@ -153,7 +161,8 @@ class EngineAPI:
                 or visitor_id,
                 "active": session is not None,
                 "session": session,
-                "customer": customer or {"status": "unavailable", "reason": "no warehouse"},
+                "customer": customer
+                or {"status": "unavailable", "reason": "no warehouse configured"},
             },
             cors,
         )
@@ -174,9 +183,6 @@ class EngineAPI:
 
 def add_routes(app, api: EngineAPI) -> None:
     """OpenAPI documentation of the fast-path reads, and the SSE stream."""
-    from fastapi import Request
-    from fastapi.responses import Response, StreamingResponse
-
     def answer(a: Answer) -> Response:
         return Response(a.body, a.status, a.headers, media_type="application/json")
 
@@ -228,8 +234,3 @@ def add_routes(app, api: EngineAPI) -> None:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **cors},
         )
-
-    @app.options("/v1/{rest:path}", include_in_schema=False)
-    async def preflight(rest: str, request: Request) -> Response:
-        a = api.preflight(dict(request.headers))
-        return Response(a.body, a.status, a.headers)

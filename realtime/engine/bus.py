@@ -133,16 +133,29 @@ class RedisStreamBus:
         """Deliver batches to ``subscriber`` from a thread (consumer group ``group``)."""
         import redis
 
-        try:
-            self.client.xgroup_create(self.stream, self.group, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
         name = consumer or f"{os.uname().nodename}-{os.getpid()}"
 
+        def join_group() -> None:
+            try:
+                self.client.xgroup_create(self.stream, self.group, id="$", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+        try:
+            join_group()  # now, so that batches published from here on reach the group
+            joined = True
+        except Exception as exc:
+            joined = False
+            log.warning("cannot join %s yet (will retry): %s", self.stream, exc)
+
         def loop() -> None:
+            nonlocal joined
             while not self._stop.is_set():
                 try:
+                    if not joined:
+                        join_group()  # here, not before: Redis may come up after us
+                        joined = True
                     replies = self.client.xreadgroup(
                         self.group, name, {self.stream: ">"}, count=100, block=1000
                     )

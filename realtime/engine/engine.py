@@ -95,39 +95,63 @@ def _matches(value, conditions: dict) -> bool:
     return True
 
 
-_SESSION_FIELDS = (
-    "page_views", "events", "custom_events", "engaged_seconds", "duration_seconds",
-    "idle_seconds", "transactions", "revenue", "is_bot", "goals", "user_id",
-)  # fmt: skip
-_CUSTOMER_FIELDS = (
-    "is_identified", "visits", "page_views", "transactions", "revenue", "average_order_value",
-    "rfm_segment", "days_since_last_visit", "first_touch_channel_id", "last_touch_channel_id",
-)  # fmt: skip
+_SESSION = {
+    "page_views": lambda s, r: s.page_views,
+    "events": lambda s, r: s.events,
+    "custom_events": lambda s, r: s.custom_events,
+    "engaged_seconds": lambda s, r: s.engaged_seconds,
+    "duration_seconds": lambda s, r: s.last_activity_at - s.started_at,
+    "transactions": lambda s, r: s.transactions,
+    "revenue": lambda s, r: round(s.revenue, 2),
+    "is_bot": lambda s, r: s.is_bot,
+    "goals": lambda s, r: list(s.goals),
+    "user_id": lambda s, r: s.user_id,
+    "channel": lambda s, r: s.channel,
+    "landing_path": lambda s, r: s.landing_path,
+    "current_path": lambda s, r: url_parts(s.current_url)[1],
+    "current_label": lambda s, r: s.current_label,
+    "device_type": lambda s, r: s.device_type,
+    "country": lambda s, r: s.country,
+}
+_CART = {
+    "value": lambda s: s.cart_value,
+    "quantity": lambda s: sum(line[0] for line in (s.cart or {}).values()),
+    "skus": lambda s: list(s.cart or ()),
+}
 
 
-def rule_fields(state: dict, customer: dict | None) -> dict:
-    """The flat view of a visit that real-time rules test (field names: docs/realtime.md)."""
-    customer = customer or {}
-    fields = {f"session.{name}": state[name] for name in _SESSION_FIELDS}
-    fields["session.channel"] = state["entry"]["channel"]
-    fields["session.landing_path"] = state["entry"]["landing_path"]
-    fields["session.current_path"] = state["current_page"]["path"]
-    fields["session.current_label"] = state["current_page"]["label"]
-    fields["session.device_type"] = state["device"]["type"]
-    fields["session.country"] = state["device"]["country"]
-    fields["cart.value"] = state["cart"]["value"]
-    fields["cart.quantity"] = state["cart"]["quantity"]
-    fields["cart.skus"] = [item["sku"] for item in state["cart"]["items"]]
-    for funnel_id, funnel in state["funnels"].items():
-        fields[f"funnels.{funnel_id}.step"] = funnel["step"]
-    for name, value in state["scores"].items():
-        fields[f"scores.{name}"] = value
-    fields["customer.known"] = customer.get("known")
-    for name in _CUSTOMER_FIELDS:
-        fields[f"customer.{name}"] = customer.get(name)
-    for name, value in (customer.get("attributes") or {}).items():
-        fields[f"customer.attributes.{name}"] = value
-    return fields
+class RuleFields:
+    """The values real-time rules test (names: docs/realtime.md), computed on demand: a rule
+    costs only the fields it names."""
+
+    def __init__(self, state: SessionState, rules: SiteRules, now: float, customer) -> None:
+        self.state, self.rules, self.now = state, rules, now
+        self.customer = customer or {}
+        self._scores: dict | None = None
+
+    def get(self, name: str):
+        group, _, rest = name.partition(".")
+        state = self.state
+        if group == "session":
+            if rest == "idle_seconds":
+                return max(0.0, self.now - state.last_activity_at)
+            return _SESSION[rest](state, self.rules)
+        if group == "cart":
+            return _CART[rest](state)
+        if group == "scores":
+            if self._scores is None:
+                self._scores = scores(state, self.rules, self.now, self.customer)
+            return self._scores[rest]
+        if group == "funnels":
+            funnel_id = rest.rsplit(".", 1)[0]
+            for index, (funnel, _) in enumerate(self.rules.funnels):
+                if funnel.id == funnel_id:
+                    steps = state.funnel_steps
+                    return steps[index] if steps else 0
+            return None
+        if rest.startswith("attributes."):
+            return (self.customer.get("attributes") or {}).get(rest[len("attributes.") :])
+        return self.customer.get(rest)
 
 
 class Engine:
@@ -248,8 +272,7 @@ class Engine:
 
     def _evaluate(self, state: SessionState, rules: SiteRules, now: float) -> bool:
         """Re-evaluate the site's rules; returns whether the matched set changed."""
-        customer = self.customer_of(state)
-        fields = rule_fields(state.to_dict(rules, now, customer), customer)
+        fields = RuleFields(state, rules, now, self.customer_of(state))
         before = dict(state.matched_rules)
         matched = tuple(
             (rule.id, before.get(rule.id, now))

@@ -57,7 +57,9 @@ def test_accepted_batches_reach_a_subscriber_in_another_process(redis_url, tmp_p
     received: list[dict] = []
     consumer = RedisStreamBus(url)
     consumer.subscribe(received.extend)  # this test process plays the engine
-    with collector(tmp_path / "landing", SITELINE_EVENT_BUS=url, SITELINE_RATE_LIMIT="0") as (
+    with collector(
+        tmp_path / "landing", SITELINE_EVENT_BUS=url, SITELINE_RATE_LIMIT="0", SITELINE_ENGINE="0"
+    ) as (
         base,
         _,
     ):

@@ -140,6 +140,140 @@ def test_bi_reader_reads_the_marts_and_nothing_else(warehouse, traffic):
             conn.execute("create table web.mine (x int)")
 
 
+def test_the_real_time_engine_sessionises_exactly_as_the_warehouse(warehouse, traffic):
+    """Every landed tracker event, replayed through the engine in time order, lands in the
+    visit the warehouse put it in (same session id), and each visit gets the same channel."""
+    import orjson
+
+    from ingestion.site_config import load_sites
+    from realtime.collector.landing import SEGMENTS, iter_segment, read_manifest
+    from realtime.engine.engine import Engine
+    from realtime.engine.rules import corrected_time
+
+    landing = Path(os.environ["SITELINE_LANDING_DIR"]) / "events"
+    records = {}
+    for segment in read_manifest(landing):
+        for _, line in iter_segment(landing / SEGMENTS / segment.name):
+            record = orjson.loads(line)
+            records.setdefault(record["event_id"], record)  # retried deliveries count once
+    engine = Engine(load_sites())
+    ordered = sorted(records.values(), key=lambda r: (corrected_time(r)[0], r["event_id"]))
+    assigned, channels = {}, {}
+    for record in ordered:
+        late_before = engine.counters["late"]
+        engine.handle([record])
+        if engine.counters["late"] == late_before:
+            state = engine.store.get(record["site_id"], record["visitor_id"])
+            assigned[record["event_id"]] = state.session_id
+            channels[state.session_id] = state.channel
+    with connect(warehouse) as conn:
+        expected = dict(conn.execute(
+            "select event_id, session_id from intermediate.int_events_sessionised "
+            "where event_source = 'tracker' and session_id is not null"
+        ).fetchall())  # fmt: skip
+        warehouse_channels = dict(conn.execute(
+            "select session_id, channel_id from intermediate.int_sessions "
+            "where event_source = 'tracker'"
+        ).fetchall())  # fmt: skip
+    assert engine.counters["errors"] == 0 and engine.counters["out_of_order"] == 0
+    assert len(assigned) == len(expected) > 1000
+    assert assigned == expected
+    assert channels == warehouse_channels
+
+
+def test_the_real_time_engine_serves_customer_state_and_survives_a_warehouse_outage(
+    warehouse, traffic, tmp_path
+):
+    """A returning customer's anonymous visit shows the CRM datamart's lifetime value and the
+    back-office attributes; the demo site's rule fires on a big cart; with the warehouse cut
+    off the engine keeps answering, marking the customer state stale."""
+    import time
+    import uuid
+    from datetime import UTC, datetime
+    from urllib.parse import urlsplit
+
+    import httpx
+    import psycopg
+
+    from orchestration.warehouse import bi_reader_url
+    from tests.integration.servers import TcpProxy, collector
+
+    with connect(warehouse) as conn:
+        customer_key, visitor_id, revenue, transactions, segment = conn.execute(
+            "select c.customer_key, v.visitor_id, c.revenue, c.transactions, c.rfm_segment "
+            "from crm.customers as c join web.dim_visitors as v "
+            "on v.site_id = c.site_id and v.customer_key = c.customer_key "
+            "where c.site_id = 'demo' and c.is_identified and c.transactions > 0 "
+            "order by c.revenue desc, v.visitor_id limit 1"
+        ).fetchone()
+        # A back-office system writes its recommendations for this customer.
+        conn.execute(
+            "insert into crm.customer_attributes values ('demo', %s, 'recommendations', "
+            "%s::jsonb, 'recommender', now())",
+            (customer_key, '["SKU-7", "SKU-9"]'),
+        )
+        conn.commit()
+    parts = urlsplit(warehouse)
+    proxy = TcpProxy(parts.hostname, parts.port)
+    engine_url = bi_reader_url(warehouse).replace(f":{parts.port}/", f":{proxy.port}/")
+    key = "demo-key-" + uuid.uuid4().hex
+    auth = {"Authorization": f"Bearer {key}"}
+    chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+
+    def send(*events):
+        stamped = [{"event_id": str(uuid.uuid4()), "occurred_at": datetime.now(UTC).isoformat(),
+                    "visitor_id": visitor_id, **e} for e in events]  # fmt: skip
+        response = httpx.post(f"{url}/collect", json={"site_id": "demo", "events": stamped},
+                              headers={"User-Agent": chrome})  # fmt: skip
+        assert response.status_code == 200, response.text
+
+    def state_of(visitor):
+        return httpx.get(f"{url}/v1/visitors/{visitor}/state", headers=auth, timeout=10)
+
+    with collector(tmp_path / "landing", SITELINE_DEMO_API_KEY=key, SITELINE_RATE_LIMIT="0",
+                   SITELINE_ENGINE_WAREHOUSE_URL=engine_url, SITELINE_CUSTOMER_TTL="1") as (
+        url, _,
+    ):  # fmt: skip
+        send({"type": "page_view", "url": "https://shop.siteline.test/p/x"},
+             {"type": "event", "category": "ecommerce", "action": "add_to_cart",
+              "label": "SKU-1", "value": 150.0, "url": "https://shop.siteline.test/p/x"})  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            state = state_of(visitor_id).json()
+            if state["session"]["rules"]:
+                break
+            time.sleep(0.2)
+        customer = state["customer"]
+        assert customer["status"] == "ok" and customer["known"] is True
+        assert customer["customer_key"] == customer_key and customer["stale"] is False
+        assert customer["revenue"] == float(revenue) and customer["transactions"] == transactions
+        assert customer["rfm_segment"] == segment
+        assert customer["attributes"] == {"recommendations": ["SKU-7", "SKU-9"]}
+        session = state["session"]
+        assert session["customer_key"] == customer_key  # known before logging in
+        assert [r["id"] for r in session["rules"]] == ["returning_big_cart"]
+        assert session["rules"][0]["then"]["offer"] == "free_shipping"
+
+        proxy.close()  # the warehouse is unreachable from now on
+        time.sleep(1.5)  # the cached customer state is older than its TTL
+        send({"type": "page_view", "url": "https://shop.siteline.test/cart"})
+        during = state_of(visitor_id)
+        assert during.status_code == 200
+        stale = during.json()
+        assert stale["customer"]["stale"] is True
+        assert stale["customer"]["revenue"] == float(revenue)
+        assert stale["session"]["page_views"] == 2
+        stranger = state_of("never-seen-" + uuid.uuid4().hex)
+        assert stranger.status_code == 200
+        assert stranger.json()["customer"] == {
+            "status": "unavailable", "reason": "warehouse unreachable",
+        }  # fmt: skip
+        health = httpx.get(f"{url}/health").json()["engine"]
+    assert health["customers"]["failures"] >= 1 and health["errors"] == 0
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute("delete from crm.customer_attributes where written_by = 'recommender'")
+
+
 def test_docs_site_is_generated_with_the_column_descriptions(warehouse, traffic):
     import json
     import subprocess

@@ -201,7 +201,10 @@
       var waiting = held; held = [];
       if (consent) waiting.forEach(enqueue);
     },
-    flush: function () { flush(); }
+    flush: function () { flush(); },
+    // For the real-time API: GET /v1/visitors/{visitorId}/state, GET /v1/sessions/{sessionId}
+    visitorId: visitorId,
+    sessionId: function () { return store('sid'); }
   };
 
   var pending = (w.siteline && w.siteline.q) || [];
