@@ -183,6 +183,7 @@ class EngineAPI:
 
 def add_routes(app, api: EngineAPI) -> None:
     """OpenAPI documentation of the fast-path reads, and the SSE stream."""
+
     def answer(a: Answer) -> Response:
         return Response(a.body, a.status, a.headers, media_type="application/json")
 
