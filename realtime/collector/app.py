@@ -410,7 +410,7 @@ def create_app(
         await collector.start()
         housekeeping = None
         if engine is not None:
-            engine.restore()
+            engine.restore(settings.landing_dir / "events")
             housekeeping = asyncio.create_task(engine.run())
         # Long-lived start-up objects (sites, geo database, app) leave the collector's view,
         # and young collections run less often: request garbage dies young, and full
@@ -535,6 +535,9 @@ def create_app(
     return FastCollect(app, collector, api)
 
 
+_API_HEADERS = frozenset({b"authorization", b"origin"})
+
+
 class FastCollect:
     """ASGI fast path for ``POST /collect``: skips the framework's routing, dependency
     injection and response classes, which cost more than the collector's own work.
@@ -552,7 +555,13 @@ class FastCollect:
         if self.api is not None and scope["type"] == "http" and scope["path"].startswith("/v1/"):
             method = scope["method"]
             if method == "OPTIONS" or (method == "GET" and scope["path"] != "/v1/stream"):
-                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+                # Only the headers the API reads: decoding every header costs more than the
+                # lookup itself.
+                headers = {
+                    k.decode("latin-1"): v.decode("latin-1")
+                    for k, v in scope["headers"]
+                    if k in _API_HEADERS
+                }
                 if method == "OPTIONS":
                     answer = self.api.preflight(headers)
                 else:

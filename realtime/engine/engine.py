@@ -14,18 +14,28 @@ snapshot that lets in-memory state survive a restart.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import operator
+import os
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 
 from ingestion.site_config import SitesConfig
 from realtime.collector.enrich import url_parts
 from realtime.engine.customers import CustomerStates
-from realtime.engine.rules import Sessioniser, SiteRules, corrected_time, iso, session_id_of
+from realtime.engine.rules import (
+    Sessioniser,
+    SiteRules,
+    corrected_time,
+    epoch,
+    iso,
+    session_id_of,
+)
 from realtime.engine.state import SessionState, scores
 from realtime.engine.store import MemoryStore
 
@@ -154,6 +164,34 @@ class RuleFields:
         return self.customer.get(rest)
 
 
+class RecentEvents:
+    """Ids of the events applied in the last ``seconds`` (at most ``limit``): a retried
+    delivery is applied once, and a snapshot records what it already holds."""
+
+    def __init__(self, seconds: float = 120.0, limit: int = 200_000) -> None:
+        self.seconds = seconds
+        self.order: collections.deque[tuple[float, str]] = collections.deque()
+        self.ids: set[str] = set()
+        self.limit = limit
+
+    def add(self, event_id: str, at: float) -> bool:
+        """Remember ``event_id``; False when it was already applied recently."""
+        if event_id in self.ids:
+            return False
+        order, ids = self.order, self.ids
+        while order and (order[0][0] < at - self.seconds or len(order) >= self.limit):
+            ids.discard(order.popleft()[1])
+        order.append((at, event_id))
+        ids.add(event_id)
+        return True
+
+    def since(self, at: float) -> list[str]:
+        return [event_id for t, event_id in self.order if t >= at]
+
+
+REPLAY_MARGIN = 30.0  # seconds: events land (fsync) before the engine applies them
+
+
 class Engine:
     """Live state of every active visit; see the module docstring."""
 
@@ -176,9 +214,13 @@ class Engine:
         self._dirty = False
         self.counters = {
             "events": 0, "late": 0, "unknown_site": 0, "out_of_order": 0,
-            "sessions_started": 0, "sessions_expired": 0, "restored": 0, "errors": 0,
+            "sessions_started": 0, "sessions_expired": 0, "restored": 0, "replayed": 0,
+            "duplicates": 0, "errors": 0,
         }  # fmt: skip
         self._changes_thread: threading.Thread | None = None
+        self._saver: int | None = None  # pid of the snapshot writer
+        self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)
+        self.recent = RecentEvents()
 
     # -- events -----------------------------------------------------------------------------------
     def handle(self, events: Sequence[dict]) -> None:
@@ -186,17 +228,20 @@ class Engine:
         now = time.time()
         for record in events:
             try:
-                self._handle(record, now)
+                self._handle(record, now, replay=False)
             except Exception:  # one odd event must not stop the others
                 self.counters["errors"] += 1
                 log.exception("cannot apply event %s", record.get("event_id"))
 
-    def _handle(self, record: dict, now: float) -> None:
+    def _handle(self, record: dict, now: float, replay: bool) -> None:
         site_id = record.get("site_id")
         rules = self.rules.get(site_id)
         visitor = record.get("visitor_id")
         if rules is None or not visitor:
             self.counters["unknown_site"] += 1
+            return
+        if not self.recent.add(record["event_id"], now):
+            self.counters["duplicates"] += 1  # a retried delivery: applied once
             return
         at, delay = corrected_time(record)
         if delay > rules.allowed_lateness:
@@ -215,12 +260,16 @@ class Engine:
                 state = change(self.store.get(site_id, visitor))
                 self.store.put(state, rules.timeout + 60)
                 self._dirty = True
+        if replay:
+            return  # rebuilding after a restart: nobody to tell yet
         if outcome.get("ended") is not None:
             self._announce(site_id, "session_ended", self._brief(outcome["ended"], rules, now))
         if outcome.get("lookup") and self.customers is not None:
             self.customers.want(site_id, visitor, state.user_id)
         if self.hub_wanted(site_id):
             self._announce(site_id, "session", self.describe(state, now, with_customer=True))
+        # From the collector stamping the event to its state being visible here.
+        self.latencies.append((time.time() - epoch(record["received_at"])) * 1000)
 
     def _step(self, state, record, at, now, rules: SiteRules, outcome: dict) -> SessionState:
         site_id, visitor, etype = rules.site_id, record["visitor_id"], record["type"]
@@ -443,20 +492,87 @@ class Engine:
                 self._announce(state.site_id, "session_ended", self._brief(state, rules, now))
         return len(gone)
 
-    def restore(self) -> int:
+    def restore(self, landing: Path | None = None) -> int:
+        """Rebuild the state after a restart: the snapshot, then every event the landing
+        holds from shortly before the snapshot on that it does not (so even after a crash
+        nothing acknowledged is missing), then expire what is over. Returns the active
+        sessions."""
         with self.lock:
-            restored = self.store.load(self._deadline(time.time()))
+            meta = self.store.load()
+            if meta is not None and landing is not None:
+                taken = meta.get("taken_at", meta["saved_at"])
+                for event_id in meta.get("recent", ()):
+                    self.recent.add(event_id, taken)
+                self.counters["replayed"] = self._replay(landing, taken - REPLAY_MARGIN)
+        self.sweep()
+        restored = len(self.store)
         self.counters["restored"] = restored
-        if restored:
-            log.warning("restored %d active sessions from the snapshot", restored)
+        if meta is not None:
+            log.warning(
+                "restored %d active sessions (snapshot of %d, %d events replayed)",
+                restored, meta["states"], self.counters["replayed"],
+            )  # fmt: skip
         return restored
 
+    def _replay(self, landing: Path, since: float) -> int:
+        from realtime.collector.landing import SEGMENTS, iter_segment, read_manifest
+
+        replayed = 0
+        for segment in read_manifest(landing):
+            last = epoch(segment.last_received_at) if segment.last_received_at else None
+            if last is None or last < since:
+                continue
+            for _, line in iter_segment(landing / SEGMENTS / segment.name):
+                record = orjson.loads(line)
+                received = epoch(record["received_at"])
+                if received >= since:
+                    before = self.counters["duplicates"]
+                    self._handle(record, received, replay=True)
+                    replayed += self.counters["duplicates"] == before
+        return replayed
+
     def save(self) -> int:
+        """Write the snapshot now (at shutdown); returns how many states it holds."""
+        self._reap(wait=True)
         with self.lock:
             if not self._dirty:
                 return 0
             self._dirty = False
-            return self.store.save()
+            return self.store.save(self._snapshot_meta())
+
+    def _snapshot_meta(self) -> dict:
+        taken = time.time()
+        return {"taken_at": taken, "recent": self.recent.since(taken - REPLAY_MARGIN)}
+
+    def save_in_background(self) -> None:
+        """Write the snapshot from a forked child, as Redis' BGSAVE does: the child holds a
+        copy-on-write image of this instant and serialises it while this process goes on
+        serving (serialising 100k states here would stall requests for a second)."""
+        self._reap()
+        if self._saver is not None or not self._dirty or not self.store.snapshots:
+            return
+        with self.lock:  # no batch is half-applied in the image
+            self._dirty = False
+            meta = self._snapshot_meta()
+            pid = os.fork()
+        if pid == 0:  # the child: write and leave, touching nothing else
+            code = 1
+            try:
+                self.store.save(meta)
+                code = 0
+            finally:
+                os._exit(code)
+        self._saver = pid
+
+    def _reap(self, wait: bool = False) -> None:
+        if self._saver is None:
+            return
+        pid, status = os.waitpid(self._saver, 0 if wait else os.WNOHANG)
+        if pid:
+            self._saver = None
+            if status != 0:
+                self._dirty = True  # try again next time
+                log.warning("the snapshot writer failed (status %d)", status)
 
     async def run(self) -> None:
         """Housekeeping until cancelled: expiry every second, a snapshot every few seconds."""
@@ -472,7 +588,7 @@ class Engine:
                 self.sweep()
                 if time.monotonic() - last_save >= self.snapshot_seconds:
                     last_save = time.monotonic()
-                    await asyncio.to_thread(self.save)
+                    self.save_in_background()
             except Exception:  # housekeeping must go on
                 log.exception("engine housekeeping failed")
 
@@ -483,8 +599,14 @@ class Engine:
             self.customers.close()
 
     def stats(self) -> dict:
+        recent = sorted(self.latencies)
         return {
             **self.counters,
+            "event_to_state_ms": {
+                "events": len(recent),
+                "p50": round(recent[len(recent) // 2], 3) if recent else None,
+                "p99": round(recent[int(len(recent) * 0.99)], 3) if recent else None,
+            },
             "active_sessions": len(self.store),
             "store": type(self.store).__name__,
             "listeners_dropped": self.hub.dropped,

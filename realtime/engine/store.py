@@ -6,8 +6,10 @@ API do not know which one they use.
 
 * :class:`MemoryStore` keeps :class:`SessionState` objects in per-site dictionaries keyed by
   the states' own strings (no copies), ordered by last update so expiry looks only at the
-  oldest. It survives a restart through a snapshot file written every few seconds and at
-  shutdown (``$SITELINE_HOME/realtime/sessions.json``); expired visits are dropped on load.
+  oldest. It survives a restart through a snapshot file written every few seconds (by a
+  forked child, so serving never waits) and at shutdown
+  (``$SITELINE_HOME/realtime/sessions-<collector id>.json``); expired visits are dropped on
+  load.
 * :class:`RedisStore` (``SITELINE_ENGINE_STORE=redis://...``) keeps each visitor's state as
   one JSON value with a TTL of the site's timeout, pointers from session ids to visitors,
   and a sorted set of active visits per site. Updates are optimistic transactions (WATCH),
@@ -63,6 +65,7 @@ class MemoryStore:
     def __init__(self, snapshot: Path | None = None) -> None:
         self.sites: dict[str, _Site] = {}
         self.snapshot_path = snapshot
+        self.snapshots = snapshot is not None
 
     def _site(self, site_id: str) -> _Site:
         site = self.sites.get(site_id)
@@ -127,34 +130,36 @@ class MemoryStore:
         return sum(len(site.by_visitor) for site in self.sites.values())
 
     # -- snapshot ---------------------------------------------------------------------------------
-    def save(self) -> int:
-        """Write every state to the snapshot file (atomically); returns how many."""
+    def save(self, meta: dict | None = None) -> int:
+        """Write every state to the snapshot file (atomically, fsync'ed), with ``meta`` (when
+        it was taken, the ids of the events applied just before); returns how many."""
         if self.snapshot_path is None:
             return 0
         states = [s.to_record() for site in self.sites.values() for s in site.by_visitor.values()]
         self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.snapshot_path.with_suffix(".tmp")
-        data = {"version": 1, "saved_at": time.time(), "states": states}
-        temporary.write_bytes(orjson.dumps(data))
+        data = {"version": 1, "saved_at": time.time(), **(meta or {}), "states": states}
+        with open(temporary, "wb") as fh:
+            fh.write(orjson.dumps(data))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(temporary, self.snapshot_path)
         return len(states)
 
-    def load(self, deadline_of) -> int:
-        """Read the snapshot, keeping the visits still active; returns how many."""
+    def load(self) -> dict | None:
+        """Read the snapshot back into the store (every state: the caller replays what came
+        after and expires what is over); returns its meta data, None without snapshot."""
         if self.snapshot_path is None or not self.snapshot_path.exists():
-            return 0
+            return None
         try:
             data = orjson.loads(self.snapshot_path.read_bytes())
-            records = sorted(data["states"], key=lambda r: r["seen_at"])
+            records = sorted(data.pop("states"), key=lambda r: r["seen_at"])
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             log.warning("ignoring unreadable snapshot %s: %s", self.snapshot_path, exc)
-            return 0
-        kept = 0
+            return None
         for record in records:
-            if record["seen_at"] >= deadline_of(record["site_id"]):
-                self.put(SessionState.from_record(record))
-                kept += 1
-        return kept
+            self.put(SessionState.from_record(record))
+        return {**data, "states": len(records)}
 
 
 def _oldest_first(states: dict[str, SessionState], oldest_alive: float) -> Iterator[SessionState]:
@@ -168,6 +173,7 @@ class RedisStore:
     """States shared through Redis; see the module docstring."""
 
     shared = True
+    snapshots = False
 
     def __init__(self, url: str, prefix: str = "siteline:rt") -> None:
         import redis
@@ -273,11 +279,11 @@ class RedisStore:
             total += self.client.zcard(key)
         return total
 
-    def save(self) -> int:
+    def save(self, meta: dict | None = None) -> int:
         return 0  # Redis keeps the states (configure its persistence: RDB or AOF)
 
-    def load(self, deadline_of) -> int:
-        return 0
+    def load(self) -> dict | None:
+        return None
 
 
 class _Expired:
