@@ -17,9 +17,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
 
 from tests.integration.servers import free_port, start_collector, stop
 
@@ -47,6 +50,17 @@ def wrk(url: str, events: int, seconds: int, connections: int, script: Path) -> 
             "non2xx": int(errors.group(1)) if errors else 0}  # fmt: skip
 
 
+def settle(base: str, limit: float = 120) -> None:
+    """Wait until the real-time engine has applied what the last run queued, so every run
+    starts from the same quiet server."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        engine = httpx.get(f"{base}/health").json().get("engine")
+        if not engine or engine["backlog"] == 0:
+            return
+        time.sleep(0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -70,9 +84,12 @@ def main() -> None:
         wrk(f"{base}/collect", 1, 2, args.connections, script)  # warm-up
         rows = []
         for events in (1, 20):
+            settle(base)
             collect = wrk(f"{base}/collect", events, args.seconds, args.connections, script)
+            settle(base)
             noop = wrk(f"{base}/noop", events, args.seconds, args.connections, script)
             rows.append((events, collect, noop))
+        engine = httpx.get(f"{base}/health").json()["engine"]
     finally:
         stop(proc)
     landed = sum(
@@ -88,6 +105,12 @@ def main() -> None:
             print(f"{events:>10} {name:>9} {r['rps']:>9,.0f} {r['eps']:>10,.0f} "
                   f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['non2xx']:>8} {share:>10}")  # fmt: skip
     print(f"events landed (fsynced) during the runs: {landed:,}")
+    if engine:
+        print(
+            f"real-time engine in the process: applied {engine['events']:,} events, shed "
+            f"{engine['shed']:,} under the saturating load (it yields to requests; "
+            f"SITELINE_ENGINE=0 runs the collector without it)"
+        )
     shutil.rmtree(work, ignore_errors=True)
 
 

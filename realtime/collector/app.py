@@ -15,6 +15,7 @@ import hmac
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,6 +149,8 @@ class Collector:
         self.bad: DurableStream | None = None
         self.tracker_js = _minified_tracker()
         self.counters = {"accepted": 0, "rejected": 0, "requests": 0, "dropped_dnt": 0}
+        self.inflight = 0  # requests being answered now (the engine yields to them)
+        self.last_request_at = 0.0
         self.client_facts = lru_cache(maxsize=65536)(self._client_facts)
 
     def _client_facts(
@@ -298,9 +301,18 @@ class Collector:
             {"accepted": len(accepted), "rejected": len(errors), "errors": errors[:20]}, cors
         )
 
+    def busy(self) -> bool:
+        """Whether requests are being answered or keep arriving (within the last 5 ms)."""
+        return self.inflight > 0 or time.monotonic() - self.last_request_at < 0.005
+
     async def collect(self, request: Req, body: bytes | None) -> Reply:
         """``POST /collect``, answered so that a browser can read every status."""
-        reply = await self._collect(request, body)
+        self.inflight += 1
+        self.last_request_at = time.monotonic()
+        try:
+            reply = await self._collect(request, body)
+        finally:
+            self.inflight -= 1
         origin = request.headers.get("origin")
         if origin:
             # Errors carry CORS headers too: a tracker that cannot read a 4xx would take it
@@ -384,7 +396,7 @@ def build_engine(sites: SitesConfig, settings: CollectorSettings) -> Engine:
         sites,
         store=make_store(snapshot=snapshot),
         customers=CustomerStates(engine_warehouse_url()),
-        snapshot_seconds=_env_float("SITELINE_ENGINE_SNAPSHOT_SECONDS", 5),
+        snapshot_seconds=_env_float("SITELINE_ENGINE_SNAPSHOT_SECONDS", 60),
     )
 
 
@@ -403,13 +415,17 @@ def create_app(
     if settings.engine:
         engine = build_engine(sites, settings)
         api = EngineAPI(engine, sites, site_keys(sites))
-        collector.bus.subscribe(engine.handle)
+        # In this process the engine applies events between requests (Engine.submit); from a
+        # Redis stream, on the bus's reader thread.
+        in_process = not getattr(collector.bus, "url", None)
+        collector.bus.subscribe(engine.submit if in_process else engine.handle)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await collector.start()
         housekeeping = None
         if engine is not None:
+            engine.attach(asyncio.get_running_loop(), busy=collector.busy)
             engine.restore(settings.landing_dir / "events")
             housekeeping = asyncio.create_task(engine.run())
         # Long-lived start-up objects (sites, geo database, app) leave the collector's view,

@@ -26,6 +26,7 @@ from decimal import Decimal
 log = logging.getLogger("siteline.engine.customers")
 
 RETRY_AFTER = 10.0
+MAX_PENDING = 1000  # fetches queued at most; more visits starting at once wait to be asked
 CUSTOMER_FIELDS = (
     "customer_key", "is_identified", "user_id", "visitor_ids", "first_seen_at", "last_seen_at",
     "visits", "page_views", "engaged_seconds", "goal_conversions", "transactions", "revenue",
@@ -80,7 +81,8 @@ class CustomerStates:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="customer-state")
         self._local = threading.local()
         self.down_until = 0.0
-        self.counters = {"fetches": 0, "hits": 0, "failures": 0}
+        self.failing = False  # the last fetch failed
+        self.counters = {"fetches": 0, "hits": 0, "failures": 0, "deferred": 0}
 
     # -- reading ----------------------------------------------------------------------------------
     @staticmethod
@@ -103,13 +105,17 @@ class CustomerStates:
     def want(self, site_id: str, visitor_id: str, user_id: str | None) -> None:
         """Fetch in the background unless cached and fresh or already being fetched."""
         key = self.key(site_id, visitor_id, user_id)
+        now = time.time()
         with self._lock:
             entry = self._cache.get(key)
-            fresh = entry is not None and time.time() - entry["_fetched"] <= self.ttl
+            fresh = entry is not None and now - entry["_fetched"] <= self.ttl
             if fresh or key in self._pending or self.url is None:
                 return
-            if time.time() < self.down_until and entry is not None:
-                return  # the warehouse is down: keep serving what we have
+            if now < self.down_until or (self.failing and self._pending):
+                return  # the warehouse is down: serve what we have; one probe at a time
+            if len(self._pending) >= MAX_PENDING:
+                self.counters["deferred"] += 1  # a burst: fetched when someone asks
+                return
             self._pending.add(key)
         self._pool.submit(self._fetch, key, site_id, visitor_id, user_id)
 
@@ -151,6 +157,10 @@ class CustomerStates:
     def _fetch(self, key: tuple, site_id: str, visitor_id: str, user_id: str | None) -> None:
         import psycopg
 
+        if time.time() < self.down_until:  # queued before the warehouse went away
+            with self._lock:
+                self._pending.discard(key)
+            return
         self.counters["fetches"] += 1
         try:
             conn = self._connection()
@@ -179,6 +189,7 @@ class CustomerStates:
         except Exception as exc:  # any warehouse failure: serve stale
             self.counters["failures"] += 1
             self.down_until = time.time() + RETRY_AFTER
+            self.failing = True
             self._drop_connection()
             log.warning("customer state of %s unavailable: %s", key, str(exc).splitlines()[0])
             with self._lock:
@@ -187,6 +198,7 @@ class CustomerStates:
                 if old is not None:
                     old["_failed"] = True
             return
+        self.failing = False
         with self._lock:
             self._pending.discard(key)
             self._cache[key] = entry
