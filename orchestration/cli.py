@@ -507,7 +507,8 @@ def _print_realtime() -> None:
         return
     console.print(
         f"[bold]real-time[/]  http://127.0.0.1:{COLLECTOR_PORT}/v1/active  "
-        f"(API docs: http://127.0.0.1:{COLLECTOR_PORT}/docs)"
+        f"(API docs: http://127.0.0.1:{COLLECTOR_PORT}/docs; demo shop with a live panel: "
+        f"http://127.0.0.1:{COLLECTOR_PORT}/demo/)"
     )
     for site in sites:
         generated = "" if os.environ.get(site.api_key_env) else "generated; "
@@ -580,7 +581,8 @@ def up_cmd() -> None:
     ]  # fmt: skip
     # Each service in its own process group, so stopping one also stops what it started
     # (Dagster's code servers and run workers).
-    env = {**os.environ, "SITELINE_UP": "1"}
+    # The collector also serves the demo shop page (/demo/) next to the real-time API.
+    env = {**os.environ, "SITELINE_UP": "1", "SITELINE_DEMO_PAGE": "1"}
     procs = [
         subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, start_new_session=True) for cmd in commands
     ]

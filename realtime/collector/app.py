@@ -351,6 +351,37 @@ def _accepted(n: int) -> bytes:
 _ACCEPTED = {n: _accepted(n) for n in range(1, 101)}
 
 
+def _demo_page(engine: Engine, api: EngineAPI) -> str:
+    import html
+
+    from ingestion.demo_traffic.catalogue import products
+
+    site = api.sites["demo"]
+    key = next(k.decode() for k, s in api.keys if s.id == "demo")
+    customers = engine.customers.examples("demo") if engine.customers else []
+    options = (
+        "".join(
+            f'<option value="{html.escape(user)}">{html.escape(user)} '
+            f"(lifetime €{revenue:,.2f})</option>"
+            for user, revenue in customers
+        )
+        or '<option value="cust-0000001">cust-0000001 (no customers in the warehouse yet)</option>'
+    )
+    shelf = [
+        {k: p[k] for k in ("sku", "name", "category", "price", "slug")} for p in products()[:12]
+    ]
+    page = (STATIC / "demo.html").read_text()
+    for name, value in (
+        ("{site_id}", site.id),
+        ("{domain}", site.domains[0]),
+        ("{api_key}", key),
+        ("{products}", orjson.dumps(shelf).decode()),
+        ("{customer_options}", options),
+    ):
+        page = page.replace(name, value)
+    return page
+
+
 def _minified_tracker() -> bytes:
     import rjsmin
 
@@ -498,6 +529,16 @@ def create_app(
                 "Vary": "Origin",
             },
         )
+
+    if api is not None and os.environ.get("SITELINE_DEMO_PAGE") == "1" and "demo" in api.sites:
+
+        @app.get("/demo/", include_in_schema=False)
+        async def demo_page() -> Response:
+            """The demo site's shop page with a live panel of the real-time API (the demo
+            only: it carries the demo site's read-only API key)."""
+            return Response(
+                await asyncio.to_thread(_demo_page, engine, api), media_type="text/html"
+            )
 
     @app.get("/t.js", summary="The tracker script (minified)")
     async def tracker() -> Response:

@@ -208,6 +208,27 @@ class CustomerStates:
         if self.on_update is not None:
             self.on_update(site_id, visitor_id, self.peek(site_id, visitor_id, user_id))
 
+    def examples(self, site_id: str, limit: int = 5) -> list[tuple[str, float]]:
+        """(user id, lifetime revenue) of the site's top identified customers, for the demo
+        page's "log in as" list; empty when the warehouse cannot say."""
+        if self.url is None or time.time() < self.down_until:
+            return []
+
+        def query():
+            with self._connection().cursor() as cur:
+                cur.execute(
+                    "select customer_key, revenue from crm.customers where site_id = %s "
+                    "and is_identified order by revenue desc, customer_key limit %s",
+                    (site_id, limit),
+                )
+                return [(key, float(revenue)) for key, revenue in cur.fetchall()]
+
+        try:
+            return self._pool.submit(query).result(timeout=3)
+        except Exception as exc:  # no marts yet, or no warehouse: the page still works
+            log.warning("no example customers: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            return []
+
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None

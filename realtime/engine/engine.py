@@ -679,6 +679,7 @@ class Engine:
             },
             "active_sessions": len(self.store),
             "backlog": self.backlog_events,
+            "evicted": getattr(self.store, "evicted", 0),
             "store": type(self.store).__name__,
             "listeners_dropped": self.hub.dropped,
             **({"customers": self.customers.counters} if self.customers else {}),

@@ -62,10 +62,17 @@ class MemoryStore:
 
     shared = False
 
-    def __init__(self, snapshot: Path | None = None) -> None:
+    def __init__(self, snapshot: Path | None = None, max_sessions: int | None = None) -> None:
         self.sites: dict[str, _Site] = {}
         self.snapshot_path = snapshot
         self.snapshots = snapshot is not None
+        # A hard bound on memory (a flood of new visitors): beyond it the least recently
+        # active visit of the site is dropped early, and counted.
+        self.max_sessions = max_sessions or int(
+            os.environ.get("SITELINE_ENGINE_MAX_SESSIONS", 1_000_000)
+        )
+        self.count = 0
+        self.evicted = 0
 
     def _site(self, site_id: str) -> _Site:
         site = self.sites.get(site_id)
@@ -82,6 +89,14 @@ class MemoryStore:
         old = site.by_visitor.pop(state.visitor_id, None)  # re-insert: newest last
         if old is not None and old is not state:
             self._unindex(site, old)
+        if old is None:
+            self.count += 1
+            if self.count > self.max_sessions and site.by_visitor:
+                oldest = next(iter(site.by_visitor.values()))
+                del site.by_visitor[oldest.visitor_id]
+                self._unindex(site, oldest)
+                self.count -= 1
+                self.evicted += 1
         site.by_visitor[state.visitor_id] = state
         site.by_session[state.session_id] = state
         if state.client_session_id:
@@ -99,6 +114,7 @@ class MemoryStore:
         if site and site.by_visitor.get(state.visitor_id) is state:
             del site.by_visitor[state.visitor_id]
             self._unindex(site, state)
+            self.count -= 1
 
     def by_session(self, site_id: str, session_id: str) -> SessionState | None:
         site = self.sites.get(site_id)
@@ -124,10 +140,11 @@ class MemoryStore:
                 del site.by_visitor[state.visitor_id]
                 self._unindex(site, state)
                 gone.append(state)
+        self.count -= len(gone)
         return gone
 
     def __len__(self) -> int:
-        return sum(len(site.by_visitor) for site in self.sites.values())
+        return self.count
 
     # -- snapshot ---------------------------------------------------------------------------------
     def save(self, meta: dict | None = None) -> int:

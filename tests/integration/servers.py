@@ -20,9 +20,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def collector(landing: Path, sites_file: Path | None = None, **env_overrides: str):
+def collector(
+    landing: Path, sites_file: Path | None = None, port: int | None = None, **env_overrides: str
+):
     """Run `siteline collector` as its own process; yields its base URL."""
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "SITELINE_LANDING_DIR": str(landing),

@@ -195,8 +195,9 @@ def test_the_real_time_engine_serves_customer_state_and_survives_a_warehouse_out
     import httpx
     import psycopg
 
+    from orchestration.home import PROJECT_ROOT
     from orchestration.warehouse import bi_reader_url
-    from tests.integration.servers import TcpProxy, collector
+    from tests.integration.servers import TcpProxy, collector, free_port
 
     with connect(warehouse) as conn:
         customer_key, visitor_id, revenue, transactions, segment = conn.execute(
@@ -223,6 +224,7 @@ def test_the_real_time_engine_serves_customer_state_and_survives_a_warehouse_out
     def send(*events):
         stamped = [{"event_id": str(uuid.uuid4()), "occurred_at": datetime.now(UTC).isoformat(),
                     "visitor_id": visitor_id, **e} for e in events]  # fmt: skip
+        # (an event may name another visitor_id: a second browser)
         response = httpx.post(f"{url}/collect", json={"site_id": "demo", "events": stamped},
                               headers={"User-Agent": chrome})  # fmt: skip
         assert response.status_code == 200, response.text
@@ -230,10 +232,16 @@ def test_the_real_time_engine_serves_customer_state_and_survives_a_warehouse_out
     def state_of(visitor):
         return httpx.get(f"{url}/v1/visitors/{visitor}/state", headers=auth, timeout=10)
 
-    with collector(tmp_path / "landing", SITELINE_DEMO_API_KEY=key, SITELINE_RATE_LIMIT="0",
-                   SITELINE_ENGINE_WAREHOUSE_URL=engine_url, SITELINE_CUSTOMER_TTL="1") as (
-        url, _,
-    ):  # fmt: skip
+    # The project's demo site, with this collector's origin allowed for its demo page.
+    port = free_port()
+    project_sites = (PROJECT_ROOT / "sites.yml").read_text()
+    sites = tmp_path / "sites.yml"
+    sites.write_text(project_sites.replace(
+        "      - http://127.0.0.1:8000\n", f"      - http://127.0.0.1:8000\n      - http://127.0.0.1:{port}\n"
+    ))  # fmt: skip
+    with collector(tmp_path / "landing", sites_file=sites, port=port, SITELINE_DEMO_API_KEY=key,
+                   SITELINE_RATE_LIMIT="0", SITELINE_ENGINE_WAREHOUSE_URL=engine_url,
+                   SITELINE_CUSTOMER_TTL="1", SITELINE_DEMO_PAGE="1") as (url, _):  # fmt: skip
         send({"type": "page_view", "url": "https://shop.siteline.test/p/x"},
              {"type": "event", "category": "ecommerce", "action": "add_to_cart",
               "label": "SKU-1", "value": 150.0, "url": "https://shop.siteline.test/p/x"})  # fmt: skip
@@ -253,6 +261,47 @@ def test_the_real_time_engine_serves_customer_state_and_survives_a_warehouse_out
         assert session["customer_key"] == customer_key  # known before logging in
         assert [r["id"] for r in session["rules"]] == ["returning_big_cart"]
         assert session["rules"][0]["then"]["offer"] == "free_shipping"
+
+        # A new browser logs in as the customer: the visit turns into theirs.
+        other_device = "new-device-" + uuid.uuid4().hex
+        send({"type": "page_view", "url": "https://shop.siteline.test/login",
+              "visitor_id": other_device},
+             {"type": "identify", "user_id": customer_key, "url": "https://shop.siteline.test/login",
+              "visitor_id": other_device})  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            login = state_of(other_device).json()
+            if login["customer"].get("customer_key") == customer_key:
+                break
+            time.sleep(0.2)
+        assert login["session"]["user_id"] == customer_key
+        assert login["customer_key"] == customer_key
+        assert login["customer"]["revenue"] == float(revenue)
+        assert login["customer"]["is_identified"] is True
+
+        # The demo shop page, as a user tries it: log in as the customer in Chromium and see
+        # the lifetime value in the live panel; a big cart brings the demo site's offer.
+        from playwright.sync_api import sync_playwright
+
+        from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(user_agent=chrome)
+            page.goto(f"{url}/demo/", wait_until="load")
+            assert customer_key in page.inner_text("#customer")  # the top customers to pick
+            page.select_option("#customer", customer_key)
+            page.click("#login")
+            page.wait_for_function(
+                "document.querySelector('[data-field=\"lifetime revenue\"]')?.textContent"
+                f" === '€{float(revenue):.2f}'",
+                timeout=15_000,
+            )
+            for button in page.query_selector_all(".add")[:6]:
+                button.click()
+            page.wait_for_selector(".offer", timeout=15_000)
+            assert "Free shipping" in page.inner_text("#offers")
+            browser.close()
 
         proxy.close()  # the warehouse is unreachable from now on
         time.sleep(1.5)  # the cached customer state is older than its TTL

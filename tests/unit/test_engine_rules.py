@@ -303,3 +303,18 @@ def test_rules_name_unknown_fields_and_operators():
     assert (
         SitesConfig.model_validate(yaml.safe_load(text)).sites[0].realtime_rules[0].id == "big_cart"
     )
+
+
+def test_memory_is_bounded_by_evicting_the_least_recently_active_visit():
+    from realtime.engine.state import SessionState
+    from realtime.engine.store import MemoryStore
+
+    store = MemoryStore(max_sessions=2)
+    states = [SessionState("shop", f"s{i}", f"v{i}", float(i)) for i in range(3)]
+    for state in states[:2]:
+        store.put(state)
+    store.put(states[0])  # v0 is active again: v1 is now the least recently active
+    store.put(states[2])
+    assert len(store) == 2 and store.evicted == 1
+    assert store.get("shop", "v1") is None and store.by_session("shop", "s1") is None
+    assert store.get("shop", "v0") is states[0] and store.get("shop", "v2") is states[2]
