@@ -246,9 +246,8 @@ class Engine:
         """Bus subscriber in the collector's process: queue the batch; it is applied on the
         next turn of the event loop, in slices of at most ~3 ms, and while requests wait it
         takes at most ``BUSY_SHARE`` of the time: the real-time path never holds up an
-        acknowledgement. A backlog beyond
-        ``max_backlog`` events (an overloaded process) sheds its oldest batches, counted in
-        ``shed``: the landing still has every event."""
+        acknowledgement. A backlog beyond ``max_backlog`` events (an overloaded process)
+        sheds its oldest batches, counted in ``shed``: the landing still has every event."""
         if self.loop is None:
             self.handle(events)
             return
@@ -306,9 +305,11 @@ class Engine:
         site_id = record.get("site_id")
         rules = self.rules.get(site_id)
         visitor = record.get("visitor_id")
-        if rules is None or not visitor:
-            self.counters["unknown_site"] += 1
+        if rules is None:
+            self.counters["unknown_site"] += 1  # sites.yml changed under a running collector
             return
+        if not visitor:
+            return  # every event type requires one (schema.py); nothing to attach it to
         if not self.recent.add(record["event_id"], now):
             self.counters["duplicates"] += 1  # a retried delivery: applied once
             return
