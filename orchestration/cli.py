@@ -446,6 +446,8 @@ def collector_cmd(
         # Only the site's trusted_proxies may set the client address (enrich.client_ip);
         # uvicorn would otherwise trust X-Forwarded-For from any loopback peer.
         proxy_headers=False,
+        # Open event streams (/v1/stream) never end by themselves: do not wait for them long.
+        timeout_graceful_shutdown=3,
     )
 
 

@@ -328,6 +328,8 @@ class Engine:
         else:
             with self.lock:
                 state = change(self.store.get(site_id, visitor))
+                if "renamed" in outcome:
+                    self.store.unlink_session(site_id, outcome["renamed"])
                 self.store.put(state, rules.timeout + 60)
                 self._dirty = True
         if replay:
@@ -354,8 +356,18 @@ class Engine:
             medium, _ = rules.referrer(referrer_host, host)
             touch = rules.touch_key(rules.campaign(query), medium, referrer_host)
         if state is not None and state.track is not None and at < state.track.last_at:
-            self.counters["out_of_order"] += 1  # joins the open visit (the warehouse re-sorts)
+            # Out of order (engines sharing Redis may apply batches in another order than
+            # they were sent): the event joins the open visit, and when it is the visit's
+            # earliest, the visit is named after it and starts with it, as in the warehouse.
+            self.counters["out_of_order"] += 1
+            if at < state.started_at - rules.timeout:
+                return state  # from a visit that ended before this one: not live
             track, new = state.track, False
+            if at < state.started_at:  # (a tie in time keeps the name: no ids are kept)
+                outcome["renamed"] = state.session_id
+                state.session_id = session_id_of(site_id, visitor, record["event_id"])
+                state.started_at = at
+                track.started_at = min(track.started_at, at)
         else:
             track, new = self.sessionisers[site_id].step(
                 state.track if state else None, at, etype == "page_view", touch

@@ -33,10 +33,10 @@ class SessionState:
     __slots__ = (  # noqa: RUF023 - grouped by meaning, not sorted
         "site_id", "session_id", "visitor_id", "client_session_id", "user_id", "customer_key",
         "started_at", "last_activity_at", "seen_at", "page_views", "events", "custom_events",
-        "engaged_seconds", "current_url", "current_title", "current_label", "landing_path",
-        "referrer_host", "referrer_medium", "referrer_source", "campaign", "channel",
-        "device_type", "browser", "os", "country", "is_bot", "cart", "goals", "funnel_steps",
-        "transactions", "revenue", "matched_rules", "track", "revision",
+        "engaged_seconds", "current_url", "current_title", "current_label", "entry_at",
+        "landing_path", "referrer_host", "referrer_medium", "referrer_source", "campaign",
+        "channel", "device_type", "browser", "os", "country", "is_bot", "cart", "goals",
+        "funnel_steps", "transactions", "revenue", "matched_rules", "track", "revision",
     )  # fmt: skip
 
     def __init__(self, site_id: str, session_id: str, visitor_id: str, at: float) -> None:
@@ -56,6 +56,7 @@ class SessionState:
         self.current_url: str | None = None
         self.current_title: str | None = None
         self.current_label: str | None = None
+        self.entry_at: float | None = None  # when the page view the entry fields come from was
         self.landing_path: str | None = None
         self.referrer_host: str | None = None
         self.referrer_medium: str | None = None
@@ -85,6 +86,7 @@ class SessionState:
         self.events += 1
         self.revision += 1
         self.seen_at = seen
+        latest = at >= self.last_activity_at  # events may arrive out of order
         if at > self.last_activity_at:
             self.last_activity_at = at
         if self.client_session_id is None and record.get("session_id"):
@@ -102,10 +104,12 @@ class SessionState:
         host, path, query = url_parts(record.get("url"))
         if etype == "page_view":
             self.page_views += 1
-            self.current_url = record.get("url")
-            self.current_title = record.get("title")
-            self.current_label = _intern(rules.page_label(path))
-            if self.page_views == 1:
+            if latest or self.current_url is None:
+                self.current_url = record.get("url")
+                self.current_title = record.get("title")
+                self.current_label = _intern(rules.page_label(path))
+            if self.entry_at is None or at < self.entry_at:  # the visit's first page view
+                self.entry_at = at
                 self.landing_path = path
                 self.referrer_host = url_parts(record.get("referrer"))[0]
                 medium, source = rules.referrer(self.referrer_host, host)

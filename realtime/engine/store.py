@@ -122,6 +122,12 @@ class MemoryStore:
             return None
         return site.by_session.get(session_id) or site.by_client.get(session_id)
 
+    def unlink_session(self, site_id: str, session_id: str) -> None:
+        """Forget a session id the visit no longer has (it was renamed)."""
+        site = self.sites.get(site_id)
+        if site:
+            site.by_session.pop(session_id, None)
+
     def active(self, site_id: str, since: float) -> Iterator[SessionState]:
         site = self.sites.get(site_id)
         if site:

@@ -318,3 +318,21 @@ def test_memory_is_bounded_by_evicting_the_least_recently_active_visit():
     assert len(store) == 2 and store.evicted == 1
     assert store.get("shop", "v1") is None and store.by_session("shop", "s1") is None
     assert store.get("shop", "v0") is states[0] and store.get("shop", "v2") is states[2]
+
+
+def test_an_event_applied_out_of_order_joins_the_visit_and_the_earliest_names_it():
+    eng = engine()
+    view = event("page_view", 1, url="https://shop.example/p/a", referrer="https://www.bing.com/")
+    cart = cart_event(2, "add_to_cart", "A", 10.0)
+    later = event("page_view", 3, url="https://shop.example/cart")
+    eng.handle([cart])  # another engine process applied the first batch later
+    first_name = eng.store.get("shop", "v1").session_id
+    eng.handle([view, later])
+    state = eng.store.get("shop", "v1")
+    assert state.session_id == session_id_of("shop", "v1", view["event_id"])  # as the warehouse
+    assert eng.store.by_session("shop", first_name) is None
+    assert eng.store.by_session("shop", state.session_id) is state
+    assert state.started_at == at(1) and state.events == 3 and state.page_views == 2
+    assert (state.landing_path, state.channel) == ("/p/a", "organic_search")
+    assert state.current_url == "https://shop.example/cart"
+    assert eng.counters["out_of_order"] == 1 and eng.counters["sessions_started"] == 1
