@@ -34,20 +34,27 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, events: int, seconds: int, connections: int, script: Path) -> dict:
+def run_wrk(url: str, seconds: int, connections: int, script: Path, env: dict) -> dict:
+    """One wrk run (1 thread) with a Lua script: requests/s, p50/p99 in ms, non-2xx."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
-        env={**os.environ, "EVENTS": str(events)},
+        env={**os.environ, **env},
         check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))
-    p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "eps": rps * events, "p50": p50, "p99": p99,
-            "non2xx": int(errors.group(1)) if errors else 0}  # fmt: skip
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": to_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+        "p99": to_ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
+        "non2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def wrk(url: str, events: int, seconds: int, connections: int, script: Path) -> dict:
+    result = run_wrk(url, seconds, connections, script, {"EVENTS": str(events)})
+    return {**result, "eps": result["rps"] * events}
 
 
 def settle(base: str, limit: float = 120) -> None:

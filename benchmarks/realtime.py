@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
+from benchmarks.collector import run_wrk
 from tests.integration.servers import free_port, start_collector, stop
 
 KEY = "bench-" + uuid.uuid4().hex
@@ -156,26 +156,8 @@ WIRE = {
 }  # fmt: skip
 
 
-def to_ms(value: str) -> float:
-    number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
 def lookups(base: str, sessions: int, seconds: int, connections: int, script: Path) -> dict:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SESSIONS": str(sessions), "KEY": KEY},
-        check=True,
-    ).stdout
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": to_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
-        "p99": to_ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
-        "non2xx": int(errors.group(1)) if errors else 0,
-    }
+    return run_wrk(base, seconds, connections, script, {"SESSIONS": str(sessions), "KEY": KEY})
 
 
 def latency(base: str, rounds: int) -> dict:
