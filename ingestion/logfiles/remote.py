@@ -13,18 +13,26 @@ import contextlib
 import fnmatch
 import ftplib
 import glob
+import logging
 import os
 import posixpath
+import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 CHUNK = 1 << 20
+log = logging.getLogger("siteline.logfiles")
 
 
 class PullError(RuntimeError):
     """A source could not be listed or read; the message names the source and the cause."""
+
+
+class TransientError(PullError):
+    """A failure worth another try (a dropped connection, HTTP 5xx or 429, FTP 4xx)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,7 @@ class HttpRemote:
         response = self.client.head(self.url)
         if response.status_code == 404:
             return []
-        if response.status_code >= 400:
-            raise PullError(f"{self.url}: HTTP {response.status_code}")
+        _check_status(self.url, response.status_code)
         length = response.headers.get("content-length")
         return [RemoteFile(self.url, int(length) if length and length.isdigit() else None)]
 
@@ -75,8 +82,7 @@ class HttpRemote:
         with self.client.stream("GET", f.name, headers=headers) as response:
             if response.status_code == 416:  # nothing after offset
                 return
-            if response.status_code >= 400:
-                raise PullError(f"{f.name}: HTTP {response.status_code}")
+            _check_status(f.name, response.status_code)
             skip = offset if response.status_code == 200 else 0  # no Range support: skip here
             for chunk in response.iter_bytes(CHUNK):
                 if skip:
@@ -90,6 +96,13 @@ class HttpRemote:
         self.client.close()
 
 
+def _check_status(url: str, status: int) -> None:
+    if status in (408, 429) or status >= 500:
+        raise TransientError(f"{url}: HTTP {status}")
+    if status >= 400:
+        raise PullError(f"{url}: HTTP {status}")
+
+
 class FtpRemote:
     def __init__(self, url: str, username: str | None, password: str | None) -> None:
         parts = urlsplit(url)
@@ -100,8 +113,10 @@ class FtpRemote:
             self.ftp.login(username or "anonymous", password or "")
             if tls:
                 self.ftp.prot_p()
-        except (OSError, ftplib.Error) as exc:
+        except ftplib.error_perm as exc:  # wrong login and the like: no use retrying
             raise PullError(f"{parts.scheme}://{parts.hostname}: {exc}") from exc
+        except (OSError, EOFError, ftplib.Error) as exc:
+            raise TransientError(f"{parts.scheme}://{parts.hostname}: {exc}") from exc
         self.ftp.voidcmd("TYPE I")
         self.pattern = unquote(parts.path)
 
@@ -159,9 +174,12 @@ class SftpRemote:
                 password=password, **options,
             ))  # fmt: skip
             self.sftp = self._run(self.conn.start_sftp_client())
-        except (OSError, asyncssh.Error) as exc:
+        except asyncssh.PermissionDenied as exc:
             self.loop.close()
             raise PullError(f"sftp://{parts.hostname}: {exc}") from exc
+        except (OSError, asyncssh.Error) as exc:
+            self.loop.close()
+            raise TransientError(f"sftp://{parts.hostname}: {exc}") from exc
         self.pattern = unquote(parts.path)
 
     def _run(self, coro):
@@ -203,12 +221,7 @@ class SftpRemote:
         self.loop.close()
 
 
-def open_remote(
-    url: str,
-    username: str | None = None,
-    password: str | None = None,
-    key: str | None = None,
-):
+def _connect(url: str, username: str | None, password: str | None, key: str | None):
     scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
     if scheme == "file":
         return LocalRemote(url)
@@ -219,6 +232,95 @@ def open_remote(
     if scheme == "sftp":
         return SftpRemote(url, username, password, key)
     raise PullError(f"{url}: scheme '{scheme}' is not supported")
+
+
+def _transient() -> tuple[type[BaseException], ...]:
+    import asyncssh
+    import httpx
+
+    return (
+        TransientError, OSError, EOFError, ftplib.error_temp, ftplib.error_reply,
+        httpx.TransportError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
+    )  # fmt: skip
+
+
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+class Retrying:
+    """A remote that retries what fails for a passing reason (a dropped connection, a
+    timeout, HTTP 5xx/429, FTP 4xx), reconnecting, with exponential backoff and jitter:
+    ``retries`` more tries after ``backoff``, 2 x ``backoff``, 4 x ... seconds
+    (``SITELINE_PULL_RETRIES``, default 4; ``SITELINE_PULL_BACKOFF_SECONDS``, default 1).
+    A read that breaks off resumes where it stopped (Range, REST, seek). What keeps failing
+    ends as a :class:`PullError` naming the source, the attempts and the last cause."""
+
+    def __init__(self, url: str, connect, retries: int | None = None, backoff=None) -> None:
+        self.url = url
+        self.connect = connect
+        env = os.environ
+        self.retries = retries if retries is not None else int(env.get("SITELINE_PULL_RETRIES", 4))
+        self.backoff = (
+            backoff if backoff is not None else float(env.get("SITELINE_PULL_BACKOFF_SECONDS", 1))
+        )
+        self.remote = None
+        self.retried = 0  # tries that failed and were repeated (for the pull report)
+        self.transient = _transient()
+
+    def _open(self):
+        if self.remote is None:
+            self.remote = self.connect()
+        return self.remote
+
+    def _failed(self, what: str, attempt: int, exc: BaseException) -> None:
+        if isinstance(exc, _PERMANENT):  # a missing file or a refused permission stays so
+            raise PullError(f"{self.url}: {what} failed: {exc}") from exc
+        if self.remote is not None:
+            with contextlib.suppress(Exception):
+                self.remote.close()
+            self.remote = None
+        if attempt >= self.retries:
+            raise PullError(f"{self.url}: {what} failed {attempt + 1} times; last: {exc}") from exc
+        self.retried += 1
+        delay = self.backoff * 2**attempt * random.uniform(0.5, 1.5)
+        log.warning("%s: %s failed (%s); retrying in %.1f s", self.url, what, exc, delay)
+        time.sleep(delay)
+
+    def list(self) -> list[RemoteFile]:
+        for attempt in range(self.retries + 1):
+            try:
+                return self._open().list()
+            except self.transient as exc:
+                self._failed("listing", attempt, exc)
+        raise AssertionError("unreachable")
+
+    def read(self, f: RemoteFile, offset: int) -> Iterator[bytes]:
+        done, attempt = 0, 0
+        while True:
+            try:
+                for chunk in self._open().read(f, offset + done):
+                    done += len(chunk)
+                    attempt = 0  # progress: the next failure starts a new count
+                    yield chunk
+                return
+            except self.transient as exc:
+                self._failed(f"reading {f.name} at byte {offset + done}", attempt, exc)
+                attempt += 1
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()
+            self.remote = None
+
+
+def open_remote(
+    url: str,
+    username: str | None = None,
+    password: str | None = None,
+    key: str | None = None,
+) -> Retrying:
+    """The remote for a source URL, retrying passing failures (see :class:`Retrying`)."""
+    return Retrying(url, lambda: _connect(url, username, password, key))
 
 
 def credentials(source) -> tuple[str | None, str | None, str | None]:

@@ -75,12 +75,19 @@ def stop(proc: subprocess.Popen) -> None:
 # -- logfile servers ------------------------------------------------------------------------------
 
 
-def http_file_server(root: Path):
-    """A static HTTP server with Range support (as nginx/Apache serve files)."""
+def http_file_server(root: Path, trouble: dict | None = None):
+    """A static HTTP server with Range support (as nginx/Apache serve files).
+
+    ``trouble`` (shared, changeable while serving) makes it misbehave like a real server on a
+    bad day: ``unavailable`` answers that many requests with 503; ``cut_after`` breaks the
+    next body (after ``skip_gets`` more) off after that many bytes: the connection drops. It
+    records the ``ranges`` asked for."""
     import functools
     import http.server
     import re
     import threading
+
+    trouble = trouble if trouble is not None else {}
 
     class RangeHandler(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -88,6 +95,10 @@ def http_file_server(root: Path):
 
         def send_head(self):
             path = Path(self.translate_path(self.path))
+            if trouble.get("unavailable"):
+                trouble["unavailable"] -= 1
+                self.send_error(503)
+                return None
             if not path.is_file():
                 self.send_error(404)
                 return None
@@ -95,6 +106,7 @@ def http_file_server(root: Path):
             match = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
             if match:
                 start = int(match.group(1))
+                trouble.setdefault("ranges", []).append(start)
                 if start >= len(data):
                     self.send_response(416)
                     self.send_header("Content-Range", f"bytes */{len(data)}")
@@ -110,6 +122,18 @@ def http_file_server(root: Path):
             self.end_headers()
             import io
 
+            cut = None
+            if self.command == "GET" and "cut_after" in trouble:
+                if trouble.get("skip_gets"):
+                    trouble["skip_gets"] -= 1
+                else:
+                    cut = trouble.pop("cut_after")
+            if cut is not None and cut < len(data):
+                self.wfile.write(data[:cut])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)  # the connection drops mid-body
+                return None
             return io.BytesIO(data)
 
     port = free_port()

@@ -189,3 +189,34 @@ def test_import_logs_command(tmp_path, warehouse):
         missing.returncode == 1
         and f"error: no file matches {tmp_path / 'nope.log'}" in missing.stderr
     )
+
+
+def test_a_flaky_server_is_retried_and_a_broken_read_resumes_without_gaps(
+    tmp_path, monkeypatch, warehouse
+):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "access.log").write_text(lines(0, 6000))  # 1.4 MB: more than one 1 MB chunk
+    monkeypatch.setenv("SITELINE_PULL_BACKOFF_SECONDS", "0.05")
+    trouble: dict = {}
+    base, stop = http_file_server(logs, trouble)
+    sites = tmp_path / "sites.yml"
+    sites.write_text(
+        "sites:\n  - id: shop\n    domains: [shop.example]\n"
+        f"    logfiles:\n      - name: web1\n        url: '{base}/access.log'\n"
+    )
+    pipeline = isolated_pipeline("test_logs_flaky", "test_logs_flaky", warehouse, tmp_path)
+    try:
+        trouble["unavailable"] = 2  # the listing is refused twice ...
+        trouble["skip_gets"], trouble["cut_after"] = 1, 1_200_000  # ... the read breaks off
+        pull(pipeline, sites)
+        assert counts(pipeline) == (6000, 0)  # every line once: no gap, no duplicate
+        assert trouble["unavailable"] == 0 and "cut_after" not in trouble
+        assert trouble["ranges"] == [1 << 20]  # resumed after the 1 MB chunk it had
+
+        trouble["unavailable"] = 100  # a server that stays down
+        with pytest.raises(Exception, match=r"access.log: listing failed 5 times; last: .*503"):
+            pull(pipeline, sites)
+        assert counts(pipeline) == (6000, 0)
+    finally:
+        stop()
