@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingestion.demo_traffic.simulator import SimulationConfig
 from ingestion.demo_traffic.writer import write_simulation
 from orchestration.warehouse import connect, ensure_database, ensure_warehouse, with_database
-from realtime.collector.landing import _write_manifest, read_manifest
+from realtime.collector.landing import SEGMENTS, read_manifest, write_manifest
 
 MARTS = [
     "web.fct_sessions", "web.fct_page_views", "web.fct_events", "web.fct_transactions",
@@ -70,10 +70,12 @@ def deliver(sim: Path, home: Path, share: float, first: bool) -> None:
     cut = int(len(segments) * share)
     chosen = segments[:cut] if first else segments
     target = home / "landing" / "events"
-    target.mkdir(parents=True, exist_ok=True)
+    (target / SEGMENTS).mkdir(parents=True, exist_ok=True)
     for info in chosen[(0 if first else cut) :]:
-        shutil.copy2(sim / "landing" / "events" / info.name, target / info.name)
-    _write_manifest(target, chosen)
+        shutil.copy2(
+            sim / "landing" / "events" / SEGMENTS / info.name, target / SEGMENTS / info.name
+        )
+    write_manifest(target, chosen)
     log_src = sim / "logs" / "access.log"
     log_dst = home / "demo" / "logs" / "access.log"
     log_dst.parent.mkdir(parents=True, exist_ok=True)

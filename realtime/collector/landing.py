@@ -74,6 +74,13 @@ def _append_manifest(landing_dir: Path, info: SegmentInfo) -> None:
         _write_manifest(landing_dir, [*read_manifest(landing_dir), info])
 
 
+def write_manifest(landing_dir: Path, segments: list[SegmentInfo]) -> None:
+    """Replace a landing directory's manifest (for tools that assemble a landing from
+    segments copied elsewhere; the files must be in ``segments/`` first)."""
+    with _manifest_lock(landing_dir):
+        _write_manifest(Path(landing_dir), segments)
+
+
 def _write_manifest(landing_dir: Path, segments: list[SegmentInfo]) -> None:
     path = landing_dir / MANIFEST
     tmp = path.with_suffix(".json.tmp")
