@@ -41,6 +41,9 @@ from realtime.collector.schema import SCHEMA_VERSION, Invalid, validate_envelope
 from realtime.engine.api import EngineAPI, add_routes, site_keys
 from realtime.engine.bus import EventBus, make_bus
 from realtime.engine.engine import Engine
+from realtime.replies import Reply
+from realtime.replies import error_reply as _error
+from realtime.replies import json_reply as _json
 
 log = logging.getLogger("siteline.collector")
 
@@ -115,25 +118,6 @@ class Req:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client")
         return cls(headers, client[0] if client else None, scope["path"])
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    media_type: str = "application/json"
-
-    def to_response(self) -> Response:
-        return Response(self.body, self.status, self.headers, self.media_type)
-
-
-def _error(status: int, message: str, headers: dict | None = None) -> Reply:
-    return Reply(status, orjson.dumps({"error": message, "status": status}), headers or {})
-
-
-def _json(data: dict, headers: dict | None = None) -> Reply:
-    return Reply(200, orjson.dumps(data), headers or {})
 
 
 class Collector:
@@ -610,6 +594,7 @@ class FastCollect:
 
     async def __call__(self, scope, receive, send) -> None:
         if self.api is not None and scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            self.collector.last_request_at = time.monotonic()  # the engine yields to reads too
             method = scope["method"]
             if method == "OPTIONS" or (method == "GET" and scope["path"] != "/v1/stream"):
                 # Only the headers the API reads: decoding every header costs more than the
@@ -624,7 +609,7 @@ class FastCollect:
                 else:
                     query = scope.get("query_string", b"").decode("latin-1")
                     answer = await self.api.get(scope["path"], query, headers)
-                await _send(send, Reply(answer.status, answer.body, answer.headers))
+                await _send(send, answer)
                 return
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
 import orjson
@@ -24,6 +23,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from ingestion.site_config import Site, SitesConfig
 from realtime.engine.engine import Engine
+from realtime.replies import Reply, error_reply, json_reply
 
 log = logging.getLogger("siteline.engine.api")
 
@@ -39,21 +39,6 @@ def site_keys(sites: SitesConfig) -> dict[str, str]:
         for site in sites.sites
         if site.api_key_env
     }
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes
-    headers: dict
-
-
-def _json(status: int, data, headers: dict) -> Answer:
-    return Answer(status, orjson.dumps(data), headers)
-
-
-def _error(status: int, message: str, headers: dict) -> Answer:
-    return _json(status, {"error": message, "status": status}, headers)
 
 
 class EngineAPI:
@@ -77,24 +62,24 @@ class EngineAPI:
         if not token:
             challenge = {**cors, "WWW-Authenticate": 'Bearer realm="siteline"'}
             message = "missing API key: send 'Authorization: Bearer <key>'"
-            return None, _error(401, message, challenge)
+            return None, error_reply(401, message, challenge)
         site = None
         for key, candidate in self.keys:
             if hmac.compare_digest(token.encode(), key):
                 site = candidate
         if site is None:
             challenge = {**cors, "WWW-Authenticate": 'Bearer error="invalid_token"'}
-            return None, _error(401, "wrong API key", challenge)
+            return None, error_reply(401, "wrong API key", challenge)
         if origin and origin not in site.origins:
             message = f"origin '{origin[:200]}' is not allowed for site '{site.id}'"
-            return None, _error(403, message, cors)
+            return None, error_reply(403, message, cors)
         return site, None
 
-    def preflight(self, headers: dict) -> Answer:
+    def preflight(self, headers: dict) -> Reply:
         origin = headers.get("origin")
         if not origin or origin not in self.origins:
-            return Answer(403, b"", {})
-        return Answer(
+            return Reply(403, b"", {})
+        return Reply(
             204,
             b"",
             {
@@ -107,7 +92,7 @@ class EngineAPI:
         )
 
     # -- reads ------------------------------------------------------------------------------------
-    async def get(self, path: str, query_string: str, headers: dict) -> Answer:
+    async def get(self, path: str, query_string: str, headers: dict) -> Reply:
         """Answer ``GET /v1/...`` (everything but the stream)."""
         query = parse_qs(query_string, keep_blank_values=True) if query_string else {}
         site, denied = self.authorise(headers)
@@ -122,15 +107,15 @@ class EngineAPI:
             data = self.engine.session(site.id, session_id)
             if data is None:
                 message = f"no active session '{session_id[:128]}' on site '{site.id}'"
-                return _error(404, message, cors)
-            return _json(200, data, cors)
+                return error_reply(404, message, cors)
+            return json_reply(data, cors)
         if len(parts) == 5 and parts[2] == "visitors" and parts[4] == "state" and parts[3]:
             return await self._visitor(site, unquote(parts[3]), cors)
         if parts == ["", "v1", "active"]:
             return self._active(site, query, cors)
-        return _error(404, f"no such resource '{path[:200]}'; see /docs", cors)
+        return error_reply(404, f"no such resource '{path[:200]}'; see /docs", cors)
 
-    async def _visitor(self, site: Site, visitor_id: str, cors: dict) -> Answer:
+    async def _visitor(self, site: Site, visitor_id: str, cors: dict) -> Reply:
         engine = self.engine
         state = engine.visitor_session(site.id, visitor_id)
         user_id = state.user_id if state else None
@@ -149,10 +134,9 @@ class EngineAPI:
         if state is None and knows_nothing:
             # (With the warehouse unreachable the visitor may exist: 200, customer unavailable.)
             message = f"visitor '{visitor_id[:128]}' is not known on site '{site.id}'"
-            return _error(404, message, cors)
+            return error_reply(404, message, cors)
         session = engine.describe(state, with_customer=False) if state is not None else None
-        return _json(
-            200,
+        return json_reply(
             {
                 "site_id": site.id,
                 "visitor_id": visitor_id,
@@ -167,43 +151,45 @@ class EngineAPI:
             cors,
         )
 
-    def _active(self, site: Site, query: dict, cors: dict) -> Answer:
+    def _active(self, site: Site, query: dict, cors: dict) -> Reply:
         try:
             minutes = float(query["minutes"][0]) if "minutes" in query else None
             limit = int(query["limit"][0]) if "limit" in query else 50
         except ValueError:
-            return _error(400, "minutes must be a number and limit a whole number", cors)
+            return error_reply(400, "minutes must be a number and limit a whole number", cors)
         if minutes is not None and not 0 < minutes <= 1440:
-            return _error(400, "minutes must be more than 0 and at most 1440", cors)
+            return error_reply(400, "minutes must be more than 0 and at most 1440", cors)
         if not 0 <= limit <= 1000:
-            return _error(400, "limit must be between 0 and 1000", cors)
+            return error_reply(400, "limit must be between 0 and 1000", cors)
         window = minutes * 60 if minutes is not None else None
-        return _json(200, self.engine.active(site.id, window, limit), cors)
+        return json_reply(self.engine.active(site.id, window, limit), cors)
 
 
 def add_routes(app, api: EngineAPI) -> None:
-    """OpenAPI documentation of the fast-path reads, and the SSE stream."""
+    """OpenAPI documentation of the fast-path reads (the collector's ASGI fast path answers
+    them before these routes are reached), and the SSE stream."""
 
-    def answer(a: Answer) -> Response:
-        return Response(a.body, a.status, a.headers, media_type="application/json")
+    async def read(request: Request) -> Response:
+        headers = dict(request.headers)
+        return (await api.get(request.url.path, request.url.query, headers)).to_response()
 
     @app.get("/v1/sessions/{session_id}", tags=["real-time"], summary="A live session's state")
     async def session(session_id: str, request: Request) -> Response:
         """The state of an active session, by its id (the warehouse's session id) or the
         tracker's client session id, with the visitor's customer state."""
-        return answer(await api.get(request.url.path, request.url.query, dict(request.headers)))
+        return await read(request)
 
     @app.get(
         "/v1/visitors/{visitor_id}/state", tags=["real-time"], summary="Live and customer state"
     )
     async def visitor(visitor_id: str, request: Request) -> Response:
         """The visitor's open session (or null) and customer state from the warehouse."""
-        return answer(await api.get(request.url.path, request.url.query, dict(request.headers)))
+        return await read(request)
 
     @app.get("/v1/active", tags=["real-time"], summary="Active sessions and visitors now")
     async def active(request: Request, minutes: float | None = None, limit: int = 50) -> Response:
         """Counts by page, channel and device, and the most recent sessions."""
-        return answer(await api.get(request.url.path, request.url.query, dict(request.headers)))
+        return await read(request)
 
     @app.get("/v1/stream", tags=["real-time"], summary="Server-sent events of state changes")
     async def stream(request: Request) -> Response:
@@ -213,7 +199,7 @@ def add_routes(app, api: EngineAPI) -> None:
         headers = dict(request.headers)
         site, denied = api.authorise(headers, parse_qs(request.url.query))
         if denied is not None:
-            return answer(denied)
+            return denied.to_response()
         queue = api.engine.hub.add(site.id)
         origin = headers.get("origin")
 

@@ -106,26 +106,26 @@ def _matches(value, conditions: dict) -> bool:
 
 
 _SESSION = {
-    "page_views": lambda s, r: s.page_views,
-    "events": lambda s, r: s.events,
-    "custom_events": lambda s, r: s.custom_events,
-    "engaged_seconds": lambda s, r: s.engaged_seconds,
-    "duration_seconds": lambda s, r: s.last_activity_at - s.started_at,
-    "transactions": lambda s, r: s.transactions,
-    "revenue": lambda s, r: round(s.revenue, 2),
-    "is_bot": lambda s, r: s.is_bot,
-    "goals": lambda s, r: list(s.goals),
-    "user_id": lambda s, r: s.user_id,
-    "channel": lambda s, r: s.channel,
-    "landing_path": lambda s, r: s.landing_path,
-    "current_path": lambda s, r: url_parts(s.current_url)[1],
-    "current_label": lambda s, r: s.current_label,
-    "device_type": lambda s, r: s.device_type,
-    "country": lambda s, r: s.country,
+    "page_views": lambda s: s.page_views,
+    "events": lambda s: s.events,
+    "custom_events": lambda s: s.custom_events,
+    "engaged_seconds": lambda s: s.engaged_seconds,
+    "duration_seconds": lambda s: s.last_activity_at - s.started_at,
+    "transactions": lambda s: s.transactions,
+    "revenue": lambda s: round(s.revenue, 2),
+    "is_bot": lambda s: s.is_bot,
+    "goals": lambda s: list(s.goals),
+    "user_id": lambda s: s.user_id,
+    "channel": lambda s: s.channel,
+    "landing_path": lambda s: s.landing_path,
+    "current_path": lambda s: url_parts(s.current_url)[1],
+    "current_label": lambda s: s.current_label,
+    "device_type": lambda s: s.device_type,
+    "country": lambda s: s.country,
 }
 _CART = {
     "value": lambda s: s.cart_value,
-    "quantity": lambda s: sum(line[0] for line in (s.cart or {}).values()),
+    "quantity": lambda s: s.cart_quantity,
     "skus": lambda s: list(s.cart or ()),
 }
 
@@ -145,7 +145,7 @@ class RuleFields:
         if group == "session":
             if rest == "idle_seconds":
                 return max(0.0, self.now - state.last_activity_at)
-            return _SESSION[rest](state, self.rules)
+            return _SESSION[rest](state)
         if group == "cart":
             return _CART[rest](state)
         if group == "scores":
@@ -313,7 +313,7 @@ class Engine:
         if not self.recent.add(record["event_id"], now):
             self.counters["duplicates"] += 1  # a retried delivery: applied once
             return
-        at, delay = corrected_time(record)
+        at, delay, received = corrected_time(record)
         if delay > rules.allowed_lateness:
             self.counters["late"] += 1  # as the warehouse: counted, not put into visits
             return
@@ -324,24 +324,24 @@ class Engine:
             return self._step(state, record, at, now, rules, outcome)
 
         if self.store.shared:
-            state = self.store.update(site_id, visitor, change, lambda s: rules.timeout + 60)
+            state = self.store.update(site_id, visitor, change, rules.timeout + 60)
         else:
             with self.lock:
                 state = change(self.store.get(site_id, visitor))
                 if "renamed" in outcome:
                     self.store.unlink_session(site_id, outcome["renamed"])
-                self.store.put(state, rules.timeout + 60)
+                self.store.put(state)
                 self._dirty = True
         if replay:
             return  # rebuilding after a restart: nobody to tell yet
         if outcome.get("ended") is not None:
-            self._announce(site_id, "session_ended", self._brief(outcome["ended"], rules, now))
+            self._announce(site_id, "session_ended", self._brief(outcome["ended"], now))
         if outcome.get("lookup") and self.customers is not None:
             self.customers.want(site_id, visitor, state.user_id)
         if self.hub_wanted(site_id):
             self._announce(site_id, "session", self.describe(state, now, with_customer=True))
         # From the collector stamping the event to its state being visible here.
-        self.latencies.append((time.time() - epoch(record["received_at"])) * 1000)
+        self.latencies.append((time.time() - received) * 1000)
 
     def _step(self, state, record, at, now, rules: SiteRules, outcome: dict) -> SessionState:
         site_id, visitor, etype = rules.site_id, record["visitor_id"], record["type"]
@@ -401,8 +401,8 @@ class Engine:
             return None
         return self.customers.peek(state.site_id, state.visitor_id, state.user_id)
 
-    def _evaluate(self, state: SessionState, rules: SiteRules, now: float) -> bool:
-        """Re-evaluate the site's rules; returns whether the matched set changed."""
+    def _evaluate(self, state: SessionState, rules: SiteRules, now: float) -> None:
+        """Re-evaluate the site's rules (a rule keeps the time it first matched)."""
         fields = RuleFields(state, rules, now, self.customer_of(state))
         before = dict(state.matched_rules)
         matched = tuple(
@@ -410,9 +410,7 @@ class Engine:
             for rule in rules.site.realtime_rules
             if all(_matches(fields.get(name), cond) for name, cond in rule.when.items())
         )
-        changed = tuple(r for r, _ in matched) != tuple(before)
         state.matched_rules = matched
-        return changed
 
     def _customer_arrived(self, site_id: str, visitor_id: str, customer: dict | None) -> None:
         """A customer state was fetched: attach its key, re-evaluate rules, announce."""
@@ -432,7 +430,7 @@ class Engine:
             return state
 
         if self.store.shared:
-            state = self.store.update(site_id, visitor_id, change, lambda s: rules.timeout + 60)
+            state = self.store.update(site_id, visitor_id, change, rules.timeout + 60)
         else:
             with self.lock:
                 state = change(self.store.get(site_id, visitor_id))
@@ -455,7 +453,8 @@ class Engine:
             data["customer"] = customer
         return data
 
-    def _brief(self, state, rules: SiteRules, now: float) -> dict:
+    @staticmethod
+    def _brief(state, now: float) -> dict:
         return {"session_id": state.session_id, "visitor_id": state.visitor_id,
                 "ended_at": iso(now)}  # fmt: skip
 
@@ -570,8 +569,7 @@ class Engine:
         for state in gone:
             self.counters["sessions_expired"] += 1
             if self.hub_wanted(state.site_id):
-                rules = self.rules[state.site_id]
-                self._announce(state.site_id, "session_ended", self._brief(state, rules, now))
+                self._announce(state.site_id, "session_ended", self._brief(state, now))
         return len(gone)
 
     def restore(self, landing: Path | None = None) -> int:

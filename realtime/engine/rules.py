@@ -280,13 +280,13 @@ def epoch(value: str | None) -> float | None:
     return moment.timestamp()
 
 
-def corrected_time(record: dict) -> tuple[float, float]:
-    """(occurred_at on the collector's clock, send delay) of a landed event, as
+def corrected_time(record: dict) -> tuple[float, float, float]:
+    """(occurred_at on the collector's clock, send delay, received_at) of a landed event, as
     stg_collector__events corrects it: received_at - (sent_at - occurred_at)."""
     occurred = epoch(record["occurred_at"])
     sent = epoch(record.get("sent_at")) or occurred
     received = epoch(record["received_at"])
-    return received - (sent - occurred), sent - occurred
+    return received - (sent - occurred), sent - occurred, received
 
 
 def iso(at: float | None) -> str | None:

@@ -78,11 +78,9 @@ class SessionState:
         self.revision = 0
 
     # -- the event --------------------------------------------------------------------------------
-    def apply(self, record: dict, at: float, seen: float, rules: SiteRules) -> list[str]:
-        """Change the state by one event (already assigned to this visit); returns what
-        happened worth telling (goal and funnel ids reached, 'cart', 'purchase')."""
+    def apply(self, record: dict, at: float, seen: float, rules: SiteRules) -> None:
+        """Change the state by one event (already assigned to this visit)."""
         etype = record["type"]
-        changes: list[str] = []
         self.events += 1
         self.revision += 1
         self.seen_at = seen
@@ -122,22 +120,20 @@ class SessionState:
             self.engaged_seconds += float(record.get("engaged_seconds") or 0)
         elif etype == "event":
             self.custom_events += 1
-            if record.get("category") == "ecommerce" and self._cart_event(record):
-                changes.append("cart")
+            if record.get("category") == "ecommerce":
+                self._cart_event(record)
         elif etype == "transaction":
             self.transactions += 1
             self.revenue += float(record.get("revenue") or 0)
             self.cart = None  # bought: the cart is empty again
-            changes.append("purchase")
-        self._goals_and_funnels(etype, path, record, rules, changes)
-        return changes
+        self._goals_and_funnels(etype, path, record, rules)
 
-    def _cart_event(self, record: dict) -> bool:
+    def _cart_event(self, record: dict) -> None:
         """add_to_cart / remove_from_cart (category ``ecommerce``, label = SKU, value = line
         value, properties.quantity); see docs/tracker.md, "Cart events"."""
         action, sku = record.get("action"), record.get("label")
         if not sku or action not in ("add_to_cart", "remove_from_cart"):
-            return False
+            return
         props = record.get("properties") or {}
         quantity = props.get("quantity") if isinstance(props.get("quantity"), int) else 1
         value = float(record.get("value") or 0)
@@ -156,30 +152,30 @@ class SessionState:
                 line[1] -= line[1] * quantity / line[0]
                 line[0] -= quantity
         self.cart = cart or None
-        return True
 
-    def _goals_and_funnels(self, etype, path, record, rules: SiteRules, changes: list) -> None:
+    def _goals_and_funnels(self, etype, path, record, rules: SiteRules) -> None:
         category, action = record.get("category"), record.get("action")
         for goal, rule in rules.goals:
             if goal.id not in self.goals and rules.matches(rule, etype, path, category, action):
                 self.goals = (*self.goals, goal.id)
-                changes.append(f"goal:{goal.id}")
         if not rules.funnels:
             return
         steps = list(self.funnel_steps or (0,) * len(rules.funnels))
-        for index, (funnel, compiled) in enumerate(rules.funnels):
+        for index, (_, compiled) in enumerate(rules.funnels):
             reached = steps[index]
             # One event can complete consecutive steps (the warehouse compares with >=).
             while reached < len(compiled) and rules.matches(
                 compiled[reached], etype, path, category, action
             ):
                 reached += 1
-            if reached != steps[index]:
-                steps[index] = reached
-                changes.append(f"funnel:{funnel.id}:{reached}")
+            steps[index] = reached
         self.funnel_steps = tuple(steps)
 
     # -- reading ----------------------------------------------------------------------------------
+    @property
+    def cart_quantity(self) -> int:
+        return sum(line[0] for line in self.cart.values()) if self.cart else 0
+
     @property
     def cart_value(self) -> float:
         return round(sum(line[1] for line in self.cart.values()), 2) if self.cart else 0.0
@@ -241,7 +237,7 @@ class SessionState:
                     {"sku": sku, "quantity": line[0], "value": round(line[1], 2), "name": line[2]}
                     for sku, line in (self.cart or {}).items()
                 ],
-                "quantity": sum(line[0] for line in (self.cart or {}).values()),
+                "quantity": self.cart_quantity,
                 "value": self.cart_value,
             },
             "goals": list(self.goals),

@@ -33,11 +33,13 @@ log = logging.getLogger("siteline.engine")
 
 
 class Store(Protocol):
+    """What the engine and the API read; writes differ: the memory store is changed in place
+    under the engine's lock (``put``), the Redis store by optimistic transactions (``update``)."""
+
+    shared: bool
+    snapshots: bool
+
     def get(self, site_id: str, visitor_id: str) -> SessionState | None: ...
-
-    def put(self, state: SessionState, ttl: float) -> None: ...
-
-    def remove(self, state: SessionState) -> None: ...
 
     def by_session(self, site_id: str, session_id: str) -> SessionState | None: ...
 
@@ -84,7 +86,7 @@ class MemoryStore:
         site = self.sites.get(site_id)
         return site.by_visitor.get(visitor_id) if site else None
 
-    def put(self, state: SessionState, ttl: float = 0) -> None:
+    def put(self, state: SessionState) -> None:
         site = self._site(state.site_id)
         old = site.by_visitor.pop(state.visitor_id, None)  # re-insert: newest last
         if old is not None and old is not state:
@@ -108,13 +110,6 @@ class MemoryStore:
             del site.by_session[state.session_id]
         if state.client_session_id and site.by_client.get(state.client_session_id) is state:
             del site.by_client[state.client_session_id]
-
-    def remove(self, state: SessionState) -> None:
-        site = self.sites.get(state.site_id)
-        if site and site.by_visitor.get(state.visitor_id) is state:
-            del site.by_visitor[state.visitor_id]
-            self._unindex(site, state)
-            self.count -= 1
 
     def by_session(self, site_id: str, session_id: str) -> SessionState | None:
         site = self.sites.get(site_id)
@@ -215,22 +210,13 @@ class RedisStore:
         raw = self.client.get(self._key(site_id, "v", visitor_id))
         return SessionState.from_record(orjson.loads(raw)) if raw else None
 
-    def put(self, state: SessionState, ttl: float) -> None:
-        ms = max(1000, int(ttl * 1000))
-        site, visitor = state.site_id, state.visitor_id
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(self._key(site, "v", visitor), orjson.dumps(state.to_record()), px=ms)
-        pipe.set(self._key(site, "s", state.session_id), visitor, px=ms)
-        if state.client_session_id:
-            pipe.set(self._key(site, "c", state.client_session_id), visitor, px=ms)
-        pipe.zadd(self._active_key(site), {visitor: state.seen_at})
-        pipe.execute()
-
-    def update(self, site_id: str, visitor_id: str, change, ttl_of) -> SessionState | None:
+    def update(self, site_id: str, visitor_id: str, change, ttl: float) -> SessionState | None:
         """Read, change and write one visitor's state atomically (optimistic, retried):
-        ``change(state_or_None)`` returns the new state (or None to leave it)."""
+        ``change(state_or_None)`` returns the new state (or None to leave it); its keys live
+        ``ttl`` seconds after this write."""
         import redis
 
+        ms = max(1000, int(ttl * 1000))
         key = self._key(site_id, "v", visitor_id)
         for _ in range(50):
             with self.client.pipeline(transaction=True) as pipe:
@@ -242,7 +228,6 @@ class RedisStore:
                     if new is None:
                         pipe.unwatch()
                         return state
-                    ms = max(1000, int(ttl_of(new) * 1000))
                     pipe.multi()
                     pipe.set(key, orjson.dumps(new.to_record()), px=ms)
                     pipe.set(self._key(site_id, "s", new.session_id), visitor_id, px=ms)
@@ -254,9 +239,6 @@ class RedisStore:
                 except redis.WatchError:
                     continue
         raise RuntimeError(f"state of visitor {visitor_id} kept changing; gave up after 50 tries")
-
-    def remove(self, state: SessionState) -> None:
-        self.client.zrem(self._active_key(state.site_id), state.visitor_id)
 
     def by_session(self, site_id: str, session_id: str) -> SessionState | None:
         visitor = self.client.get(self._key(site_id, "s", session_id)) or self.client.get(

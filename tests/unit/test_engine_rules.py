@@ -159,8 +159,8 @@ def test_device_clocks_are_corrected_by_the_send_delay():
         "sent_at": "2026-03-10T11:59:30Z",
         "received_at": "2026-03-10T12:01:30.000Z",
     }
-    occurred, delay = corrected_time(record)
-    assert occurred == at(1) and delay == 30
+    occurred, delay, received = corrected_time(record)
+    assert occurred == at(1) and delay == 30 and received == at(1.5)
 
 
 def event(kind: str, minutes: float, visitor="v1", **fields) -> dict:
