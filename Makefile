@@ -24,13 +24,14 @@ $(UV):
 
 # The lock file makes installs reproducible; --frozen refuses to install anything else.
 $(BIN)/siteline: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet --compile-bytecode
 	@touch $@
 
 # The lock pins every package; `uv pip sync` installs exactly it and removes anything else.
 $(SUPERSET_VENV)/bin/superset: $(UV) superset_config/requirements.lock
 	test -x $(SUPERSET_VENV)/bin/python || $(UV) venv $(SUPERSET_VENV) --python $(PYTHON) --quiet
-	$(UV) pip sync --python $(SUPERSET_VENV)/bin/python superset_config/requirements.lock --quiet
+	$(UV) pip sync --python $(SUPERSET_VENV)/bin/python superset_config/requirements.lock --quiet \
+		--compile-bytecode
 	@touch $@
 
 install: $(BIN)/siteline $(SUPERSET_VENV)/bin/superset

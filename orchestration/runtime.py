@@ -73,6 +73,8 @@ def configure_environment() -> dict[str, str]:
         "SOURCES__COLLECTOR_EVENTS__LANDING_DIR": os.environ.get("SITELINE_REMOTE_LANDING_URL")
         or str(landing_dir()),
         "RUNTIME__LOG_LEVEL": os.environ.get("RUNTIME__LOG_LEVEL", "WARNING"),
+        # Load packages live seconds on local disk: gzip would cost more than it saves.
+        "DATA_WRITER__DISABLE_COMPRESSION": "true",
         "DO_NOT_TRACK": "1",  # no usage telemetry from dbt/dlt/Dagster
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DAGSTER_DISABLE_TELEMETRY": "1",

@@ -228,6 +228,10 @@ class EmbeddedWarehouse:
                 "work_mem = 32MB\n"
                 "maintenance_work_mem = 256MB\n"
                 "synchronous_commit = off\n"
+                "# Bulk loads (a million log lines is ~1 GB of heap and WAL): fewer checkpoints.\n"
+                "max_wal_size = 4GB\n"
+                "checkpoint_timeout = 15min\n"
+                "wal_buffers = 64MB\n"
                 "timezone = 'UTC'\n"
             )
 

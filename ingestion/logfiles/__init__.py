@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import dlt
 import orjson
+import pyarrow as pa
 
 from ingestion.logfiles.pull import PullStats, pull_source
 from ingestion.logfiles.remote import credentials, open_remote
@@ -92,40 +93,40 @@ def logfiles(
     # rejected_lines and files report on the whole pull, so they must run after hits is
     # exhausted: dlt's default round-robin extraction would start them after its first batch.
     os.environ["EXTRACT__NEXT_ITEM_MODE"] = "fifo"
+    # Hits come as Arrow tables, written as parquet and loaded with binary COPY (ADBC); the
+    # models read each row's load id. Files of 250k rows are copied on parallel connections.
+    os.environ["NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"] = "true"
+    os.environ.setdefault("DATA_WRITER__FILE_MAX_ITEMS", "250000")
     spooled: dict[str, str] = {}
     pulled: list[PullStats] = []
     report = report if report is not None else {}
     report["stats"] = pulled
     pull_id = str(uuid.uuid4())
 
-    @dlt.resource(name="hits", write_disposition="merge", primary_key="hit_id",
-                  columns=HIT_COLUMNS)  # fmt: skip
-    def hits() -> Iterator[list[dict]]:
+    # One pull never holds a hit id twice (one offset, one line), so the staged rows need no
+    # deduplication: the merge only replaces rows an earlier load already holds.
+    @dlt.resource(name="hits", primary_key="hit_id", columns=HIT_COLUMNS, file_format="parquet",
+                  write_disposition={"disposition": "merge", "strategy": "delete-insert",
+                                     "deduplicated": True})  # fmt: skip
+    def hits() -> Iterator[pa.Table]:
         states: dict = dlt.current.resource_state().setdefault("files", {})
         # Rejected lines wait on disk (any number of them) until the hits are through.
         fd, spool = tempfile.mkstemp(prefix="siteline-rejected-", suffix=".jsonl")
         os.close(fd)
         spooled["path"] = spool
         remote = open_remote(source.url, *credentials(source))
-        batch: list[dict] = []
 
         def reject(row: dict) -> None:
             rejected.write(orjson.dumps(row) + b"\n")
 
         try:
             with open(spool, "ab") as rejected:
-                for row in pull_source(
+                yield from pull_source(
                     remote, site.id, source, site.ip_policy, network_key_secret(), states,
                     reject, pulled, site_timezone=site.timezone, progress=report.get("progress"),
-                ):  # fmt: skip
-                    batch.append(row)
-                    if len(batch) >= 10_000:
-                        yield batch
-                        batch = []
+                )  # fmt: skip
         finally:
             remote.close()
-        if batch:
-            yield batch
 
     @dlt.resource(name="rejected_lines", write_disposition="merge", primary_key="line_id",
                   columns=REJECTED_COLUMNS)  # fmt: skip

@@ -19,35 +19,33 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import ipaddress
 import itertools
 import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
-from ingestion.logfiles.parsers import Hit, Rejected, decode, detect_format, make_parser
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ingestion.logfiles.columnar import (
+    HITS,
+    Enricher,
+    decode_lines,
+    hit_id,
+    hit_ids,
+    parse_batch,
+)
+from ingestion.logfiles.parsers import detect_format, make_parser
 from ingestion.logfiles.remote import RemoteFile
 from ingestion.site_config.schema import IpPolicy, LogSource
-from realtime.collector.enrich import (
-    bot_reason,
-    country_of,
-    network_key,
-    url_parts,
-    user_agent_facts,
-)
 
 FINGERPRINT_BYTES = 1024
-STATIC = re.compile(
-    r"\.(?:css|js|mjs|map|png|jpe?g|gif|svg|webp|avif|ico|woff2?|ttf|eot|otf|mp4|webm|mp3|"
-    r"pdf|zip|gz|txt|xml|json)$",
-    re.I,
-)
-UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
 def fingerprint(head: bytes) -> str:
@@ -114,92 +112,7 @@ def match_state(head: bytes, states: dict[str, dict]) -> FileState | None:
     return None
 
 
-class Enricher:
-    """Per-hit enrichment and exclusion, defined once for every log source."""
-
-    def __init__(self, site_id: str, source: LogSource, ip_policy: IpPolicy, key: bytes) -> None:
-        self.site_id = site_id
-        self.source = source
-        self.policy = ip_policy
-        self.key = key
-        ex = source.exclude
-        self.ex_paths = [re.compile(p) for p in ex.paths]
-        self.ex_agents = [re.compile(p) for p in ex.user_agents]
-        self.ex_status = set(ex.status)
-        self.ex_nets = [ipaddress.ip_network(n, strict=False) for n in ex.ip_ranges]
-        self.robots: set[str] = set()
-        self._countries: dict[str | None, str | None] = {}
-
-    def exclusion(self, hit: Hit, is_static: bool, is_bot: bool) -> str | None:
-        ex = self.source.exclude
-        if ex.static_assets and is_static:
-            return "static asset"
-        if is_bot and self.source.bots == "drop":
-            return "bot"
-        if hit.status in self.ex_status:
-            return f"status {hit.status}"
-        if any(p.search(hit.path) for p in self.ex_paths):
-            return "path"
-        if hit.user_agent and any(p.search(hit.user_agent) for p in self.ex_agents):
-            return "user agent"
-        if self.ex_nets and hit.ip:
-            try:
-                ip = ipaddress.ip_address(hit.ip)
-            except ValueError:
-                return None
-            if any(ip in net for net in self.ex_nets):
-                return "ip range"
-        return None
-
-    def visitor_key(self, ip: str | None, agent: str | None) -> str:
-        return network_key(ip, agent, self.key)
-
-    def row(self, hit: Hit) -> dict:
-
-        is_static = bool(STATIC.search(hit.path))
-        key = self.visitor_key(hit.ip, hit.user_agent)
-        reason = bot_reason(hit.user_agent)
-        if hit.path == "/robots.txt":
-            self.robots.add(key)
-            reason = reason or "requested /robots.txt"
-        elif reason is None and key in self.robots:
-            reason = "requested /robots.txt earlier"
-        agent = user_agent_facts(hit.user_agent or "")
-        country = self._countries.get(hit.ip, "?")
-        if country == "?":
-            if len(self._countries) > 100_000:
-                self._countries.clear()
-            country = self._countries[hit.ip] = country_of(hit.ip)
-        query = parse_qs(hit.query or "", keep_blank_values=False) if hit.query else {}
-        return {
-            "site_id": self.site_id,
-            "source": self.source.name,
-            "requested_at": hit.time,
-            "visitor_key": key,
-            "ip": self.policy.apply(hit.ip),
-            "country": country,  # looked up from the full address, which is not kept
-            "method": hit.method,
-            "host": hit.host,
-            "path": hit.path,
-            "query": hit.query,
-            "protocol": hit.protocol,
-            "status": hit.status,
-            "bytes": hit.bytes,
-            "referrer": hit.referrer,
-            "referrer_host": url_parts(hit.referrer)[0],
-            "user_agent": hit.user_agent,
-            "time_taken_ms": hit.time_taken_ms,
-            "remote_user": hit.user,
-            **agent,
-            "is_bot": reason is not None,
-            "bot_reason": reason,
-            "is_static": is_static,
-            **{name: (query.get(name) or [None])[0] for name in UTM},
-        }
-
-
-def hit_id(source: str, fp: str, generation: int, offset: int) -> str:
-    return hashlib.sha1(f"{source}|{fp}|{generation}|{offset}".encode()).hexdigest()[:24]
+BATCH_LINES = 50_000
 
 
 def read_file(
@@ -212,64 +125,82 @@ def read_file(
     emit_rejected: Callable[[dict], None],
     stats: PullStats,
     progress: Callable[[int], None] | None = None,
-) -> Iterator[dict]:
-    """Yield the hits of ``f``'s complete lines from ``start`` (content offset); rejected
-    lines go to ``emit_rejected``; ``stats`` and ``state`` are updated as lines are read."""
+) -> Iterator[pa.Table]:
+    """Yield the hits of ``f``'s complete lines from ``start`` (content offset) as Arrow
+    tables (raw_logfiles.hits' columns); rejected lines go to ``emit_rejected``; ``stats``
+    and ``state`` are updated as lines are read."""
     compressed = _decompressor(f.name) is not None
     # Compressed files are read from byte 0 and the known part is skipped after decompression.
     chunks = content(remote.read(f, 0 if compressed else start), f.name)
     complete = compressed or enricher.source.last_line == "read"
-    complete = compressed or enricher.source.last_line == "read"
-    offset, line_no = start, state.lines
-    stream = _lines(chunks, start if compressed else 0, complete, stats)
-    head = list(itertools.islice(stream, 50))  # the format is detected from these
-    parser = parser_factory([decode(raw) for raw, _ in head]) if head else None
-    for raw, length in itertools.chain(head, stream):
-        line_no += 1
-        line_offset = offset
-        offset += length
-        stats.lines_read += 1
-        if progress is not None and stats.lines_read % 1000 == 0:
-            progress(1000)
-        text = decode(raw).rstrip("\r")
-        ident = hit_id(enricher.source.name, state.fingerprint, state.generation, line_offset)
-        try:
-            hit = parser.parse(text)
-        except Rejected as exc:
-            stats.rejected += 1
-            stats.rejected_reasons[str(exc)] += 1
-            emit_rejected({
-                "line_id": ident, "site_id": enricher.site_id, "source": enricher.source.name,
-                "file_name": f.name, "file_fingerprint": state.fingerprint,
-                "line_number": line_no, "byte_offset": line_offset, "reason": str(exc),
-                "raw": text[:8192],
-            })  # fmt: skip
-            continue
-        if hit is None:
-            stats.skipped += 1
-            continue
-        row = enricher.row(hit)
-        reason = enricher.exclusion(hit, row["is_static"], row["is_bot"])
-        if reason:
-            stats.excluded[reason] += 1
-            continue
-        stats.bots += row["is_bot"]
-        row.update(hit_id=ident, file_name=f.name, file_fingerprint=state.fingerprint,
-                   byte_offset=line_offset, line_number=line_no)  # fmt: skip
-        stats.loaded += 1
-        yield row
+    batches = _line_batches(chunks, start if compressed else 0, complete, stats)
+    first = next(batches, None)
+    if first is not None:
+        parser = parser_factory(decode_lines(first[0][:50]))  # the format, from the first lines
+        # Batch k+1 is parsed on a thread (Arrow kernels release the GIL) while batch k is
+        # enriched: the two cores share the work; batches stay in order.
+        with ThreadPoolExecutor(1, thread_name_prefix="siteline-parse") as pool:
+            pending = None
+            for raws, lengths in itertools.chain([first], batches):
+                parsed = pool.submit(parse_batch, parser, raws)
+                if pending is not None:
+                    yield from _finish(*pending, f, state, enricher, emit_rejected, stats, progress)
+                pending = (raws, lengths, parsed)
+            yield from _finish(*pending, f, state, enricher, emit_rejected, stats, progress)
+    state.name = f.name
+    stats.end_offset = state.offset
+
+
+def _finish(raws, lengths, parsed, f, state, enricher, emit_rejected, stats, progress):
+    """Account for a parsed batch, enrich it and yield its table; advances ``state``."""
+    hits, rejected, skipped = parsed.result()
+    source = enricher.source.name
+    offset, line_no, n = state.offset, state.lines, len(raws)
+    sizes = np.asarray(lengths, dtype=np.int64)
+    ends = np.cumsum(sizes)
+    offsets = offset + ends - sizes
+    stats.lines_read += n
+    stats.skipped += skipped
+    for i, reason, text in rejected:
+        stats.rejected += 1
+        stats.rejected_reasons[reason] += 1
+        emit_rejected({
+            "line_id": hit_id(source, state.fingerprint, state.generation, int(offsets[i])),
+            "site_id": enricher.site_id, "source": source, "file_name": f.name,
+            "file_fingerprint": state.fingerprint, "line_number": line_no + i + 1,
+            "byte_offset": int(offsets[i]), "reason": reason, "raw": text[:8192],
+        })  # fmt: skip
+    table, excluded = enricher.enrich(hits)
+    stats.excluded.update(excluded)
+    rows = table["row"].to_numpy()
+    kept = offsets[rows]
+    table = (
+        table.drop_columns(["row"])
+        .append_column("hit_id", hit_ids(source, state.fingerprint, state.generation, kept))
+        .append_column("file_name", pa.array([f.name] * len(rows), pa.string()))
+        .append_column("file_fingerprint", pa.array([state.fingerprint] * len(rows)))
+        .append_column("byte_offset", pa.array(kept, pa.int64()))
+        .append_column("line_number", pa.array(line_no + rows + 1, pa.int64()))
+        .select(HITS.names)
+        .cast(HITS)
+    )
+    stats.loaded += table.num_rows
+    stats.bots += pc.sum(table["is_bot"]).as_py() or 0
+    state.offset, state.lines = offset + int(ends[-1]), line_no + n
     if progress is not None:
-        progress(stats.lines_read % 1000)
-    state.offset, state.lines, state.name = offset, line_no, f.name
-    stats.end_offset = offset
+        progress(n)
+    if table.num_rows:
+        yield table
 
 
-def _lines(
+def _line_batches(
     chunks: Iterator[bytes], skip: int, complete: bool, stats: PullStats
-) -> Iterator[tuple[bytes, int]]:
-    """(line without newline, bytes it occupies) for each complete line after ``skip``
-    bytes; for a complete file also its last line without a newline (its real length)."""
+) -> Iterator[tuple[list[bytes], list[int]]]:
+    """Batches of (lines without newline, bytes each occupies) for the complete lines after
+    ``skip`` bytes; for a complete file also its last line without a newline (its length)."""
     pending = b""
+    lines: list[bytes] = []
+    lengths: list[int] = []
     for chunk in chunks:
         if skip:
             if len(chunk) <= skip:
@@ -277,16 +208,23 @@ def _lines(
                 continue
             chunk, skip = chunk[skip:], 0
         stats.bytes_read += len(chunk)
-        data = pending + chunk
+        data = pending + chunk if pending else chunk
         end = data.rfind(b"\n")
         if end < 0:
             pending = data
             continue
         pending = data[end + 1 :]
-        for raw in data[:end].split(b"\n"):
-            yield raw, len(raw) + 1
+        split = data[:end].split(b"\n")
+        lines += split
+        lengths += [len(raw) + 1 for raw in split]
+        if len(lines) >= BATCH_LINES:
+            yield lines, lengths
+            lines, lengths = [], []
     if complete and pending:
-        yield pending, len(pending)
+        lines.append(pending)
+        lengths.append(len(pending))
+    if lines:
+        yield lines, lengths
 
 
 def head_of(remote, f: RemoteFile) -> bytes:
