@@ -1,11 +1,12 @@
 """Logfile throughput: parse only, parse + enrich, end to end into Postgres — and GoAccess
 (Debian package `goaccess`) on the same file in the same run.
 
-    .venv/bin/python benchmarks/logfiles.py --lines 1000000
+    .venv/bin/python benchmarks/logfiles.py --lines 1000000 5000000 --load-formats parquet csv
 
-The log comes from the demo simulator (combined format); it is generated once under
+The logs come from the demo simulator (combined format); each size is generated once under
 --workdir and reused. End to end is `siteline import-logs` in its own process against its own
-embedded warehouse (peak memory of that process is reported).
+embedded warehouse, once per load format (parquet: binary COPY through ADBC, the default;
+csv: text COPY; insert_values: dlt's INSERT statements), with the peak memory of that process.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingestion.demo_traffic.simulator import SimulationConfig
 from ingestion.demo_traffic.writer import write_simulation
-from ingestion.logfiles.parsers import decode, make_parser
-from ingestion.logfiles.pull import Enricher
+from ingestion.logfiles.columnar import Enricher, parse_batch
+from ingestion.logfiles.parsers import make_parser
+from ingestion.logfiles.pull import PullStats, _line_batches
 from ingestion.site_config.schema import IpPolicy, LogSource
 
 
@@ -44,32 +46,31 @@ def make_log(workdir: Path, lines: int) -> Path:
     return target
 
 
-def timed(fn) -> tuple[float, object]:
+def timed(fn, *args) -> tuple[float, object]:
     started = time.perf_counter()
-    result = fn()
+    result = fn(*args)
     return time.perf_counter() - started, result
+
+
+def batches(path: Path):
+    def chunks():
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                yield chunk
+
+    for raws, _ in _line_batches(chunks(), 0, True, PullStats("bench", "", 0, 0)):
+        yield raws
 
 
 def parse_only(path: Path) -> int:
     parser = make_parser("combined")
-    n = 0
-    with open(path, "rb") as fh:
-        for raw in fh:
-            parser.parse(decode(raw).rstrip("\n"))
-            n += 1
-    return n
+    return sum(parse_batch(parser, raws)[0].num_rows for raws in batches(path))
 
 
 def parse_enrich(path: Path) -> int:
     parser = make_parser("combined")
     enricher = Enricher("demo", LogSource(name="bench", url="file:///x"), IpPolicy(), b"k")
-    n = 0
-    with open(path, "rb") as fh:
-        for raw in fh:
-            hit = parser.parse(decode(raw).rstrip("\n"))
-            enricher.row(hit)
-            n += 1
-    return n
+    return sum(enricher.enrich(parse_batch(parser, raws)[0])[0].num_rows for raws in batches(path))
 
 
 def max_rss_mb(output: str) -> float:
@@ -77,10 +78,11 @@ def max_rss_mb(output: str) -> float:
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
-def end_to_end(path: Path, workdir: Path) -> tuple[float, float]:
+def end_to_end(path: Path, workdir: Path, load_format: str) -> tuple[float, float]:
     home = Path(tempfile.mkdtemp(prefix="siteline-bench-home-", dir=workdir))
     env = {k: v for k, v in os.environ.items() if k not in ("WAREHOUSE_URL", "DAGSTER_PG_URL")}
     env["SITELINE_HOME"] = str(home)
+    env["SITELINE_LOGS_LOAD_FORMAT"] = load_format
     siteline = [sys.executable, "-m", "orchestration.cli"]
     subprocess.run([*siteline, "warehouse", "start"], env=env, check=True, capture_output=True)
     try:
@@ -114,31 +116,33 @@ def goaccess(path: Path, workdir: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--lines", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--load-formats", nargs="+", default=["parquet", "csv"],
+                        choices=["parquet", "csv", "insert_values"])  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/siteline-bench-logs"))
     args = parser.parse_args()
     if not shutil.which("goaccess"):
         sys.exit("goaccess is not installed: apt-get install goaccess")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    path = make_log(args.workdir, args.lines)
-    with open(path, "rb") as fh:
-        lines = sum(1 for _ in fh)
-    t_parse, _ = timed(lambda: parse_only(path))
-    t_enrich, _ = timed(lambda: parse_enrich(path))
-    t_e2e, rss_e2e = end_to_end(path, args.workdir)
-    t_goaccess, rss_goaccess = goaccess(path, args.workdir)
-    print(f"log: {path} ({lines:,} combined lines, {path.stat().st_size / 1e6:,.0f} MB)")
-    print(f"{'stage':34} {'seconds':>8} {'lines/s':>10} {'peak MB':>8}")
-    rows = [
-        ("siteline parse only", t_parse, None),
-        ("siteline parse + enrich", t_enrich, None),
-        ("siteline end to end (import-logs)", t_e2e, rss_e2e),
-        ("goaccess 1.7 (report)", t_goaccess, rss_goaccess),
-    ]
-    for name, seconds, rss in rows:
-        peak = f"{rss:>8.0f}" if rss else f"{'':>8}"
-        print(f"{name:34} {seconds:>8.1f} {lines / seconds:>10,.0f} {peak}")
-    print(f"end-to-end ratio to GoAccess: {t_goaccess / t_e2e:.2f} (target >= 2.0)")
+    for size in args.lines:
+        path = make_log(args.workdir, size)
+        with open(path, "rb") as fh:
+            lines = sum(1 for _ in fh)
+        rows = [
+            ("siteline parse only", timed(parse_only, path)[0], None),
+            ("siteline parse + enrich", timed(parse_enrich, path)[0], None),
+        ]
+        for fmt in args.load_formats:
+            rows.append((f"siteline end to end ({fmt})", *end_to_end(path, args.workdir, fmt)))
+        rows.append(("goaccess (HTML report)", *goaccess(path, args.workdir)))
+        print(f"\nlog: {path} ({lines:,} combined lines, {path.stat().st_size / 1e6:,.0f} MB)")
+        print(f"{'stage':36} {'seconds':>8} {'lines/s':>10} {'peak MB':>8}")
+        for name, seconds, rss in rows:
+            peak = f"{rss:>8.0f}" if rss else f"{'':>8}"
+            print(f"{name:36} {seconds:>8.1f} {lines / seconds:>10,.0f} {peak}")
+        t_goaccess = rows[-1][1]
+        for name, seconds, _ in rows[2:-1]:
+            print(f"{name}: ratio to GoAccess {t_goaccess / seconds:.2f} (target >= 2.0)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"benchmark process peak RSS: {peak:.0f} MB")
 

@@ -63,6 +63,18 @@ def resolve_source(site, source_name: str, overrides: dict | None = None):
     return LogSource.model_validate(data)
 
 
+# How hits reach PostgreSQL: parquet (binary COPY through ADBC, the default), csv (text COPY)
+# or insert_values (dlt's INSERT statements) - the last two for comparison in benchmarks.
+LOAD_FORMATS = ("parquet", "csv", "insert_values")
+
+
+def load_format() -> str:
+    value = os.environ.get("SITELINE_LOGS_LOAD_FORMAT", "parquet")
+    if value not in LOAD_FORMATS:
+        raise ValueError(f"SITELINE_LOGS_LOAD_FORMAT={value}: use one of {', '.join(LOAD_FORMATS)}")
+    return value
+
+
 REJECTED_COLUMNS = {
     "line_id": {"data_type": "text", "nullable": False},
     "site_id": {"data_type": "text"},
@@ -105,7 +117,7 @@ def logfiles(
 
     # One pull never holds a hit id twice (one offset, one line), so the staged rows need no
     # deduplication: the merge only replaces rows an earlier load already holds.
-    @dlt.resource(name="hits", primary_key="hit_id", columns=HIT_COLUMNS, file_format="parquet",
+    @dlt.resource(name="hits", primary_key="hit_id", columns=HIT_COLUMNS, file_format=load_format(),
                   write_disposition={"disposition": "merge", "strategy": "delete-insert",
                                      "deduplicated": True})  # fmt: skip
     def hits() -> Iterator[pa.Table]:

@@ -224,13 +224,22 @@ def test_every_dashboard_renders_in_chromium_without_a_chart_error(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
-        page.goto(f"{base}/login/")
-        page.fill("#username", "admin")
-        page.fill("#password", PASSWORD)
-        page.click("[type=submit]")
-        page.wait_for_url("**/superset/welcome/**", timeout=60_000)
+
+        def log_in():
+            page.goto(f"{base}/login/")
+            page.fill("#username", "admin")
+            page.fill("#password", PASSWORD)
+            page.click("[type=submit]")
+            page.wait_for_url("**/superset/welcome/**", timeout=60_000)
+
+        log_in()
         for title, (dashboard_id, n_charts) in sorted(dashboards.items()):
             page.goto(f"{base}/superset/dashboard/{dashboard_id}/")
+            if "/login" in page.url:
+                # Seen once on a loaded machine, right after the first login: the welcome
+                # page's own requests had not settled. A second login must hold.
+                log_in()
+                page.goto(f"{base}/superset/dashboard/{dashboard_id}/")
             try:
                 # The first page compiles Superset's large JavaScript bundle: on a busy
                 # two-core machine (the other test worker builds models) that took over 60 s.
