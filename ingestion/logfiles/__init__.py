@@ -26,7 +26,8 @@ from ingestion.site_config import load_sites
 from realtime.collector.enrich import network_key_secret
 
 HIT_COLUMNS = {
-    "hit_id": {"data_type": "text", "nullable": False},
+    # unique: an index, so the merge of a small pull into a large table does not scan it
+    "hit_id": {"data_type": "text", "nullable": False, "unique": True},
     "requested_at": {"data_type": "timestamp", "nullable": False},
     "status": {"data_type": "bigint"},
     "bytes": {"data_type": "bigint"},
