@@ -6,6 +6,7 @@ Pure data, no randomness: the simulator draws from these with its own seeded gen
 from __future__ import annotations
 
 CATEGORIES = ["shoes", "jackets", "shirts", "trousers", "bags", "hats", "socks", "watches"]
+SINGULAR = {"watches": "Watch", "trousers": "Trousers", "socks": "Socks"}
 PRODUCT_NAMES = ["Classic", "Trail", "Urban", "Alpine", "Coastal", "Nordic", "Vintage", "Studio"]
 PRICES = [9.9, 14.9, 19.9, 24.9, 29.9, 39.9, 49.9, 59.9, 79.9, 99.0, 129.0, 189.0]
 
@@ -15,7 +16,8 @@ def products() -> list[dict]:
     items = []
     for i in range(200):
         category = CATEGORIES[i % len(CATEGORIES)]
-        name = f"{PRODUCT_NAMES[(i // 8) % len(PRODUCT_NAMES)]} {category[:-1].title()} {i:03d}"
+        kind = SINGULAR.get(category, category[:-1].title())
+        name = f"{PRODUCT_NAMES[(i // 8) % len(PRODUCT_NAMES)]} {kind} {i:03d}"
         items.append(
             {
                 "sku": f"SKU-{i:04d}",
