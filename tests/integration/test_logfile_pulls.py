@@ -137,8 +137,14 @@ def test_incremental_pulls(setup):
     assert files[0] == hits and files[1] == 1 and files[2] == hits + 1
 
 
-def test_every_rejected_line_and_file_report_arrives_past_the_first_batch(tmp_path, warehouse):
-    """More hits than one extraction batch (10,000), rejected lines spread through them."""
+@pytest.mark.parametrize("load_format", ["parquet", "csv"])
+def test_every_rejected_line_and_file_report_arrives_past_the_first_batch(
+    tmp_path, warehouse, monkeypatch, load_format
+):
+    """More hits than one batch, rejected lines spread through them; by binary COPY (the
+    default) and by text COPY. The batches are made small so that there are several."""
+    monkeypatch.setenv("SITELINE_LOGS_LOAD_FORMAT", load_format)
+    monkeypatch.setattr("ingestion.logfiles.pull.BATCH_LINES", 4_000)
     logs = tmp_path / "big"
     logs.mkdir()
     body = "".join(lines(n * 100, 100) + GARBAGE for n in range(250))  # 25,000 hits, 250 rejected
@@ -148,13 +154,19 @@ def test_every_rejected_line_and_file_report_arrives_past_the_first_batch(tmp_pa
         "sites:\n  - id: shop\n    domains: [shop.example]\n    logfiles:\n"
         f"      - {{name: web1, url: 'file://{logs}/access.log'}}\n"
     )
-    pipeline = isolated_pipeline("test_logs_big", "test_logs_big", warehouse, tmp_path)
+    schema = f"test_logs_big_{load_format}"
+    pipeline = isolated_pipeline(schema, schema, warehouse, tmp_path)
     pull(pipeline, sites)
     assert counts(pipeline) == (25_000, 250)
     with connect(os.environ["WAREHOUSE_URL"]) as conn:
         assert conn.execute(
-            "select loaded, rejected, lines_read from test_logs_big.files"
+            f"select loaded, rejected, lines_read from {schema}.files"
         ).fetchall() == [(25_000, 250, 25_250)]
+        # every hit knows its line and the byte where it starts
+        span = conn.execute(
+            f"select min(line_number), max(line_number), min(byte_offset) from {schema}.hits"
+        ).fetchone()
+        assert span == (1, 25_249, 0)  # line 25,250 is garbage: rejected
 
 
 def test_import_logs_command(tmp_path, warehouse):

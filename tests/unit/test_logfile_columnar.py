@@ -155,3 +155,11 @@ def test_lines_are_decoded_one_by_one_when_the_batch_is_not_utf8():
     raws = [b"caf\xc3\xa9", b"caf\xe9 \xff\r", b"ok\r"]
     assert decode_lines(raws) == ["café", "café ÿ", "ok"]
     assert arrow_lines(raws).to_pylist() == ["café", "café ÿ\r", "ok\r"]
+
+
+def test_an_unknown_load_format_is_refused(monkeypatch):
+    from ingestion.logfiles import load_format
+
+    monkeypatch.setenv("SITELINE_LOGS_LOAD_FORMAT", "jsonl")
+    with pytest.raises(ValueError, match="SITELINE_LOGS_LOAD_FORMAT=jsonl: use one of parquet"):
+        load_format()
