@@ -3,10 +3,9 @@
 -- per step = visits reaching it that do not reach the next (reached_next_step false).
 with recursive
 
-events as (
+step_matches as (
 
-    select * from {{ ref('int_events_sessionised') }}
-    where session_id is not null and not is_bot
+    select * from {{ ref('int_funnel_step_matches') }}
 
 ),
 
@@ -24,19 +23,6 @@ funnel_lengths as (
         max(step_number) as steps_in_funnel
     from steps
     group by site_id, funnel_id
-
-),
-
-step_matches as (
-
-    select
-        events.session_id,
-        events.site_id,
-        steps.funnel_id,
-        steps.step_number,
-        events.occurred_at
-    from events
-    inner join steps on events.site_id = steps.site_id and {{ matches_rule('events', 'steps') }}
 
 ),
 
@@ -60,8 +46,10 @@ reached as (
         reached.funnel_id,
         reached.step_number + 1 as step_number,
         (
+            -- the table itself, not the CTE: PostgreSQL materialises a CTE used twice,
+            -- and only the table has the index this probe needs
             select min(m.occurred_at)
-            from step_matches as m
+            from {{ ref('int_funnel_step_matches') }} as m
             where
                 m.session_id = reached.session_id
                 and m.funnel_id = reached.funnel_id
