@@ -84,8 +84,11 @@ superseding as (
         and t.event_type = 'page_view'
         and h.event_source = 'logfile'
         and not h.is_superseded
-        and t.occurred_at between h.occurred_at - interval '10 seconds'
-        and h.occurred_at + interval '60 seconds'
+        -- the tracker view within -10 s .. +60 s of the hit, written as a range on the hit's
+        -- time so the (site_id, page_path, occurred_at) index bounds the probe: on "/" with
+        -- 1M events, the unbounded form scanned every view of the page per new page view
+        and h.occurred_at between t.occurred_at - interval '60 seconds'
+        and t.occurred_at + interval '10 seconds'
     order by t.event_id, abs(extract(epoch from t.occurred_at - h.occurred_at)), h.event_id
 
 ),
