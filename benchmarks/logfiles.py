@@ -29,7 +29,7 @@ from ingestion.demo_traffic.simulator import SimulationConfig
 from ingestion.demo_traffic.writer import write_simulation
 from ingestion.logfiles.columnar import Enricher, parse_batch
 from ingestion.logfiles.parsers import make_parser
-from ingestion.logfiles.pull import PullStats, _line_batches
+from ingestion.logfiles.pull import PullStats, line_batches
 from ingestion.site_config.schema import IpPolicy, LogSource
 
 
@@ -58,7 +58,7 @@ def batches(path: Path):
             while chunk := fh.read(1 << 20):
                 yield chunk
 
-    for raws, _ in _line_batches(chunks(), 0, True, PullStats("bench", "", 0, 0)):
+    for raws, _ in line_batches(chunks(), 0, True, PullStats("bench", "", 0, 0)):
         yield raws
 
 

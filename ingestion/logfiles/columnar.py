@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.logfiles.parsers import Hit, RegexParser, Rejected
+from ingestion.logfiles.parsers import Hit, RegexParser, Rejected, decode
 from ingestion.site_config.schema import IpPolicy, LogSource
 from realtime.collector.enrich import (
     bot_reason,
@@ -93,11 +93,8 @@ TARGET = r"^(?P<path>[^?]*)(?:\?(?P<query>.*))?$"
 
 
 def text_of(raw: bytes) -> str:
-    """A line as text: UTF-8, else Latin-1 (never fails); a trailing CR dropped."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+    """A line as the line parsers read it: :func:`.parsers.decode`, a trailing CR dropped."""
+    text = decode(raw)
     return text[:-1] if text.endswith("\r") else text
 
 
@@ -107,26 +104,18 @@ def decode_lines(raws: Sequence[bytes]) -> list[str]:
 
 def arrow_lines(raws: Sequence[bytes]) -> pa.StringArray:
     """The lines as one Arrow string array, built from their bytes without Python strings;
-    a line that is not UTF-8 is read as Latin-1 (as :func:`text_of` does)."""
+    in a batch that is not all UTF-8, each line is decoded as :func:`.parsers.decode` does."""
     data = b"".join(raws)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        raws = [raw if _utf8(raw) else raw.decode("latin-1").encode() for raw in raws]
+        raws = [decode(raw).encode() for raw in raws]
         data = b"".join(raws)
     offsets = np.zeros(len(raws) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, raws), dtype=np.int64, count=len(raws)), out=offsets[1:])
     return pa.LargeStringArray.from_buffers(
         len(raws), pa.py_buffer(offsets), pa.py_buffer(data)
     ).cast(pa.string())
-
-
-def _utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _nullify(arr: pa.Array, *empty: str) -> pa.Array:
@@ -296,9 +285,9 @@ class Enricher:
         self.ex_agents = [re.compile(p) for p in ex.user_agents]
         self.ex_status = sorted(ex.status)
         self.ex_nets = [ipaddress.ip_network(n, strict=False) for n in ex.ip_ranges]
+        self.policy = ip_policy
         self.robots: set[str] = set()  # visitor keys that asked for /robots.txt
         self.agents = _Memo(lambda ua: (user_agent_facts(ua or ""), bot_reason(ua)))
-        self.policy = ip_policy
         self.countries = _Memo(country_of)
         self.keys = _Memo(lambda pair: network_key(*pair.split("\x00", 1), key))
         self.referrers = _Memo(lambda ref: url_parts(ref)[0])

@@ -133,7 +133,7 @@ def read_file(
     # Compressed files are read from byte 0 and the known part is skipped after decompression.
     chunks = content(remote.read(f, 0 if compressed else start), f.name)
     complete = compressed or enricher.source.last_line == "read"
-    batches = _line_batches(chunks, start if compressed else 0, complete, stats)
+    batches = line_batches(chunks, start if compressed else 0, complete, stats)
     first = next(batches, None)
     if first is not None:
         parser = parser_factory(decode_lines(first[0][:50]))  # the format, from the first lines
@@ -193,7 +193,7 @@ def _finish(raws, lengths, parsed, f, state, enricher, emit_rejected, stats, pro
         yield table
 
 
-def _line_batches(
+def line_batches(
     chunks: Iterator[bytes], skip: int, complete: bool, stats: PullStats
 ) -> Iterator[tuple[list[bytes], list[int]]]:
     """Batches of (lines without newline, bytes each occupies) for the complete lines after

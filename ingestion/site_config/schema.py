@@ -56,10 +56,6 @@ class SessionRules(_Strict):
     )
 
 
-# A decimal IPv4 octet as ipaddress reads it: 0-255, no leading zero.
-_OCTET = re.compile(r"0|[1-9]\d?|1\d\d|2[0-4]\d|25[0-5]", re.ASCII)
-
-
 class IpPolicy(_Strict):
     """What is kept of a visitor's IP address before anything is written.
 
@@ -75,13 +71,6 @@ class IpPolicy(_Strict):
         """The address as it may be stored under this policy (None when dropped or invalid)."""
         if not ip or self.mode == "drop":
             return None
-        octets = ip.split(".")
-        if len(octets) == 4 and all(_OCTET.fullmatch(o) for o in octets):  # IPv4, quickly
-            if self.mode == "full":
-                return ip
-            value = int.from_bytes(bytes(int(o) for o in octets), "big")
-            value &= (0xFFFFFFFF << (32 - self.ipv4_prefix)) & 0xFFFFFFFF
-            return ".".join(str(b) for b in value.to_bytes(4, "big"))
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingestion.logfiles.columnar import Enricher, arrow_lines, decode_lines, parse_batch
+from ingestion.logfiles.columnar import Enricher, anonymise, arrow_lines, decode_lines, parse_batch
 from ingestion.logfiles.parsers import Rejected, make_parser
 from ingestion.site_config.schema import IpPolicy, LogSource
 
@@ -163,3 +163,38 @@ def test_an_unknown_load_format_is_refused(monkeypatch):
     monkeypatch.setenv("SITELINE_LOGS_LOAD_FORMAT", "jsonl")
     with pytest.raises(ValueError, match="SITELINE_LOGS_LOAD_FORMAT=jsonl: use one of parquet"):
         load_format()
+
+
+ADDRESSES = [
+    "1.2.3.4",
+    "255.255.255.255",
+    "0.0.0.0",
+    "85.214.3.77",
+    "01.2.3.4",
+    "256.1.1.1",
+    "1.2.3",
+    "1.2.3.4.5",
+    "a.b.c.d",
+    None,
+    "",
+    "2001:db8::1",
+    "::ffff:1.2.3.4",
+    "1.2.3.04",
+    "1.2.3.4 ",
+    "\u0663.2.3.4",
+]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [IpPolicy(), IpPolicy(ipv4_prefix=16), IpPolicy(ipv4_prefix=8), IpPolicy(ipv4_prefix=20),
+     IpPolicy(ipv4_prefix=32), IpPolicy(mode="full"), IpPolicy(mode="drop")],
+)  # fmt: skip
+def test_the_ip_policy_by_column_is_the_policy_itself(policy):
+    import pyarrow as pa
+
+    got = anonymise(pa.array(ADDRESSES, pa.string()), policy).to_pylist()
+    assert got == [policy.apply(ip) for ip in ADDRESSES]
+    if policy.mode == "anonymize" and policy.ipv4_prefix == 24:
+        assert got[:4] == ["1.2.3.0", "255.255.255.0", "0.0.0.0", "85.214.3.0"]
+        assert got[4:11] == [None] * 7 and got[11] == "2001:db8::"
