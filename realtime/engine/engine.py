@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import operator
 import os
@@ -45,12 +46,21 @@ CHANGES_CHANNEL = "siteline:rt:changes"
 
 
 class Hub:
-    """Server-sent-event listeners per site; changes are serialised once per event."""
+    """Server-sent-event listeners per site; changes are serialised once per event.
+
+    Changes to one session reach a listener in revision order: with a shared store they
+    travel through Redis from several processes, and a change may arrive after a newer
+    one; the older is then dropped (the newer already carries everything it said)."""
+
+    KEEP = 100_000  # sessions whose last delivered revision is remembered
 
     def __init__(self, queue_size: int = 1000) -> None:
         self.listeners: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]]] = {}
         self.queue_size = queue_size
         self.dropped = 0
+        self.stale = 0
+        self._latest: dict[tuple[str, str], float] = {}
+        self._order = threading.Lock()
 
     def listening(self, site_id: str) -> bool:
         return bool(self.listeners.get(site_id))
@@ -63,7 +73,29 @@ class Hub:
     def discard(self, site_id: str, queue: asyncio.Queue) -> None:
         self.listeners[site_id] = [x for x in self.listeners.get(site_id, []) if x[1] is not queue]
 
-    def deliver(self, site_id: str, payload: bytes) -> None:
+    def current(self, site_id: str, session_id: str | None, revision: float | None) -> bool:
+        """Whether a change of this revision is newer than the last one delivered for the
+        session (an ended session takes revision infinity: nothing older follows it)."""
+        if session_id is None or revision is None:
+            return True
+        key = (site_id, session_id)
+        with self._order:
+            if revision <= self._latest.get(key, -1):
+                self.stale += 1
+                return False
+            self._latest.pop(key, None)  # re-inserted last: the oldest are forgotten first
+            self._latest[key] = revision
+            if len(self._latest) > self.KEEP:
+                for old in list(itertools.islice(self._latest, self.KEEP // 2)):
+                    del self._latest[old]
+        return True
+
+    def deliver(
+        self, site_id: str, payload: bytes, session_id: str | None = None,
+        revision: float | None = None,
+    ) -> None:  # fmt: skip
+        if not self.current(site_id, session_id, revision):
+            return
         for loop, queue in list(self.listeners.get(site_id, ())):
             loop.call_soon_threadsafe(self._put, queue, payload)
 
@@ -529,13 +561,15 @@ class Engine:
 
     def _announce(self, site_id: str, kind: str, data: dict) -> None:
         payload = b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        revision = float("inf") if kind == "session_ended" else data.get("revision")
         if self.store.shared:  # every engine process tells its own listeners
+            head = f"{site_id}\n{data.get('session_id', '')}\n{revision or ''}\n".encode()
             try:
-                self.store.client.publish(CHANGES_CHANNEL, site_id.encode() + b"\n" + payload)
+                self.store.client.publish(CHANGES_CHANNEL, head + payload)
             except Exception as exc:
                 log.warning("cannot publish a change: %s", exc)
         else:
-            self.hub.deliver(site_id, payload)
+            self.hub.deliver(site_id, payload, data.get("session_id"), revision)
 
     def _listen_for_changes(self) -> None:
         pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
@@ -548,8 +582,11 @@ class Engine:
                 time.sleep(1.0)
                 continue
             if message and message["type"] == "message":
-                site_id, _, payload = message["data"].partition(b"\n")
-                self.hub.deliver(site_id.decode(), payload)
+                site_id, session_id, revision, payload = message["data"].split(b"\n", 3)
+                self.hub.deliver(
+                    site_id.decode(), payload, session_id.decode() or None,
+                    float(revision) if revision else None,
+                )  # fmt: skip
 
     # -- housekeeping -----------------------------------------------------------------------------
     def _deadline(self, now: float):
@@ -693,5 +730,6 @@ class Engine:
             "evicted": getattr(self.store, "evicted", 0),
             "store": type(self.store).__name__,
             "listeners_dropped": self.hub.dropped,
+            "changes_superseded": self.hub.stale,
             **({"customers": self.customers.counters} if self.customers else {}),
         }

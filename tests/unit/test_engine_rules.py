@@ -336,3 +336,24 @@ def test_an_event_applied_out_of_order_joins_the_visit_and_the_earliest_names_it
     assert (state.landing_path, state.channel) == ("/p/a", "organic_search")
     assert state.current_url == "https://shop.example/cart"
     assert eng.counters["out_of_order"] == 1 and eng.counters["sessions_started"] == 1
+
+
+def test_listeners_see_the_changes_of_a_visit_in_revision_order():
+    import asyncio
+
+    from realtime.engine.engine import Hub
+
+    async def run() -> list[bytes]:
+        hub = Hub()
+        queue = hub.add("shop")
+        # as from Redis pub/sub, where two processes published out of order
+        for session, revision in [("s1", 1), ("s1", 3), ("s1", 2), ("s2", 1), ("s1", 3)]:
+            hub.deliver("shop", f"{session}@{revision}".encode(), session, revision)
+        hub.deliver("shop", b"s2 ended", "s2", float("inf"))
+        hub.deliver("shop", b"s2@2", "s2", 2)  # published before the end, arrived after
+        hub.deliver("shop", b"summary")  # not a visit's change: always delivered
+        await asyncio.sleep(0)
+        assert hub.stale == 3
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    assert asyncio.run(run()) == [b"s1@1", b"s1@3", b"s2@1", b"s2 ended", b"summary"]
