@@ -201,6 +201,11 @@ eligible as (
 
 ),
 
+-- The visit rules in one sort: every step below is a window over the same order (device,
+-- time, event id), so PostgreSQL sorts the narrow rows once and streams them through the
+-- steps. "The latest X before this row" is a running max over a key that only grows along
+-- that order (the run or visit number, zero-padded, then the value).
+
 gaps as (
 
     select
@@ -224,65 +229,61 @@ gaps as (
 
 gap_runs as (
 
+    -- gap_run numbers the inactivity-delimited runs of a device; gap_started_at is the
+    -- start of the row's run; touch_number counts the touches so far
     select
         *,
-        sum(is_gap_start) over (
-            partition by site_id, device_key order by occurred_at, event_id
-            rows between unbounded preceding and current row
-        ) as gap_run
+        sum(is_gap_start) over device_time as gap_run,
+        max(case when is_gap_start = 1 then occurred_at end) over device_time as gap_started_at,
+        count(touch_key) over device_time as touch_number
     from gaps
+    window device_time as (
+        partition by site_id, device_key order by occurred_at, event_id
+        rows between unbounded preceding and current row
+    )
 
 ),
 
-gap_runs_started as (
+earlier_touches as (
 
+    -- the gap run of the latest earlier page view, and the latest earlier touch (campaign or
+    -- external referrer of a page view) with its gap run
     select
         *,
-        min(occurred_at) over (partition by site_id, device_key, gap_run) as gap_started_at
+        max(case when event_type = 'page_view' then gap_run end) over before_row
+            as previous_page_view_run,
+        max(case when touch_key is not null then gap_run end) over before_row
+            as previous_touch_run,
+        max(case when touch_key is not null then lpad(touch_number::text, 12, '0') || touch_key end)
+            over before_row as previous_touch
     from gap_runs
-
-),
-
-page_view_numbers as (
-
-    select
-        event_id,
-        row_number() over (
-            partition by site_id, device_key, gap_run order by occurred_at, event_id
-        ) as page_view_number
-    from gap_runs_started
-    where event_type = 'page_view'
-
-),
-
-touch_changes as (
-
-    select
-        event_id,
-        lag(touch_key) over (
-            partition by site_id, device_key, gap_run order by occurred_at, event_id
-        ) as previous_touch_key
-    from gap_runs_started
-    where touch_key is not null
+    window before_row as (
+        partition by site_id, device_key order by occurred_at, event_id
+        rows between unbounded preceding and 1 preceding
+    )
 
 ),
 
 splits as (
 
     select
-        gap_runs_started.*,
+        *,
         case
-            when gap_runs_started.is_gap_start = 1 then 1
+            when is_gap_start = 1 then 1
+            -- a page view that is not its run's first, bringing another touch than the
+            -- run's previous one (none counts as another)
             when
-                gap_runs_started.new_session_on_campaign_change
-                and page_view_numbers.page_view_number > 1
-                and coalesce(touch_changes.previous_touch_key, '') <> gap_runs_started.touch_key
+                new_session_on_campaign_change
+                and touch_key is not null
+                and previous_page_view_run = gap_run
+                and case
+                    when previous_touch_run = gap_run then substr(previous_touch, 13)
+                    else ''
+                end <> touch_key
                 then 1
             else 0
         end as is_session_start
-    from gap_runs_started
-    left join page_view_numbers on gap_runs_started.event_id = page_view_numbers.event_id
-    left join touch_changes on gap_runs_started.event_id = touch_changes.event_id
+    from earlier_touches
 
 ),
 
@@ -290,41 +291,60 @@ numbered as (
 
     select
         *,
-        sum(is_session_start) over (
-            partition by site_id, device_key order by occurred_at, event_id
-            rows between unbounded preceding and current row
-        ) as session_number
+        sum(is_session_start) over device_time as session_number,
+        max(case when is_session_start = 1 then occurred_at end) over device_time as visit_started_at
     from splits
+    window device_time as (
+        partition by site_id, device_key order by occurred_at, event_id
+        rows between unbounded preceding and current row
+    )
 
 ),
 
 capped as (
 
+    -- a visit longer than max_session_length is cut into pieces of that length
     select
         *,
         floor(
-            extract(epoch from occurred_at - min(occurred_at) over (
-                partition by site_id, device_key, session_number
-            )) / extract(epoch from max_session_length)
-        ) as session_piece
+            extract(epoch from occurred_at - visit_started_at) / extract(epoch from max_session_length)
+        )::bigint as session_piece
     from numbered
+
+),
+
+pieces as (
+
+    select
+        *,
+        case
+            when is_session_start = 1 then 1
+            when session_piece <> lag(session_piece) over device_time then 1
+            else 0
+        end as is_piece_start
+    from capped
+    window device_time as (partition by site_id, device_key order by occurred_at, event_id)
 
 ),
 
 assignments as (
 
+    -- a visit (piece) is named after its first event and starts at its time
     select
         event_id,
         gap_started_at,
-        md5(
-            site_id || '|' || device_key || '|' || first_value(event_id) over session_events
-        ) as session_id,
-        min(occurred_at) over session_events as session_started_at
-    from capped
-    window session_events as (
-        partition by site_id, device_key, session_number, session_piece
-        order by occurred_at, event_id
-        rows between unbounded preceding and unbounded following
+        md5(site_id || '|' || device_key || '|' || substr(max(
+            case
+                when is_piece_start = 1
+                    then lpad(session_number::text, 12, '0') || lpad(session_piece::text, 12, '0')
+                    || event_id
+            end
+        ) over device_time, 25)) as session_id,
+        max(case when is_piece_start = 1 then occurred_at end) over device_time as session_started_at
+    from pieces
+    window device_time as (
+        partition by site_id, device_key order by occurred_at, event_id
+        rows between unbounded preceding and current row
     )
 
 ),
