@@ -267,20 +267,31 @@ unioned as (
 
 ),
 
+query_pairs as (
+
+    -- The query's parameters of the page views that have any (split once per view; the
+    -- set-returning function in the select list keeps the join below from running first).
+    select
+        event_id,
+        site_id,
+        string_to_table(page_query, '&') as pair
+    from unioned
+    where event_type = 'page_view' and page_query like '%=%'
+
+),
+
 query_parameters as (
 
     select
-        unioned.event_id,
+        query_pairs.event_id,
         campaign_parameters.campaign_field,
         campaign_parameters.parameter_position,
-        replace(substring(pair from '=(.*)$'), '+', ' ') as parameter_value
-    from unioned
-    cross join lateral regexp_split_to_table(unioned.page_query, '&') as pair
+        replace(substring(query_pairs.pair from '=(.*)$'), '+', ' ') as parameter_value
+    from query_pairs
     inner join campaign_parameters
         on
-            unioned.site_id = campaign_parameters.site_id
-            and split_part(pair, '=', 1) = campaign_parameters.parameter_name
-    where unioned.event_type = 'page_view' and unioned.page_query like '%=%'
+            query_pairs.site_id = campaign_parameters.site_id
+            and split_part(query_pairs.pair, '=', 1) = campaign_parameters.parameter_name
 
 ),
 
