@@ -8,7 +8,8 @@
     2. for every device (tracker visitor id, or keyed hash of IP + user agent for log hits)
        with new rows, re-read its events from the start of the inactivity-delimited run
        that holds its earliest new row, and sessionise them again with the new rows;
-    3. replace those rows (delete+insert on event_id).
+    3. replace those rows (delete+insert on event_id), stamped with the run's time
+       (sessionised_at): the models above rebuild the devices it names (device_scope.sql).
 
     A visit ends after the site's inactivity timeout, at local midnight when the site asks,
     and when a page view brings a different campaign or external referrer than the visit's
@@ -26,6 +27,7 @@
         {'columns': ['site_id', 'page_path', 'occurred_at']},
         {'columns': ['session_id']},
         {'columns': ['loaded_at']},
+        {'columns': ['sessionised_at']},
     ],
 ) }}
 
@@ -355,7 +357,8 @@ sessionised as (
         {{ unified_columns('batch.') }},
         assignments.gap_started_at,
         assignments.session_id,
-        assignments.session_started_at
+        assignments.session_started_at,
+        now() as sessionised_at
     from batch
     inner join assignments on batch.event_id = assignments.event_id
 
@@ -367,7 +370,8 @@ unsessionised as (
         {{ unified_columns() }},
         null::timestamptz as gap_started_at,
         null::text as session_id,
-        null::timestamptz as session_started_at
+        null::timestamptz as session_started_at,
+        now() as sessionised_at
     from batch
     where is_superseded or is_late
 

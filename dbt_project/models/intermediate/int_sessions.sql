@@ -1,11 +1,34 @@
 -- One row per visit (bots included; the marts leave them out): counts, timing, the landing
--- page's traffic source and the visitor's device and place.
+-- page's traffic source and the visitor's device and place. Incremental by device
+-- (macros/device_scope.sql); an order first counted in another device's visit (the same
+-- order id tracked twice) brings that device into scope too.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    indexes=[
+        {'columns': ['session_id'], 'unique': True},
+        {'columns': ['site_id', 'visitor_id']},
+    ],
+    pre_hook="{{ device_scope_start(['stg_config__sites'], int_sessions_orders_moved()) }}",
+    post_hook="{{ device_scope_done(['stg_config__sites']) }}",
+) }}
+
 with
 
 events as (
 
     select * from {{ ref('int_events_sessionised') }}
-    where session_id is not null
+    where
+        session_id is not null
+        {%- if is_incremental() %}
+            and (site_id, device_key) in (
+                select
+                    scope.site_id,
+                    scope.device_key
+                from {{ device_scope() }} as scope
+            )
+        {%- endif %}
 
 ),
 

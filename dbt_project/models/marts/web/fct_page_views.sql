@@ -1,11 +1,29 @@
 -- One row per page view of a person (tracker page views, and log hits no tracker saw), with
--- its place in the visit, time on page, engaged time and page performance.
+-- its place in the visit, time on page, engaged time and page performance. Incremental by
+-- device (macros/device_scope.sql).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ device_scope_start(['stg_config__sites']) }}",
+    post_hook="{{ device_scope_done(['stg_config__sites']) }}",
+) }}
+
 with
 
 events as (
 
     select * from {{ ref('int_events_sessionised') }}
-    where session_id is not null
+    where
+        session_id is not null
+        {%- if is_incremental() %}
+            and (site_id, device_key) in (
+                select
+                    scope.site_id,
+                    scope.device_key
+                from {{ device_scope() }} as scope
+            )
+        {%- endif %}
 
 ),
 
