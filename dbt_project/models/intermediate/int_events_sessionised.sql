@@ -3,8 +3,9 @@
     under late data, in the manner of the Snowplow web packages:
 
     1. new rows = rows of dlt loads completed since the last run (10 minutes' overlap, so a
-       load committing while the last run read is never missed), plus log hits that a new
-       tracker page view now supersedes;
+       load committing while the last run read is never missed), plus log hits whose
+       superseded flag the new rows change (either way: a new tracker page view may take a
+       hit, or take a nearer new one and release the hit it took);
     2. for every device (tracker visitor id, or keyed hash of IP + user agent for log hits)
        with new rows, re-read its events from the start of the inactivity-delimited run
        that holds its earliest new row, and sessionise them again with the new rows;
@@ -16,6 +17,13 @@
     previous ones (optional); a visit longer than max_session_hours is cut into pieces of
     that length (bot guard). Superseded log hits and late events keep a null session_id.
     `dbt build --full-refresh` gives the same rows as any sequence of incremental runs. -#}
+{#- what unified_events() reads in the incremental branch, declared to dbt's parser (only
+    there: a unit test gives the full branch's inputs alone) -#}
+{%- if not execute %}
+    {%- do ref('stg_collector__events') %}{% do ref('stg_logfiles__hits') %}
+    {%- do ref('stg_collector__loads') %}{% do ref('stg_logfiles__loads') %}
+    {%- do ref('stg_config__campaign_parameters') %}{% do ref('referrer_hosts') %}
+{%- endif %}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
@@ -33,12 +41,6 @@
 
 with
 
-unified as (
-
-    select * from {{ ref('int_events_unified') }}
-
-),
-
 sites as (
 
     select * from {{ ref('stg_config__sites') }}
@@ -54,63 +56,156 @@ watermark as (
 
 ),
 
+unified as (
+
+    -- The stream's rows of recent loads, read through the raw tables' load-id indexes
+    -- rather than by computing the whole stream.
+    {{ unified_events(since='(select watermark.since from watermark)') }}
+
+),
+
 new_rows as (
 
     select unified.*
     from unified
-    where
-        unified.loaded_at > (select watermark.since from watermark)
-        and not exists (
-            select 1
-            from {{ this }} as done
-            where done.event_id = unified.event_id and done.load_id = unified.load_id
-        )
+    where not exists (
+        select 1
+        from {{ this }} as done
+        where done.event_id = unified.event_id and done.load_id = unified.load_id
+    )
 
 ),
 
-superseding as (
+-- Which log hits are superseded (each tracker page view takes the nearest hit that is the
+-- same request, as in int_events_unified), decided again wherever new rows can change it:
+-- views_0 are the views with a new candidate hit (new views, views near new hits), hits_0
+-- their candidates; views_1 adds every view near those hits and hits_1 their candidates,
+-- so every view that can choose a hit of hits_0 chooses here among all of its candidates.
 
-    -- Hits loaded before the tracker page view that is the same request (the nearest one,
-    -- as in int_events_unified).
-    select distinct on (t.event_id) h.event_id
-    from new_rows as t
-    inner join {{ this }} as h
-        on
-            t.site_id = h.site_id
-            and t.page_path = h.page_path
-            and coalesce(t.page_query, '') = coalesce(h.page_query, '')
-            and coalesce(t.network_key, t.ip_address || t.user_agent)
-            = case when t.network_key is null then h.ip_address || h.user_agent else h.network_key end
+new_views as (
+
+    select {{ request_columns('n') }} from new_rows as n
+    where n.event_source = 'tracker' and n.event_type = 'page_view'
+
+),
+
+new_hits as (
+
+    select {{ request_columns('n') }} from new_rows as n
+    where n.event_source = 'logfile'
+
+),
+
+old_views as (
+
+    select {{ request_columns('t') }} from {{ this }} as t
     where
         t.event_source = 'tracker'
         and t.event_type = 'page_view'
-        and h.event_source = 'logfile'
-        and not h.is_superseded
-        -- the tracker view within -10 s .. +60 s of the hit, written as a range on the hit's
-        -- time so the (site_id, page_path, occurred_at) index bounds the probe: on "/" with
-        -- 1M events, the unbounded form scanned every view of the page per new page view
-        and h.occurred_at between t.occurred_at - interval '60 seconds'
-        and t.occurred_at + interval '10 seconds'
-    order by t.event_id, abs(extract(epoch from t.occurred_at - h.occurred_at)), h.event_id
+        and t.event_id not in (select n.event_id from new_rows as n)
 
 ),
 
-newly_superseded as (
+old_hits as (
+
+    select {{ request_columns('h') }} from {{ this }} as h
+    where
+        h.event_source = 'logfile'
+        and h.event_id not in (select n.event_id from new_rows as n)
+
+),
+
+views_0 as (
+
+    select * from new_views
+    union
+    select {{ request_columns('v') }}
+    from new_hits as h
+    inner join old_views as v on {{ same_request('v', 'h') }}
+
+),
+
+hits_0 as (
+
+    select {{ request_columns('h') }}
+    from views_0 as v
+    inner join new_hits as h on {{ same_request('v', 'h') }}
+    union
+    select {{ request_columns('h') }}
+    from views_0 as v
+    inner join old_hits as h on {{ same_request('v', 'h') }}
+
+),
+
+views_1 as (
+
+    select * from views_0
+    union
+    select {{ request_columns('v') }}
+    from hits_0 as h
+    inner join new_views as v on {{ same_request('v', 'h') }}
+    union
+    select {{ request_columns('v') }}
+    from hits_0 as h
+    inner join old_views as v on {{ same_request('v', 'h') }}
+
+),
+
+hits_1 as (
+
+    select {{ request_columns('h') }}
+    from views_1 as v
+    inner join new_hits as h on {{ same_request('v', 'h') }}
+    union
+    select {{ request_columns('h') }}
+    from views_1 as v
+    inner join old_hits as h on {{ same_request('v', 'h') }}
+
+),
+
+choices as (
+
+    select distinct on (v.event_id) h.event_id
+    from views_1 as v
+    inner join hits_1 as h on {{ same_request('v', 'h') }}
+    order by v.event_id, abs(extract(epoch from v.occurred_at - h.occurred_at)), h.event_id
+
+),
+
+decided as (
 
     select
-        {{ unified_columns('hit.') | replace('hit.is_superseded', 'true as is_superseded') }}
+        hits_0.event_id,
+        hits_0.event_id in (select choices.event_id from choices) as is_superseded
+    from hits_0
+
+),
+
+flipped as (
+
+    -- already sessionised hits whose superseded flag changes
+    select
+        {{ unified_columns('hit.') | replace('hit.is_superseded', 'decided.is_superseded') }}
     from {{ this }} as hit
+    inner join decided on hit.event_id = decided.event_id
     where
-        hit.event_id in (select superseding.event_id from superseding)
-        and hit.event_id not in (select n.event_id from new_rows as n)
+        hit.event_id not in (select n.event_id from new_rows as n)
+        and hit.is_superseded <> decided.is_superseded
 
 ),
 
 changed as (
 
-    select {{ unified_columns() }} from new_rows
+    select
+        {{ unified_columns('n.') | replace(
+            'n.is_superseded',
+            "case when n.event_source = 'logfile' then coalesce(decided.is_superseded, false)
+            else n.is_superseded end as is_superseded"
+        ) }}
+    from new_rows as n
+    left join decided on n.event_id = decided.event_id
     union all
-    select {{ unified_columns() }} from newly_superseded
+    select {{ unified_columns() }} from flipped
 
 ),
 
@@ -168,7 +263,7 @@ batch as (
 
 batch as (
 
-    select {{ unified_columns() }} from unified
+    select {{ unified_columns() }} from {{ ref('int_events_unified') }}
 
 ),
 

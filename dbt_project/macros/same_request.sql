@@ -1,0 +1,28 @@
+{#- A tracker page view and a log hit that are the same request (int_events_unified): same
+    site, page and device (the keyed network hash; the anonymised IP + user agent when the
+    tracker's collector has another key), the view within -10 s .. +60 s of the hit. The
+    window is written on both times so an index on either side's time bounds the probe. -#}
+{% macro same_request(view, hit) -%}
+    {{ view }}.site_id = {{ hit }}.site_id
+    and {{ view }}.page_path = {{ hit }}.page_path
+    and coalesce({{ view }}.page_query, '') = coalesce({{ hit }}.page_query, '')
+    and (
+        {{ view }}.network_key = {{ hit }}.network_key
+        or (
+            {{ view }}.network_key is null
+            and {{ view }}.ip_address = {{ hit }}.ip_address
+            and {{ view }}.user_agent = {{ hit }}.user_agent
+        )
+    )
+    and {{ view }}.occurred_at between {{ hit }}.occurred_at - interval '10 seconds'
+    and {{ hit }}.occurred_at + interval '60 seconds'
+    and {{ hit }}.occurred_at between {{ view }}.occurred_at - interval '60 seconds'
+    and {{ view }}.occurred_at + interval '10 seconds'
+{%- endmacro %}
+
+
+{% macro request_columns(prefix) -%}
+    {{ prefix }}.event_id, {{ prefix }}.site_id, {{ prefix }}.page_path, {{ prefix }}.page_query,
+    {{ prefix }}.network_key, {{ prefix }}.ip_address, {{ prefix }}.user_agent,
+    {{ prefix }}.occurred_at
+{%- endmacro %}
