@@ -18,7 +18,7 @@
     (an order counted in another device's visit). -#}
 
 {% macro device_scope_watermarks() -%}
-    {{ ref('int_events_sessionised').schema }}.model_watermarks
+    {{ generate_schema_name('intermediate', none) }}.model_watermarks
 {%- endmacro %}
 
 
@@ -40,12 +40,29 @@
 {%- endmacro %}
 
 
-{% macro device_scope_start(configs, extra_scope=none) -%}
+{% macro device_scope_watermarks_table() -%}
     create table if not exists {{ device_scope_watermarks() }} (
         model_name text primary key,
         sessionised_at timestamptz,
         config_hash text
-    );
+    )
+{%- endmacro %}
+
+
+{% macro device_scope_config_changed(configs) -%}
+    -- whether the configuration this model reads differs from its last run's (or is unknown)
+    not exists (
+        select 1
+        from {{ device_scope_watermarks() }} as w
+        where
+            w.model_name = '{{ this.identifier }}'
+            and w.config_hash = {{ device_scope_config_hash(configs) }}
+    )
+{%- endmacro %}
+
+
+{% macro device_scope_start(configs, extra_scope=none) -%}
+    {{ device_scope_watermarks_table() }};
     {%- if is_incremental() %}
     drop table if exists {{ device_scope_relation() }};
     create temporary table {{ device_scope_relation() }} as
@@ -88,10 +105,16 @@
 
 
 {% macro device_scope_done(configs) -%}
+    {#- int_events_sessionised records its configuration too (a ref to itself is a cycle) -#}
+    {%- if this.identifier == 'int_events_sessionised' %}
+        {%- set events = this %}
+    {%- else %}
+        {%- set events = ref('int_events_sessionised') %}
+    {%- endif %}
     insert into {{ device_scope_watermarks() }} as w (model_name, sessionised_at, config_hash)
     select
         '{{ this.identifier }}',
-        (select coalesce(max(sessionised_at), '-infinity') from {{ ref('int_events_sessionised') }}),
+        (select coalesce(max(sessionised_at), '-infinity') from {{ events }}),
         {{ device_scope_config_hash(configs) }}
     on conflict (model_name) do update
     set sessionised_at = excluded.sessionised_at, config_hash = excluded.config_hash

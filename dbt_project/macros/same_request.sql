@@ -1,3 +1,4 @@
+-- noqa: disable=LT02
 {#- A tracker page view and a log hit that are the same request (int_events_unified): same
     site, page and device (the keyed network hash; the anonymised IP + user agent when the
     tracker's collector has another key), the view within -10 s .. +60 s of the hit. The
@@ -25,4 +26,20 @@
     {{ prefix }}.event_id, {{ prefix }}.site_id, {{ prefix }}.page_path, {{ prefix }}.page_query,
     {{ prefix }}.network_key, {{ prefix }}.ip_address, {{ prefix }}.user_agent,
     {{ prefix }}.occurred_at
+{%- endmacro %}
+
+
+{#- The tracker page views ('views') or log hits ('hits') of `relation` that are the same
+    request as the row `other` (for a lateral join: one index probe per row). -#}
+{% macro probe_requests(relation, kind, other) -%}
+    select {{ request_columns('r') }}
+    from {{ relation }} as r
+    where
+        {%- if kind == 'views' %}
+        r.event_source = 'tracker' and r.event_type = 'page_view'
+        and {{ same_request('r', other) }}
+        {%- else %}
+        r.event_source = 'logfile'
+        and {{ same_request(other, 'r') }}
+        {%- endif %}
 {%- endmacro %}

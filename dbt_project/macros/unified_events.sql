@@ -1,11 +1,12 @@
 -- noqa: disable=LT02
 {#- The unified event stream's query (int_events_unified is this, as a view).
 
-    since: a SQL expression; when given, only the rows of dlt loads completed after it, read
-    through indexes on the raw tables' load ids - what the incremental sessionisation takes
-    as new rows without computing the whole stream. A log hit is then matched only with the
-    tracker page views among those rows; int_events_sessionised matches the rest. -#}
-{% macro unified_events(since=none) -%}
+    loads: when given, a mapping {'tracker': [load ids], 'log': [load ids]}: only the rows
+    of those dlt loads, read through indexes on the raw tables' load ids - what the
+    incremental sessionisation takes as new rows without computing the whole stream (the ids
+    are literals, so the planner sees how few rows they are). A log hit is then matched only
+    with the tracker page views among those rows; int_events_sessionised matches the rest. -#}
+{% macro unified_events(loads=none) -%}
 
 with
 
@@ -108,10 +109,8 @@ tracker_events as (
     from tracker
     inner join sites on tracker.site_id = sites.site_id
     left join tracker_loads on tracker.load_id = tracker_loads.load_id
-    {%- if since %}
-    where tracker.load_id in (
-        select recent.load_id from tracker_loads as recent where recent.loaded_at > {{ since }}
-    )
+    {%- if loads is not none %}
+    where tracker.load_id in ({{ sql_literals(loads['tracker']) }})
     {%- endif %}
 
 ),
@@ -179,10 +178,8 @@ log_page_views as (
         hits.http_method = 'GET'
         and not hits.is_static
         and (hits.http_status between 200 and 299 or hits.http_status in (304, 404, 410))
-        {%- if since %}
-        and hits.load_id in (
-            select recent.load_id from log_loads as recent where recent.loaded_at > {{ since }}
-        )
+        {%- if loads is not none %}
+        and hits.load_id in ({{ sql_literals(loads['log']) }})
         {%- endif %}
 
 ),
@@ -363,4 +360,13 @@ final as (
 
 select * from final
 
+{%- endmacro %}
+
+
+{% macro sql_literals(values) -%}
+    {%- for value in values -%}
+        '{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}
+    {%- else -%}
+        null
+    {%- endfor -%}
 {%- endmacro %}

@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestration.warehouse import connect, ensure_database, with_database
 
@@ -96,7 +97,10 @@ def demo(warehouse, tmp_path_factory):
         )
     # Models only: the data tests ran on the same data in the incremental runs.
     siteline(env, "dbt", "run", "--full-refresh")
-    yield {"url": url, "truth": truth, "stats": stats, "runs": runs, "incremental": incremental}
+    yield {
+        "url": url, "truth": truth, "stats": stats, "runs": runs, "incremental": incremental,
+        "env": env,
+    }  # fmt: skip
     with connect(with_database(warehouse, "postgres"), autocommit=True) as conn:
         for db in ("siteline_truth", "siteline_truth_dagster"):
             conn.execute(f'drop database if exists "{db}" with (force)')
@@ -255,3 +259,35 @@ def test_funnel_counts_match_the_truth(demo):
     assert [r[2] for r in rows] == [
         a - b for a, b in zip(expected, [*expected[1:], 0], strict=True)
     ]
+
+
+def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):
+    """Last in the module: it changes the configuration. A shorter inactivity timeout and a
+    new goal, then an ordinary `siteline run`: the incremental models see that the rules
+    they read changed and rebuild their history, so the marts equal a full refresh."""
+    project_sites = Path(__file__).resolve().parents[2] / "sites.yml"
+    config = yaml.safe_load(project_sites.read_text())
+    site = next(s for s in config["sites"] if s["id"] == "demo")
+    site["sessions"]["inactivity_timeout_minutes"] = 10
+    site["goals"].append({"id": "read_blog", "name": "Read the blog", "type": "page",
+                          "path": "^/blog/"})  # fmt: skip
+    sites = tmp_path / "sites.yml"
+    sites.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**demo["env"], "SITELINE_SITES_FILE": str(sites)}
+    url = demo["url"]
+    visits_before = query(url, "select count(*) from web.fct_sessions")[0][0]
+
+    siteline(env, "run")
+    incremental = snapshot(url)
+    visits_after = query(url, "select count(*) from web.fct_sessions")[0][0]
+    blog_visits = query(
+        url, "select count(distinct session_id) from web.fct_page_views where page_path ~ '^/blog/'"
+    )[0][0]
+    conversions = query(
+        url, "select count(*) from web.fct_goal_conversions where goal_id = 'read_blog'"
+    )[0][0]
+    siteline(env, "dbt", "run", "--full-refresh")
+
+    assert snapshot(url) == incremental
+    assert visits_after > visits_before  # 10-minute pauses now end visits
+    assert conversions == blog_visits > 0

@@ -24,6 +24,10 @@
     {%- do ref('stg_collector__loads') %}{% do ref('stg_logfiles__loads') %}
     {%- do ref('stg_config__campaign_parameters') %}{% do ref('referrer_hosts') %}
 {%- endif %}
+{#- When the configuration read here (visit rules, campaign parameters, referrer classes)
+    changed since the last run, the history is sessionised again under the new rules: the
+    full query, replacing every row (delete+insert). -#}
+{%- set rules_changed = sessionised_rules_changed() %}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
@@ -37,6 +41,8 @@
         {'columns': ['loaded_at']},
         {'columns': ['sessionised_at']},
     ],
+    pre_hook="{{ device_scope_watermarks_table() }}",
+    post_hook="{{ device_scope_done(sessionised_configs()) }}",
 ) }}
 
 with
@@ -47,20 +53,13 @@ sites as (
 
 ),
 
-{% if is_incremental() %}
-
-watermark as (
-
-    select coalesce(max(loaded_at), '-infinity'::timestamptz) - interval '10 minutes' as since
-    from {{ this }}
-
-),
+{% if is_incremental() and not rules_changed %}
 
 unified as (
 
-    -- The stream's rows of recent loads, read through the raw tables' load-id indexes
-    -- rather than by computing the whole stream.
-    {{ unified_events(since='(select watermark.since from watermark)') }}
+    -- The stream's rows of the loads not read yet, read through the raw tables' load-id
+    -- indexes rather than by computing the whole stream.
+    {{ unified_events(loads=sessionised_new_loads()) }}
 
 ),
 
@@ -81,6 +80,8 @@ new_rows as (
 -- views_0 are the views with a new candidate hit (new views, views near new hits), hits_0
 -- their candidates; views_1 adds every view near those hits and hits_1 their candidates,
 -- so every view that can choose a hit of hits_0 chooses here among all of its candidates.
+-- The rows already here are probed one request at a time (lateral), through the
+-- (site_id, page_path, occurred_at) index.
 
 new_views as (
 
@@ -96,32 +97,17 @@ new_hits as (
 
 ),
 
-old_views as (
-
-    select {{ request_columns('t') }} from {{ this }} as t
-    where
-        t.event_source = 'tracker'
-        and t.event_type = 'page_view'
-        and t.event_id not in (select n.event_id from new_rows as n)
-
-),
-
-old_hits as (
-
-    select {{ request_columns('h') }} from {{ this }} as h
-    where
-        h.event_source = 'logfile'
-        and h.event_id not in (select n.event_id from new_rows as n)
-
-),
-
 views_0 as (
 
     select * from new_views
     union
     select {{ request_columns('v') }}
     from new_hits as h
-    inner join old_views as v on {{ same_request('v', 'h') }}
+    cross join lateral ({{ probe_requests(this, 'views', 'h') }}) as v
+    where not exists (
+        select 1 from new_rows as n
+        where n.event_id = v.event_id
+    )
 
 ),
 
@@ -133,7 +119,11 @@ hits_0 as (
     union
     select {{ request_columns('h') }}
     from views_0 as v
-    inner join old_hits as h on {{ same_request('v', 'h') }}
+    cross join lateral ({{ probe_requests(this, 'hits', 'v') }}) as h
+    where not exists (
+        select 1 from new_rows as n
+        where n.event_id = h.event_id
+    )
 
 ),
 
@@ -147,7 +137,11 @@ views_1 as (
     union
     select {{ request_columns('v') }}
     from hits_0 as h
-    inner join old_views as v on {{ same_request('v', 'h') }}
+    cross join lateral ({{ probe_requests(this, 'views', 'h') }}) as v
+    where not exists (
+        select 1 from new_rows as n
+        where n.event_id = v.event_id
+    )
 
 ),
 
@@ -159,7 +153,11 @@ hits_1 as (
     union
     select {{ request_columns('h') }}
     from views_1 as v
-    inner join old_hits as h on {{ same_request('v', 'h') }}
+    cross join lateral ({{ probe_requests(this, 'hits', 'v') }}) as h
+    where not exists (
+        select 1 from new_rows as n
+        where n.event_id = h.event_id
+    )
 
 ),
 
@@ -189,7 +187,10 @@ flipped as (
     from {{ this }} as hit
     inner join decided on hit.event_id = decided.event_id
     where
-        hit.event_id not in (select n.event_id from new_rows as n)
+        not exists (
+        select 1 from new_rows as n
+        where n.event_id = hit.event_id
+    )
         and hit.is_superseded <> decided.is_superseded
 
 ),

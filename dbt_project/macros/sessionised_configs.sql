@@ -1,0 +1,48 @@
+{#- The configuration int_events_sessionised reads (its own and through the unified stream):
+    a change to any of it sessionises the history again. -#}
+{% macro sessionised_configs() -%}
+    {{ return(['stg_config__sites', 'stg_config__campaign_parameters', 'referrer_hosts']) }}
+{%- endmacro %}
+
+
+{#- Whether that configuration differs from the last run's (asked when the model runs
+    incrementally; the linter's templater has no database, hence the guard). -#}
+{% macro sessionised_rules_changed() -%}
+    {%- if execute and is_incremental() and run_query is defined %}
+        {%- set answer = run_query(
+            device_scope_watermarks_table() ~ '; select '
+            ~ device_scope_config_changed(sessionised_configs())
+        ) %}
+        {{- return(answer.columns[0].values()[0]) }}
+    {%- endif %}
+    {{- return(false) }}
+{%- endmacro %}
+
+
+{#- The dlt loads int_events_sessionised has not read yet: completed within ten minutes of the
+    newest load it holds, or later (a load that committed while the last run read is not
+    missed), and none of whose rows it holds. Asked when the model runs, so the ids reach
+    the planner as literals. -#}
+{% macro sessionised_new_loads() -%}
+    {%- set found = {'tracker': [], 'log': []} %}
+    {%- if execute and is_incremental() and run_query is defined %}
+        {%- for kind, loads, raw in [
+            ('tracker', ref('stg_collector__loads'), 'raw_collector.events'),
+            ('log', ref('stg_logfiles__loads'), 'raw_logfiles.hits'),
+        ] %}
+            {%- set rows = run_query(
+                "select l.load_id from " ~ loads ~ " as l where l.loaded_at > (select "
+                ~ "coalesce(max(loaded_at), '-infinity'::timestamptz) - interval '10 minutes' "
+                ~ "from " ~ this ~ ") and not exists (select 1 from " ~ this ~ " as seen "
+                ~ "where seen.loaded_at = l.loaded_at and seen.load_id = l.load_id)"
+            ) %}
+            {%- do found.update({kind: rows.columns[0].values() | list}) %}
+            {%- if found[kind] %}
+                {#- the planner's statistics learn the new loads' sizes: with none it takes
+                    them for a row or two and plans nested loops over thousands -#}
+                {%- do run_query('analyze ' ~ raw ~ ' (_dlt_load_id)') %}
+            {%- endif %}
+        {%- endfor %}
+    {%- endif %}
+    {{- return(found) }}
+{%- endmacro %}
