@@ -139,3 +139,16 @@
         s.session_id is null or o.session_id is null
         or s.transactions <> o.transactions or s.revenue <> coalesce(o.revenue, 0)
 {%- endmacro %}
+
+
+{#- The model's filter on the events it reads: the devices in scope (incremental runs only). -#}
+{% macro in_device_scope(site_id='site_id', device_key='device_key') -%}
+    {%- if is_incremental() %}
+        and ({{ site_id }}, {{ device_key }}) in (
+            select
+                scope.site_id,
+                scope.device_key
+            from {{ device_scope() }} as scope
+        )
+    {%- endif %}
+{%- endmacro %}

@@ -43,3 +43,22 @@
         and {{ same_request(other, 'r') }}
         {%- endif %}
 {%- endmacro %}
+
+
+{#- The views ('views') or hits ('hits') that are the same request as a row of `near`:
+    among the new ones (`new`, a relation of request columns), and among the rows already
+    in `relation`, probed one row of `near` at a time, leaving out those `new_rows` replaces. -#}
+{% macro nearby_requests(kind, near, relation, new, new_rows) -%}
+    {%- set view, hit = ('r', 'x') if kind == 'views' else ('x', 'r') %}
+    select {{ request_columns('r') }}
+    from {{ near }} as x
+    inner join {{ new }} as r on {{ same_request(view, hit) }}
+    union
+    select {{ request_columns('r') }}
+    from {{ near }} as x
+    cross join lateral ({{ probe_requests(relation, kind, 'x') }}) as r
+    where not exists (
+        select 1 from {{ new_rows }} as n
+        where n.event_id = r.event_id
+    )
+{%- endmacro %}

@@ -39,8 +39,12 @@
             {%- do found.update({kind: rows.columns[0].values() | list}) %}
             {%- if found[kind] %}
                 {#- the planner's statistics learn the new loads' sizes: with none it takes
-                    them for a row or two and plans nested loops over thousands -#}
-                {%- do run_query('analyze ' ~ raw ~ ' (_dlt_load_id)') %}
+                    them for a row or two and plans nested loops over thousands (a load may
+                    have come before its loader created the table) -#}
+                {%- do run_query(
+                    "do $$ begin if to_regclass('" ~ raw ~ "') is not null then analyze "
+                    ~ raw ~ " (_dlt_load_id); end if; end $$"
+                ) %}
             {%- endif %}
         {%- endfor %}
     {%- endif %}

@@ -101,29 +101,13 @@ views_0 as (
 
     select * from new_views
     union
-    select {{ request_columns('v') }}
-    from new_hits as h
-    cross join lateral ({{ probe_requests(this, 'views', 'h') }}) as v
-    where not exists (
-        select 1 from new_rows as n
-        where n.event_id = v.event_id
-    )
+    {{ nearby_requests('views', 'new_hits', this, 'new_views', 'new_rows') }}
 
 ),
 
 hits_0 as (
 
-    select {{ request_columns('h') }}
-    from views_0 as v
-    inner join new_hits as h on {{ same_request('v', 'h') }}
-    union
-    select {{ request_columns('h') }}
-    from views_0 as v
-    cross join lateral ({{ probe_requests(this, 'hits', 'v') }}) as h
-    where not exists (
-        select 1 from new_rows as n
-        where n.event_id = h.event_id
-    )
+    {{ nearby_requests('hits', 'views_0', this, 'new_hits', 'new_rows') }}
 
 ),
 
@@ -131,33 +115,13 @@ views_1 as (
 
     select * from views_0
     union
-    select {{ request_columns('v') }}
-    from hits_0 as h
-    inner join new_views as v on {{ same_request('v', 'h') }}
-    union
-    select {{ request_columns('v') }}
-    from hits_0 as h
-    cross join lateral ({{ probe_requests(this, 'views', 'h') }}) as v
-    where not exists (
-        select 1 from new_rows as n
-        where n.event_id = v.event_id
-    )
+    {{ nearby_requests('views', 'hits_0', this, 'new_views', 'new_rows') }}
 
 ),
 
 hits_1 as (
 
-    select {{ request_columns('h') }}
-    from views_1 as v
-    inner join new_hits as h on {{ same_request('v', 'h') }}
-    union
-    select {{ request_columns('h') }}
-    from views_1 as v
-    cross join lateral ({{ probe_requests(this, 'hits', 'v') }}) as h
-    where not exists (
-        select 1 from new_rows as n
-        where n.event_id = h.event_id
-    )
+    {{ nearby_requests('hits', 'views_1', this, 'new_hits', 'new_rows') }}
 
 ),
 

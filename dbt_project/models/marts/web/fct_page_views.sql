@@ -16,14 +16,7 @@ events as (
     select * from {{ ref('int_events_sessionised') }}
     where
         session_id is not null
-        {%- if is_incremental() %}
-            and (site_id, device_key) in (
-                select
-                    scope.site_id,
-                    scope.device_key
-                from {{ device_scope() }} as scope
-            )
-        {%- endif %}
+        {{ in_device_scope() }}
 
 ),
 
