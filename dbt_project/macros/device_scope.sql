@@ -8,7 +8,7 @@
 
       pre-hook   device_scope_start(...)  writes the devices in scope to a temporary table
                                           and deletes their rows from the model
-      model      ... where (site_id, device_key) in (select ... from device_scope())
+      model      ... where ... {{ in_device_scope() }}  (the events of those devices)
       post-hook  device_scope_done(...)   remembers the newest sessionised_at consumed
 
     The watermark is kept per model with a hash of the configuration the model reads
