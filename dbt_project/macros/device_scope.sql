@@ -35,11 +35,6 @@
 {%- endmacro %}
 
 
-{% macro device_scope() -%}
-    {{ device_scope_relation() }}
-{%- endmacro %}
-
-
 {% macro device_scope_watermarks_table() -%}
     create table if not exists {{ device_scope_watermarks() }} (
         model_name text primary key,
@@ -66,14 +61,6 @@
     {%- if is_incremental() %}
     drop table if exists {{ device_scope_relation() }};
     create temporary table {{ device_scope_relation() }} as
-    with watermark as (
-        select w.sessionised_at
-        from {{ device_scope_watermarks() }} as w
-        where
-            w.model_name = '{{ this.identifier }}'
-            and w.config_hash = {{ device_scope_config_hash(configs) }}
-    )
-
     select distinct
         scope.site_id,
         scope.device_key
@@ -82,14 +69,20 @@
             site_id,
             device_key
         from {{ ref('int_events_sessionised') }}
-        where sessionised_at > (select watermark.sessionised_at from watermark)
+        where sessionised_at > (
+            select w.sessionised_at
+            from {{ device_scope_watermarks() }} as w
+            where
+                w.model_name = '{{ this.identifier }}'
+                and w.config_hash = {{ device_scope_config_hash(configs) }}
+        )
         union all
         -- no watermark for this configuration: every device
         select
             site_id,
             device_key
         from {{ ref('int_events_sessionised') }}
-        where not exists (select 1 from watermark)
+        where {{ device_scope_config_changed(configs) }}
         {%- if extra_scope %}
         union all
         {{ extra_scope }}
@@ -148,7 +141,7 @@
             select
                 scope.site_id,
                 scope.device_key
-            from {{ device_scope() }} as scope
+            from {{ device_scope_relation() }} as scope
         )
     {%- endif %}
 {%- endmacro %}

@@ -301,33 +301,15 @@ query_parameters as (
 
 campaigns as (
 
+    -- per field, the first configured parameter present
     select
-        event_id,
+        event_id
+        {%- for field in ['campaign', 'source', 'medium', 'term', 'content'] %},
         (
             array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'campaign')
-        )[1
-        ] as campaign_name,
-        (
-            array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'source')
-        )[1
-        ] as campaign_source,
-        (
-            array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'medium')
-        )[1
-        ] as campaign_medium,
-        (
-            array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'term')
-        )[1
-        ] as campaign_term,
-        (
-            array_agg(nullif(parameter_value, '') order by parameter_position)
-            filter (where campaign_field = 'content')
-        )[1
-        ] as campaign_content
+            filter (where campaign_field = '{{ field }}')
+        )[1] as {{ 'campaign_name' if field == 'campaign' else 'campaign_' ~ field }}
+        {%- endfor %}
     from query_parameters
     group by event_id
 

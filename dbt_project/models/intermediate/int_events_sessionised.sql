@@ -151,11 +151,11 @@ flipped as (
     from {{ this }} as hit
     inner join decided on hit.event_id = decided.event_id
     where
-        not exists (
-        select 1 from new_rows as n
-        where n.event_id = hit.event_id
-    )
-        and hit.is_superseded <> decided.is_superseded
+        hit.is_superseded <> decided.is_superseded
+        and not exists (
+            select 1 from new_rows as n
+            where n.event_id = hit.event_id
+        )
 
 ),
 
