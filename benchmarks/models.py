@@ -48,6 +48,24 @@ def siteline(env: dict, *args: str) -> float:
     return time.perf_counter() - started
 
 
+def slowest(home: Path, step: str, top: int = 12) -> None:
+    """Keep this dbt invocation's run_results.json and print its slowest nodes."""
+    results = home / "dbt" / "target" / "run_results.json"
+    if not results.exists():
+        return
+    kept = home.parent / f"run_results_{step}.json"
+    shutil.copy2(results, kept)
+    nodes = json.loads(results.read_text())["results"]
+    nodes.sort(key=lambda n: n["execution_time"], reverse=True)
+    models = sum(n["execution_time"] for n in nodes if n["unique_id"].startswith("model."))
+    tests = sum(
+        n["execution_time"] for n in nodes if n["unique_id"].startswith(("test.", "unit_test."))
+    )
+    print(f"  {step}: models {models:.1f} s, tests {tests:.1f} s (summed); slowest:")
+    for n in nodes[:top]:
+        print(f"    {n['execution_time']:7.1f} s  {n['unique_id'].split('.', 2)[-1]}")
+
+
 def count(url: str, table: str) -> int:
     with connect(url) as conn:
         return conn.execute(f"select count(*) from {table}").fetchone()[0]
@@ -121,6 +139,7 @@ def main() -> None:
     deliver(sim, home, 1 - args.increment, first=True)
     load = siteline(env, "run")
     full = siteline(env, "dbt", "build", "--full-refresh")
+    slowest(home, "full")
     events = count(url, "intermediate.int_events_sessionised")
     print(f"load + first build: {load:.0f} s; full build over {events:,} unified events: "
           f"{full:.0f} s")  # fmt: skip
@@ -131,8 +150,10 @@ def main() -> None:
         "raw_logfiles/rejected_lines", "raw_logfiles/files",
     )  # fmt: skip
     incremental = siteline(env, "dbt", "build")
+    slowest(home, "incremental")
     after_incremental = snapshot(url)
     refresh = siteline(env, "dbt", "build", "--full-refresh")
+    slowest(home, "refresh")
     same = snapshot(url) == after_incremental
     total = count(url, "intermediate.int_events_sessionised")
     print(f"incremental build after {args.increment:.0%} more events ({total - events:,} unified "
