@@ -10,12 +10,27 @@
 {% macro sessionised_rules_changed() -%}
     {%- if execute and is_incremental() and run_query is defined %}
         {%- set answer = run_query(
-            device_scope_watermarks_table() ~ '; select '
-            ~ device_scope_config_changed(sessionised_configs())
+            scope_tables() ~ '; select ' ~ scope_config_changed(sessionised_configs())
         ) %}
         {{- return(answer.columns[0].values()[0]) }}
     {%- endif %}
     {{- return(false) }}
+{%- endmacro %}
+
+
+{#- post-hook: the devices whose rows this run (re)wrote are logged for the scoped models
+    above (macros/scopes.sql); a run that sessionised everything again is recorded as built
+    whole, which the models above follow. -#}
+{% macro sessionised_done() -%}
+    {%- set whole = not is_incremental() or sessionised_rules_changed() %}
+    {%- if not whole %}
+    insert into {{ scope_changes('device') }} (site_id, device_key)
+    select distinct site_id, device_key
+    from {{ this }}
+    where sessionised_at = now();
+    {%- endif %}
+    {{ scope_prune() }}
+    {{ scope_done(scope=none, configs=sessionised_configs(), built_whole=whole) }}
 {%- endmacro %}
 
 

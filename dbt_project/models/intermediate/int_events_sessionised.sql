@@ -10,7 +10,7 @@
        with new rows, re-read its events from the start of the inactivity-delimited run
        that holds its earliest new row, and sessionise them again with the new rows;
     3. replace those rows (delete+insert on event_id), stamped with the run's time
-       (sessionised_at): the models above rebuild the devices it names (device_scope.sql).
+       (sessionised_at): the models above rebuild the devices it logs (scopes.sql).
 
     A visit ends after the site's inactivity timeout, at local midnight when the site asks,
     and when a page view brings a different campaign or external referrer than the visit's
@@ -41,8 +41,8 @@
         {'columns': ['loaded_at']},
         {'columns': ['sessionised_at']},
     ],
-    pre_hook="{{ device_scope_watermarks_table() }}",
-    post_hook="{{ device_scope_done(sessionised_configs()) }}",
+    pre_hook="{{ scope_tables() }}",
+    post_hook="{{ sessionised_done() }}",
 ) }}
 
 with

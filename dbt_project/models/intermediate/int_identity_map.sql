@@ -1,6 +1,15 @@
 -- Which user each visitor id (browser) belongs to: the user id of its latest identify
 -- (login). Applied to all of that visitor's sessions, past ones too, and merging every
--- device of one user under one customer key.
+-- device of one user under one customer key. Incremental by device (macros/scopes.sql).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    indexes=[{'columns': ['site_id', 'visitor_id'], 'unique': True}],
+    pre_hook="{{ scope_start() }}",
+    post_hook="{{ scope_done() }}",
+) }}
+
 with
 
 identifies as (
@@ -11,7 +20,10 @@ identifies as (
         user_id,
         occurred_at
     from {{ ref('int_events_sessionised') }}
-    where event_type = 'identify' and user_id is not null and session_id is not null and not is_bot
+    where
+        event_type = 'identify' and user_id is not null and session_id is not null
+        and not is_bot
+        and {{ in_scope() }}
 
 ),
 

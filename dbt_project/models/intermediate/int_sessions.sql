@@ -1,7 +1,7 @@
 -- One row per visit (bots included; the marts leave them out): counts, timing, the landing
 -- page's traffic source and the visitor's device and place. Incremental by device
--- (macros/device_scope.sql); an order first counted in another device's visit (the same
--- order id tracked twice) brings that device into scope too.
+-- (macros/scopes.sql); an order first counted in another device's visit (the same order id
+-- tracked twice) brings that device into scope too, and is logged for the models above.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -10,8 +10,8 @@
         {'columns': ['session_id'], 'unique': True},
         {'columns': ['site_id', 'visitor_id']},
     ],
-    pre_hook="{{ device_scope_start(['stg_config__sites'], int_sessions_orders_moved()) }}",
-    post_hook="{{ device_scope_done(['stg_config__sites']) }}",
+    pre_hook="{{ scope_start(extra=int_sessions_orders_moved(), publish_extra=true) }}",
+    post_hook="{{ scope_done() }}",
 ) }}
 
 with
@@ -19,9 +19,7 @@ with
 events as (
 
     select * from {{ ref('int_events_sessionised') }}
-    where
-        session_id is not null
-        {{ in_device_scope() }}
+    where session_id is not null and {{ in_scope() }}
 
 ),
 

@@ -1,16 +1,26 @@
 -- One row per custom event of a person (category, action, label, value, properties).
+-- Incremental by device (macros/scopes.sql).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ scope_start() }}",
+    post_hook="{{ scope_done() }}",
+) }}
+
 with
 
 events as (
 
     select * from {{ ref('int_events_sessionised') }}
-    where session_id is not null and event_type = 'event'
+    where session_id is not null and event_type = 'event' and {{ in_scope() }}
 
 ),
 
 sessions as (
 
     select * from {{ ref('fct_sessions') }}
+    where {{ in_scope(key='visitor_id') }}
 
 ),
 

@@ -1,11 +1,21 @@
 -- One row per funnel step a visit reached, funnels from sites.yml. Steps count in order: a
 -- visit reaches step n at its first match of step n after it reached step n-1. Drop-off
 -- per step = visits reaching it that do not reach the next (reached_next_step false).
+-- Incremental by device (macros/scopes.sql).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ scope_start() }}",
+    post_hook="{{ scope_done() }}",
+) }}
+
 with recursive
 
 step_matches as (
 
     select * from {{ ref('int_funnel_step_matches') }}
+    where {{ in_scope(key='visitor_id') }}
 
 ),
 
@@ -76,6 +86,7 @@ reached_steps as (
 sessions as (
 
     select * from {{ ref('fct_sessions') }}
+    where {{ in_scope(key='visitor_id') }}
 
 ),
 

@@ -1,12 +1,20 @@
 -- One row per goal reached in a visit (a goal converts at most once per visit), goals from
 -- sites.yml. A goal without a fixed value is worth the visit's revenue when it is a
--- purchase goal, else nothing.
+-- purchase goal, else nothing. Incremental by device (macros/scopes.sql).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ scope_start() }}",
+    post_hook="{{ scope_done() }}",
+) }}
+
 with
 
 events as (
 
     select * from {{ ref('int_events_sessionised') }}
-    where session_id is not null and not is_bot
+    where session_id is not null and not is_bot and {{ in_scope() }}
 
 ),
 
@@ -19,7 +27,7 @@ goals as (
 sessions as (
 
     select * from {{ ref('int_sessions') }}
-    where not is_bot
+    where not is_bot and {{ in_scope(key='visitor_id') }}
 
 ),
 
@@ -32,6 +40,7 @@ sites as (
 identities as (
 
     select * from {{ ref('int_identity_map') }}
+    where {{ in_scope(key='visitor_id') }}
 
 ),
 

@@ -1,12 +1,12 @@
 -- One row per page view of a person (tracker page views, and log hits no tracker saw), with
 -- its place in the visit, time on page, engaged time and page performance. Incremental by
--- device (macros/device_scope.sql).
+-- device (macros/scopes.sql).
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='append_new_columns',
-    pre_hook="{{ device_scope_start(['stg_config__sites']) }}",
-    post_hook="{{ device_scope_done(['stg_config__sites']) }}",
+    pre_hook="{{ scope_start() }}",
+    post_hook="{{ scope_done() }}",
 ) }}
 
 with
@@ -14,9 +14,7 @@ with
 events as (
 
     select * from {{ ref('int_events_sessionised') }}
-    where
-        session_id is not null
-        {{ in_device_scope() }}
+    where session_id is not null and {{ in_scope() }}
 
 ),
 

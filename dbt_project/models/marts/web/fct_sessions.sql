@@ -1,17 +1,27 @@
 -- One row per visit of a person (bots left out): when, how long, what was seen, where the
 -- visitor came from, on which device, which goals were reached and what was bought.
+-- Incremental by device; logs the customers of the devices it rebuilds (macros/scopes.sql).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ scope_start(log_customers=true) }}",
+    post_hook="{{ scope_done(log_customers=true) }}",
+) }}
+
 with
 
 sessions as (
 
     select * from {{ ref('int_sessions') }}
-    where not is_bot
+    where not is_bot and {{ in_scope(key='visitor_id') }}
 
 ),
 
 identities as (
 
     select * from {{ ref('int_identity_map') }}
+    where {{ in_scope(key='visitor_id') }}
 
 ),
 
@@ -22,6 +32,7 @@ conversions as (
         count(*) as goal_conversions,
         sum(goal_value) as goal_value
     from {{ ref('fct_goal_conversions') }}
+    where {{ in_scope(key='visitor_id') }}
     group by session_id
 
 ),

@@ -1,9 +1,19 @@
--- One row per line of an order: product, price, quantity and line revenue.
+-- One row per line of an order: product, price, quantity and line revenue. Incremental by
+-- customer (macros/scopes.sql).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ scope_start(scope='customer', column='customer_key') }}",
+    post_hook="{{ scope_done(scope='customer') }}",
+) }}
+
 with
 
 transactions as (
 
     select * from {{ ref('fct_transactions') }}
+    where {{ in_scope(key='customer_key') }}
 
 ),
 

@@ -1,0 +1,301 @@
+-- noqa: disable=LT02
+{#- Incremental models above the sessionisation rebuild a scope: whole devices or whole
+    customers.
+
+    A device's visits depend only on its own events, and a customer's figures only on the
+    visits of its devices. So a model keyed by device (site_id, visitor_id) or by customer
+    (site_id, customer_key) stays exact if every run rebuilds every device or customer that
+    changed since its own last run, and no other. Changes are logged, each with an id that
+    only grows, in intermediate.changed_devices and intermediate.changed_customers:
+
+      int_events_sessionised  logs the devices whose rows it (re)wrote
+      int_sessions            logs the devices whose orders moved to another device's visit
+      fct_sessions            logs the customers of the devices it rebuilt (before and after:
+                              a login moves a device to another customer)
+
+    A scoped model runs as
+
+      pre-hook   scope_start(...)  notes the newest change id, writes the devices or
+                                   customers changed since the model's watermark to a
+                                   temporary table and deletes their rows
+      model      ... where {{ in_scope(...) }}  (reads the rows of those devices or customers)
+      post-hook  scope_done(...)   moves the watermark to the noted change id
+
+    Each model's watermark (intermediate.scope_watermarks) also keeps a hash of the
+    configuration the scoped models read (scope_configs) and when the model was last
+    built whole. The model rebuilds everything - it deletes its rows and reads every
+    input - when it has no watermark, when sites.yml changed that configuration, when a
+    model it reads was built whole since (a full refresh, new visit rules), or when it
+    has not run for 30 days (older changes are pruned). -#}
+
+{% macro scope_watermarks() -%}
+    {{ generate_schema_name('intermediate', none) }}.scope_watermarks
+{%- endmacro %}
+
+
+{% macro scope_changes(scope) -%}
+    {{ generate_schema_name('intermediate', none) }}.changed_{{ scope }}s
+{%- endmacro %}
+
+
+{% macro scope_key(scope) -%}
+    {{ scope }}_key
+{%- endmacro %}
+
+
+{% macro scope_tables() -%}
+    create table if not exists {{ scope_watermarks() }} (
+        model_name text primary key,
+        scope text,
+        config_hash text not null,
+        change_id bigint,
+        full_at timestamptz,
+        updated_at timestamptz not null
+    );
+    {%- for scope in ['device', 'customer'] %}
+    create table if not exists {{ scope_changes(scope) }} (
+        change_id bigint generated always as identity primary key,
+        site_id text not null,
+        {{ scope_key(scope) }} text not null
+    );
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#- The configuration the scoped models read, directly or through their inputs. A change to
+    any of it rebuilds them all: sites.yml changes are rare, and a partial rule (this model
+    reads goals, that one reads funnels) would have to follow every ref. -#}
+{% macro scope_configs() -%}
+    {{ return([
+        'stg_config__sites', 'stg_config__goals', 'stg_config__funnel_steps',
+        'stg_config__page_labels', 'stg_config__campaign_parameters',
+    ]) }}
+{%- endmacro %}
+
+
+{% macro scope_config_hash(configs) -%}
+    md5(concat_ws('|'
+    {%- for name in configs %},
+        (select string_agg(c::text, ',' order by c::text) from {{ ref(name) }} as c)
+    {%- endfor %}))
+{%- endmacro %}
+
+
+{% macro scope_config_changed(configs) -%}
+    -- whether the configuration this model reads differs from its last run's (or is unknown)
+    not exists (
+        select 1
+        from {{ scope_watermarks() }} as w
+        where
+            w.model_name = '{{ this.identifier }}'
+            and w.config_hash = {{ scope_config_hash(configs) }}
+    )
+{%- endmacro %}
+
+
+{#- The models this one reads (direct parents): one of them built whole since this model's
+    last run means this one must be built whole too. -#}
+{% macro scope_parents() -%}
+    {%- set names = [] %}
+    {%- for node in model.depends_on.nodes if node.startswith('model.') %}
+        {%- do names.append("'" ~ node.split('.')[-1] ~ "'") %}
+    {%- endfor %}
+    {{- return(names or ["''"]) }}
+{%- endmacro %}
+
+
+{% macro scope_usable_watermark() -%}
+    exists (
+        select 1
+        from {{ scope_watermarks() }} as w
+        where
+            w.model_name = '{{ this.identifier }}'
+            and w.config_hash = {{ scope_config_hash(scope_configs()) }}
+            and w.change_id is not null
+            and w.updated_at > now() - interval '30 days'
+            and not exists (
+                select 1
+                from {{ scope_watermarks() }} as p
+                where p.model_name in ({{ scope_parents() | join(', ') }}) and p.full_at >= w.updated_at
+            )
+    )
+{%- endmacro %}
+
+
+{#- Whether this run rebuilds a scope (true) or everything (false). Asked when the model
+    runs; the linter's templater has no database, hence the guard. -#}
+{% macro scoped() -%}
+    {%- if execute and is_incremental() and run_query is defined %}
+        {%- set answer = run_query(scope_tables() ~ '; select ' ~ scope_usable_watermark()) %}
+        {{- return(answer.columns[0].values()[0]) }}
+    {%- endif %}
+    {{- return(false) }}
+{%- endmacro %}
+
+
+{% macro scope_relation() -%}
+    {{ this.identifier }}__scope
+{%- endmacro %}
+
+
+{% macro scope_mark_relation() -%}
+    {{ this.identifier }}__scope_mark
+{%- endmacro %}
+
+
+{#- The newest change id when the model starts: its watermark once it is done. -#}
+{% macro scope_mark(scope='device') -%}
+    {{ scope_tables() }};
+    drop table if exists {{ scope_mark_relation() }};
+    create temporary table {{ scope_mark_relation() }} as
+    select coalesce(max(change_id), 0) as change_id from {{ scope_changes(scope) }}
+{%- endmacro %}
+
+
+{#- The customers of the devices in scope, as this model holds them, logged as changed
+    (fct_sessions: before its rows are deleted, and after the new ones are written). -#}
+{% macro scope_log_customers() -%}
+    insert into {{ scope_changes('customer') }} (site_id, customer_key)
+    select distinct t.site_id, t.customer_key
+    from {{ this }} as t
+    inner join {{ scope_relation() }} as s on t.site_id = s.site_id and t.visitor_id = s.scope_key
+{%- endmacro %}
+
+
+{#- pre-hook: `scope` is 'device' or 'customer', `column` the model's column holding its
+    key, `extra` a query of more (site_id, key) pairs to rebuild, logged as changes of
+    that scope for the models above when `publish_extra`; `log_customers` logs the
+    customers of the devices rebuilt. -#}
+{% macro scope_start(
+    scope='device', column='visitor_id', extra=none, publish_extra=false, log_customers=false
+) -%}
+    {{ scope_mark(scope) }};
+    {%- if is_incremental() %}
+        {%- if scoped() %}
+    drop table if exists {{ scope_relation() }};
+    create temporary table {{ scope_relation() }} as
+    select distinct
+        changes.site_id,
+        changes.scope_key,
+        changes.is_extra
+    from (
+        select
+            c.site_id,
+            c.{{ scope_key(scope) }} as scope_key,
+            false as is_extra
+        from {{ scope_changes(scope) }} as c
+        where
+            c.change_id > (
+                select w.change_id from {{ scope_watermarks() }} as w
+                where w.model_name = '{{ this.identifier }}'
+            )
+            and c.change_id <= (select m.change_id from {{ scope_mark_relation() }} as m)
+            {%- if extra %}
+        union all
+        select
+            extra.*,
+            true as is_extra
+        from ({{ extra }}) as extra
+            {%- endif %}
+    ) as changes;
+    create index on {{ scope_relation() }} (site_id, scope_key);
+    analyze {{ scope_relation() }};
+            {%- if publish_extra %}
+    insert into {{ scope_changes(scope) }} (site_id, {{ scope_key(scope) }})
+    select distinct site_id, scope_key from {{ scope_relation() }} where is_extra;
+            {%- endif %}
+            {%- if log_customers %}
+    {{ scope_log_customers() }};
+            {%- endif %}
+    delete from {{ this }} as t
+    using {{ scope_relation() }} as s
+    where t.site_id = s.site_id and t.{{ column }} = s.scope_key;
+        {%- else %}
+    -- built whole: the watermark is missing, stale or from another configuration, or a
+    -- model read here was built whole since
+    delete from {{ this }};
+        {%- endif %}
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- The model's condition on what it reads: in the scope's keys in a run that rebuilds a
+    scope, else true. -#}
+{% macro in_scope(site_id='site_id', key='device_key') -%}
+    {%- if is_incremental() and run_query is defined and scoped() -%}
+        ({{ site_id }}, {{ key }}) in (
+            select
+                scope.site_id,
+                scope.scope_key
+            from {{ scope_relation() }} as scope
+        )
+    {%- else -%}
+        true
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- post-hook: the watermark moves to the change id noted when the model started; a model
+    built whole records when. -#}
+{% macro scope_done(scope='device', configs=none, built_whole=none, log_customers=false) -%}
+    {%- set whole = (not scoped()) if built_whole is none else built_whole %}
+    {%- if log_customers and not whole %}
+    {{ scope_log_customers() }};
+    {%- endif %}
+    insert into {{ scope_watermarks() }} as w (
+        model_name, scope, config_hash, change_id, full_at, updated_at
+    )
+    select
+        '{{ this.identifier }}',
+        {%- if scope %}
+        '{{ scope }}',
+        {{ scope_config_hash(configs or scope_configs()) }},
+        (select m.change_id from {{ scope_mark_relation() }} as m),
+        {%- else %}
+        null,
+        {{ scope_config_hash(configs) }},
+        null,
+        {%- endif %}
+        {{ 'now()' if whole else 'null' }},
+        now()
+    on conflict (model_name) do update
+    set
+        scope = excluded.scope,
+        config_hash = excluded.config_hash,
+        change_id = excluded.change_id,
+        full_at = coalesce(excluded.full_at, w.full_at),
+        updated_at = excluded.updated_at
+{%- endmacro %}
+
+
+{#- Changes every scoped model has consumed are deleted (a model not run for 30 days is
+    built whole when it runs again, so it does not hold them back). -#}
+{% macro scope_prune() -%}
+    {%- for scope in ['device', 'customer'] %}
+    delete from {{ scope_changes(scope) }}
+    where change_id <= (
+        select min(w.change_id) from {{ scope_watermarks() }} as w
+        where w.scope = '{{ scope }}' and w.updated_at > now() - interval '30 days'
+    );
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#- int_sessions' extra scope: devices with a visit whose orders differ from int_orders' (an
+    order id tracked twice, now counted in another device's visit). -#}
+{% macro int_sessions_orders_moved() -%}
+    select coalesce(s.site_id, o.site_id), coalesce(s.visitor_id, o.visitor_id)
+    from (
+        select site_id, session_id, visitor_id, count(*) as transactions, sum(revenue) as revenue
+        from {{ ref('int_orders') }}
+        group by site_id, session_id, visitor_id
+    ) as o
+    full join (
+        select site_id, session_id, visitor_id, transactions, revenue
+        from {{ this }}
+        where transactions > 0
+    ) as s on o.session_id = s.session_id
+    where
+        s.session_id is null or o.session_id is null
+        or s.transactions <> o.transactions or s.revenue <> coalesce(o.revenue, 0)
+{%- endmacro %}
