@@ -37,7 +37,9 @@
 {#- The dlt loads int_events_sessionised has not read yet: completed within ten minutes of the
     newest load it holds, or later (a load that committed while the last run read is not
     missed), and none of whose rows it holds. Asked when the model runs, so the ids reach
-    the planner as literals. -#}
+    the planner as literals. (Asked as "the first row of this load in (loaded_at, load_id)
+    order": one probe of that index. As a plain anti-join the planner, seeing few distinct
+    loaded_at values, scans the table, and a load's rows are at its end.) -#}
 {% macro sessionised_new_loads() -%}
     {%- set found = {'tracker': [], 'log': []} %}
     {%- if execute and is_incremental() and run_query is defined %}
@@ -48,8 +50,9 @@
             {%- set rows = run_query(
                 "select l.load_id from " ~ loads ~ " as l where l.loaded_at > (select "
                 ~ "coalesce(max(loaded_at), '-infinity'::timestamptz) - interval '10 minutes' "
-                ~ "from " ~ this ~ ") and not exists (select 1 from " ~ this ~ " as seen "
-                ~ "where seen.loaded_at = l.loaded_at and seen.load_id = l.load_id)"
+                ~ "from " ~ this ~ ") and not exists (select from (select from " ~ this
+                ~ " as seen where seen.loaded_at = l.loaded_at and seen.load_id = l.load_id "
+                ~ "order by seen.loaded_at, seen.load_id limit 1) as seen)"
             ) %}
             {%- do found.update({kind: rows.columns[0].values() | list}) %}
             {%- if found[kind] %}

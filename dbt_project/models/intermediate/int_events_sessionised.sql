@@ -38,7 +38,7 @@
         {'columns': ['site_id', 'device_key', 'gap_started_at']},
         {'columns': ['site_id', 'page_path', 'occurred_at']},
         {'columns': ['session_id']},
-        {'columns': ['loaded_at']},
+        {'columns': ['loaded_at', 'load_id']},
         {'columns': ['sessionised_at']},
     ],
     pre_hook="{{ scope_tables() }}",

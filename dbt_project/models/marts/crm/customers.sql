@@ -8,65 +8,9 @@
 -- (one visit) or "engaged visitor" (returning).
 with
 
-sessions as (
+customers as (
 
-    select * from {{ ref('fct_sessions') }}
-
-),
-
-transactions as (
-
-    select * from {{ ref('fct_transactions') }}
-
-),
-
-activity as (
-
-    select
-        site_id,
-        customer_key,
-        max(user_id) as user_id,
-        count(distinct visitor_id) as visitor_ids,
-        min(started_at) as first_seen_at,
-        max(ended_at) as last_seen_at,
-        count(*) as visits,
-        sum(page_views) as page_views,
-        sum(engaged_seconds) as engaged_seconds,
-        sum(goal_conversions) as goal_conversions,
-        (array_agg(channel_id order by started_at, session_id))[1] as first_touch_channel_id,
-        (array_agg(campaign_name order by started_at, session_id))[1] as first_touch_campaign,
-        coalesce(
-            (
-                array_agg(channel_id order by started_at desc, session_id asc) filter (
-                    where channel_id <> 'direct'
-                )
-            )[1],
-            'direct'
-        ) as last_touch_channel_id,
-        (
-            array_agg(campaign_name order by started_at desc, session_id asc) filter (
-                where channel_id <> 'direct'
-            )
-        )[1]
-            as last_touch_campaign,
-        (array_agg(device_type order by started_at desc, session_id asc))[1] as last_device_type,
-        (array_agg(country_code order by started_at desc, session_id asc))[1] as last_country_code
-    from sessions
-    group by site_id, customer_key
-
-),
-
-purchases as (
-
-    select
-        site_id,
-        customer_key,
-        count(*) as transactions,
-        sum(revenue) as revenue,
-        min(ordered_at) as first_transaction_at,
-        max(ordered_at) as last_transaction_at
-    from transactions
-    group by site_id, customer_key
+    select * from {{ ref('int_customer_activity') }}
 
 ),
 
@@ -74,8 +18,8 @@ site_now as (
 
     select
         site_id,
-        max(ended_at) as latest_activity_at
-    from sessions
+        max(last_seen_at) as latest_activity_at
+    from customers
     group by site_id
 
 ),
@@ -83,16 +27,10 @@ site_now as (
 combined as (
 
     select
-        activity.*,
-        coalesce(purchases.transactions, 0) as transactions,
-        coalesce(purchases.revenue, 0)::numeric(14, 2) as revenue,
-        purchases.first_transaction_at,
-        purchases.last_transaction_at,
-        (site_now.latest_activity_at::date - activity.last_seen_at::date) as recency_days
-    from activity
-    inner join site_now on activity.site_id = site_now.site_id
-    left join purchases
-        on activity.site_id = purchases.site_id and activity.customer_key = purchases.customer_key
+        customers.*,
+        (site_now.latest_activity_at::date - customers.last_seen_at::date) as recency_days
+    from customers
+    inner join site_now on customers.site_id = site_now.site_id
 
 ),
 

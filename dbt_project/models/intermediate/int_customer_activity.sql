@@ -1,0 +1,93 @@
+-- One row per customer (site + customer key): lifetime activity and purchases, the part of
+-- crm.customers that depends on the customer's own visits only. Incremental by customer
+-- (macros/scopes.sql); crm.customers adds the scores that compare customers of a site.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}],
+    pre_hook="{{ scope_start(scope='customer', column='customer_key') }}",
+    post_hook="{{ scope_done(scope='customer') }}",
+) }}
+
+with
+
+sessions as (
+
+    select * from {{ ref('fct_sessions') }}
+    where {{ in_scope(key='customer_key') }}
+
+),
+
+transactions as (
+
+    select * from {{ ref('fct_transactions') }}
+    where {{ in_scope(key='customer_key') }}
+
+),
+
+activity as (
+
+    select
+        site_id,
+        customer_key,
+        max(user_id) as user_id,
+        count(distinct visitor_id) as visitor_ids,
+        min(started_at) as first_seen_at,
+        max(ended_at) as last_seen_at,
+        count(*) as visits,
+        sum(page_views) as page_views,
+        sum(engaged_seconds) as engaged_seconds,
+        sum(goal_conversions) as goal_conversions,
+        (array_agg(channel_id order by started_at, session_id))[1] as first_touch_channel_id,
+        (array_agg(campaign_name order by started_at, session_id))[1] as first_touch_campaign,
+        coalesce(
+            (
+                array_agg(channel_id order by started_at desc, session_id asc) filter (
+                    where channel_id <> 'direct'
+                )
+            )[1],
+            'direct'
+        ) as last_touch_channel_id,
+        (
+            array_agg(campaign_name order by started_at desc, session_id asc) filter (
+                where channel_id <> 'direct'
+            )
+        )[1]
+            as last_touch_campaign,
+        (array_agg(device_type order by started_at desc, session_id asc))[1] as last_device_type,
+        (array_agg(country_code order by started_at desc, session_id asc))[1] as last_country_code
+    from sessions
+    group by site_id, customer_key
+
+),
+
+purchases as (
+
+    select
+        site_id,
+        customer_key,
+        count(*) as transactions,
+        sum(revenue) as revenue,
+        min(ordered_at) as first_transaction_at,
+        max(ordered_at) as last_transaction_at
+    from transactions
+    group by site_id, customer_key
+
+),
+
+combined as (
+
+    select
+        activity.*,
+        coalesce(purchases.transactions, 0) as transactions,
+        coalesce(purchases.revenue, 0)::numeric(14, 2) as revenue,
+        purchases.first_transaction_at,
+        purchases.last_transaction_at
+    from activity
+    left join purchases
+        on activity.site_id = purchases.site_id and activity.customer_key = purchases.customer_key
+
+)
+
+select * from combined
