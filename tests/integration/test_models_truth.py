@@ -261,6 +261,49 @@ def test_funnel_counts_match_the_truth(demo):
     ]
 
 
+def test_data_tests_read_what_changed_since_the_last_passing_run(demo):
+    """An ordinary build's data tests read the rows of devices changed since the last run
+    that passed every test (macros/test_scopes.sql); a build after a full refresh reads
+    everything. A row broken behind the models' back is found once its device changes."""
+    env, url = demo["env"], demo["url"]
+    # after the fixture's full refresh: every test reads every row, all pass, the watermark moves
+    siteline(env, "dbt", "build")
+    (tested_at,) = query(
+        url, "select updated_at from intermediate.scope_watermarks where model_name = 'data_tests'"
+    )[0]
+    site_id, visitor_id, page_view_id = query(
+        url, "select site_id, visitor_id, page_view_id from web.fct_page_views "
+        "order by page_view_id limit 1",
+    )[0]  # fmt: skip
+    with connect(url, autocommit=True) as conn:
+        conn.execute(
+            "update web.fct_page_views set viewed_at = null where page_view_id = %s",
+            (page_view_id,),
+        )
+    try:
+        # the device did not change since the passing run: its rows are not read again
+        siteline(env, "dbt", "test", "--select", "fct_page_views")
+        with connect(url, autocommit=True) as conn:
+            conn.execute(
+                "insert into intermediate.changed_devices (site_id, device_key) values (%s, %s)",
+                (site_id, visitor_id),
+            )
+        exe = shutil.which("siteline") or str(Path(sys.executable).with_name("siteline"))
+        failed = subprocess.run(
+            [exe, "dbt", "test", "--select", "fct_page_views"], env=env, capture_output=True,
+            text=True, timeout=900,
+        )  # fmt: skip
+        assert failed.returncode != 0
+        assert "not_null_fct_page_views_viewed_at" in failed.stdout
+        # neither selected run (a subset of the tests) moved the watermark
+        assert query(
+            url, "select updated_at from intermediate.scope_watermarks "
+            "where model_name = 'data_tests'",
+        )[0][0] == tested_at  # fmt: skip
+    finally:
+        siteline(env, "dbt", "run", "--select", "fct_page_views", "--full-refresh")
+
+
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):
     """Last in the module: it changes the configuration. A shorter inactivity timeout and a
     new goal, then an ordinary `siteline run`: the incremental models see that the rules

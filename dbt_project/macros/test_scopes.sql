@@ -1,0 +1,107 @@
+-- noqa: disable=LT02
+{#- Data tests read what changed since the last run whose tests all passed.
+
+    A model whose rows are rebuilt by device (macros/scopes.sql), or a staging view of a raw
+    table dlt appends to, says in its config what a test may restrict itself to:
+
+        config:
+          meta:
+            tests_read: {by: device, column: visitor_id}      # devices changed since
+            tests_read: {by: load, column: load_id, raw: raw_collector}   # loads since
+
+    Every row such a test checks is a row that changed (or arrived) since the last `dbt build`
+    or `dbt test` that ran every test and passed them all (its start is the watermark, kept in
+    intermediate.scope_watermarks as 'data_tests'); rows that did not change passed then. A
+    key of these models never repeats across devices or loads (a page view, visit or event id
+    belongs to one device; dlt merges a load's events on their id), so `unique` over the
+    changed rows, `not_null`, `accepted_values` and `relationships` from them stay exact.
+    Everything is tested again with --full-refresh, without a watermark, when the model was
+    built whole since (a full refresh, a configuration change), or when the last passing
+    run is 30 days old (older changes are pruned). -#}
+
+{% macro get_where_subquery(relation) -%}
+    {%- set conditions = [] %}
+    {%- set where = config.get('where', '') %}
+    {%- if where %}{% do conditions.append('(' ~ where ~ ')') %}{% endif %}
+    {%- set scoped = tests_read_condition(relation) %}
+    {%- if scoped %}{% do conditions.append(scoped) %}{% endif %}
+    {%- if conditions %}
+        {%- set filtered = conditions | join(' and ') %}
+        {%- do return('(select * from ' ~ relation ~ ' where ' ~ filtered ~ ') dbt_subquery') %}
+    {%- endif %}
+    {%- do return(relation) %}
+{%- endmacro %}
+
+
+{% macro tests_read_meta(relation) -%}
+    {%- for node in graph.nodes.values() if node.resource_type == 'model' %}
+        {%- if node.alias == relation.identifier and node.schema == relation.schema %}
+            {%- do return(node.config.meta.get('tests_read')) %}
+        {%- endif %}
+    {%- endfor %}
+    {%- do return(none) %}
+{%- endmacro %}
+
+
+{% macro tests_read_condition(relation) -%}
+    {%- if not execute or flags.FULL_REFRESH or run_query is not defined %}
+        {%- do return('') %}
+    {%- endif %}
+    {%- set rule = tests_read_meta(relation) %}
+    {%- if not rule %}{% do return('') %}{% endif %}
+    {#- the watermark, and whether the model was built whole since (its rows all new) -#}
+    {%- set watermark = run_query(
+        scope_tables() ~ "; select t.change_id, t.updated_at::text, "
+        ~ "coalesce(m.full_at >= t.updated_at, false) from " ~ scope_watermarks() ~ " as t "
+        ~ "left join " ~ scope_watermarks() ~ " as m on m.model_name = '" ~ relation.identifier
+        ~ "' where t.model_name = 'data_tests' and t.updated_at > now() - interval '30 days'"
+    ) %}
+    {%- if watermark.rows | length == 0 or watermark.rows[0][2] %}{% do return('') %}{% endif %}
+    {%- set change_id, tested_at = watermark.rows[0][0], watermark.rows[0][1] %}
+    {%- if rule.by == 'device' %}
+        {%- do return(
+            '(site_id, ' ~ rule.column ~ ') in (select c.site_id, c.device_key from '
+            ~ scope_changes('device') ~ ' as c where c.change_id > ' ~ (change_id or 0) ~ ')'
+        ) %}
+    {%- elif rule.by == 'load' %}
+        {#- loads committed since (ten minutes' overlap, as the sessionisation reads them);
+            literals, so the planner probes the raw table's load-id index -#}
+        {%- set loads = run_query(
+            "select l.load_id from " ~ rule.raw ~ "._dlt_loads as l where l.status = 0 "
+            ~ "and l.inserted_at > '" ~ tested_at ~ "'::timestamptz - interval '10 minutes'"
+        ) if load_table_exists(rule.raw) else none %}
+        {%- set ids = loads.columns[0].values() | list if loads else [] %}
+        {%- do return(rule.column ~ ' in (' ~ (sql_literals(ids) if ids else 'null') ~ ')') %}
+    {%- endif %}
+    {%- do return('') %}
+{%- endmacro %}
+
+
+{% macro load_table_exists(schema) -%}
+    {%- set found = run_query("select to_regclass('" ~ schema ~ "._dlt_loads') is not null") %}
+    {%- do return(found.columns[0].values()[0]) %}
+{%- endmacro %}
+
+
+{#- on-run-end: a run that ran every data test and passed them all moves the watermark to its
+    start (changes logged while it ran were tested by it, or are newer than it). -#}
+{% macro data_tests_done() -%}
+    {%- if execute %}
+        {%- set all_tests = graph.nodes.values() | selectattr('resource_type', 'equalto', 'test') | list %}
+        {%- set ran = results | selectattr('node.resource_type', 'equalto', 'test') | list %}
+        {%- set passed = ran | selectattr('status', 'equalto', 'pass') | list %}
+        {%- set failed_models = results | selectattr('status', 'in', ['error', 'skipped']) | list %}
+        {%- if all_tests | length > 0 and passed | length == all_tests | length and not failed_models %}
+    {{ scope_tables() }};
+    insert into {{ scope_watermarks() }} as w (model_name, scope, config_hash, change_id, updated_at)
+    select
+        'data_tests',
+        'device',
+        '',
+        (select coalesce(max(c.change_id), 0) from {{ scope_changes('device') }} as c),
+        '{{ run_started_at }}'::timestamptz
+    on conflict (model_name) do update
+    set change_id = excluded.change_id, updated_at = excluded.updated_at
+        {%- endif %}
+    {%- endif %}
+{%- endmacro %}
