@@ -44,6 +44,7 @@
 
 
 {% macro scope_tables() -%}
+    create schema if not exists {{ generate_schema_name('intermediate', none) }};
     create table if not exists {{ scope_watermarks() }} (
         model_name text primary key,
         scope text,

@@ -50,8 +50,10 @@
     {%- set rule = tests_read_meta(relation) %}
     {%- if not rule %}{% do return('') %}{% endif %}
     {#- the watermark, and whether the model was built whole since (its rows all new) -#}
+    {%- set exists = run_query("select to_regclass('" ~ scope_watermarks() ~ "') is not null") %}
+    {%- if not exists.columns[0].values()[0] %}{% do return('') %}{% endif %}
     {%- set watermark = run_query(
-        scope_tables() ~ "; select t.change_id, t.updated_at::text, "
+        "select t.change_id, t.updated_at::text, "
         ~ "coalesce(m.full_at >= t.updated_at, false) from " ~ scope_watermarks() ~ " as t "
         ~ "left join " ~ scope_watermarks() ~ " as m on m.model_name = '" ~ relation.identifier
         ~ "' where t.model_name = 'data_tests' and t.updated_at > now() - interval '30 days'"

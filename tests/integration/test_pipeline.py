@@ -65,8 +65,11 @@ def test_definitions_form_one_connected_graph(warehouse):
     assert parents("intermediate/int_events_unified") >= {
         "staging/stg_collector__events", "staging/stg_logfiles__hits", "reference/referrer_hosts",
     }  # fmt: skip
+    # its data, and every configuration whose change rebuilds it (macros/scopes.sql)
     assert parents("web/fct_page_views") == {
         "intermediate/int_events_sessionised", "web/fct_sessions", "staging/stg_config__sites",
+        "staging/stg_config__goals", "staging/stg_config__funnel_steps",
+        "staging/stg_config__page_labels", "staging/stg_config__campaign_parameters",
     }  # fmt: skip
     checks = {c.to_user_string() for c in graph.asset_check_keys}
     assert "web/fct_page_views:unique_fct_page_views_page_view_id" in checks
