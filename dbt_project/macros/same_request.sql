@@ -42,6 +42,9 @@
         r.event_source = 'logfile'
         and {{ same_request(other, 'r') }}
         {%- endif %}
+    -- a fence: kept as a subquery run per outer row (an index probe), never flattened into
+    -- a join the planner may hash over the whole table
+    offset 0
 {%- endmacro %}
 
 

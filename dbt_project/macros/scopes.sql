@@ -266,6 +266,10 @@
         change_id = excluded.change_id,
         full_at = coalesce(excluded.full_at, w.full_at),
         updated_at = excluded.updated_at
+    {%- if whole %};
+    -- statistics now: the next run plans its probes on them, and autovacuum's may come later
+    analyze {{ this }}
+    {%- endif %}
 {%- endmacro %}
 
 

@@ -30,7 +30,20 @@
     where sessionised_at = now();
     {%- endif %}
     {{ scope_prune() }}
-    {{ scope_done(scope=none, configs=sessionised_configs(), built_whole=whole) }}
+    {{ scope_done(scope=none, configs=sessionised_configs(), built_whole=whole) }};
+    -- late events are few: a partial index finds them (agg_late_events) without a scan
+    do $$
+    begin
+        if not exists (
+            select 1 from pg_indexes
+            where
+                schemaname = '{{ this.schema }}' and tablename = '{{ this.identifier }}'
+                and indexdef like '%WHERE is_late%'
+        ) then
+            create index on {{ this }} (site_id, occurred_at) where is_late;
+        end if;
+    end
+    $$
 {%- endmacro %}
 
 

@@ -65,13 +65,8 @@ unified as (
 
 new_rows as (
 
-    select unified.*
-    from unified
-    where not exists (
-        select 1
-        from {{ this }} as done
-        where done.event_id = unified.event_id and done.load_id = unified.load_id
-    )
+    -- none of these loads' rows is here yet (sessionised_new_loads)
+    select * from unified
 
 ),
 
@@ -182,7 +177,13 @@ changed_devices as (
         changed.device_key,
         min(least(changed.occurred_at, previous.occurred_at)) as first_changed_at
     from changed
-    left join {{ this }} as previous on changed.event_id = previous.event_id
+    -- by the event_id index, one row at a time (a fence: not flattened into a hash join)
+    left join lateral (
+        select p.occurred_at
+        from {{ this }} as p
+        where p.event_id = changed.event_id
+        offset 0  -- noqa: AM09
+    ) as previous on true
     group by changed.site_id, changed.device_key
 
 ),
@@ -209,18 +210,24 @@ batch as (
     select * from changed
     union all
     select {{ unified_columns('done.') }}
-    from {{ this }} as done
-    inner join restarts
-        on
-            done.site_id = restarts.site_id
-            and done.device_key = restarts.device_key
-            and done.occurred_at >= restarts.restart_at
-    where
-        done.session_id is not null
-        and not exists (
-            select 1 from changed
-            where changed.event_id = done.event_id
-        )
+    from restarts
+    -- per device through the (site_id, device_key, gap_started_at) index; "offset 0" is a
+    -- fence that keeps it a per-row subquery (flattened into a join, the planner may hash
+    -- the whole table for a few thousand devices)
+    cross join lateral (
+        select d.*
+        from {{ this }} as d
+        where
+            d.site_id = restarts.site_id
+            and d.device_key = restarts.device_key
+            and d.occurred_at >= restarts.restart_at
+            and d.session_id is not null
+        offset 0  -- noqa: AM09
+    ) as done
+    where not exists (
+        select 1 from changed
+        where changed.event_id = done.event_id
+    )
 
 ),
 

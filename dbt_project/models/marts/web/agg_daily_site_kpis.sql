@@ -20,9 +20,9 @@ conversions as (
 
 ),
 
-events as (
+late_events as (
 
-    select * from {{ ref('int_events_sessionised') }}
+    select * from {{ ref('agg_late_events') }}
 
 ),
 
@@ -80,13 +80,11 @@ converting as (
 late as (
 
     select
-        events.site_id,
-        (events.occurred_at at time zone sites.site_timezone)::date as kpi_date,
-        count(*) as late_events
-    from events
-    inner join sites on events.site_id = sites.site_id
-    where events.is_late
-    group by events.site_id, (events.occurred_at at time zone sites.site_timezone)::date
+        site_id,
+        occurred_date as kpi_date,
+        sum(late_events)::bigint as late_events
+    from late_events
+    group by site_id, occurred_date
 
 ),
 
