@@ -1,14 +1,7 @@
 -- One row per customer (site + customer key): lifetime activity and purchases, the part of
 -- crm.customers that depends on the customer's own visits only. Incremental by customer
 -- (macros/scopes.sql); crm.customers adds the scores that compare customers of a site.
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}],
-    pre_hook="{{ scope_start(scope='customer', column='customer_key') }}",
-    post_hook="{{ scope_done(scope='customer') }}",
-) }}
+{{ scoped_model('customer', indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}]) }}
 
 with
 

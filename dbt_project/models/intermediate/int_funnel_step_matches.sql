@@ -3,17 +3,10 @@
 -- step n after step n-1 was reached" once per visit and step; over a CTE each lookup scanned
 -- every match (1M events: over 8 minutes), over the index it is one probe. Incremental by
 -- device (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    indexes=[
-        {'columns': ['session_id', 'funnel_id', 'step_number', 'occurred_at']},
-        {'columns': ['site_id', 'visitor_id']},
-    ],
-    pre_hook="{{ scope_start() }}",
-    post_hook="{{ scope_done() }}",
-) }}
+{{ scoped_model(indexes=[
+    {'columns': ['session_id', 'funnel_id', 'step_number', 'occurred_at']},
+    {'columns': ['site_id', 'visitor_id']},
+]) }}
 
 
 with

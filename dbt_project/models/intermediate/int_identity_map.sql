@@ -1,14 +1,7 @@
 -- Which user each visitor id (browser) belongs to: the user id of its latest identify
 -- (login). Applied to all of that visitor's sessions, past ones too, and merging every
 -- device of one user under one customer key. Incremental by device (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    indexes=[{'columns': ['site_id', 'visitor_id'], 'unique': True}],
-    pre_hook="{{ scope_start() }}",
-    post_hook="{{ scope_done() }}",
-) }}
+{{ scoped_model(indexes=[{'columns': ['site_id', 'visitor_id'], 'unique': True}]) }}
 
 with
 

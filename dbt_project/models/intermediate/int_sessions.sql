@@ -2,16 +2,9 @@
 -- page's traffic source and the visitor's device and place. Incremental by device
 -- (macros/scopes.sql); an order first counted in another device's visit (the same order id
 -- tracked twice) brings that device into scope too, and is logged for the models above.
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    indexes=[
-        {'columns': ['session_id'], 'unique': True},
-        {'columns': ['site_id', 'visitor_id']},
-    ],
-    pre_hook="{{ scope_start(extra=int_sessions_orders_moved(), publish_extra=true) }}",
-    post_hook="{{ scope_done() }}",
+{{ scoped_model(
+    indexes=[{'columns': ['session_id'], 'unique': True}, {'columns': ['site_id', 'visitor_id']}],
+    start='extra=int_sessions_orders_moved(), publish_extra=true',
 ) }}
 
 with

@@ -1,12 +1,6 @@
 -- One row per customer and local day with activity: visits, page views, engaged time,
 -- conversions, orders and revenue. Incremental by customer (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ scope_start(scope='customer', column='customer_key') }}",
-    post_hook="{{ scope_done(scope='customer') }}",
-) }}
+{{ scoped_model('customer') }}
 
 with
 

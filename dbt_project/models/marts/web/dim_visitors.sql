@@ -1,13 +1,7 @@
 -- One row per visitor id: a browser (the tracker's first-party id) or, for visits only the
 -- logs saw, a keyed hash of IP + user agent ("log:..."). customer_key ties visitors of one
 -- identified user together. Incremental by device (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ scope_start() }}",
-    post_hook="{{ scope_done() }}",
-) }}
+{{ scoped_model() }}
 
 with
 

@@ -1,12 +1,6 @@
 -- One row per custom event of a person (category, action, label, value, properties).
 -- Incremental by device (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ scope_start() }}",
-    post_hook="{{ scope_done() }}",
-) }}
+{{ scoped_model() }}
 
 with
 

@@ -2,13 +2,7 @@
 -- visit reaches step n at its first match of step n after it reached step n-1. Drop-off
 -- per step = visits reaching it that do not reach the next (reached_next_step false).
 -- Incremental by device (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ scope_start() }}",
-    post_hook="{{ scope_done() }}",
-) }}
+{{ scoped_model() }}
 
 with recursive
 

@@ -1,13 +1,7 @@
 -- One row per goal reached in a visit (a goal converts at most once per visit), goals from
 -- sites.yml. A goal without a fixed value is worth the visit's revenue when it is a
 -- purchase goal, else nothing. Incremental by device (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ scope_start() }}",
-    post_hook="{{ scope_done() }}",
-) }}
+{{ scoped_model() }}
 
 with
 

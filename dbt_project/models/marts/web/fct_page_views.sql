@@ -1,13 +1,7 @@
 -- One row per page view of a person (tracker page views, and log hits no tracker saw), with
 -- its place in the visit, time on page, engaged time and page performance. Incremental by
 -- device (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ scope_start() }}",
-    post_hook="{{ scope_done() }}",
-) }}
+{{ scoped_model() }}
 
 with
 

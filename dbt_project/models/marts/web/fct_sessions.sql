@@ -1,13 +1,7 @@
 -- One row per visit of a person (bots left out): when, how long, what was seen, where the
 -- visitor came from, on which device, which goals were reached and what was bought.
 -- Incremental by device; logs the customers of the devices it rebuilds (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ scope_start(log_customers=true) }}",
-    post_hook="{{ scope_done(log_customers=true) }}",
-) }}
+{{ scoped_model(start='log_customers=true', done='log_customers=true') }}
 
 with
 

@@ -1,12 +1,6 @@
 -- One row per line of an order: product, price, quantity and line revenue. Incremental by
 -- customer (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ scope_start(scope='customer', column='customer_key') }}",
-    post_hook="{{ scope_done(scope='customer') }}",
-) }}
+{{ scoped_model('customer') }}
 
 with
 

@@ -2,13 +2,7 @@
 -- first-touch channel (their first visit) and last-touch channel (the last visit up to the
 -- order that came from somewhere other than direct, else direct: "last non-direct click").
 -- Incremental by customer (macros/scopes.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ scope_start(scope='customer', column='customer_key') }}",
-    post_hook="{{ scope_done(scope='customer') }}",
-) }}
+{{ scoped_model('customer') }}
 
 with
 
