@@ -50,8 +50,7 @@
     {%- set rule = tests_read_meta(relation) %}
     {%- if not rule %}{% do return('') %}{% endif %}
     {#- the watermark, and whether the model was built whole since (its rows all new) -#}
-    {%- set exists = run_query("select to_regclass('" ~ scope_watermarks() ~ "') is not null") %}
-    {%- if not exists.columns[0].values()[0] %}{% do return('') %}{% endif %}
+    {%- if not relation_exists(scope_watermarks()) %}{% do return('') %}{% endif %}
     {%- set watermark = run_query(
         "select t.change_id, t.updated_at::text, "
         ~ "coalesce(m.full_at >= t.updated_at, false) from " ~ scope_watermarks() ~ " as t "
@@ -71,16 +70,16 @@
         {%- set loads = run_query(
             "select l.load_id from " ~ rule.raw ~ "._dlt_loads as l where l.status = 0 "
             ~ "and l.inserted_at > '" ~ tested_at ~ "'::timestamptz - interval '10 minutes'"
-        ) if load_table_exists(rule.raw) else none %}
+        ) if relation_exists(rule.raw ~ '._dlt_loads') else none %}
         {%- set ids = loads.columns[0].values() | list if loads else [] %}
-        {%- do return(rule.column ~ ' in (' ~ (sql_literals(ids) if ids else 'null') ~ ')') %}
+        {%- do return(rule.column ~ ' in (' ~ sql_literals(ids) ~ ')') %}
     {%- endif %}
     {%- do return('') %}
 {%- endmacro %}
 
 
-{% macro load_table_exists(schema) -%}
-    {%- set found = run_query("select to_regclass('" ~ schema ~ "._dlt_loads') is not null") %}
+{% macro relation_exists(name) -%}
+    {%- set found = run_query("select to_regclass('" ~ name ~ "') is not null") %}
     {%- do return(found.columns[0].values()[0]) %}
 {%- endmacro %}
 
