@@ -308,15 +308,19 @@
 
 {#- The config of a scoped incremental model: appended rows, its scope's hooks and, when
     given, indexes (else those of the model's YAML). `scope`/`column` as in scope_start;
-    `start`/`done`: more arguments for the two hooks, as written in a call. -#}
-{% macro scoped_model(scope='device', column=none, indexes=none, start='', done='') -%}
+    `start`/`done`: more arguments for the two hooks, as written in a call; `prepare`: the
+    name of a macro whose SQL runs first in the pre-hook. -#}
+{% macro scoped_model(
+    scope='device', column=none, indexes=none, start='', done='', prepare=none
+) -%}
     {%- set key = column or ('customer_key' if scope == 'customer' else 'visitor_id') %}
     {%- set args = "scope='" ~ scope ~ "'" %}
     {%- set settings = {
         'materialized': 'incremental',
         'incremental_strategy': 'append',
         'on_schema_change': 'append_new_columns',
-        'pre_hook': "{{ scope_start(" ~ args ~ ", column='" ~ key ~ "'"
+        'pre_hook': ("{{ " ~ prepare ~ "() }}; " if prepare else "")
+            ~ "{{ scope_start(" ~ args ~ ", column='" ~ key ~ "'"
             ~ (", " ~ start if start else "") ~ ") }}",
         'post_hook': "{{ scope_done(" ~ args ~ (", " ~ done if done else "") ~ ") }}",
     } %}

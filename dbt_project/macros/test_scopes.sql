@@ -17,7 +17,11 @@
     changed rows, `not_null`, `accepted_values` and `relationships` from them stay exact.
     Everything is tested again with --full-refresh, without a watermark, when the model was
     built whole since (a full refresh, a configuration change), or when the last passing
-    run is 30 days old (older changes are pruned). -#}
+    run is 30 days old (older changes are pruned).
+
+    Loads are tracked by id, not by time (macros/loads_read.sql): every dbt invocation notes
+    the raw loads it can see when it starts (on-run-start: note_tested_loads), and a run
+    that passes every test marks those as tested. A test reads the loads not marked yet. -#}
 
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] %}
@@ -65,12 +69,13 @@
             ~ scope_changes('device') ~ ' as c where c.change_id > ' ~ (change_id or 0) ~ ')'
         ) %}
     {%- elif rule.by == 'load' %}
-        {#- loads committed since (ten minutes' overlap, as the sessionisation reads them);
-            literals, so the planner probes the raw table's load-id index -#}
+        {#- loads no passing run has tested yet (macros/loads_read.sql); literals, so the planner
+            probes the raw table's load-id index -#}
         {%- set loads = run_query(
             "select l.load_id from " ~ rule.raw ~ "._dlt_loads as l where l.status = 0 "
-            ~ "and l.inserted_at > '" ~ tested_at ~ "'::timestamptz - interval '10 minutes'"
-        ) if relation_exists(rule.raw ~ '._dlt_loads') else none %}
+            ~ "and not exists (select 1 from " ~ loads_read() ~ " as t where t.reader = 'data_tests' "
+            ~ "and t.raw_schema = '" ~ rule.raw ~ "' and t.load_id = l.load_id and t.done)"
+        ) if relation_exists(rule.raw ~ '._dlt_loads') and relation_exists(loads_read()) else none %}
         {%- set ids = loads.columns[0].values() | list if loads else [] %}
         {%- do return(rule.column ~ ' in (' ~ sql_literals(ids) ~ ')') %}
     {%- endif %}
@@ -84,8 +89,28 @@
 {%- endmacro %}
 
 
+{#- on-run-start: the raw loads this invocation can see (tested once it passes every test) -#}
+{% macro note_tested_loads() -%}
+    {{ loads_read_table() }};
+    {%- for raw in ['raw_collector', 'raw_logfiles'] %}
+    do $$
+    begin
+        if to_regclass('{{ raw }}._dlt_loads') is not null then
+            insert into {{ loads_read() }} (reader, raw_schema, load_id, seen_at, done)
+            select 'data_tests', '{{ raw }}', l.load_id, '{{ run_started_at }}'::timestamptz, false
+            from {{ raw }}._dlt_loads as l
+            where l.status = 0
+            on conflict (reader, raw_schema, load_id) do nothing;
+        end if;
+    end
+    $$;
+    {%- endfor %}
+{%- endmacro %}
+
+
 {#- on-run-end: a run that ran every data test and passed them all moves the watermark to its
-    start (changes logged while it ran were tested by it, or are newer than it). -#}
+    start (changes logged while it ran were tested by it, or are newer than it) and marks
+    the loads it saw at its start as tested. -#}
 {% macro data_tests_done() -%}
     {%- if execute %}
         {%- set all_tests = graph.nodes.values() | selectattr('resource_type', 'equalto', 'test') | list %}
@@ -102,7 +127,9 @@
         (select coalesce(max(c.change_id), 0) from {{ scope_changes('device') }} as c),
         '{{ run_started_at }}'::timestamptz
     on conflict (model_name) do update
-    set change_id = excluded.change_id, updated_at = excluded.updated_at
+    set change_id = excluded.change_id, updated_at = excluded.updated_at;
+    update {{ loads_read() }} set done = true
+    where reader = 'data_tests' and not done and seen_at <= '{{ run_started_at }}'::timestamptz
         {%- endif %}
     {%- endif %}
 {%- endmacro %}

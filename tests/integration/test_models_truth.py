@@ -111,9 +111,9 @@ def read(truth: Path, name: str) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def query(url: str, sql: str) -> list[tuple]:
+def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
     with connect(url) as conn:
-        return conn.execute(sql).fetchall()
+        return conn.execute(sql, params or None).fetchall()
 
 
 def test_incremental_runs_equal_a_full_refresh(demo):
@@ -302,6 +302,61 @@ def test_data_tests_read_what_changed_since_the_last_passing_run(demo):
         )[0][0] == tested_at  # fmt: skip
     finally:
         siteline(env, "dbt", "run", "--select", "fct_page_views", "--full-refresh")
+
+
+def test_staging_tests_read_the_loads_no_passing_run_has_tested(demo):
+    """A staging view's tests read the raw loads not yet marked tested: a passing build marks
+    every load it saw at its start (intermediate.loads_read), so a raw row broken behind
+    the loaders' back is not read again until its load is unmarked."""
+    env, url = demo["env"], demo["url"]
+    siteline(env, "dbt", "build")
+    loads = query(
+        url, "select l.load_id, t.done from raw_collector._dlt_loads as l "
+        "left join intermediate.loads_read as t on t.reader = 'data_tests' "
+        "and t.raw_schema = 'raw_collector' and t.load_id = l.load_id where l.status = 0",
+    )  # fmt: skip
+    assert len(loads) > 1
+    assert all(passed for _, passed in loads)
+    event_id, event_type, load_id = query(
+        url, "select event_id, type, _dlt_load_id from raw_collector.events "
+        "order by event_id limit 1",
+    )[0]  # fmt: skip
+    with connect(url, autocommit=True) as conn:
+        conn.execute(
+            "update raw_collector.events set type = 'bogus' where event_id = %s", (event_id,)
+        )
+    exe = shutil.which("siteline") or str(Path(sys.executable).with_name("siteline"))
+    select = ["dbt", "test", "--select", "stg_collector__events"]
+    try:
+        # its load passed before: not read again
+        siteline(env, *select)
+        with connect(url, autocommit=True) as conn:
+            conn.execute(
+                "update intermediate.loads_read set done = false "
+                "where reader = 'data_tests' and load_id = %s",
+                (load_id,),
+            )
+        failed = subprocess.run(
+            [exe, *select], env=env, capture_output=True, text=True, timeout=900
+        )
+        assert failed.returncode != 0
+        assert "accepted_values_stg_collector__events_event_type" in failed.stdout
+        # a subset of the tests marks nothing
+        done = (
+            "select done from intermediate.loads_read where reader = 'data_tests' and load_id = %s"
+        )
+        assert query(url, done, (load_id,)) == [(False,)]
+    finally:
+        with connect(url, autocommit=True) as conn:
+            conn.execute(
+                "update raw_collector.events set type = %s where event_id = %s",
+                (event_type, event_id),
+            )
+            conn.execute(
+                "update intermediate.loads_read set done = true "
+                "where reader = 'data_tests' and load_id = %s",
+                (load_id,),
+            )
 
 
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):

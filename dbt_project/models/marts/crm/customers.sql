@@ -6,42 +6,46 @@
 -- recency counts from the site's latest activity, so scores do not drift while no data
 -- arrives. Segments follow the usual RFM grid; customers without a purchase are "visitor"
 -- (one visit) or "engaged visitor" (returning).
+--
+-- Incremental by customer (macros/scopes.sql): the scores compare a site's customers, so
+-- every run scores them all again on narrow rows (customer_scores, a temporary table), and
+-- rewrites the customers whose activity changed plus those whose scores or days since the
+-- last visit moved (customers_rescored); the rest stay as they are.
+{{ scoped_model(
+    'customer', column='customer_key', prepare='customer_scores',
+    start='extra=customers_rescored()',
+) }}
+
 with
 
 customers as (
 
     select * from {{ ref('int_customer_activity') }}
+    where {{ in_scope(key='customer_key') }}
 
 ),
 
-site_now as (
+scores as (
 
-    select
-        site_id,
-        max(last_seen_at) as latest_activity_at
-    from customers
-    group by site_id
-
-),
-
-combined as (
-
-    select
-        customers.*,
-        (site_now.latest_activity_at::date - customers.last_seen_at::date) as recency_days
-    from customers
-    inner join site_now on customers.site_id = site_now.site_id
+    {%- if execute and run_query is defined %}
+    select * from {{ customer_scores_relation() }}
+    {%- else %}
+    {#- without a database (the linter): what the temporary table holds -#}
+    {{ customer_scores_query() }}
+    {%- endif %}
 
 ),
 
 scored as (
 
     select
-        *,
-        ntile(5) over (partition by site_id order by recency_days desc, customer_key asc) as recency_score,
-        ntile(5) over (partition by site_id order by visits, transactions, customer_key) as frequency_score,
-        ntile(5) over (partition by site_id order by revenue, customer_key) as monetary_score
-    from combined
+        customers.*,
+        scores.recency_score,
+        scores.frequency_score,
+        scores.monetary_score
+    from customers
+    inner join scores
+        on customers.site_id = scores.site_id and customers.customer_key = scores.customer_key
 
 ),
 

@@ -38,9 +38,9 @@ rejected_lines as (
 
 ),
 
-hits as (
+daily_log_hits as (
 
-    select * from {{ ref('stg_logfiles__hits') }}
+    select * from {{ ref('int_daily_log_hits') }}
 
 ),
 
@@ -102,15 +102,8 @@ quarantined as (
 
 log_hits as (
 
-    select
-        hits.site_id,
-        (hits.requested_at at time zone sites.site_timezone)::date as kpi_date,
-        count(*) as log_hits,
-        count(*) filter (where hits.is_bot) as bot_log_hits,
-        count(*) filter (where hits.is_static) as static_log_hits
-    from hits
-    inner join sites on hits.site_id = sites.site_id
-    group by hits.site_id, (hits.requested_at at time zone sites.site_timezone)::date
+    -- counted per day as loads arrive (int_daily_log_hits), not by scanning every hit
+    select * from daily_log_hits
 
 ),
 

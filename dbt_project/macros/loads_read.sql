@@ -1,0 +1,103 @@
+-- noqa: disable=LT02
+{#- Which raw dlt loads a reader has taken in, by load id (not by time: a load that commits
+    while a reader is under way is simply taken in by its next run, and one taken in long
+    ago is never read again - no overlap of time to guess).
+
+    intermediate.loads_read holds a row per reader and load:
+
+      data_tests          every dbt invocation notes the loads it sees at its start
+                          (on-run-start: note_tested_loads); a run that passes every data
+                          test marks them done (macros/test_scopes.sql)
+      int_daily_log_hits  the loads whose days it counted (new_loads / new_loads_done)
+
+    A reader that rebuilds everything (--full-refresh) forgets its rows first. -#}
+
+{% macro loads_read() -%}
+    {{ generate_schema_name('intermediate', none) }}.loads_read
+{%- endmacro %}
+
+
+{% macro loads_read_table() -%}
+    create schema if not exists {{ generate_schema_name('intermediate', none) }};
+    create table if not exists {{ loads_read() }} (
+        reader text not null,
+        raw_schema text not null,
+        load_id text not null,
+        seen_at timestamptz not null,
+        done boolean not null,
+        primary key (reader, raw_schema, load_id)
+    )
+{%- endmacro %}
+
+
+{% macro new_loads_relation() -%}
+    {{ this.identifier }}__new_loads
+{%- endmacro %}
+
+
+{#- pre-hook: the completed loads of `raw` (a raw schema) this model has not taken in yet, in
+    a temporary table the model reads (new_loads_relation) and its post-hook records. -#}
+{% macro new_loads(raw) -%}
+    {{ loads_read_table() }};
+    {%- if not is_incremental() %}
+    delete from {{ loads_read() }} where reader = '{{ this.identifier }}';
+    {%- endif %}
+    drop table if exists {{ new_loads_relation() }};
+    create temporary table {{ new_loads_relation() }} (load_id text primary key);
+    do $$
+    begin
+        if to_regclass('{{ raw }}._dlt_loads') is not null then
+            insert into {{ new_loads_relation() }} (load_id)
+            select l.load_id
+            from {{ raw }}._dlt_loads as l
+            where
+                l.status = 0
+                and not exists (
+                    select 1 from {{ loads_read() }} as r
+                    where
+                        r.reader = '{{ this.identifier }}' and r.raw_schema = '{{ raw }}'
+                        and r.load_id = l.load_id
+                );
+        end if;
+    end
+    $$;
+    analyze {{ new_loads_relation() }}
+{%- endmacro %}
+
+
+{#- post-hook: the loads the model just took in are done. -#}
+{% macro new_loads_done(raw) -%}
+    insert into {{ loads_read() }} (reader, raw_schema, load_id, seen_at, done)
+    select '{{ this.identifier }}', '{{ raw }}', n.load_id, now(), true
+    from {{ new_loads_relation() }} as n
+    on conflict (reader, raw_schema, load_id) do nothing
+{%- endmacro %}
+
+
+{#- int_daily_log_hits: whether the sites' configuration (their time zones draw the days)
+    differs from its last run's; asked when it runs (the linter has no database). -#}
+{% macro daily_log_hits_zones_changed() -%}
+    {%- if execute and is_incremental() and run_query is defined %}
+        {%- set answer = run_query(
+            scope_tables() ~ '; select ' ~ scope_config_changed(['stg_config__sites'])
+        ) %}
+        {{- return(answer.columns[0].values()[0]) }}
+    {%- endif %}
+    {{- return(false) }}
+{%- endmacro %}
+
+
+{% macro daily_log_hits_start() -%};
+    {{ scope_tables() }}
+    {%- if is_incremental() and daily_log_hits_zones_changed() %};
+    delete from {{ this }}
+    {%- endif %}
+{%- endmacro %}
+
+
+{% macro daily_log_hits_done() -%}
+    {{ scope_done(
+        scope=none, configs=['stg_config__sites'],
+        built_whole=not is_incremental() or daily_log_hits_zones_changed(),
+    ) }}
+{%- endmacro %}
