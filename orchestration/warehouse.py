@@ -31,6 +31,25 @@ WAREHOUSE_DB = "siteline"
 DAGSTER_DB = "dagster"
 SUPERUSER = "postgres"
 SYSTEM_USER = "embedded_postgres"
+# The embedded server's settings, given at every start (so a warehouse initialised by an
+# older Siteline gets them too). It is one analytics node with no replicas: WAL is for crash
+# safety only, so wal_level "minimal" lets a table dbt builds (CREATE TABLE AS, then its
+# indexes, in one transaction) skip WAL altogether - written once, not twice. Backups are
+# pg_dump; for replicas or point-in-time recovery, run your own server (WAREHOUSE_URL).
+SERVER_SETTINGS = {
+    "max_connections": "200",
+    "shared_buffers": "256MB",
+    "work_mem": "32MB",
+    "maintenance_work_mem": "256MB",
+    "synchronous_commit": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    # bulk loads (a million log lines is ~1 GB of heap): fewer checkpoints
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+    "wal_buffers": "64MB",
+    "timezone": "UTC",
+}
 
 
 def mask_url(url: str) -> str:
@@ -223,16 +242,7 @@ class EmbeddedWarehouse:
                 "\n# Siteline: TCP on loopback only, no Unix socket (path-length limits).\n"
                 "listen_addresses = '127.0.0.1'\n"
                 "unix_socket_directories = ''\n"
-                "max_connections = 200\n"
-                "shared_buffers = 256MB\n"
-                "work_mem = 32MB\n"
-                "maintenance_work_mem = 256MB\n"
-                "synchronous_commit = off\n"
-                "# Bulk loads (a million log lines is ~1 GB of heap and WAL): fewer checkpoints.\n"
-                "max_wal_size = 4GB\n"
-                "checkpoint_timeout = 15min\n"
-                "wal_buffers = 64MB\n"
-                "timezone = 'UTC'\n"
+                "# The rest: SERVER_SETTINGS in orchestration/warehouse.py, given at start.\n"
             )
 
     def _pg(self, binary: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -267,12 +277,13 @@ class EmbeddedWarehouse:
                 f"cannot start the embedded warehouse: port {port} on 127.0.0.1 is in use by "
                 "another program; stop it, or set SITELINE_WAREHOUSE_PORT to a free port"
             )
+        options = [f"-p {port}", *(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())]
         try:
             self._pg(
                 "pg_ctl", "start", "-w", "-t", "60",
                 "-D", str(self.pgdata),
                 "-l", str(self.logfile),
-                "-o", f"-p {port}",
+                "-o", " ".join(options),
             )  # fmt: skip
         except subprocess.CalledProcessError as exc:
             tail = self._log_tail() if self.logfile.exists() else (exc.stderr or "").strip()
