@@ -120,6 +120,11 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--increment", type=float, default=0.01)
     ap.add_argument("--workdir", type=Path, default=Path(__file__).with_name(".work") / "models")
+    ap.add_argument(
+        "--reuse-load", action="store_true",
+        help="keep the database and data directory of the last run, whose first load finished "
+        "(resume at the full build)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     workdir = args.workdir / f"{args.events}"
@@ -136,20 +141,20 @@ def main() -> None:
     base = ensure_warehouse()
     name = f"siteline_bench_models_{args.events}"
     url, dagster_url = with_database(base, name), with_database(base, name + "_dagster")
-    with connect(with_database(base, "postgres"), autocommit=True) as conn:
-        for db in (name, name + "_dagster"):
-            conn.execute(f'drop database if exists "{db}" with (force)')
-    ensure_database(url)
-    ensure_database(dagster_url)
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SITELINE_", "DAGSTER_"))}
     env.update(SITELINE_HOME=str(home), WAREHOUSE_URL=url, DAGSTER_PG_URL=dagster_url)
-
-    deliver(sim, home, 1 - args.increment, first=True)
-    load = siteline(env, "run", *CONFIG, *RAW)
-    print(f"load of the first {1 - args.increment:.0%} (config, tracker events, log pull): "
-          f"{load:.0f} s", flush=True)  # fmt: skip
+    if not args.reuse_load:
+        with connect(with_database(base, "postgres"), autocommit=True) as conn:
+            for db in (name, name + "_dagster"):
+                conn.execute(f'drop database if exists "{db}" with (force)')
+        ensure_database(url)
+        ensure_database(dagster_url)
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        deliver(sim, home, 1 - args.increment, first=True)
+        load = siteline(env, "run", *CONFIG, *RAW)
+        print(f"load of the first {1 - args.increment:.0%} (config, tracker events, log pull): "
+              f"{load:.0f} s", flush=True)  # fmt: skip
     full = siteline(env, "dbt", "build", "--full-refresh")
     slowest(home, "full")
     events = count(url, "intermediate.int_events_sessionised")
