@@ -9,8 +9,9 @@
 
 with
 
-events as (
+events as not materialized (
 
+    -- read where used (the totals, landing and exit pages, devices), not copied whole
     select * from {{ ref('int_events_sessionised') }}
     where session_id is not null and {{ in_scope() }}
 

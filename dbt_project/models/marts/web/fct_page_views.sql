@@ -5,8 +5,9 @@
 
 with
 
-events as (
+events as not materialized (
 
+    -- read where used (page views, and the page views with heartbeats), not copied whole
     select * from {{ ref('int_events_sessionised') }}
     where session_id is not null and {{ in_scope() }}
 
@@ -36,20 +37,34 @@ page_views as (
 
 ),
 
+timeline as (
+
+    -- Page views and heartbeats of each visit in time order, a heartbeat after a page view
+    -- of the same moment: a heartbeat belongs to the page view before it, the one whose
+    -- number the running count of page views gives it.
+    select
+        session_id,
+        event_type,
+        engaged_seconds,
+        count(*) filter (where event_type = 'page_view') over (
+            partition by session_id order by occurred_at, event_type <> 'page_view', event_id
+            rows between unbounded preceding and current row
+        ) as page_view_number
+    from events
+    where event_type in ('page_view', 'page_ping')
+
+),
+
 pings as (
 
     -- Heartbeats measure engaged time; each belongs to the page view before it.
     select
-        page_views.event_id,
-        sum(pings.engaged_seconds) as engaged_seconds
-    from page_views
-    inner join events as pings
-        on
-            page_views.session_id = pings.session_id
-            and pings.event_type = 'page_ping'
-            and page_views.occurred_at <= pings.occurred_at
-            and (page_views.next_page_view_at > pings.occurred_at or page_views.next_page_view_at is null)
-    group by page_views.event_id
+        session_id,
+        page_view_number,
+        sum(engaged_seconds) as engaged_seconds
+    from timeline
+    where event_type = 'page_ping' and page_view_number > 0
+    group by session_id, page_view_number
 
 ),
 
@@ -91,7 +106,8 @@ final as (
     from page_views
     inner join sessions on page_views.session_id = sessions.session_id
     inner join sites on page_views.site_id = sites.site_id
-    left join pings on page_views.event_id = pings.event_id
+    left join pings
+        on page_views.session_id = pings.session_id and page_views.page_view_number = pings.page_view_number
 
 )
 
