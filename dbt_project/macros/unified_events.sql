@@ -52,7 +52,11 @@ log_loads as (
 
 ),
 
-tracker_events as (
+tracker_events as not materialized (
+
+    -- read where used (page views for the superseding match, every event for the stream,
+    -- page queries for campaigns): never copied whole, a copy of millions of wide rows
+    -- would be written to disk
 
     select
         tracker.event_id,
@@ -115,7 +119,9 @@ tracker_events as (
 
 ),
 
-log_page_views as (
+log_page_views as not materialized (
+
+    -- read where used, as tracker_events
 
     select
         hits.hit_id as event_id,
@@ -275,12 +281,20 @@ query_pairs as (
 
     -- The query's parameters of the page views that have any (split once per view; the
     -- set-returning function in the select list keeps the join below from running first).
+    -- Read from both sources, not from the union: the union is then read once, streamed.
     select
         event_id,
         site_id,
         string_to_table(page_query, '&') as pair
-    from unioned
+    from tracker_events
     where event_type = 'page_view' and page_query like '%=%'
+    union all
+    select
+        event_id,
+        site_id,
+        string_to_table(page_query, '&') as pair
+    from log_page_views
+    where page_query like '%=%'
 
 ),
 

@@ -243,14 +243,13 @@ batch as (
 
 eligible as (
 
-    -- Only what the visit rules need: the window functions below sort these narrow rows,
-    -- and the wide events are joined back once at the end.
+    -- Every row goes through the visit rules with all of its columns: one sort, and no
+    -- copy of the stream nor join back (at 10M events such a copy is tens of GB on disk).
+    -- Superseded log hits and late events go through in partitions of their own
+    -- (is_held_out) and come out without a visit.
     select
-        batch.event_id,
-        batch.site_id,
-        batch.device_key,
-        batch.occurred_at,
-        batch.event_type,
+        {{ unified_columns('batch.') }},
+        batch.is_superseded or batch.is_late as is_held_out,
         sites.inactivity_timeout,
         sites.split_at_midnight,
         sites.new_session_on_campaign_change,
@@ -266,14 +265,13 @@ eligible as (
         end as touch_key
     from batch
     inner join sites on batch.site_id = sites.site_id
-    where not batch.is_superseded and not batch.is_late
 
 ),
 
 -- The visit rules in one sort: every step below is a window over the same order (device,
--- time, event id), so PostgreSQL sorts the narrow rows once and streams them through the
--- steps. "The latest X before this row" is a running max over a key that only grows along
--- that order (the run or visit number, zero-padded, then the value).
+-- time, event id), so PostgreSQL sorts the rows once and streams them through the steps.
+-- "The latest X before this row" is a running max over a key that only grows along that
+-- order (the run or visit number, zero-padded, then the value).
 
 gaps as (
 
@@ -291,7 +289,9 @@ gaps as (
             lag(eligible.occurred_at) over device_time as previous_at,
             lag(eligible.local_date) over device_time as previous_local_date
         from eligible
-        window device_time as (partition by site_id, device_key order by occurred_at, event_id)
+        window device_time as (
+            partition by device_key, site_id, is_held_out order by occurred_at, event_id
+        )
     ) as ordered
 
 ),
@@ -307,7 +307,7 @@ gap_runs as (
         count(touch_key) over device_time as touch_number
     from gaps
     window device_time as (
-        partition by site_id, device_key order by occurred_at, event_id
+        partition by device_key, site_id, is_held_out order by occurred_at, event_id
         rows between unbounded preceding and current row
     )
 
@@ -327,7 +327,7 @@ earlier_touches as (
             over before_row as previous_touch
     from gap_runs
     window before_row as (
-        partition by site_id, device_key order by occurred_at, event_id
+        partition by device_key, site_id, is_held_out order by occurred_at, event_id
         rows between unbounded preceding and 1 preceding
     )
 
@@ -364,7 +364,7 @@ numbered as (
         max(case when is_session_start = 1 then occurred_at end) over device_time as visit_started_at
     from splits
     window device_time as (
-        partition by site_id, device_key order by occurred_at, event_id
+        partition by device_key, site_id, is_held_out order by occurred_at, event_id
         rows between unbounded preceding and current row
     )
 
@@ -392,7 +392,9 @@ pieces as (
             else 0
         end as is_piece_start
     from capped
-    window device_time as (partition by site_id, device_key order by occurred_at, event_id)
+    window device_time as (
+        partition by device_key, site_id, is_held_out order by occurred_at, event_id
+    )
 
 ),
 
@@ -400,55 +402,32 @@ assignments as (
 
     -- a visit (piece) is named after its first event and starts at its time
     select
-        event_id,
-        gap_started_at,
+        *,
         md5(site_id || '|' || device_key || '|' || substr(max(
             case
                 when is_piece_start = 1
                     then lpad(session_number::text, 12, '0') || lpad(session_piece::text, 12, '0')
                     || event_id
             end
-        ) over device_time, 25)) as session_id,
-        max(case when is_piece_start = 1 then occurred_at end) over device_time as session_started_at
+        ) over device_time, 25)) as assigned_session_id,
+        max(case when is_piece_start = 1 then occurred_at end) over device_time as assigned_started_at
     from pieces
     window device_time as (
-        partition by site_id, device_key order by occurred_at, event_id
+        partition by device_key, site_id, is_held_out order by occurred_at, event_id
         rows between unbounded preceding and current row
     )
 
 ),
 
-sessionised as (
-
-    select
-        {{ unified_columns('batch.') }},
-        assignments.gap_started_at,
-        assignments.session_id,
-        assignments.session_started_at,
-        now() as sessionised_at
-    from batch
-    inner join assignments on batch.event_id = assignments.event_id
-
-),
-
-unsessionised as (
+final as (
 
     select
         {{ unified_columns() }},
-        null::timestamptz as gap_started_at,
-        null::text as session_id,
-        null::timestamptz as session_started_at,
+        case when not is_held_out then gap_started_at end as gap_started_at,
+        case when not is_held_out then assigned_session_id end as session_id,
+        case when not is_held_out then assigned_started_at end as session_started_at,
         now() as sessionised_at
-    from batch
-    where is_superseded or is_late
-
-),
-
-final as (
-
-    select * from sessionised
-    union all
-    select * from unsessionised
+    from assignments
 
 )
 

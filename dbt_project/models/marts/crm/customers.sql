@@ -27,12 +27,8 @@ customers as (
 
 scores as (
 
-    {%- if execute and run_query is defined %}
+    -- the pre-hook's temporary table (macros/customer_scores.sql)
     select * from {{ customer_scores_relation() }}
-    {%- else %}
-    {#- without a database (the linter): what the temporary table holds -#}
-    {{ customer_scores_query() }}
-    {%- endif %}
 
 ),
 
