@@ -9,9 +9,10 @@
 
 with
 
-events as not materialized (
+events as {{ scope_cte() }} (
 
-    -- read where used (the totals, landing and exit pages, devices), not copied whole
+    -- a scope's rows are copied once; all rows are read where used (totals, landing and
+    -- exit pages, devices)
     select * from {{ ref('int_events_sessionised') }}
     where session_id is not null and {{ in_scope() }}
 

@@ -5,9 +5,10 @@
 
 with
 
-events as not materialized (
+events as {{ scope_cte() }} (
 
-    -- read where used (page views, and the page views with heartbeats), not copied whole
+    -- a scope's rows are copied once; all rows are read where used (page views, and
+    -- page views with heartbeats)
     select * from {{ ref('int_events_sessionised') }}
     where session_id is not null and {{ in_scope() }}
 
