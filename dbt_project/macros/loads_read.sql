@@ -10,7 +10,8 @@
                           test marks them done (macros/test_scopes.sql)
       int_daily_log_hits  the loads whose days it counted (new_loads / new_loads_done)
 
-    A reader that rebuilds everything (--full-refresh) forgets its rows first. -#}
+    A reader that rebuilds everything (--full-refresh) forgets its rows first. The table is
+    created in on-run-start (dbt_project.yml), before models run in parallel. -#}
 
 {% macro loads_read() -%}
     {{ generate_schema_name('intermediate', none) }}.loads_read
@@ -38,7 +39,6 @@
 {#- pre-hook: the completed loads of `raw` (a raw schema) this model has not taken in yet, in
     a temporary table the model reads (new_loads_relation) and its post-hook records. -#}
 {% macro new_loads(raw) -%}
-    {{ loads_read_table() }};
     {%- if not is_incremental() %}
     delete from {{ loads_read() }} where reader = '{{ this.identifier }}';
     {%- endif %}
@@ -74,30 +74,20 @@
 {%- endmacro %}
 
 
-{#- int_daily_log_hits: whether the sites' configuration (their time zones draw the days)
-    differs from its last run's; asked when it runs (the linter has no database). -#}
-{% macro daily_log_hits_zones_changed() -%}
-    {%- if execute and is_incremental() and run_query is defined %}
-        {%- set answer = run_query(
-            scope_tables() ~ '; select ' ~ scope_config_changed(['stg_config__sites'])
-        ) %}
-        {{- return(answer.columns[0].values()[0]) }}
-    {%- endif %}
-    {{- return(false) }}
+{#- int_daily_log_hits counts every day again when the sites' configuration (their time
+    zones draw the days) changed since its last run. -#}
+{% macro daily_log_hits_whole() -%}
+    {{- return(not is_incremental() or configs_changed(['stg_config__sites'])) }}
 {%- endmacro %}
 
 
-{% macro daily_log_hits_start() -%};
-    {{ scope_tables() }}
-    {%- if is_incremental() and daily_log_hits_zones_changed() %};
+{% macro daily_log_hits_start() -%}
+    {%- if is_incremental() and daily_log_hits_whole() %};
     delete from {{ this }}
     {%- endif %}
 {%- endmacro %}
 
 
 {% macro daily_log_hits_done() -%}
-    {{ scope_done(
-        scope=none, configs=['stg_config__sites'],
-        built_whole=not is_incremental() or daily_log_hits_zones_changed(),
-    ) }}
+    {{ scope_done(scope=none, configs=['stg_config__sites'], built_whole=daily_log_hits_whole()) }}
 {%- endmacro %}

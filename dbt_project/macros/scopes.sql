@@ -63,6 +63,18 @@
 {%- endmacro %}
 
 
+{#- Whether the configuration `configs` (names of stg_config models and seeds) differs from
+    the one this incremental model last ran with (asked when the model runs; the linter's
+    templater has no database, hence the guard). -#}
+{% macro configs_changed(configs) -%}
+    {%- if execute and is_incremental() and run_query is defined %}
+        {%- set answer = run_query(scope_tables() ~ '; select ' ~ scope_config_changed(configs)) %}
+        {{- return(answer.columns[0].values()[0]) }}
+    {%- endif %}
+    {{- return(false) }}
+{%- endmacro %}
+
+
 {#- The configuration the scoped models read, directly or through their inputs. A change to
     any of it rebuilds them all: sites.yml changes are rare, and a partial rule (this model
     reads goals, that one reads funnels) would have to follow every ref. -#}

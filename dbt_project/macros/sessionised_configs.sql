@@ -5,16 +5,9 @@
 {%- endmacro %}
 
 
-{#- Whether that configuration differs from the last run's (asked when the model runs
-    incrementally; the linter's templater has no database, hence the guard). -#}
+{#- Whether that configuration differs from the last run's. -#}
 {% macro sessionised_rules_changed() -%}
-    {%- if execute and is_incremental() and run_query is defined %}
-        {%- set answer = run_query(
-            scope_tables() ~ '; select ' ~ scope_config_changed(sessionised_configs())
-        ) %}
-        {{- return(answer.columns[0].values()[0]) }}
-    {%- endif %}
-    {{- return(false) }}
+    {{- return(configs_changed(sessionised_configs())) }}
 {%- endmacro %}
 
 

@@ -56,13 +56,13 @@
     {#- the watermark, and whether the model was built whole since (its rows all new) -#}
     {%- if not relation_exists(scope_watermarks()) %}{% do return('') %}{% endif %}
     {%- set watermark = run_query(
-        "select t.change_id, t.updated_at::text, "
+        "select t.change_id, "
         ~ "coalesce(m.full_at >= t.updated_at, false) from " ~ scope_watermarks() ~ " as t "
         ~ "left join " ~ scope_watermarks() ~ " as m on m.model_name = '" ~ relation.identifier
         ~ "' where t.model_name = 'data_tests' and t.updated_at > now() - interval '30 days'"
     ) %}
-    {%- if watermark.rows | length == 0 or watermark.rows[0][2] %}{% do return('') %}{% endif %}
-    {%- set change_id, tested_at = watermark.rows[0][0], watermark.rows[0][1] %}
+    {%- if watermark.rows | length == 0 or watermark.rows[0][1] %}{% do return('') %}{% endif %}
+    {%- set change_id = watermark.rows[0][0] %}
     {%- if rule.by == 'device' %}
         {%- do return(
             '(site_id, ' ~ rule.column ~ ') in (select c.site_id, c.device_key from '
@@ -91,7 +91,6 @@
 
 {#- on-run-start: the raw loads this invocation can see (tested once it passes every test) -#}
 {% macro note_tested_loads() -%}
-    {{ loads_read_table() }};
     {%- for raw in ['raw_collector', 'raw_logfiles'] %}
     do $$
     begin

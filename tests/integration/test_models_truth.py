@@ -44,10 +44,21 @@ INHERITED = (
 )  # fmt: skip
 
 
-def siteline(env: dict, *args: str) -> str:
+def run_siteline(env: dict, *args: str) -> subprocess.CompletedProcess:
     exe = shutil.which("siteline") or str(Path(sys.executable).with_name("siteline"))
-    result = subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=900)
+
+
+def siteline(env: dict, *args: str) -> str:
+    result = run_siteline(env, *args)
     assert result.returncode == 0, f"siteline {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def siteline_fails(env: dict, *args: str) -> str:
+    """The output of a siteline command that must fail (a data test finding a broken row)."""
+    result = run_siteline(env, *args)
+    assert result.returncode != 0, f"siteline {' '.join(args)} passed:\n{result.stdout}"
     return result.stdout
 
 
@@ -90,11 +101,10 @@ def demo(warehouse, tmp_path_factory):
         siteline(env, "run")
         runs += 1
     incremental = snapshot(url)
-    with connect(url, autocommit=True) as conn:  # what a back-office system writes
-        conn.execute(
-            "insert into crm.customer_attributes values ('demo', 'cust-0000001', "
-            "'recommendations', '[\"SKU-0001\"]', 'recommender', now())"
-        )
+    execute(  # what a back-office system writes
+        url, "insert into crm.customer_attributes values ('demo', 'cust-0000001', "
+        "'recommendations', '[\"SKU-0001\"]', 'recommender', now())",
+    )  # fmt: skip
     # Models only: the data tests ran on the same data in the incremental runs.
     siteline(env, "dbt", "run", "--full-refresh")
     yield {
@@ -114,6 +124,12 @@ def read(truth: Path, name: str) -> list[dict]:
 def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
     with connect(url) as conn:
         return conn.execute(sql, params or None).fetchall()
+
+
+def execute(url: str, sql: str, params: tuple = ()) -> None:
+    """A change behind the models' back, committed."""
+    with connect(url, autocommit=True) as conn:
+        conn.execute(sql, params or None)
 
 
 def test_incremental_runs_equal_a_full_refresh(demo):
@@ -275,26 +291,17 @@ def test_data_tests_read_what_changed_since_the_last_passing_run(demo):
         url, "select site_id, visitor_id, page_view_id from web.fct_page_views "
         "order by page_view_id limit 1",
     )[0]  # fmt: skip
-    with connect(url, autocommit=True) as conn:
-        conn.execute(
-            "update web.fct_page_views set viewed_at = null where page_view_id = %s",
-            (page_view_id,),
-        )
+    execute(url, "update web.fct_page_views set viewed_at = null where page_view_id = %s",
+            (page_view_id,))  # fmt: skip
     try:
         # the device did not change since the passing run: its rows are not read again
         siteline(env, "dbt", "test", "--select", "fct_page_views")
-        with connect(url, autocommit=True) as conn:
-            conn.execute(
-                "insert into intermediate.changed_devices (site_id, device_key) values (%s, %s)",
-                (site_id, visitor_id),
-            )
-        exe = shutil.which("siteline") or str(Path(sys.executable).with_name("siteline"))
-        failed = subprocess.run(
-            [exe, "dbt", "test", "--select", "fct_page_views"], env=env, capture_output=True,
-            text=True, timeout=900,
+        execute(
+            url, "insert into intermediate.changed_devices (site_id, device_key) values (%s, %s)",
+            (site_id, visitor_id),
         )  # fmt: skip
-        assert failed.returncode != 0
-        assert "not_null_fct_page_views_viewed_at" in failed.stdout
+        output = siteline_fails(env, "dbt", "test", "--select", "fct_page_views")
+        assert "not_null_fct_page_views_viewed_at" in output
         # neither selected run (a subset of the tests) moved the watermark
         assert query(
             url, "select updated_at from intermediate.scope_watermarks "
@@ -316,47 +323,30 @@ def test_staging_tests_read_the_loads_no_passing_run_has_tested(demo):
         "and t.raw_schema = 'raw_collector' and t.load_id = l.load_id where l.status = 0",
     )  # fmt: skip
     assert len(loads) > 1
-    assert all(passed for _, passed in loads)
+    assert all(done for _, done in loads)
     event_id, event_type, load_id = query(
         url, "select event_id, type, _dlt_load_id from raw_collector.events "
         "order by event_id limit 1",
     )[0]  # fmt: skip
-    with connect(url, autocommit=True) as conn:
-        conn.execute(
-            "update raw_collector.events set type = 'bogus' where event_id = %s", (event_id,)
-        )
-    exe = shutil.which("siteline") or str(Path(sys.executable).with_name("siteline"))
-    select = ["dbt", "test", "--select", "stg_collector__events"]
+    mark = (
+        "update intermediate.loads_read set done = %s where reader = 'data_tests' and load_id = %s"
+    )
+    execute(url, "update raw_collector.events set type = 'bogus' where event_id = %s", (event_id,))
     try:
         # its load passed before: not read again
-        siteline(env, *select)
-        with connect(url, autocommit=True) as conn:
-            conn.execute(
-                "update intermediate.loads_read set done = false "
-                "where reader = 'data_tests' and load_id = %s",
-                (load_id,),
-            )
-        failed = subprocess.run(
-            [exe, *select], env=env, capture_output=True, text=True, timeout=900
-        )
-        assert failed.returncode != 0
-        assert "accepted_values_stg_collector__events_event_type" in failed.stdout
+        siteline(env, "dbt", "test", "--select", "stg_collector__events")
+        execute(url, mark, (False, load_id))
+        output = siteline_fails(env, "dbt", "test", "--select", "stg_collector__events")
+        assert "accepted_values_stg_collector__events_event_type" in output
         # a subset of the tests marks nothing
-        done = (
-            "select done from intermediate.loads_read where reader = 'data_tests' and load_id = %s"
-        )
-        assert query(url, done, (load_id,)) == [(False,)]
+        assert query(
+            url, "select done from intermediate.loads_read "
+            "where reader = 'data_tests' and load_id = %s", (load_id,),
+        ) == [(False,)]  # fmt: skip
     finally:
-        with connect(url, autocommit=True) as conn:
-            conn.execute(
-                "update raw_collector.events set type = %s where event_id = %s",
-                (event_type, event_id),
-            )
-            conn.execute(
-                "update intermediate.loads_read set done = true "
-                "where reader = 'data_tests' and load_id = %s",
-                (load_id,),
-            )
+        execute(url, "update raw_collector.events set type = %s where event_id = %s",
+                (event_type, event_id))  # fmt: skip
+        execute(url, mark, (True, load_id))
 
 
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):

@@ -7,7 +7,7 @@
     (site_id, requested_at) index. That covers every day whose counts can change: a line
     loaded again replaces its old row (dlt merges on hit_id) and keeps its time, so it lands
     on the day it was counted on. A change of the sites' time zones counts every day again. -#}
-{%- set whole = not is_incremental() or daily_log_hits_zones_changed() %}
+{%- set whole = daily_log_hits_whole() %}
 {{ config(
     materialized='incremental',
     unique_key=['site_id', 'kpi_date'],
