@@ -31,6 +31,7 @@
     {%- if scoped %}{% do conditions.append(scoped) %}{% endif %}
     {%- if conditions %}
         {%- set filtered = conditions | join(' and ') %}
+        {#- tests/unique.sql (tested_relation) reads the relation back from this form -#}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ filtered ~ ') dbt_subquery') %}
     {%- endif %}
     {%- do return(relation) %}

@@ -349,6 +349,48 @@ def test_staging_tests_read_the_loads_no_passing_run_has_tested(demo):
         execute(url, mark, (True, load_id))
 
 
+def test_unique_tests_trust_a_unique_index_and_scan_a_table_without_one(demo):
+    """`unique` (macros/tests/unique.sql) is answered by a valid unique index on the column
+    without reading the table; without the index it scans and finds a duplicate."""
+    env, url = demo["env"], demo["url"]
+    test = "unique_fct_page_views_page_view_id"
+    siteline(env, "dbt", "test", "--select", test)
+    compiled = next(Path(env["SITELINE_HOME"], "dbt", "target", "compiled").rglob(f"{test}.sql"))
+    with connect(url) as conn:
+        plan = conn.execute("explain (analyze, format json) " + compiled.read_text()).fetchone()[0]
+
+    def scans(node: dict) -> list[dict]:
+        found = [node] if node.get("Relation Name") == "fct_page_views" else []
+        return found + [s for child in node.get("Plans", []) for s in scans(child)]
+
+    table_scans = scans(plan[0]["Plan"])
+    assert table_scans and all(s["Actual Loops"] == 0 for s in table_scans)
+
+    execute(url, "alter table web.fct_page_views drop constraint if exists fct_page_views_pkey")
+    (index,) = query(
+        url, "select indexrelid::regclass::text from pg_index where indisunique "
+        "and indrelid = 'web.fct_page_views'::regclass",
+    )[0]  # fmt: skip
+    execute(url, f"drop index {index}")
+    with connect(url, autocommit=True) as conn:
+        site_id, visitor_id = conn.execute(
+            "insert into web.fct_page_views select * from web.fct_page_views limit 1 "
+            "returning site_id, visitor_id"
+        ).fetchone()
+    # the duplicate's device changed: the test's scope reads it (macros/test_scopes.sql)
+    execute(
+        url, "insert into intermediate.changed_devices (site_id, device_key) values (%s, %s)",
+        (site_id, visitor_id),
+    )  # fmt: skip
+    try:
+        output = siteline_fails(env, "dbt", "test", "--select", test)
+        assert f"Failure in test {test}" in output
+    finally:
+        siteline(env, "dbt", "run", "--select", "fct_page_views", "--full-refresh")
+    dups = "select count(*) - count(distinct page_view_id) from web.fct_page_views"
+    assert query(url, dups) == [(0,)]
+
+
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):
     """Last in the module: it changes the configuration. A shorter inactivity timeout and a
     new goal, then an ordinary `siteline run`: the incremental models see that the rules
