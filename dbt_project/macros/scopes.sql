@@ -232,16 +232,6 @@
 {%- endmacro %}
 
 
-{#- How a scoped model's CTE of its input rows is read (`events as {{ scope_cte() }} (...)`):
-    copied once (materialized) when it holds a scope's few rows and is read several times;
-    read where used when it holds everything (a copy of millions of wide rows would be
-    written to disk and read back). -#}
-{% macro scope_cte() -%}
-    {%- if execute and run_query is defined and scoped() %}{{ return('materialized') }}{% endif %}
-    {{- return('not materialized') }}
-{%- endmacro %}
-
-
 {#- The model's condition on what it reads: in the scope's keys in a run that rebuilds a
     scope, else true. -#}
 {% macro in_scope(site_id='site_id', key='device_key') -%}

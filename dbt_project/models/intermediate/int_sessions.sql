@@ -1,3 +1,4 @@
+-- noqa: disable=LT02
 -- One row per visit (bots included; the marts leave them out): counts, timing, the landing
 -- page's traffic source and the visitor's device and place. Incremental by device
 -- (macros/scopes.sql); an order first counted in another device's visit (the same order id
@@ -7,12 +8,18 @@
     start='extra=int_sessions_orders_moved(), publish_extra=true',
 ) }}
 
+{%- set landing_columns = [
+    'page_url', 'referrer_url', 'referrer_host', 'referrer_medium', 'referrer_source',
+    'campaign_name', 'campaign_source', 'campaign_medium', 'campaign_term', 'campaign_content',
+] %}
+{%- set device_columns = [
+    'device_type', 'browser', 'os', 'country_code', 'screen_resolution', 'browser_language',
+] %}
+
 with
 
-events as {{ scope_cte() }} (
+events as (
 
-    -- a scope's rows are copied once; all rows are read where used (totals, landing and
-    -- exit pages, devices)
     select * from {{ ref('int_events_sessionised') }}
     where session_id is not null and {{ in_scope() }}
 
@@ -30,8 +37,13 @@ orders as (
 
 ),
 
-totals as (
+visits as (
 
+    -- One sort of the events by visit and time feeds every aggregate (PostgreSQL presorts
+    -- the input of ordered aggregates that share one order): the landing page is the first
+    -- page view, the exit page the last, the device and place those of the first event that
+    -- knows them (else of the first event). Separate DISTINCT ON queries sorted the events
+    -- four times.
     select
         session_id,
         site_id,
@@ -45,58 +57,21 @@ totals as (
         count(*) filter (where event_type = 'event') as custom_events,
         coalesce(sum(engaged_seconds) filter (where event_type = 'page_ping'), 0) as engaged_seconds,
         bool_or(is_bot) as is_bot,
-        (array_agg(user_id order by occurred_at desc) filter (where event_type = 'identify'))[1]
-            as identified_user_id
+        count(device_type) > 0 as knows_device,
+        array_agg(user_id order by occurred_at, event_id) filter (where event_type = 'identify')
+            as identified_user_ids,
+        {%- for column in landing_columns + ['page_path'] %}
+        array_agg({{ column }} order by occurred_at, event_id) filter (where event_type = 'page_view')
+            as page_view_{{ column }}s,
+        {%- endfor %}
+        {%- for column in device_columns %}
+        array_agg({{ column }} order by occurred_at, event_id) filter (where device_type is not null)
+            as known_{{ column }}s,
+        array_agg({{ column }} order by occurred_at, event_id) as all_{{ column }}s
+            {{- "," if not loop.last }}
+        {%- endfor %}
     from events
     group by session_id, site_id, device_key
-
-),
-
-landing_pages as (
-
-    select distinct on (session_id)
-        session_id,
-        page_path as landing_page_path,
-        page_url as landing_page_url,
-        referrer_url,
-        referrer_host,
-        referrer_medium,
-        referrer_source,
-        campaign_name,
-        campaign_source,
-        campaign_medium,
-        campaign_term,
-        campaign_content
-    from events
-    where event_type = 'page_view'
-    order by session_id, occurred_at, event_id
-
-),
-
-exit_pages as (
-
-    select distinct on (session_id)
-        session_id,
-        page_path as exit_page_path
-    from events
-    where event_type = 'page_view'
-    order by session_id asc, occurred_at desc, event_id desc
-
-),
-
-devices as (
-
-    -- Device and place of the visit's first event that knows them.
-    select distinct on (session_id)
-        session_id,
-        device_type,
-        browser,
-        os,
-        country_code,
-        screen_resolution,
-        browser_language
-    from events
-    order by session_id, (device_type is null), occurred_at, event_id
 
 ),
 
@@ -114,52 +89,42 @@ session_orders as (
 final as (
 
     select
-        totals.session_id,
-        totals.site_id,
-        totals.visitor_id,
-        totals.client_session_id,
-        totals.event_source,
-        totals.started_at,
-        totals.ended_at,
-        (totals.started_at at time zone sites.site_timezone)::date as session_date,
-        extract(epoch from totals.ended_at - totals.started_at)::integer as duration_seconds,
-        totals.event_count,
-        totals.page_views,
-        totals.custom_events,
-        totals.engaged_seconds,
-        totals.page_views <= 1 as is_bounce,
-        totals.identified_user_id,
-        landing_pages.landing_page_path,
-        landing_pages.landing_page_url,
-        exit_pages.exit_page_path,
-        landing_pages.referrer_url,
-        landing_pages.referrer_host,
-        landing_pages.referrer_medium,
-        landing_pages.referrer_source,
-        landing_pages.campaign_name,
-        landing_pages.campaign_source,
-        landing_pages.campaign_medium,
-        landing_pages.campaign_term,
-        landing_pages.campaign_content,
+        visits.session_id,
+        visits.site_id,
+        visits.visitor_id,
+        visits.client_session_id,
+        visits.event_source,
+        visits.started_at,
+        visits.ended_at,
+        (visits.started_at at time zone sites.site_timezone)::date as session_date,
+        extract(epoch from visits.ended_at - visits.started_at)::integer as duration_seconds,
+        visits.event_count,
+        visits.page_views,
+        visits.custom_events,
+        visits.engaged_seconds,
+        visits.page_views <= 1 as is_bounce,
+        visits.identified_user_ids[cardinality(visits.identified_user_ids)] as identified_user_id,
+        visits.page_view_page_paths[1] as landing_page_path,
+        visits.page_view_page_urls[1] as landing_page_url,
+        visits.page_view_page_paths[cardinality(visits.page_view_page_paths)] as exit_page_path,
+        {%- for column in landing_columns if column != 'page_url' %}
+        visits.page_view_{{ column }}s[1] as {{ column }},
+        {%- endfor %}
         {{ channel_grouping(
-            'landing_pages.campaign_medium', 'landing_pages.campaign_source',
-            'landing_pages.referrer_medium'
+            'visits.page_view_campaign_mediums[1]', 'visits.page_view_campaign_sources[1]',
+            'visits.page_view_referrer_mediums[1]'
         ) }} as channel_id,
-        devices.device_type,
-        devices.browser,
-        devices.os,
-        devices.country_code,
-        devices.screen_resolution,
-        devices.browser_language,
+        {%- for column in device_columns %}
+        case
+            when visits.knows_device then visits.known_{{ column }}s[1] else visits.all_{{ column }}s[1]
+        end as {{ column }},
+        {%- endfor %}
         coalesce(session_orders.transactions, 0) as transactions,
         coalesce(session_orders.revenue, 0)::numeric(14, 2) as revenue,
-        totals.is_bot
-    from totals
-    inner join sites on totals.site_id = sites.site_id
-    left join landing_pages on totals.session_id = landing_pages.session_id
-    left join exit_pages on totals.session_id = exit_pages.session_id
-    left join devices on totals.session_id = devices.session_id
-    left join session_orders on totals.session_id = session_orders.session_id
+        visits.is_bot
+    from visits
+    inner join sites on visits.site_id = sites.site_id
+    left join session_orders on visits.session_id = session_orders.session_id
 
 )
 

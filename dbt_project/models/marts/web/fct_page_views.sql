@@ -5,10 +5,8 @@
 
 with
 
-events as {{ scope_cte() }} (
+events as (
 
-    -- a scope's rows are copied once; all rows are read where used (page views, and
-    -- page views with heartbeats)
     select * from {{ ref('int_events_sessionised') }}
     where session_id is not null and {{ in_scope() }}
 
@@ -26,46 +24,43 @@ sites as (
 
 ),
 
-page_views as (
-
-    select
-        *,
-        row_number() over visit_order as page_view_number,
-        lead(occurred_at) over visit_order as next_page_view_at
-    from events
-    where event_type = 'page_view'
-    window visit_order as (partition by session_id order by occurred_at, event_id)
-
-),
-
 timeline as (
 
     -- Page views and heartbeats of each visit in time order, a heartbeat after a page view
-    -- of the same moment: a heartbeat belongs to the page view before it, the one whose
-    -- number the running count of page views gives it.
+    -- of the same moment. A heartbeat measures engaged time on the page view before it:
+    -- the running count of page views numbers them, the running sum of heartbeats is the
+    -- engaged time so far.
     select
-        session_id,
-        event_type,
-        engaged_seconds,
-        count(*) filter (where event_type = 'page_view') over (
-            partition by session_id order by occurred_at, event_type <> 'page_view', event_id
-            rows between unbounded preceding and current row
-        ) as page_view_number
+        *,
+        event_type <> 'page_view' as is_ping,
+        count(*) filter (where event_type = 'page_view') over visit_time as page_view_number,
+        coalesce(sum(engaged_seconds) filter (where event_type = 'page_ping') over visit_time, 0)
+            as engaged_so_far,
+        coalesce(sum(engaged_seconds) filter (where event_type = 'page_ping') over visit, 0)
+            as visit_engaged_seconds
     from events
     where event_type in ('page_view', 'page_ping')
+    window
+        visit_time as (
+            partition by session_id order by occurred_at, event_type <> 'page_view', event_id
+            rows between unbounded preceding and current row
+        ),
+        visit as (partition by session_id)
 
 ),
 
-pings as (
+page_views as (
 
-    -- Heartbeats measure engaged time; each belongs to the page view before it.
+    -- The same order as the timeline's (one sort): a page view's engaged time is what the
+    -- heartbeats added until the next page view, or until the visit's end.
     select
-        session_id,
-        page_view_number,
-        sum(engaged_seconds) as engaged_seconds
+        *,
+        lead(occurred_at) over visit_time as next_page_view_at,
+        coalesce(lead(engaged_so_far) over visit_time, visit_engaged_seconds) - engaged_so_far
+            as engaged_seconds_on_page
     from timeline
-    where event_type = 'page_ping' and page_view_number > 0
-    group by session_id, page_view_number
+    where event_type = 'page_view'
+    window visit_time as (partition by session_id order by occurred_at, is_ping, event_id)
 
 ),
 
@@ -93,7 +88,7 @@ final as (
         page_views.next_page_view_at is null as is_exit,
         extract(epoch from page_views.next_page_view_at - page_views.occurred_at)::integer
             as time_on_page_seconds,
-        coalesce(pings.engaged_seconds, 0) as engaged_seconds,
+        page_views.engaged_seconds_on_page as engaged_seconds,
         page_views.http_status,
         page_views.dns_ms,
         page_views.connect_ms,
@@ -107,8 +102,6 @@ final as (
     from page_views
     inner join sessions on page_views.session_id = sessions.session_id
     inner join sites on page_views.site_id = sites.site_id
-    left join pings
-        on page_views.session_id = pings.session_id and page_views.page_view_number = pings.page_view_number
 
 )
 
