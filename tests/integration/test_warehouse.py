@@ -8,7 +8,13 @@ import psycopg
 import pytest
 
 from orchestration.home import SitelineError
-from orchestration.warehouse import EmbeddedWarehouse, connect, mask_url
+from orchestration.warehouse import (
+    EmbeddedWarehouse,
+    connect,
+    ensure_database,
+    mask_url,
+    with_database,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +46,31 @@ def test_tcp_password_auth_and_data_survives_restart(own_home):
     assert wh.port == port  # chosen once, remembered
     with psycopg.connect(url) as conn:
         assert conn.execute("select n from kept").fetchone()[0] == 42
+
+
+def test_databases_compare_text_in_code_point_order(own_home):
+    """The cluster and each database Siteline creates sort text by code point, compared
+    byte by byte (builtin provider), not with a libc locale's strcoll."""
+    wh = own_home
+    wh.start()
+    url = with_database(wh.url("postgres"), "coded")
+    ensure_database(url)
+    ensure_database(url)  # exists: used as it is
+    for database in ("postgres", "coded"):
+        with psycopg.connect(with_database(url, database)) as conn:
+            provider, locale = conn.execute(
+                "select datlocprovider, datlocale from pg_database "
+                "where datname = current_database()"
+            ).fetchone()
+            assert (provider, locale) == ("b", "C.UTF-8")
+            ordered = conn.execute(
+                "select array_agg(w order by w) from unnest(array['b', 'B', 'a', 'é', 'Z']) as w"
+            ).fetchone()[0]
+            assert ordered == ["B", "Z", "a", "b", "é"]
+            assert conn.execute("select upper('é'), lower('ÄSTRASSE')").fetchone() == (
+                "É",
+                "ästrasse",
+            )
 
 
 def test_wrong_password_is_one_clear_masked_line(own_home):
