@@ -221,8 +221,7 @@
     {{ scope_log_customers() }};
             {%- endif %}
     delete from {{ this }} as t
-    using {{ scope_relation() }} as s
-    where t.site_id = s.site_id and t.{{ column }} = s.scope_key;
+    where {{ scope_condition('t.site_id', 't.' ~ column) }};
         {%- else %}
     -- built whole: the watermark is missing, stale or from another configuration, or a
     -- model read here was built whole since
@@ -236,15 +235,28 @@
     scope, else true. -#}
 {% macro in_scope(site_id='site_id', key='device_key') -%}
     {%- if is_incremental() and run_query is defined and scoped() -%}
-        ({{ site_id }}, {{ key }}) in (
+        {{ scope_condition(site_id, key) }}
+    {%- else -%}
+        true
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- Rows whose (site, key) pair is in the scope. The pairs alone (an IN over the scope
+    table) are estimated badly - a semi-join over a column with a million distinct values
+    guessed at a quarter of the table - and PostgreSQL scanned all 13.5M sessionised
+    events for ten thousand devices (6-12 s in each of five models). The two arrays make
+    the site and the key index conditions of the (site_id, key, ...) indexes, probed once
+    per scope key; the pairs then keep only the scope's own. -#}
+{% macro scope_condition(site_id, key) -%}
+    {{ site_id }} = any (array(select distinct scope.site_id from {{ scope_relation() }} as scope))
+        and {{ key }} = any (array(select scope.scope_key from {{ scope_relation() }} as scope))
+        and ({{ site_id }}, {{ key }}) in (
             select
                 scope.site_id,
                 scope.scope_key
             from {{ scope_relation() }} as scope
         )
-    {%- else -%}
-        true
-    {%- endif %}
 {%- endmacro %}
 
 

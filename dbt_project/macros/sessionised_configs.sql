@@ -1,3 +1,4 @@
+-- noqa: disable=LT02
 {#- The configuration int_events_sessionised reads (its own and through the unified stream):
     a change to any of it sessionises the history again. -#}
 {% macro sessionised_configs() -%}
@@ -15,7 +16,8 @@
     above (macros/scopes.sql); a run that sessionised everything again is recorded as built
     whole, which the models above follow. -#}
 {% macro sessionised_done() -%}
-    {%- set whole = not is_incremental() or sessionised_rules_changed() %}
+    {%- set whole = sessionised_whole() %}
+    {{ sessionised_loads_done(whole) }};
     {%- if not whole %}
     insert into {{ scope_changes('device') }} (site_id, device_key)
     select distinct site_id, device_key
@@ -40,37 +42,93 @@
 {%- endmacro %}
 
 
-{#- The dlt loads int_events_sessionised has not read yet: completed within ten minutes of the
-    newest load it holds, or later (a load that committed while the last run read is not
-    missed), and none of whose rows it holds. Asked when the model runs, so the ids reach
-    the planner as literals. (Asked as "the first row of this load in (loaded_at, load_id)
-    order": one probe of that index. As a plain anti-join the planner, seeing few distinct
-    loaded_at values, scans the table, and a load's rows are at its end.) -#}
+{#- Whether this run sessionises everything: no table yet (or --full-refresh), new visit
+    rules, or a table whose loads were never recorded (macros/loads_read.sql; built before
+    loads were tracked by id). Asked when the model compiles and again in its post-hook,
+    before that records anything. -#}
+{% macro sessionised_whole() -%}
+    {%- if not is_incremental() or sessionised_rules_changed() %}{{ return(true) }}{% endif %}
+    {%- if execute and run_query is defined %}
+        {%- set known = run_query(
+            "select exists (select 1 from " ~ loads_read() ~ " where reader = '"
+            ~ this.identifier ~ "')"
+        ) %}
+        {{- return(not known.columns[0].values()[0]) }}
+    {%- endif %}
+    {{- return(false) }}
+{%- endmacro %}
+
+
+{#- The dlt loads this run reads, by id (macros/loads_read.sql), noted in a temporary table
+    (new_loads_relation) that the post-hook records as read: in an incremental run the
+    completed loads not recorded yet; in a run that reads everything, every completed load,
+    noted in the pre-hook, before the query runs (the query may see a load committed since:
+    it is read again next run and replaces its rows by event id). (It asked for "the first
+    row of each recent load" in this table, with ten minutes' overlap: a seq scan of the
+    whole table for every new load, 20 s at 10M events.) -#}
+{% macro sessionised_note_loads(only_new) -%}
+    {%- set noted = new_loads_relation() %}
+    drop table if exists {{ noted }};
+    create temporary table {{ noted }} as
+    select 'raw_collector' as raw_schema, l.load_id from {{ ref('stg_collector__loads') }} as l
+    union all
+    select 'raw_logfiles', l.load_id from {{ ref('stg_logfiles__loads') }} as l;
+    {%- if only_new %}
+    delete from {{ noted }} as n
+    where exists (
+        select 1 from {{ loads_read() }} as r
+        where
+            r.reader = '{{ this.identifier }}' and r.raw_schema = n.raw_schema
+            and r.load_id = n.load_id
+    );
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- pre-hook: a run that reads everything notes the loads first. -#}
+{% macro sessionised_start() -%}
+    {%- if sessionised_whole() %}
+    {{ sessionised_note_loads(only_new=false) }}
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- An incremental run's new loads, asked when the model compiles (on the connection its
+    hooks run on) and returned as literals, so the planner sees how few rows they are (the
+    raw tables' load-id indexes read them). -#}
 {% macro sessionised_new_loads() -%}
     {%- set found = {'tracker': [], 'log': []} %}
-    {%- if execute and is_incremental() and run_query is defined %}
-        {%- for kind, loads, raw in [
-            ('tracker', ref('stg_collector__loads'), 'raw_collector.events'),
-            ('log', ref('stg_logfiles__loads'), 'raw_logfiles.hits'),
-        ] %}
-            {%- set rows = run_query(
-                "select l.load_id from " ~ loads ~ " as l where l.loaded_at > (select "
-                ~ "coalesce(max(loaded_at), '-infinity'::timestamptz) - interval '10 minutes' "
-                ~ "from " ~ this ~ ") and not exists (select from (select from " ~ this
-                ~ " as seen where seen.loaded_at = l.loaded_at and seen.load_id = l.load_id "
-                ~ "order by seen.loaded_at, seen.load_id limit 1) as seen)"
+    {%- if execute and run_query is defined %}
+        {%- set rows = run_query(
+            sessionised_note_loads(only_new=true)
+            ~ " select raw_schema, load_id from " ~ new_loads_relation()
+        ) %}
+        {%- for raw_schema, load_id in rows.rows %}
+            {%- do found['tracker' if raw_schema == 'raw_collector' else 'log'].append(load_id) %}
+        {%- endfor %}
+        {%- for kind, raw in [('tracker', 'raw_collector.events'), ('log', 'raw_logfiles.hits')]
+            if found[kind] %}
+            {#- the planner's statistics learn the new loads' sizes: with none it takes them
+                for a row or two and plans nested loops over thousands (a load may have come
+                before its loader created the table) -#}
+            {%- do run_query(
+                "do $$ begin if to_regclass('" ~ raw ~ "') is not null then analyze "
+                ~ raw ~ " (_dlt_load_id); end if; end $$"
             ) %}
-            {%- do found.update({kind: rows.columns[0].values() | list}) %}
-            {%- if found[kind] %}
-                {#- the planner's statistics learn the new loads' sizes: with none it takes
-                    them for a row or two and plans nested loops over thousands (a load may
-                    have come before its loader created the table) -#}
-                {%- do run_query(
-                    "do $$ begin if to_regclass('" ~ raw ~ "') is not null then analyze "
-                    ~ raw ~ " (_dlt_load_id); end if; end $$"
-                ) %}
-            {%- endif %}
         {%- endfor %}
     {%- endif %}
     {{- return(found) }}
+{%- endmacro %}
+
+
+{#- post-hook: the loads this run read are recorded (a run that read everything forgets the
+    older records first). -#}
+{% macro sessionised_loads_done(whole) -%}
+    {%- if whole %}
+    delete from {{ loads_read() }} where reader = '{{ this.identifier }}';
+    {%- endif %}
+    insert into {{ loads_read() }} (reader, raw_schema, load_id, seen_at, done)
+    select '{{ this.identifier }}', n.raw_schema, n.load_id, now(), true
+    from {{ new_loads_relation() }} as n
+    on conflict (reader, raw_schema, load_id) do nothing
 {%- endmacro %}

@@ -349,6 +349,45 @@ def test_staging_tests_read_the_loads_no_passing_run_has_tested(demo):
         execute(url, mark, (True, load_id))
 
 
+def test_sessionisation_reads_the_loads_it_has_not_recorded(demo):
+    """int_events_sessionised records every load it read (intermediate.loads_read) and reads
+    a load again only when its record is gone: its rows are rewritten, not doubled."""
+    env, url = demo["env"], demo["url"]
+    siteline(env, "dbt", "run", "--select", "int_events_sessionised")
+    recorded = (
+        "select count(*) from intermediate.loads_read where reader = 'int_events_sessionised'"
+    )
+    completed = (
+        "select (select count(*) from raw_collector._dlt_loads where status = 0) "
+        "+ (select count(*) from raw_logfiles._dlt_loads where status = 0)"
+    )
+    assert query(url, recorded) == query(url, completed)
+    (load_id, rows) = query(
+        url, "select _dlt_load_id, count(*) from raw_collector.events group by 1 order by 1 limit 1"
+    )[0]  # fmt: skip
+    before = query(
+        url, "select count(*), max(sessionised_at) from intermediate.int_events_sessionised"
+    )
+    # nothing new: nothing rewritten
+    siteline(env, "dbt", "run", "--select", "int_events_sessionised")
+    assert (
+        query(url, "select count(*), max(sessionised_at) from intermediate.int_events_sessionised")
+        == before
+    )
+    execute(url, "delete from intermediate.loads_read where reader = 'int_events_sessionised' "
+            "and load_id = %s", (load_id,))  # fmt: skip
+    siteline(env, "dbt", "run", "--select", "int_events_sessionised")
+    rewritten = query(
+        url, "select count(*) from intermediate.int_events_sessionised "
+        "where load_id = %s and sessionised_at > %s", (load_id, before[0][1]),
+    )[0][0]  # fmt: skip
+    assert rewritten == rows
+    assert (
+        query(url, "select count(*) from intermediate.int_events_sessionised")[0][0] == before[0][0]
+    )
+    assert query(url, recorded) == query(url, completed)
+
+
 def test_unique_tests_trust_a_unique_index_and_scan_a_table_without_one(demo):
     """`unique` (macros/tests/unique.sql) is answered by a valid unique index on the column
     without reading the table; without the index it scans and finds a duplicate."""

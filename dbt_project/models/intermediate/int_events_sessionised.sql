@@ -2,8 +2,8 @@
 {#- Every unified event with the visit (session) it belongs to. Incremental and correct
     under late data, in the manner of the Snowplow web packages:
 
-    1. new rows = rows of dlt loads completed since the last run (10 minutes' overlap, so a
-       load committing while the last run read is never missed), plus log hits whose
+    1. new rows = rows of the dlt loads it has not read yet (by load id: intermediate.
+       loads_read, macros/sessionised_configs.sql), plus log hits whose
        superseded flag the new rows change (either way: a new tracker page view may take a
        hit, or take a nearer new one and release the hit it took);
     2. for every device (tracker visitor id, or keyed hash of IP + user agent for log hits)
@@ -27,7 +27,7 @@
 {#- When the configuration read here (visit rules, campaign parameters, referrer classes)
     changed since the last run, the history is sessionised again under the new rules: the
     full query, replacing every row (delete+insert). -#}
-{%- set rules_changed = sessionised_rules_changed() %}
+{%- set whole = sessionised_whole() %}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
@@ -38,10 +38,9 @@
         {'columns': ['site_id', 'device_key', 'gap_started_at']},
         {'columns': ['site_id', 'page_path', 'occurred_at']},
         {'columns': ['session_id']},
-        {'columns': ['loaded_at', 'load_id']},
         {'columns': ['sessionised_at']},
     ],
-    pre_hook="{{ scope_tables() }}",
+    pre_hook="{{ scope_tables() }}; {{ sessionised_start() }}",
     post_hook="{{ sessionised_done() }}",
 ) }}
 
@@ -53,7 +52,7 @@ sites as (
 
 ),
 
-{% if is_incremental() and not rules_changed %}
+{% if not whole %}
 
 unified as (
 

@@ -1,3 +1,4 @@
+-- noqa: disable=LT02
 -- One row per page view of a person (tracker page views, and log hits no tracker saw), with
 -- its place in the visit, time on page, engaged time and page performance. Incremental by
 -- device (macros/scopes.sql).
@@ -5,10 +6,28 @@
 
 with
 
+{%- set page_columns = [
+    'site_id', 'device_key', 'event_source', 'page_url', 'page_host', 'page_path', 'page_query',
+    'page_title', 'referrer_url', 'referrer_medium', 'http_status', 'dns_ms', 'connect_ms',
+    'ttfb_ms', 'dom_interactive_ms', 'page_load_ms',
+] %}
+
 events as (
 
-    select * from {{ ref('int_events_sessionised') }}
-    where session_id is not null and {{ in_scope() }}
+    -- Page views and heartbeats; a heartbeat brings only its time and engaged seconds
+    -- through the sort below (its page columns are left null: half the rows, a third of
+    -- the bytes sorted).
+    select
+        event_id,
+        session_id,
+        event_type,
+        occurred_at,
+        engaged_seconds,
+        {%- for column in page_columns %}
+        case when event_type = 'page_view' then {{ column }} end as {{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ ref('int_events_sessionised') }}
+    where session_id is not null and event_type in ('page_view', 'page_ping') and {{ in_scope() }}
 
 ),
 
@@ -39,7 +58,6 @@ timeline as (
         coalesce(sum(engaged_seconds) filter (where event_type = 'page_ping') over visit, 0)
             as visit_engaged_seconds
     from events
-    where event_type in ('page_view', 'page_ping')
     window
         visit_time as (
             partition by session_id order by occurred_at, event_type <> 'page_view', event_id
