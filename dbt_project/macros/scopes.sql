@@ -242,21 +242,17 @@
 {%- endmacro %}
 
 
-{#- Rows whose (site, key) pair is in the scope. The pairs alone (an IN over the scope
+{#- Rows of the scope's sites and keys, as two arrays: index conditions of each input's
+    (site_id, key, ...) index, one probe per key. The pairs themselves (an IN over the scope
     table) are estimated badly - a semi-join over a column with a million distinct values
-    guessed at a quarter of the table - and PostgreSQL scanned all 13.5M sessionised
-    events for ten thousand devices (6-12 s in each of five models). The two arrays make
-    the site and the key index conditions of the (site_id, key, ...) indexes, probed once
-    per scope key; the pairs then keep only the scope's own. -#}
+    guessed at a quarter of the table - and PostgreSQL scanned all 13.5M sessionised events
+    for ten thousand devices (6-12 s in each of five models at 10M events); the pairs and
+    the arrays together made it probe once per pair with the whole array each time (minutes).
+    A key scoped on one site is then also rebuilt on another site that has it: the same
+    condition deletes and reads it, so its rows come back as they were. -#}
 {% macro scope_condition(site_id, key) -%}
     {{ site_id }} = any (array(select distinct scope.site_id from {{ scope_relation() }} as scope))
         and {{ key }} = any (array(select scope.scope_key from {{ scope_relation() }} as scope))
-        and ({{ site_id }}, {{ key }}) in (
-            select
-                scope.site_id,
-                scope.scope_key
-            from {{ scope_relation() }} as scope
-        )
 {%- endmacro %}
 
 
