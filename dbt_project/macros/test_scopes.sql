@@ -58,16 +58,22 @@
     {%- if not relation_exists(scope_watermarks()) %}{% do return('') %}{% endif %}
     {%- set watermark = run_query(
         "select t.change_id, "
-        ~ "coalesce(m.full_at >= t.updated_at, false) from " ~ scope_watermarks() ~ " as t "
+        ~ "coalesce(m.full_at > coalesce(t.full_at, t.updated_at), false) from "
+        ~ scope_watermarks() ~ " as t "
         ~ "left join " ~ scope_watermarks() ~ " as m on m.model_name = '" ~ relation.identifier
         ~ "' where t.model_name = 'data_tests' and t.updated_at > now() - interval '30 days'"
     ) %}
     {%- if watermark.rows | length == 0 or watermark.rows[0][1] %}{% do return('') %}{% endif %}
     {%- set change_id = watermark.rows[0][0] %}
     {%- if rule.by == 'device' %}
+        {#- the rows of the changed devices, probed device by device through the model's
+            (site_id, device) index and read by row id, as scoped models read (scopes.sql:
+            an IN over the pairs was planned as a scan of the whole table) -#}
         {%- do return(
-            '(site_id, ' ~ rule.column ~ ') in (select c.site_id, c.device_key from '
-            ~ scope_changes('device') ~ ' as c where c.change_id > ' ~ (change_id or 0) ~ ')'
+            'ctid = any (array(select scoped.ctid from (select distinct c.site_id, c.device_key from '
+            ~ scope_changes('device') ~ ' as c where c.change_id > ' ~ (change_id or 0) ~ ') as scope '
+            ~ 'cross join lateral (select t.ctid from ' ~ relation ~ ' as t where t.site_id = scope.site_id '
+            ~ 'and t.' ~ rule.column ~ ' = scope.device_key offset 0) as scoped))'
         ) %}
     {%- elif rule.by == 'load' %}
         {#- loads no passing run has tested yet (macros/loads_read.sql); literals, so the planner
@@ -119,15 +125,20 @@
         {%- set failed_models = results | selectattr('status', 'in', ['error', 'skipped']) | list %}
         {%- if all_tests | length > 0 and passed | length == all_tests | length and not failed_models %}
     {{ scope_tables() }};
-    insert into {{ scope_watermarks() }} as w (model_name, scope, config_hash, change_id, updated_at)
+    -- full_at: when this passing run ended; a model built whole before then was tested
+    -- whole by it (or by an earlier passing run), one built whole after must be again
+    insert into {{ scope_watermarks() }} as w (
+        model_name, scope, config_hash, change_id, full_at, updated_at
+    )
     select
         'data_tests',
         'device',
         '',
         (select coalesce(max(c.change_id), 0) from {{ scope_changes('device') }} as c),
+        now(),
         '{{ run_started_at }}'::timestamptz
     on conflict (model_name) do update
-    set change_id = excluded.change_id, updated_at = excluded.updated_at;
+    set change_id = excluded.change_id, full_at = excluded.full_at, updated_at = excluded.updated_at;
     update {{ loads_read() }} set done = true
     where reader = 'data_tests' and not done and seen_at <= '{{ run_started_at }}'::timestamptz
         {%- endif %}

@@ -7,15 +7,13 @@ with
 
 sessions as (
 
-    select * from {{ ref('fct_sessions') }}
-    where {{ in_scope(key='customer_key') }}
+    select * from {{ scoped_rows(ref('fct_sessions'), key='customer_key') }}
 
 ),
 
 transactions as (
 
-    select * from {{ ref('fct_transactions') }}
-    where {{ in_scope(key='customer_key') }}
+    select * from {{ scoped_rows(ref('fct_transactions'), key='customer_key') }}
 
 ),
 

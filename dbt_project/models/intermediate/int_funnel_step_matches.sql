@@ -13,12 +13,11 @@ with
 
 events as (
 
-    select * from {{ ref('int_events_sessionised') }}
+    select * from {{ scoped_rows(ref('int_events_sessionised')) }}
     where
         session_id is not null
         and not is_bot
         and event_type in ('page_view', 'event', 'transaction', 'identify')
-        and {{ in_scope() }}
 
 ),
 

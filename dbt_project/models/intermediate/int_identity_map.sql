@@ -12,11 +12,10 @@ identifies as (
         device_key as visitor_id,
         user_id,
         occurred_at
-    from {{ ref('int_events_sessionised') }}
+    from {{ scoped_rows(ref('int_events_sessionised')) }}
     where
         event_type = 'identify' and user_id is not null and session_id is not null
         and not is_bot
-        and {{ in_scope() }}
 
 ),
 

@@ -20,8 +20,8 @@ with
 
 events as (
 
-    select * from {{ ref('int_events_sessionised') }}
-    where session_id is not null and {{ in_scope() }}
+    select * from {{ scoped_rows(ref('int_events_sessionised')) }}
+    where session_id is not null
 
 ),
 

@@ -7,8 +7,7 @@ with
 
 sessions as (
 
-    select * from {{ ref('fct_sessions') }}
-    where {{ in_scope(key='visitor_id') }}
+    select * from {{ scoped_rows(ref('fct_sessions'), key='visitor_id') }}
 
 ),
 

@@ -6,15 +6,14 @@ with
 
 events as (
 
-    select * from {{ ref('int_events_sessionised') }}
-    where session_id is not null and event_type = 'event' and {{ in_scope() }}
+    select * from {{ scoped_rows(ref('int_events_sessionised')) }}
+    where session_id is not null and event_type = 'event'
 
 ),
 
 sessions as (
 
-    select * from {{ ref('fct_sessions') }}
-    where {{ in_scope(key='visitor_id') }}
+    select * from {{ scoped_rows(ref('fct_sessions'), key='visitor_id') }}
 
 ),
 

@@ -8,8 +8,7 @@ with recursive
 
 step_matches as (
 
-    select * from {{ ref('int_funnel_step_matches') }}
-    where {{ in_scope(key='visitor_id') }}
+    select * from {{ scoped_rows(ref('int_funnel_step_matches'), key='visitor_id') }}
 
 ),
 
@@ -79,8 +78,7 @@ reached_steps as (
 
 sessions as (
 
-    select * from {{ ref('fct_sessions') }}
-    where {{ in_scope(key='visitor_id') }}
+    select * from {{ scoped_rows(ref('fct_sessions'), key='visitor_id') }}
 
 ),
 

@@ -7,8 +7,8 @@ with
 
 events as (
 
-    select * from {{ ref('int_events_sessionised') }}
-    where session_id is not null and not is_bot and {{ in_scope() }}
+    select * from {{ scoped_rows(ref('int_events_sessionised')) }}
+    where session_id is not null and not is_bot
 
 ),
 
@@ -20,8 +20,8 @@ goals as (
 
 sessions as (
 
-    select * from {{ ref('int_sessions') }}
-    where not is_bot and {{ in_scope(key='visitor_id') }}
+    select * from {{ scoped_rows(ref('int_sessions'), key='visitor_id') }}
+    where not is_bot
 
 ),
 
@@ -33,8 +33,7 @@ sites as (
 
 identities as (
 
-    select * from {{ ref('int_identity_map') }}
-    where {{ in_scope(key='visitor_id') }}
+    select * from {{ scoped_rows(ref('int_identity_map'), key='visitor_id') }}
 
 ),
 

@@ -26,8 +26,8 @@ events as (
         {%- for column in page_columns %}
         case when event_type = 'page_view' then {{ column }} end as {{ column }}{{ "," if not loop.last }}
         {%- endfor %}
-    from {{ ref('int_events_sessionised') }}
-    where session_id is not null and event_type in ('page_view', 'page_ping') and {{ in_scope() }}
+    from {{ scoped_rows(ref('int_events_sessionised')) }}
+    where session_id is not null and event_type in ('page_view', 'page_ping')
 
 ),
 

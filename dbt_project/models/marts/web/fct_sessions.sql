@@ -7,15 +7,14 @@ with
 
 sessions as (
 
-    select * from {{ ref('int_sessions') }}
-    where not is_bot and {{ in_scope(key='visitor_id') }}
+    select * from {{ scoped_rows(ref('int_sessions'), key='visitor_id') }}
+    where not is_bot
 
 ),
 
 identities as (
 
-    select * from {{ ref('int_identity_map') }}
-    where {{ in_scope(key='visitor_id') }}
+    select * from {{ scoped_rows(ref('int_identity_map'), key='visitor_id') }}
 
 ),
 
@@ -25,8 +24,7 @@ conversions as (
         session_id,
         count(*) as goal_conversions,
         sum(goal_value) as goal_value
-    from {{ ref('fct_goal_conversions') }}
-    where {{ in_scope(key='visitor_id') }}
+    from {{ scoped_rows(ref('fct_goal_conversions'), key='visitor_id') }}
     group by session_id
 
 ),

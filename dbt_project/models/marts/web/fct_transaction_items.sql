@@ -6,8 +6,7 @@ with
 
 transactions as (
 
-    select * from {{ ref('fct_transactions') }}
-    where {{ in_scope(key='customer_key') }}
+    select * from {{ scoped_rows(ref('fct_transactions'), key='customer_key') }}
 
 ),
 

@@ -15,8 +15,7 @@ orders as (
 
 sessions as (
 
-    select * from {{ ref('fct_sessions') }}
-    where {{ in_scope(key='customer_key') }}
+    select * from {{ scoped_rows(ref('fct_sessions'), key='customer_key') }}
 
 ),
 
