@@ -3,12 +3,13 @@
 -- value, RFM scores and segment, first- and last-touch channel and campaign.
 --
 -- RFM: recency, frequency and monetary scores 1-5 are quintiles within the site (5 best);
--- recency counts from the site's latest activity, so scores do not drift while no data
--- arrives. Segments follow the usual RFM grid; customers without a purchase are "visitor"
--- (one visit) or "engaged visitor" (returning).
+-- customers with equal values share the quintile of the first of them; recency ranks the
+-- dates of the last visits, so scores do not drift while no data arrives. Segments follow
+-- the usual RFM grid; customers without a purchase are "visitor" (one visit) or "engaged
+-- visitor" (returning).
 --
 -- Incremental by customer (macros/scopes.sql): the scores compare a site's customers, so
--- every run scores them all again on narrow rows (customer_scores, a temporary table), and
+-- every run scores each distinct value again (customer_scores, small temporary tables), and
 -- rewrites the customers whose activity changed plus those whose scores or days since the
 -- last visit moved (customers_rescored); the rest stay as they are.
 {{ scoped_model(
@@ -20,28 +21,21 @@ with
 
 customers as (
 
-    select * from {{ ref('int_customer_activity') }}
-    where {{ in_scope(key='customer_key') }}
-
-),
-
-scores as (
-
-    -- the pre-hook's temporary table (macros/customer_scores.sql)
-    select * from {{ customer_scores_relation() }}
+    select * from {{ scoped_rows(ref('int_customer_activity'), key='customer_key') }}
 
 ),
 
 scored as (
 
+    -- scores of each distinct value, from the pre-hook's temporary tables
+    -- (macros/customer_scores.sql)
     select
         customers.*,
-        scores.recency_score,
-        scores.frequency_score,
-        scores.monetary_score
+        recency.score as recency_score,
+        frequency.score as frequency_score,
+        monetary.score as monetary_score
     from customers
-    inner join scores
-        on customers.site_id = scores.site_id and customers.customer_key = scores.customer_key
+    {{ customer_score_joins('customers') }}
 
 ),
 
