@@ -53,9 +53,24 @@
     in `relation`, probed one row of `near` at a time, leaving out those `new_rows` replaces. -#}
 {% macro nearby_requests(kind, near, relation, new, new_rows) -%}
     {%- set view, hit = ('r', 'x') if kind == 'views' else ('x', 'r') %}
+    {#- the two ways of being the same device, each a join of its own: with the OR of
+        same_request only, the join hashed on site, path and query alone and filtered every
+        pair of requests of a popular page (14.6M pairs for 40k new hits at 10M events) -#}
     select {{ request_columns('r') }}
     from {{ near }} as x
-    inner join {{ new }} as r on {{ same_request(view, hit) }}
+    inner join {{ new }} as r
+        on
+            {{ same_request(view, hit) }}
+            and {{ view }}.network_key = {{ hit }}.network_key
+    union
+    select {{ request_columns('r') }}
+    from {{ near }} as x
+    inner join {{ new }} as r
+        on
+            {{ same_request(view, hit) }}
+            and {{ view }}.network_key is null
+            and {{ view }}.ip_address = {{ hit }}.ip_address
+            and {{ view }}.user_agent = {{ hit }}.user_agent
     union
     select {{ request_columns('r') }}
     from {{ near }} as x
