@@ -8,12 +8,13 @@
     loaded again replaces its old row (dlt merges on hit_id) and keeps its time, so it lands
     on the day it was counted on. A change of the sites' time zones counts every day again. -#}
 {%- set whole = daily_log_hits_whole() %}
+{%- set load_ids = new_load_ids('raw_logfiles') %}
 {{ config(
     materialized='incremental',
     unique_key=['site_id', 'kpi_date'],
     incremental_strategy='delete+insert',
     indexes=[{'columns': ['site_id', 'kpi_date'], 'unique': True}],
-    pre_hook="{{ new_loads('raw_logfiles') }}{{ daily_log_hits_start() }}",
+    pre_hook="{{ daily_log_hits_start() }}",
     post_hook="{{ new_loads_done('raw_logfiles') }}; {{ daily_log_hits_done() }}",
 ) }}
 
@@ -60,7 +61,7 @@ days as (
         (hits.requested_at at time zone sites.site_timezone)::date as kpi_date
     from hits
     inner join sites on hits.site_id = sites.site_id
-    where hits.load_id in (select n.load_id from {{ new_loads_relation() }} as n)
+    where hits.load_id in ({{ sql_literals(load_ids) }})
 
 ),
 
