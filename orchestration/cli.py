@@ -138,7 +138,7 @@ def dbt_cmd(ctx: typer.Context) -> None:
     from orchestration.runtime import configure_environment
 
     configure_environment()
-    from orchestration.defs.models.project import DBT_DIR, DBT_EXECUTABLE, cli_target_dir
+    from orchestration.dbt_paths import DBT_DIR, DBT_EXECUTABLE, cli_target_dir
 
     os.environ["DBT_TARGET_PATH"] = str(cli_target_dir())
     os.chdir(DBT_DIR)
@@ -156,7 +156,7 @@ def docs_cmd(
     from orchestration.runtime import configure_environment
 
     configure_environment()
-    from orchestration.defs.models.project import DBT_DIR, DBT_EXECUTABLE, cli_target_dir
+    from orchestration.dbt_paths import DBT_DIR, DBT_EXECUTABLE, cli_target_dir
 
     target = cli_target_dir()
     os.environ["DBT_TARGET_PATH"] = str(target)

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import fcntl
 import subprocess
-import sys
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from orchestration.home import PROJECT_ROOT, SitelineError
+from orchestration.dbt_paths import DBT_DIR, DBT_EXECUTABLE, cli_target_dir
+from orchestration.home import SitelineError
 
-DBT_DIR = PROJECT_ROOT / "dbt_project"
-
-DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+__all__ = ["DBT_DIR", "DBT_EXECUTABLE", "cli_target_dir", "dbt_project", "ensure_manifest"]
 
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
-
-
-def cli_target_dir() -> Path:
-    """Where `siteline dbt` and `siteline docs` write dbt's artifacts: under the data
-    directory, not in the project's ``target/``, whose manifest Dagster reads (a dbt command
-    rewriting it while a run loads it would be read half-written)."""
-    from orchestration.home import siteline_home
-
-    return siteline_home() / "dbt" / "target"
 
 
 def _newest_source_mtime() -> float:
