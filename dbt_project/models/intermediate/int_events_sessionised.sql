@@ -37,7 +37,6 @@
         {'columns': ['event_id'], 'unique': True},
         {'columns': ['site_id', 'device_key', 'gap_started_at']},
         {'columns': ['site_id', 'page_path', 'occurred_at']},
-        {'columns': ['session_id']},
         {'columns': ['sessionised_at']},
     ],
     pre_hook="{{ scope_tables() }}; {{ sessionised_start() }}",
