@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -259,6 +260,36 @@ def test_customers_are_stitched_across_devices_and_earlier_visits(demo):
         demo["url"], "select count(*) from crm.customers where customer_key like 'log:%'"
     )[0][0]
     assert log_customers == len(blocked_devices)
+
+
+def test_rfm_scores_are_quintiles_that_equal_values_share(demo):
+    """Each score is 1 + floor(5 * customers of the site with a lower value / customers),
+    computed here in Python from the customers' own figures (after incremental runs)."""
+    rows = query(
+        demo["url"],
+        "select site_id, customer_key, last_seen_at::date, visits, transactions, revenue, "
+        "recency_score, frequency_score, monetary_score from crm.customers",
+    )
+    measures = {
+        "recency": lambda r: r[2],
+        "frequency": lambda r: (r[3], r[4]),
+        "monetary": lambda r: r[5],
+    }
+    for position, (name, value) in enumerate(measures.items()):
+        values: dict[str, list] = defaultdict(list)
+        for r in rows:
+            values[r[0]].append(value(r))
+        ordered = {site: sorted(found) for site, found in values.items()}
+        for r in rows:
+            site = ordered[r[0]]
+            lower = bisect_left(site, value(r))
+            assert r[6 + position] == 1 + (5 * lower) // len(site), (name, r[1])
+    # ties were exercised: the demo's many customers without revenue share the lowest
+    # monetary score, and its few days of last visits give fewer than five recency scores
+    # (ntile over one customer per row would have used all five)
+    assert sum(1 for r in rows if r[5] == 0) > len(rows) / 2
+    assert {r[8] for r in rows if r[5] == 0} == {1}
+    assert 1 < len({r[6] for r in rows}) < 5
 
 
 def test_funnel_counts_match_the_truth(demo):
