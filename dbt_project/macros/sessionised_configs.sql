@@ -107,12 +107,21 @@
 {%- endmacro %}
 
 
-{#- An incremental run's new loads, asked when the model compiles (on the connection its
-    hooks run on) and returned as literals, so the planner sees how few rows they are (the
-    raw tables' load-id indexes read them). -#}
-{% macro sessionised_new_loads() -%}
-    {%- set found = {'tracker': [], 'log': []} %}
+{#- An incremental run's new rows: the staging rows of the loads it has not read yet (noted
+    in new_loads_relation), copied into two temporary tables when the model compiles (on
+    the connection its hooks run on) and analyzed, so the planner knows how many they are
+    and what they hold. Returns {'tracker': copy, 'log': copy} for unified_events().
+    (Before, the raw tables' load ids were analyzed to the same end, 2.4-4.3 s at 10M
+    events: without, the planner takes a load it has no statistics of for a row or two and
+    plans nested loops over thousands; a load may have come before its loader created the
+    table.) The copies are read through the raw tables' load-id indexes. -#}
+{% macro sessionised_new_rows() -%}
+    {%- set copies = {
+        'tracker': this.identifier ~ '__new_tracker_rows',
+        'log': this.identifier ~ '__new_log_rows',
+    } %}
     {%- if execute and run_query is defined %}
+        {%- set found = {'tracker': [], 'log': []} %}
         {%- set rows = run_query(
             sessionised_note_loads(only_new=true)
             ~ " select raw_schema, load_id from " ~ new_loads_relation()
@@ -120,18 +129,19 @@
         {%- for raw_schema, load_id in rows.rows %}
             {%- do found['tracker' if raw_schema == 'raw_collector' else 'log'].append(load_id) %}
         {%- endfor %}
-        {%- for kind, raw in [('tracker', 'raw_collector.events'), ('log', 'raw_logfiles.hits')]
-            if found[kind] %}
-            {#- the planner's statistics learn the new loads' sizes: with none it takes them
-                for a row or two and plans nested loops over thousands (a load may have come
-                before its loader created the table) -#}
-            {%- do run_query(
-                "do $$ begin if to_regclass('" ~ raw ~ "') is not null then analyze "
-                ~ raw ~ " (_dlt_load_id); end if; end $$"
+        {%- set statements = [] %}
+        {%- for kind, staging in [
+            ('tracker', ref('stg_collector__events')), ('log', ref('stg_logfiles__hits'))
+        ] %}
+            {%- do statements.append(
+                'drop table if exists ' ~ copies[kind] ~ '; create temporary table '
+                ~ copies[kind] ~ ' as select * from ' ~ staging ~ ' where load_id in ('
+                ~ sql_literals(found[kind]) ~ '); analyze ' ~ copies[kind]
             ) %}
         {%- endfor %}
+        {%- do run_query(statements | join('; ')) %}
     {%- endif %}
-    {{- return(found) }}
+    {{- return(copies) }}
 {%- endmacro %}
 
 

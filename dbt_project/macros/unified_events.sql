@@ -1,24 +1,24 @@
 -- noqa: disable=LT02
 {#- The unified event stream's query (int_events_unified is this, as a view).
 
-    loads: when given, a mapping {'tracker': [load ids], 'log': [load ids]}: only the rows
-    of those dlt loads, read through indexes on the raw tables' load ids - what the
-    incremental sessionisation takes as new rows without computing the whole stream (the ids
-    are literals, so the planner sees how few rows they are). A log hit is then matched only
-    with the tracker page views among those rows; int_events_sessionised matches the rest. -#}
-{% macro unified_events(loads=none) -%}
+    new_rows: when given, a mapping {'tracker': relation, 'log': relation} of copies of the
+    staging rows of the dlt loads not read yet (int_events_sessionised's, macros/
+    sessionised_configs.sql): the stream of those rows only, without computing the whole
+    stream. A log hit is then matched only with the tracker page views among those rows;
+    int_events_sessionised matches the rest. -#}
+{% macro unified_events(new_rows=none) -%}
 
 with
 
 tracker as (
 
-    select * from {{ ref('stg_collector__events') }}
+    select * from {{ new_rows['tracker'] if new_rows else ref('stg_collector__events') }}
 
 ),
 
 hits as (
 
-    select * from {{ ref('stg_logfiles__hits') }}
+    select * from {{ new_rows['log'] if new_rows else ref('stg_logfiles__hits') }}
 
 ),
 
@@ -113,9 +113,6 @@ tracker_events as not materialized (
     from tracker
     inner join sites on tracker.site_id = sites.site_id
     left join tracker_loads on tracker.load_id = tracker_loads.load_id
-    {%- if loads is not none %}
-    where tracker.load_id in ({{ sql_literals(loads['tracker']) }})
-    {%- endif %}
 
 ),
 
@@ -184,9 +181,6 @@ log_page_views as not materialized (
         hits.http_method = 'GET'
         and not hits.is_static
         and (hits.http_status between 200 and 299 or hits.http_status in (304, 404, 410))
-        {%- if loads is not none %}
-        and hits.load_id in ({{ sql_literals(loads['log']) }})
-        {%- endif %}
 
 ),
 

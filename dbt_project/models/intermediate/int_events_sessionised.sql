@@ -55,15 +55,15 @@ sites as (
 
 unified as (
 
-    -- The stream's rows of the loads not read yet, read through the raw tables' load-id
-    -- indexes rather than by computing the whole stream.
-    {{ unified_events(loads=sessionised_new_loads()) }}
+    -- The stream's rows of the loads not read yet (copied and analyzed when the model
+    -- compiles), rather than the whole stream computed.
+    {{ unified_events(new_rows=sessionised_new_rows()) }}
 
 ),
 
 new_rows as (
 
-    -- none of these loads' rows is here yet (sessionised_new_loads)
+    -- none of these loads' rows is here yet (sessionised_new_rows)
     select * from unified
 
 ),
