@@ -292,6 +292,45 @@ def test_rfm_scores_are_quintiles_that_equal_values_share(demo):
     assert 1 < len({r[6] for r in rows}) < 5
 
 
+def test_customers_rewrites_only_moved_scores_and_everyone_on_a_new_day(demo):
+    """crm.customers keeps the scores it gave per value (intermediate.customer_*_scores):
+    a run rewrites the customers of a value whose score moved, and every customer on the
+    first run of a day (their days since the last visit moved)."""
+    env, url = demo["env"], demo["url"]
+    rewritten = (
+        "select count(*) from crm.customers "
+        "where xmin::text::bigint >= %s and xmin::text::bigint < %s"
+    )
+
+    def run_customers() -> tuple[int, int]:
+        start = query(url, "select txid_current()")[0][0]
+        siteline(env, "dbt", "run", "--select", "customers")
+        return start, query(url, "select txid_current()")[0][0]
+
+    run_customers()  # after the fixture's full refresh: scores given today
+    assert query(url, rewritten, run_customers()) == [(0,)]
+    # a score given to one value differs from today's: that value's customers, no others
+    (revenue, customers) = query(
+        url, "select revenue, count(*) from crm.customers where revenue > 0 "
+        "group by revenue order by count(*) desc, revenue limit 1",
+    )[0]  # fmt: skip
+    execute(url, "update intermediate.customer_monetary_scores set score = score %% 5 + 1 "
+            "where revenue = %s", (revenue,))  # fmt: skip
+    before = query(url, "select customer_key, monetary_score from crm.customers order by 1")
+    assert query(url, rewritten, run_customers()) == [(customers,)]
+    assert query(url, "select customer_key, monetary_score from crm.customers order by 1") == before
+    # a new day: every customer, with today's days since the last visit
+    execute(url, "update intermediate.customer_recency_scores set given_on = given_on - 1")
+    execute(url, "update crm.customers set days_since_last_visit = -1")
+    total = query(url, "select count(*) from crm.customers")[0][0]
+    assert total > 100
+    assert query(url, rewritten, run_customers()) == [(total,)]
+    assert query(
+        url, "select count(*) from crm.customers "
+        "where days_since_last_visit = current_date - last_seen_at::date",
+    ) == [(total,)]  # fmt: skip
+
+
 def test_funnel_counts_match_the_truth(demo):
     truth = [s for s in read(demo["truth"], "sessions") if s["is_bot"] == "False"]
     expected = [sum(int(s["funnel_step"]) >= n for s in truth) for n in range(1, 5)]
