@@ -1,7 +1,9 @@
 -- noqa: disable=LT02
 -- One row per page view of a person (tracker page views, and log hits no tracker saw), with
 -- its place in the visit, time on page, engaged time and page performance. Incremental by
--- device (macros/scopes.sql).
+-- device (macros/scopes.sql). The visit's columns come from int_sessions and the identity
+-- map, as fct_sessions has them, not from fct_sessions: this model, one of the longest, then
+-- starts without waiting for the goal conversions and fct_sessions.
 {{ scoped_model() }}
 
 with
@@ -33,7 +35,15 @@ events as (
 
 sessions as (
 
-    select * from {{ ref('fct_sessions') }}
+    -- visits of people, as in fct_sessions
+    select * from {{ ref('int_sessions') }}
+    where not is_bot
+
+),
+
+identities as (
+
+    select * from {{ ref('int_identity_map') }}
 
 ),
 
@@ -89,7 +99,7 @@ final as (
         page_views.site_id,
         page_views.session_id,
         page_views.device_key as visitor_id,
-        sessions.customer_key,
+        coalesce(identities.user_id, sessions.visitor_id) as customer_key,
         page_views.event_source,
         page_views.occurred_at as viewed_at,
         (page_views.occurred_at at time zone sites.site_timezone)::date as viewed_date,
@@ -114,12 +124,14 @@ final as (
         page_views.dom_interactive_ms,
         page_views.page_load_ms,
         sessions.channel_id,
-        sessions.device_sk,
+        {{ device_sk('sessions.device_type', 'sessions.browser', 'sessions.os') }} as device_sk,
         sessions.device_type,
         sessions.country_code
     from page_views
     inner join sessions on page_views.session_id = sessions.session_id
     inner join sites on page_views.site_id = sites.site_id
+    left join identities
+        on sessions.site_id = identities.site_id and sessions.visitor_id = identities.visitor_id
 
 )
 
