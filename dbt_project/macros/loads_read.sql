@@ -8,7 +8,7 @@
       data_tests          every dbt invocation notes the loads it sees at its start
                           (on-run-start: note_tested_loads); a run that passes every data
                           test marks them done (macros/test_scopes.sql)
-      int_daily_log_hits  the loads whose days it counted (new_loads / new_loads_done)
+      int_daily_log_hits  the loads whose days it counted (new_load_ids / loads_done)
 
     A reader that rebuilds everything (--full-refresh) forgets its rows first. The table is
     created in on-run-start (dbt_project.yml), before models run in parallel. -#}
@@ -36,53 +36,65 @@
 {%- endmacro %}
 
 
-{#- pre-hook: the completed loads of `raw` (a raw schema) this model has not taken in yet, in
-    a temporary table the model reads (new_loads_relation) and its post-hook records. -#}
-{% macro new_loads(raw) -%}
-    {%- if not is_incremental() %}
+{#- The completed loads a model reads, noted in a temporary table (new_loads_relation:
+    raw_schema, load_id) that its post-hook records as read (loads_done). `loads` maps each
+    raw schema to its staging view of completed loads (a ref, so dbt knows the model reads
+    it); only_new: only the loads this model has not recorded yet. -#}
+{% macro note_loads(loads, only_new=true) -%}
+    drop table if exists {{ new_loads_relation() }};
+    create temporary table {{ new_loads_relation() }} as
+    {%- for raw_schema, relation in loads.items() %}
+    select
+        '{{ raw_schema }}'::text as raw_schema,
+        l.load_id
+    from {{ relation }} as l
+        {%- if only_new %}
+    where not exists (
+        select 1 from {{ loads_read() }} as r
+        where
+            r.reader = '{{ this.identifier }}' and r.raw_schema = '{{ raw_schema }}'
+            and r.load_id = l.load_id
+    )
+        {%- endif %}
+        {%- if not loop.last %}
+    union all
+        {%- endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#- The new loads of `loads` (as note_loads), noted when the model compiles, on the
+    connection its hooks run on, and returned as {raw_schema: [load ids]} for its query:
+    as literals the planner sees how few rows they are and reads them through the raw
+    table's load-id index. (Through the noted table, an IN it cannot see into, the 65k hits
+    of a new load were found by scanning all 6.5M, 4.7 s.) Noted once: a load that commits
+    after this is read by the next run. forget: the model reads everything this run, and
+    forgets the loads it recorded first. -#}
+{% macro new_load_ids(loads, forget=false) -%}
+    {%- set found = {} %}
+    {%- for raw_schema in loads %}{% do found.update({raw_schema: []}) %}{% endfor %}
+    {%- if execute and run_query is defined %}
+        {%- set rows = run_query(
+            ("delete from " ~ loads_read() ~ " where reader = '" ~ this.identifier ~ "'; "
+                if forget else "")
+            ~ note_loads(loads) ~ "; select raw_schema, load_id from " ~ new_loads_relation()
+        ) %}
+        {%- for raw_schema, load_id in rows.rows %}
+            {%- do found[raw_schema].append(load_id) %}
+        {%- endfor %}
+    {%- endif %}
+    {{- return(found) }}
+{%- endmacro %}
+
+
+{#- post-hook: the loads the model noted are done (forget: it read everything, and forgets
+    the older records first). -#}
+{% macro loads_done(forget=false) -%}
+    {%- if forget %}
     delete from {{ loads_read() }} where reader = '{{ this.identifier }}';
     {%- endif %}
-    drop table if exists {{ new_loads_relation() }};
-    create temporary table {{ new_loads_relation() }} (load_id text primary key);
-    do $$
-    begin
-        if to_regclass('{{ raw }}._dlt_loads') is not null then
-            insert into {{ new_loads_relation() }} (load_id)
-            select l.load_id
-            from {{ raw }}._dlt_loads as l
-            where
-                l.status = 0
-                and not exists (
-                    select 1 from {{ loads_read() }} as r
-                    where
-                        r.reader = '{{ this.identifier }}' and r.raw_schema = '{{ raw }}'
-                        and r.load_id = l.load_id
-                );
-        end if;
-    end
-    $$;
-    analyze {{ new_loads_relation() }}
-{%- endmacro %}
-
-
-{#- The new loads of `raw`, noted (new_loads) when the model compiles, on the connection its
-    hooks run on, and returned as literals for its query: the planner then sees how few
-    rows they are and reads them through the raw table's load-id index. (Through the noted
-    table, an IN it cannot see into, the 65k hits of a new load were found by scanning all
-    6.5M, 4.7 s.) Noted once: a load that commits after this is read by the next run. -#}
-{% macro new_load_ids(raw) -%}
-    {%- if execute and run_query is defined %}
-        {%- set found = run_query(new_loads(raw) ~ '; select load_id from ' ~ new_loads_relation()) %}
-        {{- return(found.columns[0].values() | list) }}
-    {%- endif %}
-    {{- return([]) }}
-{%- endmacro %}
-
-
-{#- post-hook: the loads the model just took in are done. -#}
-{% macro new_loads_done(raw) -%}
     insert into {{ loads_read() }} (reader, raw_schema, load_id, seen_at, done)
-    select '{{ this.identifier }}', '{{ raw }}', n.load_id, now(), true
+    select '{{ this.identifier }}', n.raw_schema, n.load_id, now(), true
     from {{ new_loads_relation() }} as n
     on conflict (reader, raw_schema, load_id) do nothing
 {%- endmacro %}

@@ -17,7 +17,7 @@
     whole, which the models above follow. -#}
 {% macro sessionised_done() -%}
     {%- set whole = sessionised_whole() %}
-    {{ sessionised_loads_done(whole) }};
+    {{ loads_done(forget=whole) }};
     {%- if not whole %}
     insert into {{ scope_changes('device') }} (site_id, device_key)
     select distinct site_id, device_key
@@ -73,36 +73,25 @@
 {%- endmacro %}
 
 
-{#- The dlt loads this run reads, by id (macros/loads_read.sql), noted in a temporary table
-    (new_loads_relation) that the post-hook records as read: in an incremental run the
-    completed loads not recorded yet; in a run that reads everything, every completed load,
-    noted in the pre-hook, before the query runs (the query may see a load committed since:
-    it is read again next run and replaces its rows by event id). (It asked for "the first
-    row of each recent load" in this table, with ten minutes' overlap: a seq scan of the
-    whole table for every new load, 20 s at 10M events.) -#}
-{% macro sessionised_note_loads(only_new) -%}
-    {%- set noted = new_loads_relation() %}
-    drop table if exists {{ noted }};
-    create temporary table {{ noted }} as
-    select 'raw_collector' as raw_schema, l.load_id from {{ ref('stg_collector__loads') }} as l
-    union all
-    select 'raw_logfiles', l.load_id from {{ ref('stg_logfiles__loads') }} as l;
-    {%- if only_new %}
-    delete from {{ noted }} as n
-    where exists (
-        select 1 from {{ loads_read() }} as r
-        where
-            r.reader = '{{ this.identifier }}' and r.raw_schema = n.raw_schema
-            and r.load_id = n.load_id
-    );
-    {%- endif %}
+{#- The dlt loads this model reads, by id (macros/loads_read.sql: each raw schema's staging
+    view of completed loads): an incremental run notes the completed loads not recorded yet
+    when it compiles (sessionised_new_rows); a run that reads everything notes every
+    completed load in its pre-hook, before the query runs (the query may see a load
+    committed since: it is read again next run and replaces its rows by event id). The
+    post-hook records them. (It asked for "the first row of each recent load" in this
+    table, with ten minutes' overlap: a seq scan of the whole table for every new load,
+    20 s at 10M events.) -#}
+{% macro sessionised_loads() -%}
+    {{- return({
+        'raw_collector': ref('stg_collector__loads'), 'raw_logfiles': ref('stg_logfiles__loads')
+    }) }}
 {%- endmacro %}
 
 
 {#- pre-hook: a run that reads everything notes the loads first. -#}
 {% macro sessionised_start() -%}
     {%- if sessionised_whole() %}
-    {{ sessionised_note_loads(only_new=false) }}
+    {{ note_loads(sessionised_loads(), only_new=false) }}
     {%- endif %}
 {%- endmacro %}
 
@@ -121,38 +110,19 @@
         'log': this.identifier ~ '__new_log_rows',
     } %}
     {%- if execute and run_query is defined %}
-        {%- set found = {'tracker': [], 'log': []} %}
-        {%- set rows = run_query(
-            sessionised_note_loads(only_new=true)
-            ~ " select raw_schema, load_id from " ~ new_loads_relation()
-        ) %}
-        {%- for raw_schema, load_id in rows.rows %}
-            {%- do found['tracker' if raw_schema == 'raw_collector' else 'log'].append(load_id) %}
-        {%- endfor %}
+        {%- set found = new_load_ids(sessionised_loads()) %}
         {%- set statements = [] %}
-        {%- for kind, staging in [
-            ('tracker', ref('stg_collector__events')), ('log', ref('stg_logfiles__hits'))
+        {%- for kind, raw, staging in [
+            ('tracker', 'raw_collector', ref('stg_collector__events')),
+            ('log', 'raw_logfiles', ref('stg_logfiles__hits')),
         ] %}
             {%- do statements.append(
                 'drop table if exists ' ~ copies[kind] ~ '; create temporary table '
                 ~ copies[kind] ~ ' as select * from ' ~ staging ~ ' where load_id in ('
-                ~ sql_literals(found[kind]) ~ '); analyze ' ~ copies[kind]
+                ~ sql_literals(found[raw]) ~ '); analyze ' ~ copies[kind]
             ) %}
         {%- endfor %}
         {%- do run_query(statements | join('; ')) %}
     {%- endif %}
     {{- return(copies) }}
-{%- endmacro %}
-
-
-{#- post-hook: the loads this run read are recorded (a run that read everything forgets the
-    older records first). -#}
-{% macro sessionised_loads_done(whole) -%}
-    {%- if whole %}
-    delete from {{ loads_read() }} where reader = '{{ this.identifier }}';
-    {%- endif %}
-    insert into {{ loads_read() }} (reader, raw_schema, load_id, seen_at, done)
-    select '{{ this.identifier }}', n.raw_schema, n.load_id, now(), true
-    from {{ new_loads_relation() }} as n
-    on conflict (reader, raw_schema, load_id) do nothing
 {%- endmacro %}

@@ -8,14 +8,16 @@
     loaded again replaces its old row (dlt merges on hit_id) and keeps its time, so it lands
     on the day it was counted on. A change of the sites' time zones counts every day again. -#}
 {%- set whole = daily_log_hits_whole() %}
-{%- set load_ids = new_load_ids('raw_logfiles') %}
+{%- set load_ids = new_load_ids(
+    {'raw_logfiles': ref('stg_logfiles__loads')}, forget=not is_incremental()
+)['raw_logfiles'] %}
 {{ config(
     materialized='incremental',
     unique_key=['site_id', 'kpi_date'],
     incremental_strategy='delete+insert',
     indexes=[{'columns': ['site_id', 'kpi_date'], 'unique': True}],
     pre_hook="{{ daily_log_hits_start() }}",
-    post_hook="{{ new_loads_done('raw_logfiles') }}; {{ daily_log_hits_done() }}",
+    post_hook="{{ loads_done() }}; {{ daily_log_hits_done() }}",
 ) }}
 
 with
