@@ -186,6 +186,35 @@
     {{ scope_mark(scope) }};
     {%- if is_incremental() %}
         {%- if scoped() %}
+    {{ scope_collect(scope, extra=extra, publish_extra=publish_extra) }};
+            {%- if log_customers %}
+    {{ scope_log_customers() }};
+            {%- endif %}
+    -- the rows of the scope's keys, probed key by key as scoped_rows reads them; deleted by
+    -- their row ids (a TID scan)
+    delete from {{ this }}
+    where ctid = any (array(
+        select scoped.ctid
+        from {{ scope_relation() }} as scope
+        cross join lateral (
+            select t.ctid
+            from {{ this }} as t
+            where t.site_id = scope.site_id and t.{{ column }} = scope.scope_key
+            offset 0
+        ) as scoped
+    ));
+        {%- else %}
+    -- built whole: the watermark is missing, stale or from another configuration, or a
+    -- model read here was built whole since
+    delete from {{ this }};
+        {%- endif %}
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- The devices or customers changed since the model's watermark (and the `extra` ones), in
+    a temporary table (scope_relation) with a unique index, analyzed. -#}
+{% macro scope_collect(scope='device', extra=none, publish_extra=false) -%}
     drop table if exists {{ scope_relation() }};
     create temporary table {{ scope_relation() }} as
     select
@@ -214,32 +243,10 @@
     ) as changes
     group by changes.site_id, changes.scope_key;
     create unique index on {{ scope_relation() }} (site_id, scope_key);
-    analyze {{ scope_relation() }};
-            {%- if publish_extra %}
+    analyze {{ scope_relation() }}
+    {%- if publish_extra %};
     insert into {{ scope_changes(scope) }} (site_id, {{ scope_key(scope) }})
-    select distinct site_id, scope_key from {{ scope_relation() }} where is_extra;
-            {%- endif %}
-            {%- if log_customers %}
-    {{ scope_log_customers() }};
-            {%- endif %}
-    -- the rows of the scope's keys, probed key by key as scoped_rows reads them; deleted by
-    -- their row ids (a TID scan)
-    delete from {{ this }}
-    where ctid = any (array(
-        select scoped.ctid
-        from {{ scope_relation() }} as scope
-        cross join lateral (
-            select t.ctid
-            from {{ this }} as t
-            where t.site_id = scope.site_id and t.{{ column }} = scope.scope_key
-            offset 0
-        ) as scoped
-    ));
-        {%- else %}
-    -- built whole: the watermark is missing, stale or from another configuration, or a
-    -- model read here was built whole since
-    delete from {{ this }};
-        {%- endif %}
+    select distinct site_id, scope_key from {{ scope_relation() }} where is_extra
     {%- endif %}
 {%- endmacro %}
 

@@ -27,12 +27,16 @@
     {{ scope_prune() }}
     {{ scope_done(scope=none, configs=sessionised_configs(), built_whole=whole) }};
     -- partial indexes over the few rows two models read: late events (agg_late_events)
-    -- and transactions in order of order id (int_orders, rebuilt whole each run: it read
-    -- them by a scan of every event, 4.7 s at 10M events)
+    -- and transactions in order of order id (int_orders: it read them by a scan of every
+    -- event, 4.7 s at 10M events)
     {{ sessionised_partial_index('(site_id, occurred_at)', 'is_late') }};
     {{ sessionised_partial_index(
         '(site_id, order_id, occurred_at, event_id)',
         "event_type = 'transaction' and order_id is not null and session_id is not null"
+    ) }};
+    -- and the orders of a device (int_orders, incremental by order: macros/orders.sql)
+    {{ sessionised_partial_index(
+        '(site_id, device_key, order_id)', "event_type = 'transaction' and order_id is not null"
     ) }}
 {%- endmacro %}
 
