@@ -500,6 +500,47 @@ def test_unique_tests_trust_a_unique_index_and_scan_a_table_without_one(demo):
     assert query(url, dups) == [(0,)]
 
 
+def test_unique_combination_tests_trust_a_unique_index_too(demo):
+    """`unique_combination` is answered by a unique index on its columns as `unique` is;
+    without the index it scans and finds a duplicate."""
+    env, url = demo["env"], demo["url"]
+    test = "unique_combination_customers_site_id__customer_key"
+    siteline(env, "dbt", "test", "--select", test)
+    compiled = next(Path(env["SITELINE_HOME"], "dbt", "target", "compiled").rglob(f"{test}*.sql"))
+    with connect(url) as conn:
+        plan = conn.execute("explain (analyze, format json) " + compiled.read_text()).fetchone()[0]
+
+    def scans(node: dict) -> list[dict]:
+        found = [node] if node.get("Relation Name") == "customers" else []
+        return found + [s for child in node.get("Plans", []) for s in scans(child)]
+
+    table_scans = scans(plan[0]["Plan"])
+    assert table_scans and all(s["Actual Loops"] == 0 for s in table_scans)
+
+    (index,) = query(
+        url, "select indexrelid::regclass::text from pg_index where indisunique "
+        "and indrelid = 'crm.customers'::regclass",
+    )[0]  # fmt: skip
+    execute(url, f"drop index {index}")
+    with connect(url, autocommit=True) as conn:
+        site_id, customer_key = conn.execute(
+            "insert into crm.customers select * from crm.customers limit 1 "
+            "returning site_id, customer_key"
+        ).fetchone()
+    # the duplicate's customer changed: the test's scope reads it (macros/test_scopes.sql)
+    execute(
+        url, "insert into intermediate.changed_customers (site_id, customer_key) values (%s, %s)",
+        (site_id, customer_key),
+    )  # fmt: skip
+    try:
+        output = siteline_fails(env, "dbt", "test", "--select", test)
+        assert f"Failure in test {test}" in output
+    finally:
+        siteline(env, "dbt", "run", "--select", "customers", "--full-refresh")
+    dups = "select count(*) - count(distinct customer_key) from crm.customers"
+    assert query(url, dups) == [(0,)]
+
+
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):
     """Last in the module: it changes the configuration. A shorter inactivity timeout and a
     new goal, then an ordinary `siteline run`: the incremental models see that the rules
