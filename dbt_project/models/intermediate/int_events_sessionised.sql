@@ -10,7 +10,8 @@
        with new rows, re-read its events from the start of the inactivity-delimited run
        that holds its earliest new row, and sessionise them again with the new rows;
     3. replace those rows (delete+insert on event_id), stamped with the run's time
-       (sessionised_at): the models above rebuild the devices it logs (scopes.sql).
+       (sessionised_at), except re-read rows whose visit did not change: the models above
+       rebuild the devices it logs (scopes.sql).
 
     A visit ends after the site's inactivity timeout, at local midnight when the site asks,
     and when a page view brings a different campaign or external referrer than the visit's
@@ -205,9 +206,20 @@ restarts as (
 
 batch as (
 
-    select * from changed
+    select
+        *,
+        null::text as previous_session_id,
+        null::timestamptz as previous_gap_started_at,
+        null::timestamptz as previous_session_started_at
+    from changed
     union all
-    select {{ unified_columns('done.') }}
+    -- rows sessionised before, re-read from the restart: with their visit as it was, so
+    -- the rows whose visit stays as it was are not written again (final)
+    select
+        {{ unified_columns('done.') }},
+        done.session_id,
+        done.gap_started_at,
+        done.session_started_at
     from restarts
     -- per device through the (site_id, device_key, gap_started_at) index; "offset 0" is a
     -- fence that keeps it a per-row subquery (flattened into a join, the planner may hash
@@ -247,6 +259,11 @@ eligible as (
     -- (is_held_out) and come out without a visit.
     select
         {{ unified_columns('batch.') }},
+        {%- if not whole %}
+        batch.previous_session_id,
+        batch.previous_gap_started_at,
+        batch.previous_session_started_at,
+        {%- endif %}
         batch.is_superseded or batch.is_late as is_held_out,
         sites.inactivity_timeout,
         sites.split_at_midnight,
@@ -426,6 +443,16 @@ final as (
         case when not is_held_out then assigned_started_at end as session_started_at,
         now() as sessionised_at
     from assignments
+    {%- if not whole %}
+    -- a row re-read from the restart whose visit did not change stays as it is (not deleted
+    -- and written again: most rows of a device that only got newer events)
+    where
+        previous_session_id is null
+        or is_held_out
+        or previous_session_id <> assigned_session_id
+        or previous_gap_started_at is distinct from gap_started_at
+        or previous_session_started_at is distinct from assigned_started_at
+    {%- endif %}
 
 )
 
