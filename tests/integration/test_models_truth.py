@@ -421,7 +421,8 @@ def test_staging_tests_read_the_loads_no_passing_run_has_tested(demo):
 
 def test_sessionisation_reads_the_loads_it_has_not_recorded(demo):
     """int_events_sessionised records every load it read (intermediate.loads_read) and reads
-    a load again only when its record is gone: its rows are rewritten, not doubled."""
+    a load again only when its record is gone: its rows are rewritten, not doubled, and the
+    rows re-read around them whose visits did not change are left as they are."""
     env, url = demo["env"], demo["url"]
     siteline(env, "dbt", "run", "--select", "int_events_sessionised")
     recorded = (
@@ -452,6 +453,19 @@ def test_sessionisation_reads_the_loads_it_has_not_recorded(demo):
         "where load_id = %s and sessionised_at > %s", (load_id, before[0][1]),
     )[0][0]  # fmt: skip
     assert rewritten == rows
+    # and no other row: the later rows of those devices, re-read from the restart, kept
+    # their visits and are not written again (there are such rows: other loads' rows in
+    # the same inactivity-delimited runs)
+    assert query(
+        url, "select count(*) from intermediate.int_events_sessionised as o "
+        "where o.load_id <> %s and exists (select 1 from intermediate.int_events_sessionised "
+        "as f where f.load_id = %s and f.site_id = o.site_id and f.device_key = o.device_key "
+        "and f.gap_started_at = o.gap_started_at)", (load_id, load_id),
+    )[0][0] > 0  # fmt: skip
+    assert query(
+        url, "select count(*) from intermediate.int_events_sessionised where sessionised_at > %s",
+        (before[0][1],),
+    ) == [(rows,)]  # fmt: skip
     assert (
         query(url, "select count(*) from intermediate.int_events_sessionised")[0][0] == before[0][0]
     )
