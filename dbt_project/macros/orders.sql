@@ -36,17 +36,7 @@
     ) as t;
     create unique index on {{ orders_relation() }} (site_id, order_id);
     analyze {{ orders_relation() }};
-    delete from {{ this }}
-    where ctid = any (array(
-        select o.ctid
-        from {{ orders_relation() }} as changed
-        cross join lateral (
-            select t.ctid
-            from {{ this }} as t
-            where t.site_id = changed.site_id and t.order_id = changed.order_id
-            offset 0
-        ) as o
-    ));
+    {{ delete_keys(orders_relation(), 'order_id', 'order_id') }};
         {%- else %}
     delete from {{ this }};
         {%- endif %}

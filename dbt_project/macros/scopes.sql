@@ -190,25 +190,31 @@
             {%- if log_customers %}
     {{ scope_log_customers() }};
             {%- endif %}
-    -- the rows of the scope's keys, probed key by key as scoped_rows reads them; deleted by
-    -- their row ids (a TID scan)
-    delete from {{ this }}
-    where ctid = any (array(
-        select scoped.ctid
-        from {{ scope_relation() }} as scope
-        cross join lateral (
-            select t.ctid
-            from {{ this }} as t
-            where t.site_id = scope.site_id and t.{{ column }} = scope.scope_key
-            offset 0
-        ) as scoped
-    ));
+    {{ delete_keys(scope_relation(), 'scope_key', column) }};
         {%- else %}
     -- built whole: the watermark is missing, stale or from another configuration, or a
     -- model read here was built whole since
     delete from {{ this }};
         {%- endif %}
     {%- endif %}
+{%- endmacro %}
+
+
+{#- Deletes this model's rows of the (site_id, `key`) pairs of the table `keys` (`column` is
+    the model's column holding the key): probed key by key as scoped_rows reads them, and
+    deleted by their row ids (a TID scan). -#}
+{% macro delete_keys(keys, key, column) -%}
+    delete from {{ this }}
+    where ctid = any (array(
+        select found.ctid
+        from {{ keys }} as k
+        cross join lateral (
+            select t.ctid
+            from {{ this }} as t
+            where t.site_id = k.site_id and t.{{ column }} = k.{{ key }}
+            offset 0
+        ) as found
+    ))
 {%- endmacro %}
 
 

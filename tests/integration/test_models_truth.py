@@ -472,87 +472,64 @@ def test_sessionisation_reads_the_loads_it_has_not_recorded(demo):
     assert query(url, recorded) == query(url, completed)
 
 
-def test_unique_tests_trust_a_unique_index_and_scan_a_table_without_one(demo):
-    """`unique` (macros/tests/unique.sql) is answered by a valid unique index on the column
-    without reading the table; without the index it scans and finds a duplicate."""
+def check_unique_test_trusts_the_index(
+    demo: dict, test: str, table: str, key: str, scope: str, scope_key: str
+) -> None:
+    """The data test `test` of `table` (schema.name) is answered by a valid unique index on
+    its key without reading the table; without the index it scans and finds a duplicate
+    (a row copied, whose device or customer is logged as changed: the test's scope)."""
     env, url = demo["env"], demo["url"]
-    test = "unique_fct_page_views_page_view_id"
-    siteline(env, "dbt", "test", "--select", test)
-    compiled = next(Path(env["SITELINE_HOME"], "dbt", "target", "compiled").rglob(f"{test}.sql"))
-    with connect(url) as conn:
-        plan = conn.execute("explain (analyze, format json) " + compiled.read_text()).fetchone()[0]
-
-    def scans(node: dict) -> list[dict]:
-        found = [node] if node.get("Relation Name") == "fct_page_views" else []
-        return found + [s for child in node.get("Plans", []) for s in scans(child)]
-
-    table_scans = scans(plan[0]["Plan"])
-    assert table_scans and all(s["Actual Loops"] == 0 for s in table_scans)
-
-    execute(url, "alter table web.fct_page_views drop constraint if exists fct_page_views_pkey")
-    (index,) = query(
-        url, "select indexrelid::regclass::text from pg_index where indisunique "
-        "and indrelid = 'web.fct_page_views'::regclass",
-    )[0]  # fmt: skip
-    execute(url, f"drop index {index}")
-    with connect(url, autocommit=True) as conn:
-        site_id, visitor_id = conn.execute(
-            "insert into web.fct_page_views select * from web.fct_page_views limit 1 "
-            "returning site_id, visitor_id"
-        ).fetchone()
-    # the duplicate's device changed: the test's scope reads it (macros/test_scopes.sql)
-    execute(
-        url, "insert into intermediate.changed_devices (site_id, device_key) values (%s, %s)",
-        (site_id, visitor_id),
-    )  # fmt: skip
-    try:
-        output = siteline_fails(env, "dbt", "test", "--select", test)
-        assert f"Failure in test {test}" in output
-    finally:
-        siteline(env, "dbt", "run", "--select", "fct_page_views", "--full-refresh")
-    dups = "select count(*) - count(distinct page_view_id) from web.fct_page_views"
-    assert query(url, dups) == [(0,)]
-
-
-def test_unique_combination_tests_trust_a_unique_index_too(demo):
-    """`unique_combination` is answered by a unique index on its columns as `unique` is;
-    without the index it scans and finds a duplicate."""
-    env, url = demo["env"], demo["url"]
-    test = "unique_combination_customers_site_id__customer_key"
+    name = table.split(".")[1]
     siteline(env, "dbt", "test", "--select", test)
     compiled = next(Path(env["SITELINE_HOME"], "dbt", "target", "compiled").rglob(f"{test}*.sql"))
     with connect(url) as conn:
         plan = conn.execute("explain (analyze, format json) " + compiled.read_text()).fetchone()[0]
 
     def scans(node: dict) -> list[dict]:
-        found = [node] if node.get("Relation Name") == "customers" else []
+        found = [node] if node.get("Relation Name") == name else []
         return found + [s for child in node.get("Plans", []) for s in scans(child)]
 
     table_scans = scans(plan[0]["Plan"])
     assert table_scans and all(s["Actual Loops"] == 0 for s in table_scans)
 
-    (index,) = query(
+    execute(url, f"alter table {table} drop constraint if exists {name}_pkey")
+    for (index,) in query(
         url, "select indexrelid::regclass::text from pg_index where indisunique "
-        "and indrelid = 'crm.customers'::regclass",
-    )[0]  # fmt: skip
-    execute(url, f"drop index {index}")
+        "and indrelid = %s::regclass", (table,),
+    ):  # fmt: skip
+        execute(url, f"drop index {index}")
     with connect(url, autocommit=True) as conn:
-        site_id, customer_key = conn.execute(
-            "insert into crm.customers select * from crm.customers limit 1 "
-            "returning site_id, customer_key"
+        site_id, scoped = conn.execute(
+            f"insert into {table} select * from {table} limit 1 returning site_id, {scope_key}"
         ).fetchone()
-    # the duplicate's customer changed: the test's scope reads it (macros/test_scopes.sql)
     execute(
-        url, "insert into intermediate.changed_customers (site_id, customer_key) values (%s, %s)",
-        (site_id, customer_key),
+        url, f"insert into intermediate.changed_{scope}s (site_id, {scope}_key) values (%s, %s)",
+        (site_id, scoped),
     )  # fmt: skip
     try:
         output = siteline_fails(env, "dbt", "test", "--select", test)
         assert f"Failure in test {test}" in output
     finally:
-        siteline(env, "dbt", "run", "--select", "customers", "--full-refresh")
-    dups = "select count(*) - count(distinct customer_key) from crm.customers"
-    assert query(url, dups) == [(0,)]
+        siteline(env, "dbt", "run", "--select", name, "--full-refresh")
+    assert query(url, f"select count(*) - count(distinct {key}) from {table}") == [(0,)]
+
+
+def test_unique_tests_trust_a_unique_index_and_scan_a_table_without_one(demo):
+    """`unique` (macros/tests/unique.sql) is answered by a valid unique index on the column
+    without reading the table; without the index it scans and finds a duplicate."""
+    check_unique_test_trusts_the_index(
+        demo, "unique_fct_page_views_page_view_id", "web.fct_page_views", "page_view_id",
+        scope="device", scope_key="visitor_id",
+    )  # fmt: skip
+
+
+def test_unique_combination_tests_trust_a_unique_index_too(demo):
+    """`unique_combination` is answered by a unique index on its columns as `unique` is;
+    without the index it scans and finds a duplicate."""
+    check_unique_test_trusts_the_index(
+        demo, "unique_combination_customers_site_id__customer_key", "crm.customers",
+        "customer_key", scope="customer", scope_key="customer_key",
+    )  # fmt: skip
 
 
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):
