@@ -67,7 +67,8 @@ def test_definitions_form_one_connected_graph(warehouse):
     }  # fmt: skip
     # its data, and every configuration whose change rebuilds it (macros/scopes.sql)
     assert parents("web/fct_page_views") == {
-        "intermediate/int_events_sessionised", "web/fct_sessions", "staging/stg_config__sites",
+        "intermediate/int_events_sessionised", "intermediate/int_sessions",
+        "intermediate/int_identity_map", "staging/stg_config__sites",
         "staging/stg_config__goals", "staging/stg_config__funnel_steps",
         "staging/stg_config__page_labels", "staging/stg_config__campaign_parameters",
     }  # fmt: skip
