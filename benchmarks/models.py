@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingestion.demo_traffic.simulator import SimulationConfig
 from ingestion.demo_traffic.writer import write_simulation
+from orchestration.dbt_paths import PIPELINE_BUILD
 from orchestration.warehouse import connect, ensure_database, ensure_warehouse, with_database
 from realtime.collector.landing import SEGMENTS, read_manifest, write_manifest
 
@@ -42,9 +43,6 @@ MARTS = [
     "crm.customer_daily_activity",
 ]  # fmt: skip
 REPLAY = "bench_increment"
-# the pipeline's build (orchestration/defs/models/assets.py): dbt's unit tests are the test
-# suite's, not every run's
-PIPELINE_BUILD = ("--exclude-resource-type", "unit_test")
 RAW_TABLES = {
     "raw_collector": ["events", "bad_events"],
     "raw_logfiles": ["hits", "rejected_lines", "files"],
@@ -227,7 +225,7 @@ def main() -> None:
               f"{load:.0f} s", flush=True)  # fmt: skip
         if args.load_only:
             return
-    full = siteline(env, "dbt", "build", *PIPELINE_BUILD, "--full-refresh")
+    full = siteline(env, "dbt", *PIPELINE_BUILD, "--full-refresh")
     slowest(home, "full")
     events = count(url, "intermediate.int_events_sessionised")
     print(f"full build over {events:,} unified events: {full:.0f} s", flush=True)
@@ -237,7 +235,7 @@ def main() -> None:
     else:
         deliver(sim, home, 1 - args.increment, first=False)
         siteline(env, "run", *RAW)
-    incremental = siteline(env, "dbt", "build", *PIPELINE_BUILD)
+    incremental = siteline(env, "dbt", *PIPELINE_BUILD)
     slowest(home, "incremental")
     if args.no_rebuild:
         total = count(url, "intermediate.int_events_sessionised")
@@ -249,7 +247,7 @@ def main() -> None:
     # the rebuild starts from empty model schemas: a --full-refresh beside the existing tables
     # needs their size again in free disk (about 16 GB at 10M events)
     drop_models(url)
-    refresh = siteline(env, "dbt", "build", *PIPELINE_BUILD, "--full-refresh")
+    refresh = siteline(env, "dbt", *PIPELINE_BUILD, "--full-refresh")
     slowest(home, "refresh")
     same = snapshot(url) == after_incremental
     total = count(url, "intermediate.int_events_sessionised")

@@ -179,9 +179,13 @@
 {#- pre-hook: `scope` is 'device' or 'customer', `column` the model's column holding its
     key, `extra` a query of more (site_id, key) pairs to rebuild, logged as changes of
     that scope for the models above when `publish_extra`; `log_customers` logs the
-    customers of the devices rebuilt. -#}
+    customers of the devices rebuilt. `keys`: for a model keyed otherwise than by its scope
+    (int_orders: by order), a query of the model's own (site_id, scope_key) pairs that the
+    scope's devices or customers touch (it reads scope_relation()); those are rebuilt,
+    noted in keys_relation(), and scoped_rows(..., own_keys=true) reads by them. -#}
 {% macro scope_start(
-    scope='device', column='visitor_id', extra=none, publish_extra=false, log_customers=false
+    scope='device', column='visitor_id', extra=none, publish_extra=false, log_customers=false,
+    keys=none
 ) -%}
     {{ scope_mark(scope) }};
     {%- if is_incremental() %}
@@ -190,7 +194,26 @@
             {%- if log_customers %}
     {{ scope_log_customers() }};
             {%- endif %}
-    {{ delete_keys(scope_relation(), 'scope_key', column) }};
+            {%- if keys %}
+    drop table if exists {{ keys_relation() }};
+    create temporary table {{ keys_relation() }} as
+    select distinct k.site_id, k.scope_key from ({{ keys }}) as k;
+    create unique index on {{ keys_relation() }} (site_id, scope_key);
+    analyze {{ keys_relation() }};
+            {%- endif %}
+    -- the rows of the keys, probed key by key as scoped_rows reads them; deleted by their
+    -- row ids (a TID scan)
+    delete from {{ this }}
+    where ctid = any (array(
+        select found.ctid
+        from {{ keys_relation() if keys else scope_relation() }} as k
+        cross join lateral (
+            select t.ctid
+            from {{ this }} as t
+            where t.site_id = k.site_id and t.{{ column }} = k.scope_key
+            offset 0
+        ) as found
+    ));
         {%- else %}
     -- built whole: the watermark is missing, stale or from another configuration, or a
     -- model read here was built whole since
@@ -200,21 +223,8 @@
 {%- endmacro %}
 
 
-{#- Deletes this model's rows of the (site_id, `key`) pairs of the table `keys` (`column` is
-    the model's column holding the key): probed key by key as scoped_rows reads them, and
-    deleted by their row ids (a TID scan). -#}
-{% macro delete_keys(keys, key, column) -%}
-    delete from {{ this }}
-    where ctid = any (array(
-        select found.ctid
-        from {{ keys }} as k
-        cross join lateral (
-            select t.ctid
-            from {{ this }} as t
-            where t.site_id = k.site_id and t.{{ column }} = k.{{ key }}
-            offset 0
-        ) as found
-    ))
+{% macro keys_relation() -%}
+    {{ this.identifier }}__keys
 {%- endmacro %}
 
 
@@ -260,7 +270,9 @@
 {#- What a scoped model reads of `relation`: in a run that rebuilds a scope, the rows of the
     scope's devices or customers (`key` is the relation's column holding them), else the
     whole relation. Use it as a FROM item: `from {{ scoped_rows(ref('x'), key='visitor_id') }}`
-    (no alias: it names the scoped rows itself).
+    (no alias: it names the scoped rows itself). own_keys: the rows of the model's own keys
+    (scope_start's `keys`) instead; `where`: a condition on the relation's columns inside
+    each probe (one a partial index needs, to be chosen).
 
     The rows are probed one scope key at a time through the relation's (site_id, key, ...)
     index, driven by the scope table (analyzed: the planner knows how many keys, and from
@@ -274,15 +286,17 @@
       takes an array it cannot see for ten elements, so every join above it was planned
       for a handful of rows; and a lookup joined by key to the scoped rows repeated the
       whole array in each of its probes (9 s for 1,920 probes of int_identity_map). -#}
-{% macro scoped_rows(relation, key='device_key', site_id='site_id') -%}
+{% macro scoped_rows(relation, key='device_key', site_id='site_id', own_keys=false, where=none) -%}
     {%- if is_incremental() and run_query is defined and scoped() -%}
     (
         select scoped.*
-        from {{ scope_relation() }} as scope
+        from {{ keys_relation() if own_keys else scope_relation() }} as scope
         cross join lateral (
             select r.*
             from {{ relation }} as r
-            where r.{{ site_id }} = scope.site_id and r.{{ key }} = scope.scope_key
+            where
+                r.{{ site_id }} = scope.site_id and r.{{ key }} = scope.scope_key
+                {%- if where %} and {{ where }}{% endif %}
             offset 0  -- noqa: AM09
         ) as scoped
         offset 0  -- noqa: AM09

@@ -1,13 +1,10 @@
 -- One row per order: a transaction tracked twice (a reloaded thank-you page, a retry with
--- a new event id) counts once, at its first occurrence. Incremental by order
--- (macros/orders.sql).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    indexes=[{'columns': ['site_id', 'order_id'], 'unique': True}],
-    pre_hook="{{ orders_start() }}",
-    post_hook="{{ scope_done() }}",
+-- a new event id) counts once, at its first occurrence. Scoped by device, keyed by order
+-- (macros/orders.sql): each order is read through the sessionised table's
+-- (site_id, order_id, occurred_at, event_id) partial index.
+{{ scoped_model(
+    column='order_id', indexes=[{'columns': ['site_id', 'order_id'], 'unique': True}],
+    start='keys=orders_of_scope()',
 ) }}
 
 with
@@ -15,7 +12,10 @@ with
 transactions as (
 
     select *
-    from {{ orders_transactions() }}
+    from {{ scoped_rows(
+        ref('int_events_sessionised'), key='order_id', own_keys=true,
+        where="event_type = 'transaction' and session_id is not null",
+    ) }}
     where event_type = 'transaction' and session_id is not null and order_id is not null
 
 ),

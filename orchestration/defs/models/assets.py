@@ -13,6 +13,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from orchestration.dbt_paths import PIPELINE_BUILD
 from orchestration.defs.models.project import dbt_project, ensure_manifest
 
 
@@ -41,12 +42,9 @@ translator = SitelineDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_
     name="dbt_models",
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """``dbt build`` of the selected models: run, then their tests as asset checks.
-
-    dbt's unit tests (fixed inputs, expected rows: the models' logic, not the data) are left
-    to the test suite and to ``siteline dbt build``, as dbt advises for production: in every
-    run they took 2 s before the sessionisation could start."""
-    invocation = dbt.cli(["build", "--exclude-resource-type", "unit_test"], context=context)
+    """``dbt build`` of the selected models (without dbt's unit tests: PIPELINE_BUILD): run,
+    then their tests as asset checks."""
+    invocation = dbt.cli([*PIPELINE_BUILD], context=context)
     try:
         yield from invocation.stream()
     finally:
