@@ -13,6 +13,9 @@
       fct_sessions            logs the customers of the devices it rebuilt (before and after:
                               a login moves a device to another customer)
 
+    and int_sessions logs the local days of the visits it changed in intermediate.changed_days
+    (macros/day_scopes.sql), which agg_daily_site_kpis recomputes.
+
     A scoped model runs as
 
       pre-hook   scope_start(...)  notes the newest change id, writes the devices or
@@ -61,6 +64,13 @@
         {{ scope_key(scope) }} text not null
     );
     {%- endfor %}
+    -- local days whose visits changed, as ranges (macros/day_scopes.sql)
+    create table if not exists {{ scope_changes('day') }} (
+        change_id bigint generated always as identity primary key,
+        site_id text not null,
+        from_day date not null,
+        to_day date not null
+    );
 {%- endmacro %}
 
 
@@ -182,10 +192,12 @@
     customers of the devices rebuilt. `keys`: for a model keyed otherwise than by its scope
     (int_orders: by order), a query of the model's own (site_id, scope_key) pairs that the
     scope's devices or customers touch (it reads scope_relation()); those are rebuilt,
-    noted in keys_relation(), and scoped_rows(..., own_keys=true) reads by them. -#}
+    noted in keys_relation(), and scoped_rows(..., own_keys=true) reads by them.
+    `log_days` (int_sessions, with scope_done's): logs the local days whose visits the run
+    changed (macros/day_scopes.sql). -#}
 {% macro scope_start(
     scope='device', column='visitor_id', extra=none, publish_extra=false, log_customers=false,
-    keys=none
+    keys=none, log_days=false
 ) -%}
     {{ scope_mark(scope) }};
     {%- if is_incremental() %}
@@ -193,6 +205,9 @@
     {{ scope_collect(scope, extra=extra, publish_extra=publish_extra) }};
             {%- if log_customers %}
     {{ scope_log_customers() }};
+            {%- endif %}
+            {%- if log_days %}
+    {{ days_before() }};
             {%- endif %}
             {%- if keys %}
     drop table if exists {{ keys_relation() }};
@@ -228,6 +243,17 @@
 {%- endmacro %}
 
 
+{#- Whether change `alias` is one this run takes: after the model's watermark, up to the
+    change id noted when it started (scope_mark). -#}
+{% macro scope_since(alias) -%}
+    {{ alias }}.change_id > (
+                select w.change_id from {{ scope_watermarks() }} as w
+                where w.model_name = '{{ this.identifier }}'
+            )
+            and {{ alias }}.change_id <= (select m.change_id from {{ scope_mark_relation() }} as m)
+{%- endmacro %}
+
+
 {#- The devices or customers changed since the model's watermark (and the `extra` ones), in
     a temporary table (scope_relation) with a unique index, analyzed. -#}
 {% macro scope_collect(scope='device', extra=none, publish_extra=false) -%}
@@ -243,12 +269,7 @@
             c.{{ scope_key(scope) }} as scope_key,
             false as is_extra
         from {{ scope_changes(scope) }} as c
-        where
-            c.change_id > (
-                select w.change_id from {{ scope_watermarks() }} as w
-                where w.model_name = '{{ this.identifier }}'
-            )
-            and c.change_id <= (select m.change_id from {{ scope_mark_relation() }} as m)
+        where {{ scope_since('c') }}
             {%- if extra %}
         union all
         select
@@ -309,10 +330,15 @@
 
 {#- post-hook: the watermark moves to the change id noted when the model started; a model
     built whole records when. -#}
-{% macro scope_done(scope='device', configs=none, built_whole=none, log_customers=false) -%}
+{% macro scope_done(
+    scope='device', configs=none, built_whole=none, log_customers=false, log_days=false
+) -%}
     {%- set whole = (not scoped()) if built_whole is none else built_whole %}
     {%- if log_customers and not whole %}
     {{ scope_log_customers() }};
+    {%- endif %}
+    {%- if log_days and not whole %}
+    {{ days_log() }};
     {%- endif %}
     insert into {{ scope_watermarks() }} as w (
         model_name, scope, config_hash, change_id, full_at, updated_at
@@ -347,7 +373,7 @@
 {#- Changes every scoped model has consumed are deleted (a model not run for 30 days is
     built whole when it runs again, so it does not hold them back). -#}
 {% macro scope_prune() -%}
-    {%- for scope in ['device', 'customer'] %}
+    {%- for scope in ['device', 'customer', 'day'] %}
     delete from {{ scope_changes(scope) }}
     where change_id <= (
         select min(w.change_id) from {{ scope_watermarks() }} as w

@@ -29,34 +29,15 @@
     -- partial indexes over the few rows two models read: late events (agg_late_events)
     -- and transactions in order of order id (int_orders: it read them by a scan of every
     -- event, 4.7 s at 10M events)
-    {{ sessionised_partial_index('(site_id, occurred_at)', 'is_late') }};
-    {{ sessionised_partial_index(
+    {{ partial_index('(site_id, occurred_at)', 'is_late') }};
+    {{ partial_index(
         '(site_id, order_id, occurred_at, event_id)',
         "event_type = 'transaction' and order_id is not null and session_id is not null"
     ) }};
     -- and the orders of a device (int_orders, incremental by order: macros/orders.sql)
-    {{ sessionised_partial_index(
+    {{ partial_index(
         '(site_id, device_key, order_id)', "event_type = 'transaction' and order_id is not null"
     ) }}
-{%- endmacro %}
-
-
-{#- A partial index of this table, created unless it has one on those columns with a WHERE
-    (found by the table's own indexes: a name could be held by the table a full refresh
-    just replaced, until it is dropped). -#}
-{% macro sessionised_partial_index(columns, predicate) -%}
-    do $$
-    begin
-        if not exists (
-            select 1 from pg_indexes
-            where
-                schemaname = '{{ this.schema }}' and tablename = '{{ this.identifier }}'
-                and indexdef like '%{{ columns }} WHERE%'
-        ) then
-            create index on {{ this }} {{ columns }} where {{ predicate }};
-        end if;
-    end
-    $$
 {%- endmacro %}
 
 

@@ -331,6 +331,52 @@ def test_customers_rewrites_only_moved_scores_and_everyone_on_a_new_day(demo):
     ) == [(total,)]  # fmt: skip
 
 
+def test_daily_kpis_recompute_only_the_days_whose_visits_changed(demo):
+    """int_sessions logs the local days of the visits a run removed, added or altered
+    (intermediate.changed_days); agg_daily_site_kpis recomputes those days and carries the
+    figures of the others as they were."""
+    env, url = demo["env"], demo["url"]
+    kpis = "select site_id, kpi_date, visits, page_views from web.agg_daily_site_kpis order by 1, 2"
+    before = query(url, kpis)
+    logged = "select site_id, from_day, to_day from intermediate.changed_days where change_id > %s"
+    last = query(url, "select coalesce(max(change_id), 0) from intermediate.changed_days")[0][0]
+    (site, visitor, session_id, day) = query(
+        url, "select s.site_id, s.visitor_id, s.session_id, s.session_date "
+        "from intermediate.int_sessions as s "
+        "inner join staging.stg_config__sites as c on s.site_id = c.site_id "
+        "where not s.is_bot and s.session_date = (s.ended_at at time zone c.site_timezone)::date "
+        "order by s.session_id limit 1",
+    )[0]  # fmt: skip
+    other = query(
+        url, "select max(kpi_date) from web.agg_daily_site_kpis where site_id = %s "
+        "and kpi_date <> %s and visits > 0", (site, day),
+    )[0][0]  # fmt: skip
+    assert other is not None
+    rebuild_device = (
+        "insert into intermediate.changed_devices (site_id, device_key) values (%s, %s)"
+    )
+    # the device rebuilt, its visits as they were: no day logged, every day carried
+    execute(url, rebuild_device, (site, visitor))
+    siteline(env, "dbt", "run", "--select", "int_sessions", "agg_daily_site_kpis")
+    assert query(url, logged, (last,)) == []
+    assert query(url, kpis) == before
+    # one visit altered where it is stored: rebuilt, it differs, and its day is logged; two
+    # days' figures altered: the visit's day is recomputed, the other carried as it is
+    execute(url, "update intermediate.int_sessions set page_views = page_views + 1000 "
+            "where session_id = %s", (session_id,))  # fmt: skip
+    execute(url, "update web.agg_daily_site_kpis set page_views = page_views + 100000 "
+            "where site_id = %s and kpi_date in (%s, %s)", (site, day, other))  # fmt: skip
+    execute(url, rebuild_device, (site, visitor))
+    siteline(env, "dbt", "run", "--select", "int_sessions", "agg_daily_site_kpis")
+    assert query(url, logged, (last,)) == [(site, day, day)]
+    assert query(url, kpis) == [
+        (s, d, v, p + 100000 if (s, d) == (site, other) else p) for (s, d, v, p) in before
+    ]
+    # built whole again: as before
+    siteline(env, "dbt", "run", "--select", "agg_daily_site_kpis", "--full-refresh")
+    assert query(url, kpis) == before
+
+
 def test_funnel_counts_match_the_truth(demo):
     truth = [s for s in read(demo["truth"], "sessions") if s["is_bot"] == "False"]
     expected = [sum(int(s["funnel_step"]) >= n for s in truth) for n in range(1, 5)]

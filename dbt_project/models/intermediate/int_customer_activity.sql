@@ -11,9 +11,26 @@ sessions as (
 
 ),
 
+orders as (
+
+    -- the orders of the customers' visits, as web.fct_transactions counts them (an order
+    -- once, in the visit of its first occurrence; bots' visits are not in fct_sessions):
+    -- read from int_orders rather than fct_transactions, so that this model and
+    -- crm.customers need not wait for fct_transactions and its tests
+    select * from {{ ref('int_orders') }}
+    where not is_bot
+
+),
+
 transactions as (
 
-    select * from {{ scoped_rows(ref('fct_transactions'), key='customer_key') }}
+    select
+        sessions.site_id,
+        sessions.customer_key,
+        orders.revenue,
+        orders.ordered_at
+    from orders
+    inner join sessions on orders.session_id = sessions.session_id
 
 ),
 

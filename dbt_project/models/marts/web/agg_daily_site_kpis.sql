@@ -1,5 +1,18 @@
+-- noqa: disable=LT02
 -- One row per site and local day: the KPIs dashboards and alerts watch, plus what was kept
--- out of them (bots, late events, rejected log lines, quarantined payloads).
+-- out of them (bots, late events, rejected log lines, quarantined payloads). Incremental by
+-- day (macros/day_scopes.sql): a run recomputes the days whose visits changed, carries the
+-- visits' figures of the other days, and counts the small tables again; every row is
+-- written again (one per site and day).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ days_start() }}",
+    post_hook="{{ scope_done(scope='day') }}",
+) }}
+{%- set by_day = is_incremental() and scoped() %}
+
 with
 
 sites as (
@@ -11,13 +24,13 @@ sites as (
 sessions as not materialized (
 
     -- read twice (visits, visitor_days): else PostgreSQL copies every visit first
-    select * from {{ ref('int_sessions') }}
+    select * from {{ days_rows(ref('int_sessions'), 'session_date') }}
 
 ),
 
 conversions as (
 
-    select * from {{ ref('fct_goal_conversions') }}
+    select * from {{ days_rows(ref('fct_goal_conversions'), 'conversion_date') }}
 
 ),
 
@@ -148,12 +161,73 @@ rejected as (
 
 ),
 
+figures as (
+
+    -- the figures of visits and conversions: of every day, or in a run by day of the days
+    -- recomputed, and as they were for the others (the days that had visits or conversions)
+    select
+        coalesce(visits.site_id, converting.site_id) as site_id,
+        coalesce(visits.kpi_date, converting.kpi_date) as kpi_date,
+        coalesce(visits.visits, 0) as visits,
+        coalesce(visitor_days.visitors, 0) as visitors,
+        coalesce(visits.visits_from_logs, 0) as visits_from_logs,
+        coalesce(visits.page_views, 0) as page_views,
+        coalesce(visits.bounces, 0) as bounces,
+        round(coalesce(visits.bounces, 0)::numeric / nullif(visits.visits, 0), 4) as bounce_rate,
+        round(coalesce(visits.duration_seconds, 0)::numeric / nullif(visits.visits, 0), 1)
+            as avg_visit_seconds,
+        coalesce(visits.engaged_seconds, 0) as engaged_seconds,
+        coalesce(converting.goal_conversions, 0) as goal_conversions,
+        coalesce(converting.converting_visits, 0) as converting_visits,
+        round(coalesce(converting.converting_visits, 0)::numeric / nullif(visits.visits, 0), 4)
+            as conversion_rate,
+        coalesce(visits.transactions, 0) as transactions,
+        coalesce(visits.revenue, 0)::numeric(14, 2) as revenue,
+        round(visits.revenue / nullif(visits.transactions, 0), 2) as average_order_value,
+        coalesce(visits.bot_visits, 0) as bot_visits,
+        coalesce(visits.bot_page_views, 0) as bot_page_views
+    from visits
+    left join visitor_days
+        on visits.site_id = visitor_days.site_id and visits.kpi_date = visitor_days.kpi_date
+    full join converting on visits.site_id = converting.site_id and visits.kpi_date = converting.kpi_date
+    {%- if by_day %}
+    union all
+    select
+        kept.site_id,
+        kept.kpi_date,
+        kept.visits,
+        kept.visitors,
+        kept.visits_from_logs,
+        kept.page_views,
+        kept.bounces,
+        kept.bounce_rate,
+        kept.avg_visit_seconds,
+        kept.engaged_seconds,
+        kept.goal_conversions,
+        kept.converting_visits,
+        kept.conversion_rate,
+        kept.transactions,
+        kept.revenue,
+        kept.average_order_value,
+        kept.bot_visits,
+        kept.bot_page_views
+    from {{ days_stored_relation() }} as kept
+    where
+        (kept.visits > 0 or kept.bot_visits > 0 or kept.goal_conversions > 0)
+        and not exists (
+            select 1 from {{ days_relation() }} as recomputed
+            where recomputed.site_id = kept.site_id and recomputed.kpi_date = kept.kpi_date
+        )
+    {%- endif %}
+
+),
+
 days as (
 
     select
         site_id,
         kpi_date
-    from visits
+    from figures
     union
     select
         site_id,
@@ -182,24 +256,22 @@ final as (
     select
         days.site_id,
         days.kpi_date,
-        coalesce(visits.visits, 0) as visits,
-        coalesce(visitor_days.visitors, 0) as visitors,
-        coalesce(visits.visits_from_logs, 0) as visits_from_logs,
-        coalesce(visits.page_views, 0) as page_views,
-        coalesce(visits.bounces, 0) as bounces,
-        round(coalesce(visits.bounces, 0)::numeric / nullif(visits.visits, 0), 4) as bounce_rate,
-        round(coalesce(visits.duration_seconds, 0)::numeric / nullif(visits.visits, 0), 1)
-            as avg_visit_seconds,
-        coalesce(visits.engaged_seconds, 0) as engaged_seconds,
-        coalesce(converting.goal_conversions, 0) as goal_conversions,
-        coalesce(converting.converting_visits, 0) as converting_visits,
-        round(coalesce(converting.converting_visits, 0)::numeric / nullif(visits.visits, 0), 4)
-            as conversion_rate,
-        coalesce(visits.transactions, 0) as transactions,
-        coalesce(visits.revenue, 0)::numeric(14, 2) as revenue,
-        round(visits.revenue / nullif(visits.transactions, 0), 2) as average_order_value,
-        coalesce(visits.bot_visits, 0) as bot_visits,
-        coalesce(visits.bot_page_views, 0) as bot_page_views,
+        coalesce(figures.visits, 0) as visits,
+        coalesce(figures.visitors, 0) as visitors,
+        coalesce(figures.visits_from_logs, 0) as visits_from_logs,
+        coalesce(figures.page_views, 0) as page_views,
+        coalesce(figures.bounces, 0) as bounces,
+        figures.bounce_rate,
+        figures.avg_visit_seconds,
+        coalesce(figures.engaged_seconds, 0) as engaged_seconds,
+        coalesce(figures.goal_conversions, 0) as goal_conversions,
+        coalesce(figures.converting_visits, 0) as converting_visits,
+        figures.conversion_rate,
+        coalesce(figures.transactions, 0) as transactions,
+        coalesce(figures.revenue, 0)::numeric(14, 2) as revenue,
+        figures.average_order_value,
+        coalesce(figures.bot_visits, 0) as bot_visits,
+        coalesce(figures.bot_page_views, 0) as bot_page_views,
         coalesce(log_hits.log_hits, 0) as log_hits,
         coalesce(log_hits.bot_log_hits, 0) as bot_log_hits,
         coalesce(log_hits.static_log_hits, 0) as static_log_hits,
@@ -207,10 +279,7 @@ final as (
         coalesce(late.late_events, 0) as late_events,
         coalesce(quarantined.quarantined_payloads, 0) as quarantined_payloads
     from days
-    left join visits on days.site_id = visits.site_id and days.kpi_date = visits.kpi_date
-    left join visitor_days
-        on days.site_id = visitor_days.site_id and days.kpi_date = visitor_days.kpi_date
-    left join converting on days.site_id = converting.site_id and days.kpi_date = converting.kpi_date
+    left join figures on days.site_id = figures.site_id and days.kpi_date = figures.kpi_date
     left join late on days.site_id = late.site_id and days.kpi_date = late.kpi_date
     left join quarantined on days.site_id = quarantined.site_id and days.kpi_date = quarantined.kpi_date
     left join log_hits on days.site_id = log_hits.site_id and days.kpi_date = log_hits.kpi_date
