@@ -4,11 +4,13 @@
     customers who did the same get the same score. Recency is the date of the last visit,
     frequency the visits then the orders, monetary the revenue.
 
-    The pre-hook scores each distinct value (a hash aggregate over the customers and a window
-    over the few values), in three small temporary tables; the model and its extra scope
-    join them to the customers they read. (Three ntile windows, one sort of every customer
-    each, took 15 s of the 10M-event incremental build: most customers share a value - no
-    revenue, one visit - and the sort then compares their keys row by row.) -#}
+    The pre-hook scores each distinct value (a window over the few values, from the
+    customers per value that int_customer_activity keeps: customer_value_counts), in three
+    small temporary tables; the model and its extra scope join them to the customers they
+    read. (Three ntile windows, one sort of every customer each, took 15 s of the 10M-event
+    incremental build: most customers share a value - no revenue, one visit - and the sort
+    then compares their keys row by row. A hash aggregate of every customer per value in
+    the pre-hook, 0.7 s, was on the longest path of that build too.) -#}
 
 {% macro customer_score_relation(measure) -%}
     {{ this.identifier }}__{{ measure }}
@@ -22,9 +24,108 @@
 {%- endmacro %}
 
 
-{#- part 'prepare' (pre-hook of crm.customers):
-    - one hash aggregate of the customers counts them per value of each measure (grouping
-      sets: one scan for the three);
+{#- The measures, each one or more columns with its expression over a row `{a}` of
+    int_customer_activity. -#}
+{% macro customer_score_measures() -%}
+    {{ return({
+        'recency': {'last_seen_date': "coalesce({a}.last_seen_at::date, '-infinity'::date)"},
+        'frequency': {
+            'visits': 'coalesce({a}.visits, 0)', 'transactions': 'coalesce({a}.transactions, 0)'
+        },
+        'monetary': {'revenue': 'coalesce({a}.revenue, 0)'},
+    }) }}
+{%- endmacro %}
+
+
+{#- The customers per value of each measure (one row per site and value; the other measures'
+    columns null), as int_customer_activity holds them: rebuilt when it is built whole, else
+    moved by its scope's customers as they were (customer_values_before) and as they are
+    (customer_values_after), in the same transaction. -#}
+{% macro customer_value_counts() -%}
+    {{ generate_schema_name('intermediate', none) }}.customer_value_counts
+{%- endmacro %}
+
+
+{% macro customer_value_columns() -%}
+    {%- set columns = [] %}
+    {%- for measure in customer_score_measures().values() %}
+        {%- do columns.extend(measure.keys()) %}
+    {%- endfor %}
+    {{- return(columns) }}
+{%- endmacro %}
+
+
+{% macro customer_values_before_relation() -%}
+    {{ this.identifier }}__values_before
+{%- endmacro %}
+
+
+{#- int_customer_activity's pre-hook (scope_start(before=...)): its scope's customers as they
+    were. -#}
+{% macro customer_values_before() -%}
+    drop table if exists {{ customer_values_before_relation() }};
+    create temporary table {{ customer_values_before_relation() }} as
+    {{ scope_this_rows('customer_key') }}
+{%- endmacro %}
+
+
+{#- int_customer_activity's post-hook (scope_done(after=...)): the counts rebuilt (built whole,
+    or none kept yet), or moved by the scope's customers as they are less as they were. -#}
+{% macro customer_values_after(whole) -%}
+    {%- set counts = customer_value_counts() %}
+    {%- set columns = customer_value_columns() %}
+    {%- if whole or (execute and not relation_exists(counts)) %}
+    drop table if exists {{ counts }};
+    create table {{ counts }} as
+    {{ customer_score_sql('count', this) }}
+    {%- else %}
+    drop table if exists {{ this.identifier }}__values_moved;
+    create temporary table {{ this.identifier }}__values_moved as
+    select
+        moved.site_id,
+        moved.{{ columns | join(', moved.') }},
+        sum(moved.customers) as customers
+    from (
+        {{ customer_score_sql('count', '(' ~ scope_this_rows('customer_key') ~ ')') }}
+        union all
+        select
+            b.site_id,
+            b.{{ columns | join(', b.') }},
+            -b.customers
+        from ({{ customer_score_sql('count', customer_values_before_relation()) }}) as b
+    ) as moved
+    group by moved.site_id, moved.{{ columns | join(', moved.') }}
+    having sum(moved.customers) <> 0;
+    drop table if exists {{ this.identifier }}__values_new;
+    create temporary table {{ this.identifier }}__values_new as
+    select
+        m.site_id,
+        m.{{ columns | join(', m.') }},
+        coalesce(c.customers, 0) + m.customers as customers
+    from {{ this.identifier }}__values_moved as m
+    left join {{ counts }} as c
+        on
+            c.site_id = m.site_id
+            {%- for column in columns %}
+            and c.{{ column }} is not distinct from m.{{ column }}
+            {%- endfor %};
+    delete from {{ counts }} as c
+    using {{ this.identifier }}__values_moved as m
+    where
+        c.site_id = m.site_id
+        {%- for column in columns %}
+        and c.{{ column }} is not distinct from m.{{ column }}
+        {%- endfor %};
+    insert into {{ counts }}
+    select * from {{ this.identifier }}__values_new
+    where customers <> 0
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- part 'count': the customers of `alias` (a relation or subquery of int_customer_activity's
+    rows) per value of each measure, one grouping set per measure.
+    part 'prepare' (pre-hook of crm.customers):
     - each measure's distinct values with their score go to a temporary table
       (customer_score_relation), and the values whose score differs from the one given
       last run (customer_scores_given) to another (`__moved`), before the given ones are
@@ -37,16 +138,8 @@
     part 'moved': a condition true for the rows of `alias` whose score moved.
     One macro, so the measures are written once. -#}
 {% macro customer_score_sql(part, alias=none) -%}
-    {%- set measures = {
-        'recency': {'last_seen_date': "coalesce({a}.last_seen_at::date, '-infinity'::date)"},
-        'frequency': {
-            'visits': 'coalesce({a}.visits, 0)', 'transactions': 'coalesce({a}.transactions, 0)'
-        },
-        'monetary': {'revenue': 'coalesce({a}.revenue, 0)'},
-    } %}
-    {%- if part == 'prepare' %}
-    drop table if exists {{ customer_score_relation('values') }};
-    create temporary table {{ customer_score_relation('values') }} as
+    {%- set measures = customer_score_measures() %}
+    {%- if part == 'count' %}
     select
         a.site_id,
         {%- for columns in measures.values() %}
@@ -55,12 +148,17 @@
             {%- endfor %}
         {%- endfor %}
         count(*) as customers
-    from {{ ref('int_customer_activity') }} as a
+    from {{ alias }} as a
     group by grouping sets (
         {%- for columns in measures.values() %}
         (a.site_id, {{ columns.values() | join(', ') | replace('{a}', 'a') }}){{ "," if not loop.last }}
         {%- endfor %}
-    );
+    )
+    {%- endif %}
+    {%- if part == 'prepare' and execute and not relation_exists(customer_value_counts()) %}
+    -- kept by int_customer_activity since a version that had not yet run
+    create table {{ customer_value_counts() }} as
+    {{ customer_score_sql('count', ref('int_customer_activity')) }};
     {%- endif %}
     {%- for measure, columns in measures.items() %}
         {%- if part == 'prepare' %}
@@ -75,7 +173,7 @@
             5 * coalesce(sum(v.customers) over lower_values, 0)
             / sum(v.customers) over (partition by v.site_id)
         ))::int as score
-    from {{ customer_score_relation('values') }} as v
+    from {{ customer_value_counts() }} as v
     -- this measure's grouping set: its columns are set, the others' null
     where v.{{ columns | first }} is not null
     window lower_values as (
@@ -122,7 +220,7 @@
             {%- for column, expression in columns.items() %}
             and {{ expression.format(a=alias) }} = {{ measure }}.{{ column }}
             {%- endfor %}
-        {%- else %}
+        {%- elif part == 'moved' %}
     {{ "or " if not loop.first }}({{ alias }}.site_id, {{ columns.values() | join(', ') | replace('{a}', alias) }}) in (
         select m.site_id, m.{{ columns | join(', m.') }}
         from {{ customer_score_relation(measure ~ '_moved') }} as m

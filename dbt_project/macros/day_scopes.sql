@@ -33,21 +33,14 @@
 {%- endmacro %}
 
 
-{#- int_sessions' visits of the devices in scope (probed device by device). -#}
+{#- int_sessions' visits of the devices in scope. -#}
 {% macro days_scope_rows() -%}
-    select {{ days_columns('found.') }}
-    from {{ scope_relation() }} as k
-    cross join lateral (
-        select t.*
-        from {{ this }} as t
-        where t.site_id = k.site_id and t.visitor_id = k.scope_key
-        offset 0  -- noqa: AM09
-    ) as found
+    {{ scope_this_rows('visitor_id', days_columns('found.')) }}
 {%- endmacro %}
 
 
-{#- int_sessions' pre-hook (scope_start(log_days=true)): the visits in scope before they are
-    deleted. -#}
+{#- int_sessions' pre-hook (scope_start(before=days_before)): the visits in scope before they
+    are deleted. -#}
 {% macro days_before() -%}
     drop table if exists {{ days_before_relation() }};
     create temporary table {{ days_before_relation() }} as
@@ -55,9 +48,10 @@
 {%- endmacro %}
 
 
-{#- int_sessions' post-hook (scope_done(log_days=true)): the days of the visits removed,
-    added or altered. -#}
-{% macro days_log() -%}
+{#- int_sessions' post-hook (scope_done(after=days_log)): the days of the visits removed,
+    added or altered (none when it was built whole: so is agg_daily_site_kpis then). -#}
+{% macro days_log(whole) -%}
+    {%- if not whole %}
     insert into {{ scope_changes('day') }} (site_id, from_day, to_day)
     select distinct
         changed.site_id,
@@ -69,6 +63,7 @@
         ({{ days_scope_rows() }} except select * from {{ days_before_relation() }})
     ) as changed
     inner join {{ ref('stg_config__sites') }} as sites on changed.site_id = sites.site_id
+    {%- endif %}
 {%- endmacro %}
 
 

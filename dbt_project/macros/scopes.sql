@@ -193,11 +193,13 @@
     (int_orders: by order), a query of the model's own (site_id, scope_key) pairs that the
     scope's devices or customers touch (it reads scope_relation()); those are rebuilt,
     noted in keys_relation(), and scoped_rows(..., own_keys=true) reads by them.
-    `log_days` (int_sessions, with scope_done's): logs the local days whose visits the run
-    changed (macros/day_scopes.sql). -#}
+    `before`: a macro run before the scope's rows are deleted, in a run that rebuilds a
+    scope (with scope_done's `after`, called with whether the model was built whole: what
+    a model keeps of its rows as they were, to log or count what changed -
+    macros/day_scopes.sql, macros/customer_scores.sql). -#}
 {% macro scope_start(
     scope='device', column='visitor_id', extra=none, publish_extra=false, log_customers=false,
-    keys=none, log_days=false
+    keys=none, before=none
 ) -%}
     {{ scope_mark(scope) }};
     {%- if is_incremental() %}
@@ -206,8 +208,8 @@
             {%- if log_customers %}
     {{ scope_log_customers() }};
             {%- endif %}
-            {%- if log_days %}
-    {{ days_before() }};
+            {%- if before %}
+    {{ before() }};
             {%- endif %}
             {%- if keys %}
     drop table if exists {{ keys_relation() }};
@@ -235,6 +237,20 @@
     delete from {{ this }};
         {%- endif %}
     {%- endif %}
+{%- endmacro %}
+
+
+{#- The model's rows of the scope's keys (`column`: the model's column holding them), probed
+    key by key; `select`: what of each row (`found`). -#}
+{% macro scope_this_rows(column, select='found.*') -%}
+    select {{ select }}
+    from {{ scope_relation() }} as k
+    cross join lateral (
+        select t.*
+        from {{ this }} as t
+        where t.site_id = k.site_id and t.{{ column }} = k.scope_key
+        offset 0  -- noqa: AM09
+    ) as found
 {%- endmacro %}
 
 
@@ -331,14 +347,14 @@
 {#- post-hook: the watermark moves to the change id noted when the model started; a model
     built whole records when. -#}
 {% macro scope_done(
-    scope='device', configs=none, built_whole=none, log_customers=false, log_days=false
+    scope='device', configs=none, built_whole=none, log_customers=false, after=none
 ) -%}
     {%- set whole = (not scoped()) if built_whole is none else built_whole %}
     {%- if log_customers and not whole %}
     {{ scope_log_customers() }};
     {%- endif %}
-    {%- if log_days and not whole %}
-    {{ days_log() }};
+    {%- if after %}
+    {{ after(whole) }};
     {%- endif %}
     insert into {{ scope_watermarks() }} as w (
         model_name, scope, config_hash, change_id, full_at, updated_at

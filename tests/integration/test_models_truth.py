@@ -75,6 +75,25 @@ def snapshot(url: str) -> dict[str, tuple[int, str]]:
         }
 
 
+def customer_value_counts(url: str) -> tuple[int, int]:
+    """The customers per RFM value int_customer_activity keeps (moved by each run's customers),
+    and how many of those rows differ from counting its rows now."""
+    counted = (
+        "select site_id, coalesce(last_seen_at::date, '-infinity'::date), coalesce(visits, 0), "
+        "coalesce(transactions, 0), coalesce(revenue, 0), count(*) "
+        "from intermediate.int_customer_activity group by grouping sets ((site_id, 2), "
+        "(site_id, 3, 4), (site_id, 5))"
+    )
+    kept = "select * from intermediate.customer_value_counts"
+    with connect(url) as conn:
+        rows = conn.execute(f"select count(*) from ({kept}) as k").fetchone()[0]
+        differ = conn.execute(
+            f"select count(*) from (({kept} except all {counted}) "
+            f"union all ({counted} except all {kept})) as d"
+        ).fetchone()[0]
+    return rows, differ
+
+
 @pytest.fixture(scope="module")
 def demo(warehouse, tmp_path_factory):
     home = tmp_path_factory.mktemp("truth-home")
@@ -102,6 +121,7 @@ def demo(warehouse, tmp_path_factory):
         siteline(env, "run")
         runs += 1
     incremental = snapshot(url)
+    value_counts = customer_value_counts(url)
     execute(  # what a back-office system writes
         url, "insert into crm.customer_attributes values ('demo', 'cust-0000001', "
         "'recommendations', '[\"SKU-0001\"]', 'recommender', now())",
@@ -110,7 +130,7 @@ def demo(warehouse, tmp_path_factory):
     siteline(env, "dbt", "run", "--full-refresh")
     yield {
         "url": url, "truth": truth, "stats": stats, "runs": runs, "incremental": incremental,
-        "env": env,
+        "env": env, "value_counts": value_counts,
     }  # fmt: skip
     with connect(with_database(warehouse, "postgres"), autocommit=True) as conn:
         for db in ("siteline_truth", "siteline_truth_dagster"):
@@ -290,6 +310,15 @@ def test_rfm_scores_are_quintiles_that_equal_values_share(demo):
     assert sum(1 for r in rows if r[5] == 0) > len(rows) / 2
     assert {r[8] for r in rows if r[5] == 0} == {1}
     assert 1 < len({r[6] for r in rows}) < 5
+
+
+def test_customer_value_counts_follow_the_incremental_runs(demo):
+    """crm.customers scores the values int_customer_activity counts as it goes: after the
+    incremental runs (and after the full refresh) the counts equal counting its customers."""
+    rows, differ = demo["value_counts"]
+    assert rows > 20  # dates of last visits, visits and orders, revenues
+    assert differ == 0
+    assert customer_value_counts(demo["url"]) == (rows, 0)
 
 
 def test_customers_rewrites_only_moved_scores_and_everyone_on_a_new_day(demo):

@@ -1,7 +1,12 @@
 -- One row per customer (site + customer key): lifetime activity and purchases, the part of
 -- crm.customers that depends on the customer's own visits only. Incremental by customer
 -- (macros/scopes.sql); crm.customers adds the scores that compare customers of a site.
-{{ scoped_model('customer', indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}]) }}
+-- It keeps the customers per value of each RFM measure, which crm.customers scores
+-- (intermediate.customer_value_counts, macros/customer_scores.sql).
+{{ scoped_model(
+    'customer', indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}],
+    start='before=customer_values_before', done='after=customer_values_after',
+) }}
 
 with
 

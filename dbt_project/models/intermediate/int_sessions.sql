@@ -10,8 +10,8 @@
         {'columns': ['session_id'], 'unique': True}, {'columns': ['site_id', 'visitor_id']},
         {'columns': ['site_id', 'session_date']},
     ],
-    start='extra=int_sessions_orders_moved(), publish_extra=true, log_days=true',
-    done='log_days=true',
+    start='extra=int_sessions_orders_moved(), publish_extra=true, before=days_before',
+    done='after=days_log',
 ) }}
 {#- the visits with orders, which int_sessions_orders_moved compares with int_orders on every
     run: an index-only scan of them, not a scan of every visit (0.4 s at 10M events) -#}

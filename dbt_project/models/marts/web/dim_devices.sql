@@ -1,34 +1,53 @@
 -- Device type, browser and operating system combinations seen in visits.
-with
+--
+-- Read through fct_sessions' (device_sk, device_type, browser, os) index, not by grouping
+-- its rows: the distinct device keys one index probe each (a loose index scan), then each
+-- key's first combination (a key is a hash of its combination). A few probes per
+-- combination instead of every visit (a hash aggregate of the 1.43M visits took 1.0-1.4 s
+-- of every build at 10M events).
+with recursive
 
-sessions as (
+device_keys as (
 
-    select * from {{ ref('fct_sessions') }}
+    (
+        select s.device_sk
+        from {{ ref('fct_sessions') }} as s
+        order by s.device_sk
+        limit 1
+    )
 
-),
+    union all
 
-combinations as (
-
-    -- a hash aggregate of the visits, then a sort of the few combinations (sorting every
-    -- visit by its device key took 2.2 s of an incremental build at 10M events)
-    select distinct
-        device_sk,
-        device_type,
-        browser,
-        os
-    from sessions
+    select next_key.device_sk
+    from device_keys
+    cross join lateral (
+        select s.device_sk
+        from {{ ref('fct_sessions') }} as s
+        where s.device_sk > device_keys.device_sk
+        order by s.device_sk
+        limit 1
+    ) as next_key
 
 ),
 
 final as (
 
-    select distinct on (device_sk)
-        device_sk,
-        coalesce(device_type, 'unknown') as device_type,
-        coalesce(browser, 'unknown') as browser,
-        coalesce(os, 'unknown') as os
-    from combinations
-    order by device_sk, device_type, browser, os
+    select
+        device_keys.device_sk,
+        coalesce(combination.device_type, 'unknown') as device_type,
+        coalesce(combination.browser, 'unknown') as browser,
+        coalesce(combination.os, 'unknown') as os
+    from device_keys
+    cross join lateral (
+        select
+            s.device_type,
+            s.browser,
+            s.os
+        from {{ ref('fct_sessions') }} as s
+        where s.device_sk = device_keys.device_sk
+        order by s.device_type, s.browser, s.os
+        limit 1
+    ) as combination
 
 )
 

@@ -2,6 +2,11 @@
 -- visitor came from, on which device, which goals were reached and what was bought.
 -- Incremental by device; logs the customers of the devices it rebuilds (macros/scopes.sql).
 {{ scoped_model(start='log_customers=true', done='log_customers=true') }}
+{#- the visits from a campaign, for dim_campaigns' loose index scan (as dim_devices reads the
+    (device_sk, device_type, browser, os) index) -#}
+{{ config(post_hook="{{ partial_index(
+    '(campaign_sk, channel_id, started_at)', 'campaign_sk is not null'
+) }}") }}
 
 with
 
