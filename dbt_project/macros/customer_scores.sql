@@ -39,8 +39,8 @@
 
 {#- The customers per value of each measure (one row per site and value; the other measures'
     columns null), as int_customer_activity holds them: rebuilt when it is built whole, else
-    moved by its scope's customers as they were (customer_values_before) and as they are
-    (customer_values_after), in the same transaction. -#}
+    moved by its scope's customers as they were (the rows it deletes: scope_start's
+    keep_deleted) and as they are (customer_values_after), in the same transaction. -#}
 {% macro customer_value_counts() -%}
     {{ generate_schema_name('intermediate', none) }}.customer_value_counts
 {%- endmacro %}
@@ -52,20 +52,6 @@
         {%- do columns.extend(measure.keys()) %}
     {%- endfor %}
     {{- return(columns) }}
-{%- endmacro %}
-
-
-{% macro customer_values_before_relation() -%}
-    {{ this.identifier }}__values_before
-{%- endmacro %}
-
-
-{#- int_customer_activity's pre-hook (scope_start(before=...)): its scope's customers as they
-    were. -#}
-{% macro customer_values_before() -%}
-    drop table if exists {{ customer_values_before_relation() }};
-    create temporary table {{ customer_values_before_relation() }} as
-    {{ scope_this_rows('customer_key') }}
 {%- endmacro %}
 
 
@@ -92,7 +78,7 @@
             b.site_id,
             b.{{ columns | join(', b.') }},
             -b.customers
-        from ({{ customer_score_sql('count', customer_values_before_relation()) }}) as b
+        from ({{ customer_score_sql('count', deleted_relation()) }}) as b
     ) as moved
     group by moved.site_id, moved.{{ columns | join(', moved.') }}
     having sum(moved.customers) <> 0;

@@ -5,8 +5,8 @@
     session_date) and the goal conversions of that day (fct_goal_conversions, by
     conversion_date: a conversion lies between its visit's date and the local date of the
     visit's end). int_sessions rebuilds whole devices, and most of their visits stay as they
-    were: so it keeps its scope's visits before (days_before, in its pre-hook), compares them
-    with the visits after (days_log, in its post-hook), and logs each visit removed, added or
+    were: so it keeps its scope's visits as it deletes them (in its pre-hook), compares them
+    with the visits written (days_log, in its post-hook), and logs each visit removed, added or
     altered as the range of days from its date to the local date of its end, in
     intermediate.changed_days.
 
@@ -28,28 +28,15 @@
 {%- endmacro %}
 
 
-{% macro days_before_relation() -%}
-    {{ this.identifier }}__days_before
-{%- endmacro %}
-
-
 {#- int_sessions' visits of the devices in scope. -#}
 {% macro days_scope_rows() -%}
     {{ scope_this_rows('visitor_id', days_columns('found.')) }}
 {%- endmacro %}
 
 
-{#- int_sessions' pre-hook (scope_start(before=days_before)): the visits in scope before they
-    are deleted. -#}
-{% macro days_before() -%}
-    drop table if exists {{ days_before_relation() }};
-    create temporary table {{ days_before_relation() }} as
-    {{ days_scope_rows() }}
-{%- endmacro %}
-
-
 {#- int_sessions' post-hook (scope_done(after=days_log)): the days of the visits removed,
-    added or altered (none when it was built whole: so is agg_daily_site_kpis then). -#}
+    added or altered - its scope's visits deleted (scope_start(keep_deleted=true)) against
+    those written - none when it was built whole (so is agg_daily_site_kpis then). -#}
 {% macro days_log(whole) -%}
     {%- if not whole %}
     insert into {{ scope_changes('day') }} (site_id, from_day, to_day)
@@ -58,9 +45,9 @@
         changed.session_date,
         greatest(changed.session_date, (changed.ended_at at time zone sites.site_timezone)::date)
     from (
-        (select * from {{ days_before_relation() }} except {{ days_scope_rows() }})
+        (select {{ days_columns() }} from {{ deleted_relation() }} except {{ days_scope_rows() }})
         union all
-        ({{ days_scope_rows() }} except select * from {{ days_before_relation() }})
+        ({{ days_scope_rows() }} except select {{ days_columns() }} from {{ deleted_relation() }})
     ) as changed
     inner join {{ ref('stg_config__sites') }} as sites on changed.site_id = sites.site_id
     {%- endif %}
@@ -95,7 +82,8 @@
         d.day::date as kpi_date
     from {{ scope_changes('day') }} as c
     cross join lateral generate_series(c.from_day, c.to_day, interval '1 day') as d (day)
-    where {{ scope_since('c') }};
+    where {{ scope_since('c') }}
+    order by c.site_id, kpi_date;
     create unique index on {{ days_relation() }} (site_id, kpi_date);
     analyze {{ days_relation() }};
         {%- endif %}

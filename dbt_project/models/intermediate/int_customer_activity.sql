@@ -5,7 +5,7 @@
 -- (intermediate.customer_value_counts, macros/customer_scores.sql).
 {{ scoped_model(
     'customer', indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}],
-    start='before=customer_values_before', done='after=customer_values_after',
+    start='keep_deleted=true', done='after=customer_values_after',
 ) }}
 
 with

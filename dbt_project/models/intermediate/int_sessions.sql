@@ -10,7 +10,7 @@
         {'columns': ['session_id'], 'unique': True}, {'columns': ['site_id', 'visitor_id']},
         {'columns': ['site_id', 'session_date']},
     ],
-    start='extra=int_sessions_orders_moved(), publish_extra=true, before=days_before',
+    start='extra=int_sessions_orders_moved(), publish_extra=true, keep_deleted=true',
     done='after=days_log',
 ) }}
 {#- the visits with orders, which int_sessions_orders_moved compares with int_orders on every
