@@ -73,7 +73,9 @@
             and {{ view }}.user_agent = {{ hit }}.user_agent
     union
     select {{ request_columns('r') }}
-    from {{ near }} as x
+    -- probed in the index's order: after a full build its leaf pages are on disk in that
+    -- order, so the probes read them forward (random order read 1.5-2.4 times slower)
+    from (select * from {{ near }} order by site_id, page_path, occurred_at) as x
     cross join lateral ({{ probe_requests(relation, kind, 'x') }}) as r
     where not exists (
         select 1 from {{ new_rows }} as n
