@@ -176,20 +176,23 @@
 {%- endmacro %}
 
 
-{#- The customers of the devices in scope, as this model holds them, logged as changed
-    (fct_sessions: before its rows are deleted, and after the new ones are written). -#}
-{% macro scope_log_customers() -%}
+{#- scope_done's `after` for fct_sessions (with scope_start(keep_deleted=true)): the customers
+    of the devices rebuilt, as they were (the rows deleted) and as they are, logged as
+    changed (a login moves a device to another customer). -#}
+{% macro scope_log_customers(whole) -%}
+    {%- if not whole %}
     insert into {{ scope_changes('customer') }} (site_id, customer_key)
-    select distinct t.site_id, t.customer_key
-    from {{ this }} as t
-    inner join {{ scope_relation() }} as s on t.site_id = s.site_id and t.visitor_id = s.scope_key
+    select d.site_id, d.customer_key
+    from {{ deleted_relation() }} as d
+    union
+    {{ scope_this_rows('visitor_id', 'found.site_id, found.customer_key') }}
+    {%- endif %}
 {%- endmacro %}
 
 
 {#- pre-hook: `scope` is 'device' or 'customer', `column` the model's column holding its
     key, `extra` a query of more (site_id, key) pairs to rebuild, logged as changes of
-    that scope for the models above when `publish_extra`; `log_customers` logs the
-    customers of the devices rebuilt. `keys`: for a model keyed otherwise than by its scope
+    that scope for the models above when `publish_extra`. `keys`: for a model keyed otherwise than by its scope
     (int_orders: by order), a query of the model's own (site_id, scope_key) pairs that the
     scope's devices or customers touch (it reads scope_relation()); those are rebuilt,
     noted in keys_relation(), and scoped_rows(..., own_keys=true) reads by them.
@@ -200,16 +203,13 @@
     pages they are on are read from disk: a separate copy first took about 1 s a model at
     10M events). -#}
 {% macro scope_start(
-    scope='device', column='visitor_id', extra=none, publish_extra=false, log_customers=false,
-    keys=none, keep_deleted=false
+    scope='device', column='visitor_id', extra=none, publish_extra=false, keys=none,
+    keep_deleted=false
 ) -%}
     {{ scope_mark(scope) }};
     {%- if is_incremental() %}
         {%- if scoped() %}
     {{ scope_collect(scope, extra=extra, publish_extra=publish_extra) }};
-            {%- if log_customers %}
-    {{ scope_log_customers() }};
-            {%- endif %}
             {%- if keys %}
     drop table if exists {{ keys_relation() }};
     create temporary table {{ keys_relation() }} as
@@ -367,12 +367,9 @@
 {#- post-hook: the watermark moves to the change id noted when the model started; a model
     built whole records when. -#}
 {% macro scope_done(
-    scope='device', configs=none, built_whole=none, log_customers=false, after=none
+    scope='device', configs=none, built_whole=none, after=none
 ) -%}
     {%- set whole = (not scoped()) if built_whole is none else built_whole %}
-    {%- if log_customers and not whole %}
-    {{ scope_log_customers() }};
-    {%- endif %}
     {%- if after %}
     {{ after(whole) }};
     {%- endif %}

@@ -10,33 +10,9 @@ with recursive
 
 pairs as (
 
-    (
-        select
-            s.campaign_sk,
-            s.channel_id
-        from {{ ref('fct_sessions') }} as s
-        where s.campaign_sk is not null
-        order by s.campaign_sk, s.channel_id
-        limit 1
-    )
-
-    union all
-
-    select
-        next_pair.campaign_sk,
-        next_pair.channel_id
-    from pairs
-    cross join lateral (
-        select
-            s.campaign_sk,
-            s.channel_id
-        from {{ ref('fct_sessions') }} as s
-        where
-            s.campaign_sk is not null
-            and (s.campaign_sk, s.channel_id) > (pairs.campaign_sk, pairs.channel_id)
-        order by s.campaign_sk, s.channel_id
-        limit 1
-    ) as next_pair
+    {{ loose_index_scan(
+        'pairs', ref('fct_sessions'), ['campaign_sk', 'channel_id'], where='s.campaign_sk is not null'
+    ) }}
 
 ),
 

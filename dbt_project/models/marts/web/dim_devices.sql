@@ -9,24 +9,7 @@ with recursive
 
 device_keys as (
 
-    (
-        select s.device_sk
-        from {{ ref('fct_sessions') }} as s
-        order by s.device_sk
-        limit 1
-    )
-
-    union all
-
-    select next_key.device_sk
-    from device_keys
-    cross join lateral (
-        select s.device_sk
-        from {{ ref('fct_sessions') }} as s
-        where s.device_sk > device_keys.device_sk
-        order by s.device_sk
-        limit 1
-    ) as next_key
+    {{ loose_index_scan('device_keys', ref('fct_sessions'), ['device_sk']) }}
 
 ),
 

@@ -9,31 +9,9 @@ with recursive
 
 paths as (
 
-    (
-        select
-            e.site_id,
-            e.page_path
-        from {{ ref('int_events_sessionised') }} as e
-        where e.page_path is not null
-        order by e.site_id, e.page_path
-        limit 1
-    )
-
-    union all
-
-    select
-        next_path.site_id,
-        next_path.page_path
-    from paths
-    cross join lateral (
-        select
-            e.site_id,
-            e.page_path
-        from {{ ref('int_events_sessionised') }} as e
-        where e.page_path is not null and (e.site_id, e.page_path) > (paths.site_id, paths.page_path)
-        order by e.site_id, e.page_path
-        limit 1
-    ) as next_path
+    {{ loose_index_scan(
+        'paths', ref('int_events_sessionised'), ['site_id', 'page_path'], where='s.page_path is not null'
+    ) }}
 
 ),
 

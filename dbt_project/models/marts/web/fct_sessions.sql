@@ -1,7 +1,7 @@
 -- One row per visit of a person (bots left out): when, how long, what was seen, where the
 -- visitor came from, on which device, which goals were reached and what was bought.
 -- Incremental by device; logs the customers of the devices it rebuilds (macros/scopes.sql).
-{{ scoped_model(start='log_customers=true', done='log_customers=true') }}
+{{ scoped_model(start='keep_deleted=true', done='after=scope_log_customers') }}
 {#- the visits from a campaign, for dim_campaigns' loose index scan (as dim_devices reads the
     (device_sk, device_type, browser, os) index) -#}
 {{ config(post_hook="{{ partial_index(
