@@ -24,19 +24,6 @@
 {%- endmacro %}
 
 
-{#- The measures, each one or more columns with its expression over a row `{a}` of
-    int_customer_activity. -#}
-{% macro customer_score_measures() -%}
-    {{ return({
-        'recency': {'last_seen_date': "coalesce({a}.last_seen_at::date, '-infinity'::date)"},
-        'frequency': {
-            'visits': 'coalesce({a}.visits, 0)', 'transactions': 'coalesce({a}.transactions, 0)'
-        },
-        'monetary': {'revenue': 'coalesce({a}.revenue, 0)'},
-    }) }}
-{%- endmacro %}
-
-
 {#- The customers per value of each measure (one row per site and value; the other measures'
     columns null), as int_customer_activity holds them: rebuilt when it is built whole, else
     moved by its scope's customers as they were (the rows it deletes: scope_start's
@@ -47,11 +34,7 @@
 
 
 {% macro customer_value_columns() -%}
-    {%- set columns = [] %}
-    {%- for measure in customer_score_measures().values() %}
-        {%- do columns.extend(measure.keys()) %}
-    {%- endfor %}
-    {{- return(columns) }}
+    {{- return(customer_score_sql('columns').strip().split(',')) }}
 {%- endmacro %}
 
 
@@ -109,7 +92,8 @@
 {%- endmacro %}
 
 
-{#- part 'count': the customers of `alias` (a relation or subquery of int_customer_activity's
+{#- part 'columns': the measures' columns, comma-separated.
+    part 'count': the customers of `alias` (a relation or subquery of int_customer_activity's
     rows) per value of each measure, one grouping set per measure.
     part 'prepare' (pre-hook of crm.customers):
     - each measure's distinct values with their score go to a temporary table
@@ -124,7 +108,20 @@
     part 'moved': a condition true for the rows of `alias` whose score moved.
     One macro, so the measures are written once. -#}
 {% macro customer_score_sql(part, alias=none) -%}
-    {%- set measures = customer_score_measures() %}
+    {#- the measures, each one or more columns with its expression over a row `{a}` of
+        int_customer_activity -#}
+    {%- set measures = {
+        'recency': {'last_seen_date': "coalesce({a}.last_seen_at::date, '-infinity'::date)"},
+        'frequency': {
+            'visits': 'coalesce({a}.visits, 0)', 'transactions': 'coalesce({a}.transactions, 0)'
+        },
+        'monetary': {'revenue': 'coalesce({a}.revenue, 0)'},
+    } %}
+    {%- if part == 'columns' %}
+        {%- for columns in measures.values() -%}
+            {{ columns.keys() | join(',') }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    {%- endif %}
     {%- if part == 'count' %}
     select
         a.site_id,
