@@ -19,6 +19,7 @@ import os
 import pwd
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,23 @@ def shared_buffers() -> str:
     if configured:
         return configured
     return f"{min(max(_memory_mb() // 4, 256), 8192)}MB"
+
+
+def data_checksums() -> bool:
+    """Whether the embedded server keeps data page checksums: ``SITELINE_WAREHOUSE_CHECKSUMS``
+    ``on`` or ``off`` (the default), applied when the server starts.
+
+    With checksums (PostgreSQL 18 initialises clusters with them), the first read of a page
+    after a checkpoint that sets its hint bits writes the whole page to the WAL. Every table a
+    build writes is read right after (by its tests, by the models above): at 10M events a full
+    build wrote about 2 GB of WAL a minute and the server checkpointed every minute, during the
+    incremental build too, whose inserts then logged tens of thousands of whole index pages.
+    Checksums detect a disk that corrupts pages silently; this node's raw data can be loaded
+    again from the landing and the logs. Turn them on where that trade is the other way."""
+    value = os.environ.get("SITELINE_WAREHOUSE_CHECKSUMS", "off").strip().lower()
+    if value not in ("on", "off"):
+        raise SitelineError(f"SITELINE_WAREHOUSE_CHECKSUMS={value}: use on or off")
+    return value == "on"
 
 
 # The embedded server's settings, given at every start (so a warehouse initialised by an
@@ -258,6 +276,7 @@ class EmbeddedWarehouse:
                 "--locale-provider=builtin",
                 "--builtin-locale=C.UTF-8",
                 f"--pwfile={pwfile}",
+                "--data-checksums" if data_checksums() else "--no-data-checksums",
             )  # fmt: skip
         finally:
             pwfile.unlink(missing_ok=True)
@@ -270,7 +289,9 @@ class EmbeddedWarehouse:
                 "# The rest: SERVER_SETTINGS in orchestration/warehouse.py, given at start.\n"
             )
 
-    def _pg(self, binary: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def _pg(
+        self, binary: str, *args: str, timeout: float | None = 120
+    ) -> subprocess.CompletedProcess:
         try:
             return subprocess.run(
                 [str(_bin_dir() / binary), *args],
@@ -302,6 +323,7 @@ class EmbeddedWarehouse:
                 f"cannot start the embedded warehouse: port {port} on 127.0.0.1 is in use by "
                 "another program; stop it, or set SITELINE_WAREHOUSE_PORT to a free port"
             )
+        self._apply_checksums()
         options = [f"-p {port}", *(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())]
         try:
             self._pg(
@@ -315,6 +337,29 @@ class EmbeddedWarehouse:
             raise SitelineError(
                 f"the embedded warehouse did not start (see {self.logfile}): {tail}"
             ) from exc
+
+    def checksums_enabled(self) -> bool:
+        """Whether the cluster keeps data page checksums (from its control file)."""
+        control = self._pg("pg_controldata", "-D", str(self.pgdata)).stdout
+        for line in control.splitlines():
+            if line.startswith("Data page checksum version:"):
+                return line.split(":", 1)[1].strip() != "0"
+        raise SitelineError(f"pg_controldata {self.pgdata}: no data page checksum version")
+
+    def _apply_checksums(self) -> None:
+        """Switch the stopped cluster's checksums to the setting (data_checksums): turning
+        them off only rewrites the control file; turning them on rewrites every data file."""
+        wanted = data_checksums()
+        if self.checksums_enabled() == wanted:
+            return
+        try:
+            self._pg("pg_checksums", "--enable" if wanted else "--disable",
+                     "-D", str(self.pgdata), timeout=None)  # fmt: skip
+        except SitelineError as exc:
+            # e.g. not shut down cleanly: the server starts as it is, and it is tried again
+            # at the next start after a clean stop
+            print(f"warning: data checksums not switched {'on' if wanted else 'off'}: {exc}",
+                  file=sys.stderr)  # fmt: skip
 
     def _log_tail(self) -> str:
         try:

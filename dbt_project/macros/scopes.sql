@@ -192,10 +192,11 @@
 
 {#- pre-hook: `scope` is 'device' or 'customer', `column` the model's column holding its
     key, `extra` a query of more (site_id, key) pairs to rebuild, logged as changes of
-    that scope for the models above when `publish_extra`. `keys`: for a model keyed otherwise than by its scope
-    (int_orders: by order), a query of the model's own (site_id, scope_key) pairs that the
-    scope's devices or customers touch (it reads scope_relation()); those are rebuilt,
-    noted in keys_relation(), and scoped_rows(..., own_keys=true) reads by them.
+    that scope for the models above when `publish_extra`. `keys`: for a model keyed
+    otherwise than by its scope (int_orders: by order), a query of the model's own
+    (site_id, scope_key) pairs that the scope's devices or customers touch (it reads
+    scope_relation()); those are rebuilt, noted in keys_relation(), and
+    scoped_rows(..., own_keys=true) reads by them.
     `keep_deleted`: the rows deleted are kept in a temporary table (deleted_relation()),
     for scope_done's `after` - a macro called with whether the model was built whole - to
     log or count what changed (macros/day_scopes.sql, macros/customer_scores.sql); kept as
@@ -228,14 +229,7 @@
             {%- endif %}
     delete from {{ this }}
     where ctid = any (array(
-        select found.ctid
-        from {{ keys_relation() if keys else scope_relation() }} as k
-        cross join lateral (
-            select t.ctid
-            from {{ this }} as t
-            where t.site_id = k.site_id and t.{{ column }} = k.scope_key
-            offset 0
-        ) as found
+        {{ scope_this_rows(column, 'found.ctid', keys=keys_relation() if keys else none, row='t.ctid') }}
     ))
             {%- if keep_deleted %}
     returning *
@@ -253,12 +247,13 @@
 
 
 {#- The model's rows of the scope's keys (`column`: the model's column holding them), probed
-    key by key; `select`: what of each row (`found`). -#}
-{% macro scope_this_rows(column, select='found.*') -%}
+    key by key; `select`: what of each row (`found`, whose columns are `row`); `keys`: another
+    relation of (site_id, scope_key) than the scope's. -#}
+{% macro scope_this_rows(column, select='found.*', keys=none, row='t.*') -%}
     select {{ select }}
-    from {{ scope_relation() }} as k
+    from {{ keys or scope_relation() }} as k
     cross join lateral (
-        select t.*
+        select {{ row }}
         from {{ this }} as t
         where t.site_id = k.site_id and t.{{ column }} = k.scope_key
         offset 0  -- noqa: AM09

@@ -48,6 +48,33 @@ def test_tcp_password_auth_and_data_survives_restart(own_home):
         assert conn.execute("select n from kept").fetchone()[0] == 42
 
 
+def test_data_checksums_follow_the_setting_at_start(own_home, monkeypatch):
+    """Off by default (hint bits then write no WAL); SITELINE_WAREHOUSE_CHECKSUMS switches
+    an existing cluster either way at its next start, keeping its data."""
+    wh = own_home
+
+    def checksums() -> str:
+        with psycopg.connect(wh.url("postgres")) as conn:
+            return conn.execute("show data_checksums").fetchone()[0]
+
+    wh.start()
+    assert checksums() == "off"
+    with psycopg.connect(wh.url("postgres"), autocommit=True) as conn:
+        conn.execute("create table kept as select generate_series(1, 1000) as n")
+    for setting in ("on", "off"):
+        wh.stop()
+        monkeypatch.setenv("SITELINE_WAREHOUSE_CHECKSUMS", setting)
+        wh.start()
+        assert checksums() == setting
+        assert wh.checksums_enabled() is (setting == "on")
+        with psycopg.connect(wh.url("postgres")) as conn:
+            assert conn.execute("select sum(n) from kept").fetchone()[0] == 500500
+    wh.stop()
+    monkeypatch.setenv("SITELINE_WAREHOUSE_CHECKSUMS", "yes")
+    with pytest.raises(SitelineError, match="SITELINE_WAREHOUSE_CHECKSUMS=yes: use on or off"):
+        wh.start()
+
+
 def test_databases_compare_text_in_code_point_order(own_home):
     """The cluster and each database Siteline creates sort text by code point, compared
     byte by byte (builtin provider), not with a libc locale's strcoll."""
