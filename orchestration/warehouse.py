@@ -60,10 +60,10 @@ def data_checksums() -> bool:
     With checksums (PostgreSQL 18 initialises clusters with them), the first read of a page
     after a checkpoint that sets its hint bits writes the whole page to the WAL. Every table a
     build writes is read right after (by its tests, by the models above): at 10M events a full
-    build wrote about 2 GB of WAL a minute and the server checkpointed every minute, during the
-    incremental build too, whose inserts then logged tens of thousands of whole index pages.
-    Checksums detect a disk that corrupts pages silently; this node's raw data can be loaded
-    again from the landing and the logs. Turn them on where that trade is the other way."""
+    build wrote about 2.2 GB of WAL a minute and the server checkpointed every minute, during
+    the incremental build too (without checksums: once in the whole full build). Checksums
+    detect a disk that corrupts pages silently; this node's raw data can be loaded again from
+    the landing and the logs. Turn them on where that trade is the other way."""
     value = os.environ.get("SITELINE_WAREHOUSE_CHECKSUMS", "off").strip().lower()
     if value not in ("on", "off"):
         raise SitelineError(f"SITELINE_WAREHOUSE_CHECKSUMS={value}: use on or off")
