@@ -52,6 +52,7 @@ def test_data_checksums_follow_the_setting_at_start(own_home, monkeypatch):
     """Off by default (hint bits then write no WAL); SITELINE_WAREHOUSE_CHECKSUMS switches
     an existing cluster either way at its next start, keeping its data."""
     wh = own_home
+    monkeypatch.delenv("SITELINE_WAREHOUSE_CHECKSUMS", raising=False)
 
     def checksums() -> str:
         with psycopg.connect(wh.url("postgres")) as conn:
