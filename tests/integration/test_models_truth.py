@@ -607,6 +607,65 @@ def test_unique_combination_tests_trust_a_unique_index_too(demo):
     )  # fmt: skip
 
 
+def test_views_are_replaced_only_when_their_definition_changes(demo, tmp_path):
+    """A staging view whose SQL and comments are the model's is left in place (same oid,
+    'UNCHANGED VIEW'); a new column description is written to it without replacing it; new
+    SQL replaces it; and the project's own SQL replaces that again."""
+    url, view = demo["url"], "staging.stg_collector__bad_events"
+    project = tmp_path / "dbt_project"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "dbt_project", project,
+        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
+    )  # fmt: skip
+    models_yml = project / "models" / "staging" / "collector" / "_collector__models.yml"
+    model_sql = project / "models" / "staging" / "collector" / "stg_collector__bad_events.sql"
+
+    def build(project_dir: Path | None = None) -> str:
+        # a target (and partial parse) of each project's own
+        target = tmp_path / ("target_copy" if project_dir else "target")
+        args = ["--target-path", str(target)]
+        if project_dir:
+            args += ["--project-dir", str(project_dir)]
+        siteline(demo["env"], "dbt", "run", "-s", "stg_collector__bad_events", *args)
+        results = json.loads((target / "run_results.json").read_text())["results"]
+        (model,) = [r for r in results if r["unique_id"].startswith("model.")]
+        return model["adapter_response"]["_message"]
+
+    def state() -> tuple[int, str, list[str]]:
+        oid, comment = query(
+            url, f"select '{view}'::regclass::oid, col_description('{view}'::regclass, 1)"
+        )[0]
+        columns = query(
+            url, "select column_name from information_schema.columns where "
+            "table_schema = 'staging' and table_name = 'stg_collector__bad_events' "
+            "order by ordinal_position",
+        )  # fmt: skip
+        return oid, comment, [c for (c,) in columns]
+
+    oid, comment, columns = state()
+    assert comment == "Id of the rejected payload; unique."
+    assert build() == "UNCHANGED VIEW"
+    assert state() == (oid, comment, columns)
+
+    models_yml.write_text(models_yml.read_text().replace(
+        "Id of the rejected payload; unique.", "The rejected payload's id."
+    ))  # fmt: skip
+    assert build(project) == "UNCHANGED VIEW"
+    assert state() == (oid, "The rejected payload's id.", columns)
+
+    model_sql.write_text(model_sql.read_text().replace(
+        "select * from renamed", "select *, 1 as probe from renamed"
+    ))  # fmt: skip
+    assert build(project) == "CREATE VIEW"
+    new_oid, comment, new_columns = state()
+    assert new_oid != oid and comment == "The rejected payload's id."
+    assert new_columns == [*columns, "probe"]
+
+    assert build() == "CREATE VIEW"
+    assert state()[1:] == ("Id of the rejected payload; unique.", columns)
+    assert build() == "UNCHANGED VIEW"
+
+
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):
     """Last in the module: it changes the configuration. A shorter inactivity timeout and a
     new goal, then an ordinary `siteline run`: the incremental models see that the rules

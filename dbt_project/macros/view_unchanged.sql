@@ -1,0 +1,43 @@
+-- noqa: disable=LT02
+{#- One row: whether the view `relation` has the definition of `sql` (as PostgreSQL renders
+    both), and whether its comments are those persist_docs writes (macros/persist_docs.sql:
+    the model's description, and each documented column that the view has). -#}
+{% macro view_unchanged_sql(relation, sql) -%}
+    {%- set probe = 'siteline_view_probe_' ~ local_md5(relation.render()) %}
+    {%- set view = "to_regclass('" ~ adapter.quote(relation.schema) ~ '.'
+        ~ adapter.quote(relation.identifier) ~ "')" %}
+    {%- set documented = {} %}
+    {%- if config.persist_column_docs() %}
+        {%- for name, column in model.columns.items() %}
+            {%- do documented.update({
+                (name if column.get('quote') else name | lower): column.get('description', ''),
+            }) %}
+        {%- endfor %}
+    {%- endif %}
+    drop view if exists pg_temp.{{ probe }};
+    create temporary view {{ probe }} as (
+        {{ sql }}
+    );
+    select
+        coalesce(
+            pg_get_viewdef({{ view }}) = pg_get_viewdef('pg_temp.{{ probe }}'::regclass), false
+        ) as same_definition,
+        {%- if config.persist_relation_docs() and model.description %}
+        obj_description({{ view }}, 'pg_class')
+        is not distinct from {{ postgres_escape_comment(model.description) }}
+        {%- else %}
+        true
+        {%- endif %}
+        and not exists (
+            select 1
+            from jsonb_each_text($siteline_docs${{ documented | tojson }}$siteline_docs$::jsonb)
+                as documented (column_name, description)
+            inner join pg_attribute as a
+                on
+                    a.attrelid = {{ view }}
+                    and a.attname = documented.column_name
+                    and a.attnum > 0
+                    and not a.attisdropped
+            where col_description(a.attrelid, a.attnum) is distinct from nullif(documented.description, '')
+        ) as same_docs
+{%- endmacro %}
