@@ -88,7 +88,9 @@
     (Before, the raw tables' load ids were analyzed to the same end, 2.4-4.3 s at 10M
     events: without, the planner takes a load it has no statistics of for a row or two and
     plans nested loops over thousands; a load may have come before its loader created the
-    table.) The copies are read through the raw tables' load-id indexes. -#}
+    table.) The copies are read through the raw tables' load-id indexes. Only the columns
+    the query joins, filters or groups on are analyzed: all of them (jsonb properties,
+    items, URLs) took 0.8 s of the 1% increment's 1.4 s at 10M events, these 0.2 s. -#}
 {% macro sessionised_new_rows() -%}
     {%- set copies = {
         'tracker': this.identifier ~ '__new_tracker_rows',
@@ -97,14 +99,19 @@
     {%- if execute and run_query is defined %}
         {%- set found = new_load_ids(sessionised_loads()) %}
         {%- set statements = [] %}
-        {%- for kind, raw, staging in [
-            ('tracker', 'raw_collector', ref('stg_collector__events')),
-            ('log', 'raw_logfiles', ref('stg_logfiles__hits')),
+        {%- set request = ['site_id', 'network_key', 'ip_address', 'user_agent', 'page_path',
+            'page_query', 'referrer_host', 'load_id'] %}
+        {%- for kind, raw, staging, columns in [
+            ('tracker', 'raw_collector', ref('stg_collector__events'),
+                ['event_id', 'event_type', 'visitor_id', 'occurred_at'] + request),
+            ('log', 'raw_logfiles', ref('stg_logfiles__hits'),
+                ['hit_id', 'requested_at', 'is_bot', 'is_static', 'http_status'] + request),
         ] %}
             {%- do statements.append(
                 'drop table if exists ' ~ copies[kind] ~ '; create temporary table '
                 ~ copies[kind] ~ ' as select * from ' ~ staging ~ ' where load_id in ('
                 ~ sql_literals(found[raw]) ~ '); analyze ' ~ copies[kind]
+                ~ ' (' ~ columns | join(', ') ~ ')'
             ) %}
         {%- endfor %}
         {%- do run_query(statements | join('; ')) %}

@@ -6,14 +6,6 @@
     {%- set probe = 'siteline_view_probe_' ~ local_md5(relation.render()) %}
     {%- set view = "to_regclass('" ~ adapter.quote(relation.schema) ~ '.'
         ~ adapter.quote(relation.identifier) ~ "')" %}
-    {%- set documented = {} %}
-    {%- if config.persist_column_docs() %}
-        {%- for name, column in model.columns.items() %}
-            {%- do documented.update({
-                (name if column.get('quote') else name | lower): column.get('description', ''),
-            }) %}
-        {%- endfor %}
-    {%- endif %}
     drop view if exists pg_temp.{{ probe }};
     create temporary view {{ probe }} as (
         {{ sql }}
@@ -28,16 +20,9 @@
         {%- else %}
         true
         {%- endif %}
+        {%- if config.persist_column_docs() and model.columns %}
         and not exists (
-            select 1
-            from jsonb_each_text($siteline_docs${{ documented | tojson }}$siteline_docs$::jsonb)
-                as documented (column_name, description)
-            inner join pg_attribute as a
-                on
-                    a.attrelid = {{ view }}
-                    and a.attname = documented.column_name
-                    and a.attnum > 0
-                    and not a.attisdropped
-            where col_description(a.attrelid, a.attnum) is distinct from nullif(documented.description, '')
-        ) as same_docs
+            {{ stale_column_comments(view, model.columns) | indent(12) }}
+        )
+        {%- endif %} as same_docs
 {%- endmacro %}
