@@ -18,7 +18,7 @@ dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
 def _newest_source_mtime() -> float:
     newest = (DBT_DIR / "dbt_project.yml").stat().st_mtime
-    for folder in ("models", "macros", "seeds", "tests"):
+    for folder in ("models", "macros", "materializations", "seeds", "tests"):
         for path in (DBT_DIR / folder).rglob("*"):
             if path.is_file():
                 newest = max(newest, path.stat().st_mtime)
