@@ -14,7 +14,8 @@ from orchestration.home import PROJECT_ROOT
 
 DBT_DIR = PROJECT_ROOT / "dbt_project"
 
-DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+# dbt's command line, with the scheduler of orchestration/dbt_main.py
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("siteline-dbt"))
 
 # The pipeline's `dbt build` arguments: dbt's unit tests (fixed inputs, expected rows: the
 # models' logic, not the data) are left to the test suite and to ``siteline dbt build``, as
