@@ -106,8 +106,8 @@ def settle(url: str) -> float:
     started = time.perf_counter()
     with connect(url, autocommit=True) as conn:
         tables = conn.execute(
-            "select format('%I.%I', schemaname, relname) from pg_stat_user_tables "
-            "where schemaname = any(%s) order by n_live_tup desc",
+            "select quote_ident(schemaname) || '.' || quote_ident(relname) "
+            "from pg_stat_user_tables where schemaname = any(%s) order by n_live_tup desc",
             (MODEL_SCHEMAS,),
         ).fetchall()
         for (table,) in tables:
