@@ -181,3 +181,59 @@ def test_mask_url_hides_only_the_password():
         == "postgresql://bi:***@db:5432/siteline"
     )
     assert mask_url("postgresql://db/siteline") == "postgresql://db/siteline"
+
+
+def test_prefetch_reads_ahead_the_largest_model_tables_indexes_within_the_budget(
+    warehouse, monkeypatch
+):
+    """siteline-dbt hands the model tables' indexes to the kernel, largest tables first, up
+    to its budget; only for a build or run that is not a full refresh."""
+    from urllib.parse import urlsplit
+
+    from orchestration.dbt_main import prefetch, prefetch_indexes
+
+    url = with_database(warehouse, "siteline_prefetch")
+    with connect(with_database(warehouse, "postgres"), autocommit=True) as conn:
+        conn.execute("drop database if exists siteline_prefetch with (force)")
+    ensure_database(url)
+    with connect(url, autocommit=True) as conn:
+        for schema, table, rows in [("web", "big", 200_000), ("crm", "small", 1_000)]:
+            conn.execute(f"create schema {schema}")
+            conn.execute(f"create table {schema}.{table} as select g as id, g % 7 as k "
+                         f"from generate_series(1, {rows}) g")  # fmt: skip
+            conn.execute(f"create unique index on {schema}.{table} (id)")
+            conn.execute(f"create index on {schema}.{table} (k)")
+        conn.execute("create table public.other as select g from generate_series(1, 300000) g")
+        conn.execute("create index on public.other (g)")
+        (big,) = conn.execute(
+            "select sum(pg_relation_size(indexrelid)) from pg_index "
+            "where indrelid = 'web.big'::regclass"
+        ).fetchone()
+    parts = urlsplit(url)
+    params = {
+        "host": parts.hostname, "port": str(parts.port), "user": parts.username,
+        "password": parts.password, "dbname": "siteline_prefetch",
+    }  # fmt: skip
+
+    assert prefetch(params, int(big)) == 2  # web.big's two indexes, not public.other's
+    assert prefetch(params, int(big) + 10**6) == 4
+    assert prefetch(params, 0) == 0
+    with connect(url) as conn:
+        assert conn.execute("select count(*) from pg_extension where extname = 'pg_prewarm'"
+                            ).fetchone()[0] == 1  # fmt: skip
+
+    for var, value in [("SITELINE_PG_HOST", parts.hostname), ("SITELINE_PG_PORT", parts.port),
+                       ("SITELINE_PG_USER", parts.username), ("SITELINE_PG_DBNAME", "x"),
+                       ("DBT_ENV_SECRET_PG_PASSWORD", parts.password)]:  # fmt: skip
+        monkeypatch.setenv(var, str(value))
+    assert prefetch_indexes(["parse"]) is None
+    assert prefetch_indexes(["build", "--full-refresh"]) is None
+    monkeypatch.setenv("SITELINE_DBT_PREFETCH_MB", "0")
+    assert prefetch_indexes(["build"]) is None
+    monkeypatch.setenv("SITELINE_DBT_PREFETCH_MB", "64")
+    thread = prefetch_indexes(["--log-format", "json", "build", "-s", "fct_sessions"])
+    assert thread is not None
+    thread.join(10)  # database "x" does not exist: the thread ends quietly
+    assert not thread.is_alive()
+    with connect(with_database(warehouse, "postgres"), autocommit=True) as conn:
+        conn.execute("drop database siteline_prefetch with (force)")
