@@ -99,10 +99,12 @@ def settle(url: str) -> float:
     full build wrote, the sessionised events are 8 GB at 10M events) and a checkpoint (the
     full build's tests and models read each table right after it was written, setting hint
     bits: gigabytes of dirty buffers for the next checkpoint). Left to the server, both ran
-    during the incremental build that followed at once - a vacuum of the sessionised events
-    and of the page views, and a checkpoint writing 4.3 GB - and made it vary from 24 s to
-    36 s. An incremental run in production comes minutes after the last build; this times it
-    so, and prints how long settling took."""
+    during the incremental build that followed at once (a vacuum of the sessionised events
+    and of the page views, and a checkpoint writing 4.3 GB). An incremental run in
+    production comes minutes after the last build, on tables autovacuum has been through;
+    this times it so, and prints how long settling took. Vacuumed tables are not faster to
+    insert into: their free space map sends new rows to old pages all over the table
+    (benchmarks/RESULTS.md, thirteenth session)."""
     started = time.perf_counter()
     with connect(url, autocommit=True) as conn:
         tables = conn.execute(

@@ -6,6 +6,7 @@ import fcntl
 import subprocess
 from pathlib import Path
 
+import yaml
 from dagster_dbt import DbtProject
 
 from orchestration.dbt_paths import DBT_DIR, DBT_EXECUTABLE, cli_target_dir
@@ -16,9 +17,20 @@ __all__ = ["DBT_DIR", "DBT_EXECUTABLE", "cli_target_dir", "dbt_project", "ensure
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
 
+def _source_folders() -> list[str]:
+    """The folders dbt parses, as dbt_project.yml names them (models, macros, seeds, tests)."""
+    config = yaml.safe_load((DBT_DIR / "dbt_project.yml").read_text())
+    return [
+        folder
+        for key, default in [("model-paths", ["models"]), ("macro-paths", ["macros"]),
+                             ("seed-paths", ["seeds"]), ("test-paths", ["tests"])]
+        for folder in config.get(key, default)
+    ]  # fmt: skip
+
+
 def _newest_source_mtime() -> float:
     newest = (DBT_DIR / "dbt_project.yml").stat().st_mtime
-    for folder in ("models", "macros", "materializations", "seeds", "tests"):
+    for folder in _source_folders():
         for path in (DBT_DIR / folder).rglob("*"):
             if path.is_file():
                 newest = max(newest, path.stat().st_mtime)
