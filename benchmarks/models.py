@@ -102,9 +102,9 @@ def settle(url: str) -> float:
     during the incremental build that followed at once (a vacuum of the sessionised events
     and of the page views, and a checkpoint writing 4.3 GB). An incremental run in
     production comes minutes after the last build, on tables autovacuum has been through;
-    this times it so, and prints how long settling took. Vacuumed tables are not faster to
-    insert into: their free space map sends new rows to old pages all over the table
-    (benchmarks/RESULTS.md, thirteenth session)."""
+    this times it so, and prints how long settling took. The vacuum fills each table's free
+    space map; incremental models' new rows still go to the end of their tables (fill factor
+    90, macros/insert_at_end.sql), not into old pages all over them."""
     started = time.perf_counter()
     with connect(url, autocommit=True) as conn:
         tables = conn.execute(
