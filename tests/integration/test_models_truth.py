@@ -523,9 +523,6 @@ def test_sessionisation_reads_the_loads_it_has_not_recorded(demo):
     # vacuumed, as autovacuum does after a build: the free space map lists every page's
     # leftover bytes, which the rewritten rows are not to be scattered into
     execute(url, "vacuum intermediate.int_events_sessionised")
-    (pages,) = query(
-        url, "select pg_relation_size('intermediate.int_events_sessionised') / 8192"
-    )[0]  # fmt: skip
     execute(url, "delete from intermediate.loads_read where reader = 'int_events_sessionised' "
             "and load_id = %s", (load_id,))  # fmt: skip
     siteline(env, "dbt", "run", "--select", "int_events_sessionised")
@@ -534,12 +531,15 @@ def test_sessionisation_reads_the_loads_it_has_not_recorded(demo):
         "where load_id = %s and sessionised_at > %s", (load_id, before[0][1]),
     )[0][0]  # fmt: skip
     assert rewritten == rows
-    # they went to the end of the table (its last page of before, partly full, included)
-    first_page = query(
-        url, "select min((ctid::text::point)[0])::bigint from intermediate.int_events_sessionised "
-        "where sessionised_at > %s", (before[0][1],),
+    # they went to new or emptied pages, not into the leftovers of pages the full build
+    # packed: a few may share a page that had a tenth of it free
+    scattered = query(
+        url, "select coalesce(sum(rewritten), 0) from (select count(*) filter (where "
+        "sessionised_at > %s) as rewritten, count(*) as total "
+        "from intermediate.int_events_sessionised group by (ctid::text::point)[0]) as pages "
+        "where rewritten between 1 and total - 1", (before[0][1],),
     )[0][0]  # fmt: skip
-    assert first_page >= pages - 1
+    assert scattered <= rewritten // 100  # 7 of 2,992; 43 without the fill factor
     # and no other row: the later rows of those devices, re-read from the restart, kept
     # their visits and are not written again (there are such rows: other loads' rows in
     # the same inactivity-delimited runs)
