@@ -54,10 +54,12 @@ HIT_FIELDS = pa.schema([
     ("user", pa.string()), ("row", pa.int64()),
 ])  # fmt: skip
 
-# raw_logfiles.hits, in column order.
+# raw_logfiles.hits, in column order (nullability as the dlt hints say: no warning per batch).
 HITS = pa.schema([
-    ("hit_id", pa.string()), ("site_id", pa.string()), ("source", pa.string()),
-    ("requested_at", pa.timestamp("us", tz="UTC")), ("visitor_key", pa.string()),
+    pa.field("hit_id", pa.string(), nullable=False), ("site_id", pa.string()),
+    ("source", pa.string()),
+    pa.field("requested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ("visitor_key", pa.string()),
     ("ip", pa.string()), ("country", pa.string()), ("method", pa.string()),
     ("host", pa.string()), ("path", pa.string()), ("query", pa.string()),
     ("protocol", pa.string()), ("status", pa.int64()), ("bytes", pa.int64()),
