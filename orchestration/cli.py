@@ -282,7 +282,7 @@ def import_logs_cmd(
     import dlt
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ingestion.logfiles import logfiles
+    from ingestion.logfiles import logfiles, recover_interrupted_load
     from ingestion.site_config import load_sites
     from orchestration.defs.resources import logfile_pipeline
     from orchestration.runtime import configure_environment
@@ -299,9 +299,10 @@ def import_logs_cmd(
         task = bar.add_task("import", total=None, lines=0)
         report = {"progress": lambda n: bar.update(task, lines=bar.tasks[0].fields["lines"] + n)}
         try:
-            logfile_pipeline(f"{site}.{source}").run(
-                logfiles(site, source, overrides=overrides, report=report)
-            )
+            pipeline = logfile_pipeline(f"{site}.{source}")
+            if removed := recover_interrupted_load(pipeline):
+                console.print(f"an interrupted import is finished first (its rows: {removed})")
+            pipeline.run(logfiles(site, source, overrides=overrides, report=report))
         except dlt.pipeline.exceptions.PipelineStepFailed as exc:
             cause = exc.__cause__ or exc.exception
             _fail(f"import of {location} failed: {getattr(cause, 'args', [cause])[0]}")

@@ -2,8 +2,8 @@
 
 Extraction runs in order (``EXTRACT__NEXT_ITEM_MODE=fifo``, set by the source).
 
-``hits`` (merged on ``hit_id``), ``rejected_lines`` (merged on ``line_id``) and ``files``
-(one row per file per pull). The per-file state (fingerprint → offset, lines, generation) is
+``hits`` (appended; ``hit_id`` is unique), ``rejected_lines`` (merged on ``line_id``) and
+``files`` (one row per file per pull). The per-file state (fingerprint → offset, lines, generation) is
 the ``hits`` resource's dlt state, committed with the load: a failed load is retried whole,
 a successful one is never read again.
 """
@@ -76,6 +76,60 @@ def load_format() -> str:
     return value
 
 
+def recover_interrupted_load(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Undo what an interrupted load committed for jobs it had not yet recorded as done.
+
+    dlt copies each file of a load package in its own transaction and then records the job
+    as done. A crash between the two leaves the rows in the table and the job to be retried:
+    into ``hits`` the retry would hit the unique index on ``hit_id`` forever, into ``files``
+    it would double a report row. So, before a pipeline runs, the rows of every job of a
+    pending package that is not recorded as done are deleted, by hit id (a ``hits`` file) or
+    by load id (``files``: one job per package); dlt then copies them again. Returns the rows
+    deleted per table that had any (none when no package is pending, the usual case).
+    """
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    removed: dict[str, int] = {}
+    for load_id in pipeline.list_normalized_load_packages():
+        jobs = pipeline.get_load_package_info(load_id).jobs
+        todo = [job for state in ("new_jobs", "started_jobs") for job in jobs.get(state, [])]
+        tables = {job.job_file_info.table_name for job in todo} & {"hits", "files"}
+        if not tables:
+            continue
+        with pipeline.sql_client() as client:
+            if not all(client.has_dataset() and _exists(client, t) for t in tables):
+                continue  # the tables are created by this load: nothing can be there yet
+            for job in todo:
+                table = job.job_file_info.table_name
+                name = client.make_qualified_table_name(table)
+                if table == "files":
+                    sql, args = f"delete from {name} where _dlt_load_id = %s", (load_id,)
+                elif job.file_path.endswith(".parquet"):
+                    ids = pq.read_table(job.file_path, columns=["hit_id"])["hit_id"]
+                    sql = f"delete from {name} where _dlt_load_id = %s and hit_id = any(%s)"
+                    args = (load_id, ids.to_pylist())
+                elif job.file_path.endswith(".csv"):
+                    read = pa_csv.ConvertOptions(include_columns=["hit_id"])
+                    ids = pa_csv.read_csv(job.file_path, convert_options=read)["hit_id"]
+                    sql = f"delete from {name} where _dlt_load_id = %s and hit_id = any(%s)"
+                    args = (load_id, ids.to_pylist())
+                else:  # insert_values: a comparison format for benchmarks, not recovered
+                    continue
+                with client.execute_query(sql, *args) as cursor:
+                    if cursor.rowcount > 0:
+                        removed[table] = removed.get(table, 0) + cursor.rowcount
+    return removed
+
+
+def _exists(client, table: str) -> bool:
+    rows = client.execute_sql(
+        "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
+        client.dataset_name, table,
+    )  # fmt: skip
+    return bool(rows)
+
+
 REJECTED_COLUMNS = {
     "line_id": {"data_type": "text", "nullable": False},
     "site_id": {"data_type": "text"},
@@ -119,11 +173,12 @@ def logfiles(
     report["stats"] = pulled
     pull_id = str(uuid.uuid4())
 
-    # One pull never holds a hit id twice (one offset, one line), so the staged rows need no
-    # deduplication: the merge only replaces rows an earlier load already holds.
+    # Appended: copied straight into raw_logfiles.hits, not into a staging table first and
+    # then merged (a second write of every row). A pull reads only bytes past the offsets its
+    # state holds, and that state is committed with the load, so no id comes twice; the
+    # unique index on hit_id refuses one if it ever did (see docs/logfiles.md, "Load").
     @dlt.resource(name="hits", primary_key="hit_id", columns=HIT_COLUMNS, file_format=load_format(),
-                  write_disposition={"disposition": "merge", "strategy": "delete-insert",
-                                     "deduplicated": True})  # fmt: skip
+                  write_disposition="append")  # fmt: skip
     def hits() -> Iterator[pa.Table]:
         states: dict = dlt.current.resource_state().setdefault("files", {})
         # Rejected lines wait on disk (any number of them) until the hits are through.

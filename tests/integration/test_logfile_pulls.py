@@ -233,3 +233,42 @@ def test_a_flaky_server_is_retried_and_a_broken_read_resumes_without_gaps(
         assert counts(pipeline) == (6000, 0)
     finally:
         stop()
+
+
+def test_an_import_interrupted_after_a_copy_committed_is_finished_without_duplicates(
+    tmp_path, warehouse
+):
+    """Hits are appended, not merged: a crash between a file's COPY and dlt recording the job
+    as done leaves committed rows that dlt will copy again. The recovery deletes them first."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import pyarrow.parquet as pq
+
+    from ingestion.logfiles import recover_interrupted_load
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "access.log").write_text(lines(0, 300))
+    sites = tmp_path / "sites.yml"
+    sites.write_text(
+        "sites:\n  - id: shop\n    domains: [shop.example]\n"
+        f"    logfiles:\n      - name: web1\n        url: 'file://{logs}/access.log'\n"
+    )
+    pipeline = isolated_pipeline("test_logs_crash", "test_logs_crash", warehouse, tmp_path)
+    pull(pipeline, sites)  # the tables exist, 300 hits
+    (logs / "access.log").write_text(lines(0, 300) + lines(300, 200))
+    assert recover_interrupted_load(pipeline) == {}  # nothing pending: nothing to do
+    pipeline.extract(logfiles("shop", "web1", sites_file=str(sites)))
+    pipeline.normalize()
+    [load_id] = pipeline.list_normalized_load_packages()
+    jobs = pipeline.get_load_package_info(load_id).jobs["new_jobs"]
+    [hits_file] = [j.file_path for j in jobs if j.job_file_info.table_name == "hits"]
+    with adbc.connect(warehouse) as conn, conn.cursor() as cur:  # the COPY that got through
+        cur.adbc_ingest("hits", pq.read_table(hits_file), "append", db_schema_name="test_logs_crash")
+        conn.commit()
+    assert counts(pipeline) == (500, 0)
+
+    assert recover_interrupted_load(pipeline) == {"hits": 200}
+    pipeline.load()
+    assert counts(pipeline) == (500, 0)  # the 200 new hits once, not twice, and no failure
+    pull(pipeline, sites)
+    assert counts(pipeline) == (500, 0)

@@ -4,9 +4,9 @@
 
     Incremental by day: the days that hold a row of a dlt load this model has not taken in
     (macros/loads_read.sql) are counted again, whole, through the raw table's
-    (site_id, requested_at) index. That covers every day whose counts can change: a line
-    loaded again replaces its old row (dlt merges on hit_id) and keeps its time, so it lands
-    on the day it was counted on. A change of the sites' time zones counts every day again. -#}
+    (site_id, requested_at) index. That covers every day whose counts can change: hits are
+    only ever added (appended; hit_id is unique, so a line is never loaded twice). A change
+    of the sites' time zones counts every day again. -#}
 {%- set whole = daily_log_hits_whole() %}
 {%- set load_ids = new_load_ids(
     {'raw_logfiles': ref('stg_logfiles__loads')}, forget=not is_incremental()

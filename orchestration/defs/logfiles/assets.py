@@ -4,7 +4,7 @@
 import dagster as dg
 from dagster_dlt import DagsterDltResource, dlt_assets
 
-from ingestion.logfiles import logfiles
+from ingestion.logfiles import logfiles, recover_interrupted_load
 from ingestion.site_config import load_sites
 from orchestration.defs.resources import SitelineDltTranslator, logfile_pipeline
 
@@ -37,10 +37,11 @@ def build_assets():
     def logfile_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
         """Pull the new part of one source's logfiles into raw_logfiles.*."""
         site_id, source_name = context.partition_key.split(".", 1)
+        pipeline = logfile_pipeline(context.partition_key)
+        if removed := recover_interrupted_load(pipeline):
+            context.log.warning(f"an interrupted load is retried (its rows deleted: {removed})")
         yield from dlt.run(
-            context=context,
-            dlt_source=logfiles(site_id, source_name),
-            dlt_pipeline=logfile_pipeline(context.partition_key),
+            context=context, dlt_source=logfiles(site_id, source_name), dlt_pipeline=pipeline
         )
 
     return logfile_assets
