@@ -283,8 +283,8 @@ def import_logs_cmd(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ingestion.logfiles import logfiles, recover_interrupted_load
+    from ingestion.pipelines import logfile_pipeline
     from ingestion.site_config import load_sites
-    from orchestration.defs.resources import logfile_pipeline
     from orchestration.runtime import configure_environment
 
     load_sites().site(site)  # unknown site: a one-line error naming the known ones

@@ -3,9 +3,10 @@
 Extraction runs in order (``EXTRACT__NEXT_ITEM_MODE=fifo``, set by the source).
 
 ``hits`` (appended; ``hit_id`` is unique), ``rejected_lines`` (merged on ``line_id``) and
-``files`` (one row per file per pull). The per-file state (fingerprint → offset, lines, generation) is
-the ``hits`` resource's dlt state, committed with the load: a failed load is retried whole,
-a successful one is never read again.
+``files`` (one row per file per pull). The per-file state (fingerprint → offset, lines,
+generation) is the ``hits`` resource's dlt state, committed with the load: a failed load is
+finished before anything new is read (:func:`recover_interrupted_load` first), a successful
+one is never read again.
 """
 
 from __future__ import annotations

@@ -234,14 +234,19 @@ def _connect(url: str, username: str | None, password: str | None, key: str | No
     raise PullError(f"{url}: scheme '{scheme}' is not supported")
 
 
-def _transient() -> tuple[type[BaseException], ...]:
-    import asyncssh
+def _transient(scheme: str) -> tuple[type[BaseException], ...]:
+    """The errors worth another try; asyncssh's only for SFTP (importing it costs 0.1 s)."""
     import httpx
 
-    return (
+    errors = (
         TransientError, OSError, EOFError, ftplib.error_temp, ftplib.error_reply,
-        httpx.TransportError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
+        httpx.TransportError,
     )  # fmt: skip
+    if scheme != "sftp":
+        return errors
+    import asyncssh
+
+    return (*errors, asyncssh.ConnectionLost, asyncssh.DisconnectError)
 
 
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -265,7 +270,7 @@ class Retrying:
         )
         self.remote = None
         self.retried = 0  # tries that failed and were repeated (for the pull report)
-        self.transient = _transient()
+        self.transient = _transient(urlsplit(url).scheme)
 
     def _open(self):
         if self.remote is None:

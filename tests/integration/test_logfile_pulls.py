@@ -263,7 +263,9 @@ def test_an_import_interrupted_after_a_copy_committed_is_finished_without_duplic
     jobs = pipeline.get_load_package_info(load_id).jobs["new_jobs"]
     [hits_file] = [j.file_path for j in jobs if j.job_file_info.table_name == "hits"]
     with adbc.connect(warehouse) as conn, conn.cursor() as cur:  # the COPY that got through
-        cur.adbc_ingest("hits", pq.read_table(hits_file), "append", db_schema_name="test_logs_crash")
+        cur.adbc_ingest(
+            "hits", pq.read_table(hits_file), "append", db_schema_name="test_logs_crash"
+        )
         conn.commit()
     assert counts(pipeline) == (500, 0)
 
