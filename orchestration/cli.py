@@ -282,7 +282,7 @@ def import_logs_cmd(
     import dlt
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ingestion.logfiles import logfiles, recover_interrupted_load
+    from ingestion.logfiles import finish_interrupted_load, logfiles
     from ingestion.pipelines import logfile_pipeline
     from ingestion.site_config import load_sites
     from orchestration.runtime import configure_environment
@@ -300,8 +300,9 @@ def import_logs_cmd(
         report = {"progress": lambda n: bar.update(task, lines=bar.tasks[0].fields["lines"] + n)}
         try:
             pipeline = logfile_pipeline(f"{site}.{source}")
-            if removed := recover_interrupted_load(pipeline):
-                console.print(f"an interrupted import is finished first (its rows: {removed})")
+            if (removed := finish_interrupted_load(pipeline)) is not None:
+                again = f"; copied again: {removed}" if removed else ""
+                console.print(f"finished the load an earlier import left unfinished{again}")
             pipeline.run(logfiles(site, source, overrides=overrides, report=report))
         except dlt.pipeline.exceptions.PipelineStepFailed as exc:
             cause = exc.__cause__ or exc.exception

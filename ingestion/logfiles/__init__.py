@@ -123,6 +123,18 @@ def recover_interrupted_load(pipeline: dlt.Pipeline) -> dict[str, int]:
     return removed
 
 
+def finish_interrupted_load(pipeline: dlt.Pipeline) -> dict[str, int] | None:
+    """Load what an interrupted run left (after :func:`recover_interrupted_load`), so that
+    the pull that follows reads new lines: dlt's ``run`` would only load the pending package
+    and stop. None when nothing was pending; else the rows deleted first, per table."""
+    if not (pipeline.list_extracted_load_packages() or pipeline.list_normalized_load_packages()):
+        return None
+    pipeline.normalize()
+    removed = recover_interrupted_load(pipeline)
+    pipeline.load()
+    return removed
+
+
 def _exists(client, table: str) -> bool:
     rows = client.execute_sql(
         "select 1 from information_schema.tables where table_schema = %s and table_name = %s",

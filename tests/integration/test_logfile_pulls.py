@@ -243,7 +243,7 @@ def test_an_import_interrupted_after_a_copy_committed_is_finished_without_duplic
     import adbc_driver_postgresql.dbapi as adbc
     import pyarrow.parquet as pq
 
-    from ingestion.logfiles import recover_interrupted_load
+    from ingestion.logfiles import finish_interrupted_load, recover_interrupted_load
 
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -269,8 +269,57 @@ def test_an_import_interrupted_after_a_copy_committed_is_finished_without_duplic
         conn.commit()
     assert counts(pipeline) == (500, 0)
 
-    assert recover_interrupted_load(pipeline) == {"hits": 200}
-    pipeline.load()
+    assert finish_interrupted_load(pipeline) == {"hits": 200}
     assert counts(pipeline) == (500, 0)  # the 200 new hits once, not twice, and no failure
+    assert finish_interrupted_load(pipeline) is None
     pull(pipeline, sites)
     assert counts(pipeline) == (500, 0)
+
+
+def test_import_logs_finishes_an_interrupted_import_then_reads_what_is_new(
+    tmp_path, monkeypatch, warehouse
+):
+    import subprocess
+    import sys
+
+    import adbc_driver_postgresql.dbapi as adbc
+    import dlt
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("SITELINE_DLT_DIR", str(tmp_path / "dlt"))  # the command's state too
+    log = tmp_path / "access.log"
+    log.write_text(lines(1000, 50))
+    # the pipeline `import-logs --site demo --source cli_crash` uses
+    pipeline = dlt.pipeline(
+        pipeline_name="siteline_logs_demo_cli_crash", dataset_name="raw_logfiles",
+        destination=dlt.destinations.postgres(credentials=warehouse),
+        pipelines_dir=str(tmp_path / "dlt"),
+    )  # fmt: skip
+    overrides = {"url": f"file://{log}", "format": "auto", "last_line": "read"}
+    pipeline.run(logfiles("demo", "cli_crash", overrides=overrides))  # a first import: 50
+    log.write_text(lines(1000, 50) + lines(1050, 20))
+    pipeline.extract(logfiles("demo", "cli_crash", overrides=overrides))
+    pipeline.normalize()  # ... and a second one died while loading, after its COPY:
+    [load_id] = pipeline.list_normalized_load_packages()
+    jobs = pipeline.get_load_package_info(load_id).jobs["new_jobs"]
+    [hits_file] = [j.file_path for j in jobs if j.job_file_info.table_name == "hits"]
+    with adbc.connect(warehouse) as conn, conn.cursor() as cur:
+        cur.adbc_ingest("hits", pq.read_table(hits_file), "append", db_schema_name="raw_logfiles")
+        conn.commit()
+
+    log.write_text(lines(1000, 50) + lines(1050, 20) + lines(1070, 10))
+    command = [sys.executable, "-m", "orchestration.cli", "import-logs", str(log), "--site", "demo",
+               "--source", "cli_crash"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "finished the load an earlier import left unfinished; copied again: {'hits': 20}"
+        in result.stdout
+    )
+    assert "10 lines" in result.stdout and "loaded            10" in result.stdout
+    with connect(warehouse) as conn:
+        rows = conn.execute(
+            "select count(*), count(distinct hit_id) from raw_logfiles.hits"
+            " where source = 'cli_crash'"
+        ).fetchone()
+    assert rows == (80, 80)  # 50 + the interrupted 20 once + the new 10

@@ -4,7 +4,7 @@
 import dagster as dg
 from dagster_dlt import DagsterDltResource, dlt_assets
 
-from ingestion.logfiles import logfiles, recover_interrupted_load
+from ingestion.logfiles import finish_interrupted_load, logfiles
 from ingestion.site_config import load_sites
 from orchestration.defs.resources import SitelineDltTranslator, logfile_pipeline
 
@@ -38,8 +38,8 @@ def build_assets():
         """Pull the new part of one source's logfiles into raw_logfiles.*."""
         site_id, source_name = context.partition_key.split(".", 1)
         pipeline = logfile_pipeline(context.partition_key)
-        if removed := recover_interrupted_load(pipeline):
-            context.log.warning(f"an interrupted load is retried (its rows deleted: {removed})")
+        if (removed := finish_interrupted_load(pipeline)) is not None:
+            context.log.warning(f"finished the load an earlier run left unfinished: {removed}")
         yield from dlt.run(
             context=context, dlt_source=logfiles(site_id, source_name), dlt_pipeline=pipeline
         )
