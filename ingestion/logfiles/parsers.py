@@ -1,5 +1,6 @@
-"""Web-server log line parsers: Apache/NCSA, Nginx, IIS/W3C, AWS ELB/ALB/CloudFront, JSON lines
-(Nginx, Caddy, Traefik), custom Apache ``LogFormat`` strings and named-group regexes.
+"""Web-server log line parsers: Apache/NCSA, Nginx, IIS/W3C, AWS ELB/ALB/CloudFront/S3, HAProxy,
+Gandi, JSON lines (Nginx, Caddy, Traefik), custom Apache ``LogFormat`` strings and named-group
+regexes.
 
 Pure functions over text, no I/O. A parser turns one line into a :class:`Hit`, returns
 ``None`` for lines that carry no request by design (comments, W3C headers), or raises
@@ -18,8 +19,8 @@ from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
 FORMATS = (
-    "common", "combined", "vhost_combined", "iis", "w3c", "elb", "alb", "cloudfront",
-    "nginx_json", "caddy_json", "traefik_json",
+    "common", "combined", "vhost_combined", "iis", "w3c", "elb", "alb", "cloudfront", "s3",
+    "haproxy", "gandi", "nginx_json", "caddy_json", "traefik_json",
 )  # fmt: skip
 
 
@@ -197,25 +198,27 @@ def logformat_regex(fmt: str) -> re.Pattern:
     return re.compile("^" + "".join(out) + r"\s*$")
 
 
-def _from_groups(g: dict, default_tz: tzinfo) -> Hit:
+def _from_groups(g: dict, default_tz: tzinfo, check_time: bool = True) -> Hit:
     if g.get("request") is not None:
         method, host, path, query, protocol = request_line(unescape(g["request"]) or "")
     else:
         method, protocol = g.get("method"), g.get("protocol")
         host, path, query = split_target(g.get("path") or "/")
         query = query or dash((g.get("query") or "").lstrip("?"))
-    if g.get("time") is None:
+    if check_time and g.get("time") is None:
         raise Rejected("line has no time")
     time_taken = None
     if g.get("time_us"):
         time_taken = int(g["time_us"]) / 1000
+    elif g.get("time_ms") not in (None, "-"):
+        time_taken = float(g["time_ms"])
     elif g.get("time_s"):
         time_taken = float(g["time_s"]) * 1000
     return Hit(
-        time=any_time(g["time"], default_tz),
+        time=any_time(g["time"], default_tz) if check_time else None,
         ip=dash(g.get("ip")),
         method=method,
-        host=dash(g.get("vhost")) or host,
+        host=dash(g.get("vhost")) or host or dash(g.get("bucket")),
         path=path,
         query=query,
         protocol=protocol,
@@ -275,6 +278,68 @@ class ElbParser(RegexParser):
             bytes=number(g["bytes"]), referrer=None, user_agent=dash(g["user_agent"]),
             time_taken_ms=round(sum(times) * 1000, 3) if times else None,
         )  # fmt: skip
+
+
+# -- S3 server access logs, Gandi hosting, HAProxy ------------------------------------------------
+
+_REQUEST = r'"(?P<request>(?:[^"\\]|\\.)*)"'
+# bucket owner, bucket, [time], remote IP, requester, request id, operation, key, "request",
+# status, error code, bytes sent, object size, total time (ms), turnaround time, "referrer",
+# "user agent", then (newer logs) version id, host id, signature, cipher, auth, Host header, ...
+S3 = re.compile(
+    r"^\S+ (?P<bucket>\S+) \[(?P<time>[^\]]+)\] (?P<ip>\S+) (?P<user>\S+) \S+ \S+ \S+ "
+    + _REQUEST
+    + r" (?P<status>\d{3}|-) \S+ (?P<bytes>\d+|-) \S+ (?P<time_ms>\d+|-) \S+"
+    + AGENTS
+    + r"(?: \S+ \S+ \S+ \S+ \S+ (?P<vhost>\S+))?(?: .*)?$"
+)
+# Gandi Simple Hosting: vhost_combined with the time taken, "(3 s)", after the time.
+GANDI = re.compile(
+    r"^(?P<vhost>\S+) (?P<ip>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "
+    r"\((?P<taken>\d+(?:\.\d+)?) ?(?P<unit>us|ms|s)\) "
+    + _REQUEST
+    + r" (?P<status>\d{3}|-) (?P<bytes>\d+|-)"
+    + AGENTS
+    + r"(?: .*)?$"
+)
+# HAProxy's HTTP log (`option httplog`), with or without its syslog prefix: client:port
+# [accept date] frontend backend/server Tq/Tw/Tc/Tr/Tt status bytes cookies termination
+# counters queues {captured request headers} {captured response headers} "request".
+HAPROXY = re.compile(
+    r"^(?:\w{3} +\d+ \d\d:\d\d:\d\d \S+ [^\s:]+: )?(?P<ip>\S+):\d+ "
+    r"\[(?P<time>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d)(?:\.\d+)?\] \S+ \S+ "
+    r"(?P<timers>[-+\d]+(?:/[-+\d]+)*) (?P<status>-?\d+) \+?(?P<bytes>\d+) \S+ \S+ \S+ \S+ \S+"
+    r"(?: \{[^}]*\})?(?: \{[^}]*\})? "
+    r'"(?P<request>(?:[^"\\]|\\.)*)"?\s*$'
+)
+
+
+class GandiParser(RegexParser):
+    def __init__(self, default_tz: tzinfo = UTC) -> None:
+        super().__init__("gandi", GANDI, default_tz)
+
+    def build(self, g: dict) -> Hit:
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[g["unit"]]
+        return _from_groups({**g, "time_ms": float(g["taken"]) * scale}, self.default_tz)
+
+
+class HaproxyParser(RegexParser):
+    """HAProxy's time has milliseconds and no offset: it is read in the source's time zone."""
+
+    def __init__(self, default_tz: tzinfo = UTC) -> None:
+        super().__init__("haproxy", HAPROXY, default_tz)
+
+    def build(self, g: dict) -> Hit:
+        try:
+            local = datetime.strptime(g["time"], "%d/%b/%Y:%H:%M:%S")
+        except ValueError:
+            raise Rejected(f"time '{g['time']}' is not dd/Mon/yyyy:HH:MM:SS") from None
+        total = g["timers"].rsplit("/", 1)[-1].lstrip("+")  # Tt (Ta since 1.7): -1 if aborted
+        status = g["status"] if g["status"] != "-1" else None  # no response: none to count
+        hit = _from_groups({**g, "time": None, "status": status}, self.default_tz, check_time=False)
+        hit.time = local.replace(tzinfo=self.default_tz).astimezone(UTC)
+        hit.time_taken_ms = float(total) if total.isdigit() else None
+        return hit
 
 
 # -- W3C extended (IIS, CloudFront, others): driven by the #Fields header -------------------------
@@ -441,6 +506,12 @@ def make_parser(
         return RegexParser(name, REGEXES[name], default_tz)
     if name in ("elb", "alb"):
         return ElbParser(name)
+    if name == "s3":
+        return RegexParser("s3", S3, default_tz)
+    if name == "gandi":
+        return GandiParser(default_tz)
+    if name == "haproxy":
+        return HaproxyParser(default_tz)
     if name in ("iis", "w3c", "cloudfront"):
         return W3CParser(name, default_tz)
     if name in ("nginx_json", "caddy_json", "traefik_json"):
@@ -474,7 +545,7 @@ def detect_format(lines: Iterable[str]) -> str:
             return "traefik_json"
         return "nginx_json"
     best, best_score = None, 0
-    for name in ("alb", "elb", "combined", "vhost_combined", "common"):
+    for name in ("alb", "elb", "s3", "haproxy", "gandi", "combined", "vhost_combined", "common"):
         parser = make_parser(name)
         score = 0
         for line in body:

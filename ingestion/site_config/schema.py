@@ -84,7 +84,7 @@ class IpPolicy(_Strict):
 LOG_SCHEMES = ("http", "https", "ftp", "ftps", "sftp", "file")
 LOG_FORMATS = (
     "auto", "common", "combined", "vhost_combined", "iis", "w3c", "elb", "alb", "cloudfront",
-    "nginx_json", "caddy_json", "traefik_json", "custom",
+    "s3", "haproxy", "gandi", "nginx_json", "caddy_json", "traefik_json", "custom",
 )  # fmt: skip
 
 

@@ -323,3 +323,110 @@ def test_import_logs_finishes_an_interrupted_import_then_reads_what_is_new(
             " where source = 'cli_crash'"
         ).fetchone()
     assert rows == (80, 80)  # 50 + the interrupted 20 once + the new 10
+
+
+# One small log per format, each read through a whole pull with `format: auto`: detected,
+# parsed, enriched and loaded. format: (lines, hits, rejected, (path, status) of the last
+# hit); every hit happened at 09:15 UTC (HAProxy's time, which has no offset, is read in the
+# site's zone). Our own lines; the nasty cases per format are in test_logfile_parsers.py.
+T = "24/Nov/2026:10:15:00 +0100"
+FORMAT_SAMPLES = {
+    "common": ([f'1.2.3.4 - - [{T}] "GET /a HTTP/1.1" 404 12'] * 2, 2, 0, ("/a", 404)),
+    "combined": ([
+        *(f'1.2.3.4 - - [{T}] "GET /p/{n} HTTP/1.1" 200 5 "-" "{UA}"' for n in range(3)),
+        GARBAGE.strip(),
+    ], 3, 1, ("/p/2", 200)),
+    "vhost_combined": (
+        [f'shop.example:443 1.2.3.4 - - [{T}] "GET /v HTTP/1.1" 200 12 "-" "{UA}"'], 1, 0,
+        ("/v", 200),
+    ),
+    "iis": ([
+        "#Software: Microsoft Internet Information Services 10.0",
+        "#Fields: date time c-ip cs-method cs-uri-stem cs-uri-query sc-status cs(User-Agent)",
+        "2026-11-24 09:15:00 1.2.3.4 GET /default.aspx id=3 200 Mozilla/5.0+(Windows+NT+10.0)",
+    ], 1, 0, ("/default.aspx", 200)),
+    "w3c": ([
+        "#Fields: date time c-ip cs-method cs-uri-stem sc-status sc-bytes",
+        "2026-11-24 09:15:00 1.2.3.5 POST /api 201 99",
+        "2026-11-24 09:15:00 1.2.3.5 POST",
+    ], 1, 1, ("/api", 201)),
+    "cloudfront": ([
+        "#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem "
+        "sc-status cs(Referer) cs(User-Agent) cs-uri-query time-taken",
+        "2026-11-24\t09:15:00\tFRA2\t182\t192.0.2.10\tGET\td1.cloudfront.net\t/cf.html\t200\t-"
+        "\tMozilla/5.0%2520(X11)\tq=1\t0.002",
+    ], 1, 0, ("/cf.html", 200)),
+    "elb": ([
+        "2026-11-24T09:15:00.000001Z my-lb 1.2.3.4:2817 10.0.0.1:80 0.000086 0.001048 0.001337 "
+        '200 200 0 57 "GET https://www.example.com:443/elb?x=1 HTTP/1.1" "curl/8.0" - -',
+    ] * 2, 2, 0, ("/elb", 200)),
+    "alb": ([
+        "https 2026-11-24T09:15:00.127531Z app/my-alb/abc 1.2.3.4:2817 10.0.0.1:80 0.001 0.102 "
+        '0.000 200 200 225 24950 "GET https://www.example.com:443/i.html HTTP/1.1" "Mozilla/5.0" '
+        "ECDHE TLSv1.2 arn:aws:x",
+    ], 1, 0, ("/i.html", 200)),
+    "s3": ([
+        f"79a59df9 shop-assets [{T}] 192.0.2.3 - 3E57427F REST.GET.OBJECT img/a.png "
+        f'"GET /img/a.png HTTP/1.1" 200 - 2662 3462 70 10 "-" "{UA}" - Ox2c SigV4 ECDHE '
+        "AuthHeader assets.shop.example TLSv1.2 - -",
+    ], 1, 0, ("/img/a.png", 200)),
+    "haproxy": ([
+        "Nov 24 09:15:00 lb1 haproxy[6801]: 10.0.0.9:55008 [24/Nov/2026:10:15:00.584] ft bk/web1 "
+        '0/0/1/71/72 302 7456 - - ---- 5/4/0/1/0 0/0 "POST /cart HTTP/1.1"',
+    ], 1, 0, ("/cart", 302)),
+    "gandi": ([
+        f'shop.example 192.0.2.9 - anna [{T}] (3 s) "GET /account HTTP/1.1" 200 1124 "-" "{UA}"',
+    ], 1, 0, ("/account", 200)),
+    "nginx_json": ([
+        '{"time_iso8601":"2026-11-24T10:15:00+01:00","remote_addr":"1.2.3.4","request":'
+        '"GET /n?z=3 HTTP/1.1","status":"200","body_bytes_sent":"42","http_user_agent":"Safari"}',
+    ], 1, 0, ("/n", 200)),
+    "caddy_json": ([
+        '{"level":"info","ts":1795511700.0,"logger":"http.log.access","request":{"remote_ip":'
+        '"1.2.3.4","proto":"HTTP/2.0","method":"GET","host":"example.com","uri":"/beta/?a=1",'
+        '"headers":{"User-Agent":["Firefox"]}},"status":200,"size":10,"duration":0.0015}',
+    ], 1, 0, ("/beta/", 200)),
+    "traefik_json": ([
+        '{"ClientHost":"1.2.3.4","RequestMethod":"GET","RequestPath":"/x?y=2","RequestHost":'
+        '"h.example","RequestProtocol":"HTTP/1.1","DownstreamStatus":200,'
+        '"DownstreamContentSize":15,"StartUTC":"2026-11-24T09:15:00Z"}',
+    ], 1, 0, ("/x", 200)),
+}  # fmt: skip
+
+
+def test_a_log_of_every_format_is_detected_and_loaded_through_a_pull(tmp_path, warehouse):
+    from ingestion.logfiles.parsers import FORMATS
+
+    assert set(FORMAT_SAMPLES) == set(FORMATS)  # a new format needs its sample here
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    sources = ""
+    for name, (sample, *_rest) in FORMAT_SAMPLES.items():
+        (logs / f"{name}.log").write_text("\n".join(sample) + "\n")
+        sources += f"      - {{name: {name}, url: 'file://{logs}/{name}.log', format: auto}}\n"
+    sites = tmp_path / "sites.yml"
+    sites.write_text(
+        "sites:\n  - id: shop\n    domains: [shop.example]\n    timezone: Europe/Berlin\n"
+        f"    logfiles:\n{sources}"
+    )
+    for name, (_sample, hits, rejected, _last) in FORMAT_SAMPLES.items():
+        pipeline = isolated_pipeline(f"test_formats_{name}", "test_formats", warehouse, tmp_path)
+        report: dict = {}
+        pipeline.run(logfiles("shop", name, sites_file=str(sites), report=report))
+        [stats] = report["stats"]
+        assert (stats.loaded, stats.rejected) == (hits, rejected), name
+    with connect(os.environ["WAREHOUSE_URL"]) as conn:
+        rows = conn.execute(
+            "select source, count(*), count(distinct hit_id),"
+            " (array_agg(path order by line_number desc))[1],"
+            " (array_agg(status order by line_number desc))[1],"
+            " date_trunc('second', min(requested_at)) = %s"
+            " and date_trunc('second', max(requested_at)) = %s"
+            " from test_formats.hits group by source",
+            ("2026-11-24 09:15:00+00", "2026-11-24 09:15:00+00"),
+        ).fetchall()
+    loaded = {source: (n, distinct, last_path, last_status, same_time)
+              for source, n, distinct, last_path, last_status, same_time in rows}  # fmt: skip
+    for name, (_sample, hits, _rejected, (path, status)) in FORMAT_SAMPLES.items():
+        # every hit once, the fields read, the time in UTC (all samples say 09:15 UTC)
+        assert loaded[name] == (hits, hits, path, status, True), name

@@ -171,6 +171,63 @@ def test_elb_and_alb():
         )
 
 
+S3_LINE = (
+    "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be shop-assets "
+    "[24/Nov/2026:10:15:00 +0100] 192.0.2.3 - 3E57427F3EXAMPLE REST.GET.OBJECT img/a.png "
+    '"GET /img/a.png?v=3 HTTP/1.1" 200 - 2662992 3462992 70 10 "https://shop.example/" '
+    f'"{UA}" - Ox2c7Eu/Mh0= SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader '
+    "assets.shop.example TLSv1.2 - -"
+)
+HAPROXY_LINE = (
+    "Nov 24 10:15:00 lb1 haproxy[6801]: 2001:db8::7:55008 [24/Nov/2026:10:15:00.584] "
+    "ft_https~ bk_web/web1 0/0/1/71/72 200 7456 - - ---- 5/4/0/1/0 0/0 {shop.example|x} "
+    '"POST /cart/add?sku=7 HTTP/1.1"'
+)
+
+
+def test_s3_haproxy_and_gandi():
+    s3 = parse("s3", S3_LINE)
+    assert s3.time == datetime(2026, 11, 24, 9, 15, tzinfo=UTC)
+    assert (s3.ip, s3.host, s3.path, s3.query, s3.status, s3.bytes) == (
+        "192.0.2.3",
+        "assets.shop.example",
+        "/img/a.png",
+        "v=3",
+        200,
+        2662992,
+    )  # fmt: skip  (the Host header of newer logs, else the bucket)
+    assert (s3.referrer, s3.user_agent, s3.time_taken_ms, s3.user) == (
+        "https://shop.example/", UA, 70.0, None,
+    )  # fmt: skip
+    old = parse("s3", S3_LINE.split(f'"{UA}"')[0] + f'"{UA}"')  # before the Host field
+    assert old.host == "shop-assets"
+
+    # HAProxy's time has no offset: the source's zone (Berlin, UTC+1 in November)
+    ha = parse("haproxy", HAPROXY_LINE, default_tz=ZoneInfo("Europe/Berlin"))
+    assert ha.time == datetime(2026, 11, 24, 9, 15, tzinfo=UTC)
+    assert (ha.ip, ha.method, ha.path, ha.query, ha.status, ha.bytes, ha.time_taken_ms) == (
+        "2001:db8::7", "POST", "/cart/add", "sku=7", 200, 7456, 72.0,
+    )  # fmt: skip
+    bare = HAPROXY_LINE.split(": ", 1)[1].replace("2001:db8::7", "10.0.0.9")  # no syslog prefix
+    aborted = bare.replace("0/0/1/71/72 200", "0/0/1/-1/+80 -1").replace(" {shop.example|x}", "")
+    hit = parse("haproxy", aborted)
+    assert (hit.ip, hit.status, hit.time_taken_ms) == ("10.0.0.9", None, 80.0)
+    truncated = bare.rsplit('"', 1)[0]  # a request too long for the log buffer: no end quote
+    assert parse("haproxy", truncated).path == "/cart/add"
+    with pytest.raises(Rejected, match="not an HTTP request"):
+        parse("haproxy", bare.replace('"POST /cart/add?sku=7 HTTP/1.1"', '"<BADREQ>"'))
+
+    gandi = parse(
+        "gandi",
+        "shop.example 192.0.2.9 - anna [24/Nov/2026:10:15:00 +0100] (3 s) "
+        f'"GET /account HTTP/1.1" 200 1124 "-" "{UA}"',
+    )
+    assert (gandi.host, gandi.ip, gandi.user, gandi.path, gandi.time_taken_ms) == (
+        "shop.example", "192.0.2.9", "anna", "/account", 3000.0,
+    )  # fmt: skip
+    assert gandi.referrer is None and gandi.user_agent == UA
+
+
 def test_json_formats():
     caddy = parse(
         "caddy_json",
@@ -256,6 +313,9 @@ def test_custom_apache_logformat_and_regex():
         (['{"level":"info","logger":"http.log.access","request":{}}'], "caddy_json"),
         (['{"ClientHost":"1.2.3.4","RequestMethod":"GET"}'], "traefik_json"),
         (['{"remote_addr":"1.2.3.4"}'], "nginx_json"),
+        ([S3_LINE], "s3"),
+        ([HAPROXY_LINE, HAPROXY_LINE.split(": ", 1)[1]], "haproxy"),
+        (['shop.example 192.0.2.9 - - [24/Nov/2026:10:15:00 +0100] (0 s) "GET / HTTP/1.1" 200 1 "-" "-"'], "gandi"),
     ],
 )  # fmt: skip
 def test_detect_format(lines, expected):
