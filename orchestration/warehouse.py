@@ -380,8 +380,11 @@ class EmbeddedWarehouse:
             lines = [ln for ln in self.logfile.read_text().splitlines() if ln.strip()]
         except OSError:
             return "no server log"
-        errors = [ln for ln in lines if "FATAL" in ln or "ERROR" in ln]
-        return (errors or lines or ["empty server log"])[-1]
+        errors = [i for i, ln in enumerate(lines) if "FATAL" in ln or "ERROR" in ln]
+        if not errors:
+            return (lines or ["empty server log"])[-1]
+        # the error and the lines that explain it (e.g. which pg_hba.conf line is invalid)
+        return " | ".join(lines[max(0, errors[-1] - 3) : errors[-1] + 1])
 
     def stop(self) -> bool:
         """Stop the server; returns False when it was not running."""
