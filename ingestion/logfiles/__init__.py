@@ -198,7 +198,7 @@ def logfiles(
         fd, spool = tempfile.mkstemp(prefix="siteline-rejected-", suffix=".jsonl")
         os.close(fd)
         spooled["path"] = spool
-        remote = open_remote(source.url, *credentials(source))
+        remote = open_remote(source.url, *credentials(source), ca_file=source.tls_ca_file)
 
         def reject(row: dict) -> None:
             rejected.write(orjson.dumps(row) + b"\n")

@@ -3,7 +3,8 @@
 ``list()`` names the files a source URL matches (its file part may be a glob, except over
 HTTP, which has no listing); ``read(file, offset)`` streams a file's bytes from ``offset`` —
 HTTP ``Range``, FTP ``REST``, SFTP seek — so a pull transfers only what is new. Credentials
-come from environment variables named in ``sites.yml``.
+come from environment variables named in ``sites.yml``. HTTPS and FTPS servers must show a
+certificate the system's or certifi's CAs trust, or the source's ``tls_ca_file``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import os
 import posixpath
 import random
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +35,25 @@ class PullError(RuntimeError):
 
 class TransientError(PullError):
     """A failure worth another try (a dropped connection, HTTP 5xx or 429, FTP 4xx)."""
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """Verified TLS: the system's CAs (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured) and
+    certifi's, plus ``ca_file`` for a server whose certificate a private CA signed."""
+    import certifi
+
+    context = ssl.create_default_context()
+    context.load_verify_locations(certifi.where())
+    if ca_file:
+        try:
+            context.load_verify_locations(ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            message = f"tls_ca_file {ca_file}: not readable as PEM certificates: {exc}"
+            raise PullError(message) from None
+    return context
+
+
+UNTRUSTED = "the server's TLS certificate is not trusted (for a private CA set tls_ca_file)"
 
 
 @dataclass(frozen=True)
@@ -60,14 +81,17 @@ class LocalRemote:
 
 
 class HttpRemote:
-    def __init__(self, url: str, username: str | None, password: str | None) -> None:
+    def __init__(
+        self, url: str, username: str | None, password: str | None, ca_file: str | None = None
+    ) -> None:
         import httpx
 
         if glob.has_magic(urlsplit(url).path):
             raise PullError(f"{url}: HTTP has no file listing; name each file without wildcards")
         self.url = url
         auth = (username, password or "") if username else None
-        self.client = httpx.Client(auth=auth, timeout=60, follow_redirects=True)
+        verify = tls_context(ca_file) if url.lower().startswith("https:") else True
+        self.client = httpx.Client(auth=auth, timeout=60, follow_redirects=True, verify=verify)
 
     def list(self) -> list[RemoteFile]:
         response = self.client.head(self.url)
@@ -104,15 +128,19 @@ def _check_status(url: str, status: int) -> None:
 
 
 class FtpRemote:
-    def __init__(self, url: str, username: str | None, password: str | None) -> None:
+    def __init__(
+        self, url: str, username: str | None, password: str | None, ca_file: str | None = None
+    ) -> None:
         parts = urlsplit(url)
-        tls = parts.scheme == "ftps"
-        self.ftp = ftplib.FTP_TLS() if tls else ftplib.FTP()
+        tls = parts.scheme == "ftps"  # explicit TLS (AUTH TLS), control and data channels
+        self.ftp = ftplib.FTP_TLS(context=tls_context(ca_file)) if tls else ftplib.FTP()
         try:
             self.ftp.connect(parts.hostname, parts.port or 21, timeout=30)
             self.ftp.login(username or "anonymous", password or "")
             if tls:
                 self.ftp.prot_p()
+        except ssl.SSLCertVerificationError as exc:  # stays so: no use retrying
+            raise PullError(f"{parts.scheme}://{parts.hostname}: {UNTRUSTED}: {exc}") from exc
         except ftplib.error_perm as exc:  # wrong login and the like: no use retrying
             raise PullError(f"{parts.scheme}://{parts.hostname}: {exc}") from exc
         except (OSError, EOFError, ftplib.Error) as exc:
@@ -221,14 +249,15 @@ class SftpRemote:
         self.loop.close()
 
 
-def _connect(url: str, username: str | None, password: str | None, key: str | None):
+def _connect(url: str, username: str | None, password: str | None, key: str | None,
+             ca_file: str | None = None):  # fmt: skip
     scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
     if scheme == "file":
         return LocalRemote(url)
     if scheme in ("http", "https"):
-        return HttpRemote(url, username, password)
+        return HttpRemote(url, username, password, ca_file)
     if scheme in ("ftp", "ftps"):
-        return FtpRemote(url, username, password)
+        return FtpRemote(url, username, password, ca_file)
     if scheme == "sftp":
         return SftpRemote(url, username, password, key)
     raise PullError(f"{url}: scheme '{scheme}' is not supported")
@@ -250,6 +279,19 @@ def _transient(scheme: str) -> tuple[type[BaseException], ...]:
 
 
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def _permanent(exc: BaseException) -> str | None:
+    """Why a failure will not pass by trying again (it, or what caused it, is a missing
+    file, a refused permission or an untrusted certificate); None when it may pass."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return f"{UNTRUSTED}: {exc}"
+        if isinstance(exc, _PERMANENT):
+            return str(exc)
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 class Retrying:
@@ -278,8 +320,8 @@ class Retrying:
         return self.remote
 
     def _failed(self, what: str, attempt: int, exc: BaseException) -> None:
-        if isinstance(exc, _PERMANENT):  # a missing file or a refused permission stays so
-            raise PullError(f"{self.url}: {what} failed: {exc}") from exc
+        if (reason := _permanent(exc)) is not None:  # stays so: no use retrying
+            raise PullError(f"{self.url}: {what} failed: {reason}") from exc
         if self.remote is not None:
             with contextlib.suppress(Exception):
                 self.remote.close()
@@ -323,9 +365,10 @@ def open_remote(
     username: str | None = None,
     password: str | None = None,
     key: str | None = None,
+    ca_file: str | None = None,
 ) -> Retrying:
     """The remote for a source URL, retrying passing failures (see :class:`Retrying`)."""
-    return Retrying(url, lambda: _connect(url, username, password, key))
+    return Retrying(url, lambda: _connect(url, username, password, key, ca_file))
 
 
 def credentials(source) -> tuple[str | None, str | None, str | None]:

@@ -125,6 +125,11 @@ class LogSource(_Strict):
     username_env: str | None = None
     password_env: str | None = None
     private_key_env: str | None = Field(None, description="Variable holding an SSH key path.")
+    tls_ca_file: str | None = Field(
+        None,
+        description="PEM file of the CA that signed an https/ftps server's certificate, when "
+        "it is not one the system trusts (e.g. a company CA or a self-signed certificate).",
+    )
     schedule: str = "*/15 * * * *"
     last_line: Literal["wait", "read"] = Field(
         "wait",

@@ -75,16 +75,58 @@ def stop(proc: subprocess.Popen) -> None:
 # -- logfile servers ------------------------------------------------------------------------------
 
 
-def http_file_server(root: Path, trouble: dict | None = None):
+def tls_certificate(folder: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a certificate it signed for 127.0.0.1: (ca.pem, cert.pem, key.pem)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject, issuer, public_key, signing_key, ca: bool, san=None):
+        builder = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )  # fmt: skip
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Siteline test CA")])
+    ca = certificate(ca_name, ca_name, ca_key.public_key(), ca_key, True)
+    server = certificate(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name,
+        key.public_key(), ca_key, False, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )  # fmt: skip
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))  # fmt: skip
+    return paths
+
+
+def http_file_server(root: Path, trouble: dict | None = None, tls: tuple | None = None):
     """A static HTTP server with Range support (as nginx/Apache serve files).
 
     ``trouble`` (shared, changeable while serving) makes it misbehave like a real server on a
     bad day: ``unavailable`` answers that many requests with 503; ``cut_after`` breaks the
     next body (after ``skip_gets`` more) off after that many bytes: the connection drops. It
-    records the ``ranges`` asked for."""
+    records the ``ranges`` asked for. ``tls`` (cert.pem, key.pem) serves HTTPS."""
     import functools
     import http.server
     import re
+    import ssl
     import threading
 
     trouble = trouble if trouble is not None else {}
@@ -139,24 +181,38 @@ def http_file_server(root: Path, trouble: dict | None = None):
     port = free_port()
     handler = functools.partial(RangeHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{port}", server.shutdown
+    return f"{'https' if tls else 'http'}://127.0.0.1:{port}", server.shutdown
 
 
-def ftp_server(root: Path, user: str, password: str):
+def ftp_server(root: Path, user: str, password: str, tls: tuple | None = None):
+    """pyftpdlib; ``tls`` (cert.pem, key.pem) makes it FTPS (explicit, control and data
+    channels both required)."""
     import threading
 
     from pyftpdlib.authorizers import DummyAuthorizer
-    from pyftpdlib.handlers import FTPHandler
+    from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+    from pyftpdlib.ioloop import IOLoop
     from pyftpdlib.servers import ThreadedFTPServer
 
     authorizer = DummyAuthorizer()
     authorizer.add_user(user, password, str(root), perm="elr")
-    handler = type("Handler", (FTPHandler,), {"authorizer": authorizer})
+    attrs: dict = {"authorizer": authorizer}
+    if tls:
+        attrs.update(certfile=str(tls[0]), keyfile=str(tls[1]), tls_control_required=True,
+                     tls_data_required=True)  # fmt: skip
+    handler = type("Handler", (TLS_FTPHandler if tls else FTPHandler,), attrs)
     port = free_port()
-    server = ThreadedFTPServer(("127.0.0.1", port), handler)
+    server = ThreadedFTPServer(("127.0.0.1", port), handler, ioloop=IOLoop())
+    # pyftpdlib keeps the stop flag on the class: an earlier server's late shutdown would
+    # stop this one's sessions as they open. Each server gets its own.
+    server._exit = threading.Event()
     threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.2}, daemon=True).start()
-    return f"ftp://127.0.0.1:{port}", server.close_all
+    return f"{'ftps' if tls else 'ftp'}://127.0.0.1:{port}", server.close_all
 
 
 def sftp_server(user: str, password: str, known_hosts: Path):

@@ -8,7 +8,13 @@ import pytest
 
 from ingestion.logfiles import logfiles
 from orchestration.warehouse import connect
-from tests.integration.servers import ftp_server, http_file_server, isolated_pipeline, sftp_server
+from tests.integration.servers import (
+    ftp_server,
+    http_file_server,
+    isolated_pipeline,
+    sftp_server,
+    tls_certificate,
+)
 
 pytestmark = pytest.mark.integration
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -25,7 +31,7 @@ def lines(start: int, count: int) -> str:
 GARBAGE = "\x16\x03\x01 this is no log line\n"
 
 
-@pytest.fixture(params=["file", "http", "ftp", "sftp"])
+@pytest.fixture(params=["file", "http", "https", "ftp", "ftps", "sftp"])
 def setup(request, tmp_path, monkeypatch, warehouse):
     """(protocol, log folder, sites.yml, pipeline) for one protocol."""
     protocol = request.param
@@ -34,13 +40,14 @@ def setup(request, tmp_path, monkeypatch, warehouse):
     monkeypatch.setenv("TEST_LOG_USER", "loguser")
     monkeypatch.setenv("TEST_LOG_PASSWORD", "s3cret-pw")
     stop = None
+    ca, *tls = tls_certificate(tmp_path) if protocol in ("https", "ftps") else (None,)
     if protocol == "file":
         url = f"file://{logs}/access.log*"
-    elif protocol == "http":
-        base, stop = http_file_server(logs)
+    elif protocol in ("http", "https"):
+        base, stop = http_file_server(logs, tls=tls or None)
         url = f"{base}/access.log"  # HTTP has no listing: one file, no rotation history
-    elif protocol == "ftp":
-        base, stop = ftp_server(logs, "loguser", "s3cret-pw")
+    elif protocol in ("ftp", "ftps"):
+        base, stop = ftp_server(logs, "loguser", "s3cret-pw", tls=tls or None)
         url = f"{base}/access.log*"
     else:
         known = tmp_path / "known_hosts"
@@ -52,6 +59,7 @@ def setup(request, tmp_path, monkeypatch, warehouse):
         "sites:\n  - id: shop\n    domains: [shop.example]\n    timezone: Europe/Berlin\n"
         f"    logfiles:\n      - name: web1\n        url: '{url}'\n        format: auto\n"
         "        username_env: TEST_LOG_USER\n        password_env: TEST_LOG_PASSWORD\n"
+        + (f"        tls_ca_file: {ca}\n" if ca else "")  # the test CA signed the server's
     )
     pipeline = isolated_pipeline(
         f"test_logs_{protocol}", f"test_logs_{protocol}", warehouse, tmp_path
@@ -94,7 +102,7 @@ def test_incremental_pulls(setup):
 
     with log.open("a") as fh:  # the line is completed
         fh.write(lines(130, 1)[40:])
-    if protocol != "http":
+    if protocol not in ("http", "https"):
         log.rename(logs / "access.log.1")  # rotation: a new file starts
         log.write_text(lines(200, 20))
         pull(pipeline, sites)
@@ -115,7 +123,7 @@ def test_incremental_pulls(setup):
     log.write_text(lines(500, 3))
     pull(pipeline, sites)
     hits, rejected = counts(pipeline)
-    assert (hits, rejected) == ((159, 1) if protocol != "http" else (134, 1))
+    assert (hits, rejected) == ((159, 1) if protocol not in ("http", "https") else (134, 1))
 
     with connect(os.environ["WAREHOUSE_URL"]) as conn:
         schema = pipeline.dataset_name
@@ -430,3 +438,51 @@ def test_a_log_of_every_format_is_detected_and_loaded_through_a_pull(tmp_path, w
     for name, (_sample, hits, _rejected, (path, status)) in FORMAT_SAMPLES.items():
         # every hit once, the fields read, the time in UTC (all samples say 09:15 UTC)
         assert loaded[name] == (hits, hits, path, status, True), name
+
+
+@pytest.mark.parametrize("protocol", ["https", "ftps"])
+def test_an_untrusted_certificate_fails_at_once_with_the_reason(
+    protocol, tmp_path, monkeypatch, warehouse
+):
+    """A server whose certificate no trusted CA signed is refused, not retried (it will not
+    pass); credentials never go over such a connection."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "access.log").write_text(lines(0, 5))
+    ca, *tls = tls_certificate(tmp_path)
+    if protocol == "https":
+        base, stop = http_file_server(logs, tls=tls)
+    else:
+        base, stop = ftp_server(logs, "loguser", "s3cret-pw", tls=tls)
+    monkeypatch.setenv("TEST_LOG_USER", "loguser")
+    monkeypatch.setenv("TEST_LOG_PASSWORD", "s3cret-pw")
+    sites = tmp_path / "sites.yml"
+
+    def configure(extra: str) -> None:
+        sites.write_text(
+            "sites:\n  - id: shop\n    domains: [shop.example]\n    logfiles:\n"
+            f"      - name: web1\n        url: '{base}/access.log'\n"
+            "        username_env: TEST_LOG_USER\n        password_env: TEST_LOG_PASSWORD\n" + extra
+        )
+
+    pipeline = isolated_pipeline(
+        f"test_tls_{protocol}", f"test_tls_{protocol}", warehouse, tmp_path
+    )
+    try:
+        configure("")
+        with pytest.raises(Exception) as failure:
+            pull(pipeline, sites)
+        message = str(failure.value)
+        assert "TLS certificate is not trusted (for a private CA set tls_ca_file)" in message
+        assert "failed 5 times" not in message  # refused at once, not retried
+        assert "CERTIFICATE_VERIFY_FAILED" in message or "certificate verify failed" in message
+
+        configure(f"        tls_ca_file: {tmp_path / 'nope.pem'}\n")
+        with pytest.raises(Exception, match=r"tls_ca_file .*nope.pem: not readable as PEM"):
+            pull(pipeline, sites)
+
+        configure(f"        tls_ca_file: {ca}\n")
+        pull(pipeline, sites)
+        assert counts(pipeline) == (5, 0)
+    finally:
+        stop()
