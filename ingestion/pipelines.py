@@ -3,6 +3,10 @@
 
 import os
 
+# No usage telemetry from dlt, whoever runs a pipeline (dlt ignores DO_NOT_TRACK); set before
+# dlt reads its configuration. An operator's own RUNTIME__DLTHUB_TELEMETRY wins.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
 import dlt
 
 

@@ -80,6 +80,9 @@ def configure_environment() -> dict[str, str]:
         "LOAD__DELETE_COMPLETED_JOBS": "true",
         "LOAD__TRUNCATE_STAGING_DATASET": "true",
         "DO_NOT_TRACK": "1",  # no usage telemetry from dbt/dlt/Dagster
+        # dlt 1.31 ignores DO_NOT_TRACK: without this every pipeline run calls
+        # telemetry.scalevector.ai (seen in the tests' logs on 2026-11-28)
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         # dbt's file log (dbt_project/logs/dbt.log) at info, not debug: debug writes every
         # statement's SQL, and the threads queue on its lock (0.6 s of a 10M-event

@@ -19,6 +19,7 @@ import pytest
 _HOME = Path(tempfile.mkdtemp(prefix="siteline-test-"))
 os.environ["SITELINE_HOME"] = str(_HOME)
 os.environ["SITELINE_LANDING_DIR"] = str(_HOME / "landing")
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"  # as the product sets it (runtime.py)
 for var in (
     "WAREHOUSE_URL",
     "DAGSTER_PG_URL",
