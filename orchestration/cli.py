@@ -294,16 +294,20 @@ def import_logs_cmd(
     overrides = {"url": url, "format": log_format, "log_format": apache_format, "regex": regex,
                  "last_line": "read"}  # fmt: skip
     started = time.monotonic()
-    with Progress(SpinnerColumn(), TextColumn("[bold]importing[/] {task.fields[lines]:,} lines"),
-                  TimeElapsedColumn(), console=console) as bar:  # fmt: skip
-        task = bar.add_task("import", total=None, lines=0)
-        report = {"progress": lambda n: bar.update(task, lines=bar.tasks[0].fields["lines"] + n)}
+    columns = TextColumn("[bold]{task.fields[step]}[/] {task.fields[lines]:,} lines")
+    with Progress(SpinnerColumn(), columns, TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("import", total=None, lines=0, step="reading")
+        report = {
+            "progress": lambda n: bar.update(task, lines=bar.tasks[0].fields["lines"] + n),
+            "read": lambda: bar.update(task, step="loading into the warehouse:"),
+        }
         try:
             pipeline = logfile_pipeline(f"{site}.{source}")
             if (removed := finish_interrupted_load(pipeline)) is not None:
                 again = f"; copied again: {removed}" if removed else ""
                 console.print(f"finished the load an earlier import left unfinished{again}")
             pipeline.run(logfiles(site, source, overrides=overrides, report=report))
+            bar.update(task, step="imported")
         except dlt.pipeline.exceptions.PipelineStepFailed as exc:
             cause = exc.__cause__ or exc.exception
             _fail(f"import of {location} failed: {getattr(cause, 'args', [cause])[0]}")

@@ -166,7 +166,8 @@ def logfiles(
 ):
     """One logfile source of a site; ``overrides`` (url, format, log_format, regex) serve
     one-off imports; ``report`` (a dict) receives the pull's per-file stats and may hold a
-    ``progress`` callable that is told how many lines were read."""
+    ``progress`` callable that is told how many lines were read, and a ``read`` callable
+    called once every line is read (the load comes next)."""
     config = load_sites(sites_file)
     site = config.site(site_id)
     source = resolve_source(site, source_name, overrides)
@@ -229,6 +230,8 @@ def logfiles(
     @dlt.resource(name="files", write_disposition="append",
                   columns={"excluded": {"data_type": "json"}})  # fmt: skip
     def files() -> Iterator[dict]:
+        if report.get("read"):  # extracted last: every line is read, the load comes next
+            report["read"]()
         pulled_at = datetime.now(UTC)
         for s in pulled:
             yield {

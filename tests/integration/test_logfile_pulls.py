@@ -191,6 +191,7 @@ def test_import_logs_command(tmp_path, warehouse):
     assert first.returncode == 0, first.stderr
     assert "WARNING" not in first.stdout + first.stderr  # a clean summary, no library chatter
     assert "1 file(s)" in first.stdout and "51 lines" in first.stdout
+    assert "imported 51 lines" in first.stdout  # the progress line's last state
     assert "loaded            50" in first.stdout  # the last line has no newline: still read
     assert (
         "rejected           1" in first.stdout
