@@ -9,6 +9,7 @@ import pytest
 from ingestion.logfiles import logfiles
 from orchestration.warehouse import connect
 from tests.integration.servers import (
+    free_port,
     ftp_server,
     http_file_server,
     isolated_pipeline,
@@ -487,3 +488,60 @@ def test_an_untrusted_certificate_fails_at_once_with_the_reason(
         assert counts(pipeline) == (5, 0)
     finally:
         stop()
+
+
+SCHEDULED = """
+import json
+import dagster as dg
+from orchestration.runtime import configure_environment
+configure_environment()
+from orchestration.defs.logfiles.definitions import defs
+job = defs.get_job_def("pull_logfiles")
+out = {"schedules": {s.name: s.cron_schedule for s in defs.schedules}}
+with dg.DagsterInstance.ephemeral() as instance:
+    for key in ("shop.good", "shop.bad"):
+        result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+        errors = [e.event_specific_data.error.to_string() for e in result.all_events
+                  if e.event_type_value == "STEP_FAILURE"]
+        out[key] = {"success": result.success, "errors": errors}
+print(json.dumps(out))
+"""
+
+
+def test_each_source_has_its_schedule_and_a_failing_one_fails_only_its_own_run(tmp_path, warehouse):
+    """The Dagster side of sites.yml: a schedule per source on its cron, a run per source
+    (a partition); a source whose server is down fails its run with the reason, the other
+    source's run loads its lines."""
+    import json
+    import subprocess
+    import sys
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "access.log").write_text(lines(0, 25))
+    sites = tmp_path / "sites.yml"
+    sites.write_text(
+        "sites:\n  - id: shop\n    domains: [shop.example]\n    logfiles:\n"
+        f"      - {{name: good, url: 'file://{logs}/access.log', schedule: '*/5 * * * *'}}\n"
+        f"      - {{name: bad, url: 'http://127.0.0.1:{free_port()}/access.log',"
+        " schedule: '0 * * * *'}\n"
+    )
+    env = {**os.environ, "SITELINE_SITES_FILE": str(sites), "SITELINE_DLT_DIR": str(tmp_path),
+           "SITELINE_PULL_RETRIES": "1", "SITELINE_PULL_BACKOFF_SECONDS": "0.01"}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", SCHEDULED], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["schedules"] == {
+        "pull_logs_shop_good": "*/5 * * * *", "pull_logs_shop_bad": "0 * * * *",
+    }  # fmt: skip
+    assert out["shop.good"] == {"success": True, "errors": []}
+    assert out["shop.bad"]["success"] is False
+    [error] = out["shop.bad"]["errors"]
+    assert "access.log: listing failed 2 times; last:" in error and "refused" in error.lower()
+    with connect(warehouse) as conn:
+        rows = conn.execute(
+            "select source, count(*) from raw_logfiles.hits where site_id = 'shop' group by source"
+        ).fetchall()
+    assert rows == [("good", 25)]
