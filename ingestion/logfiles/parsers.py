@@ -302,11 +302,12 @@ GANDI = re.compile(
     + AGENTS
     + r"(?: .*)?$"
 )
-# HAProxy's HTTP log (`option httplog`), with or without its syslog prefix: client:port
-# [accept date] frontend backend/server Tq/Tw/Tc/Tr/Tt status bytes cookies termination
-# counters queues {captured request headers} {captured response headers} "request".
+# HAProxy's HTTP log (`option httplog`), with or without a syslog prefix (BSD or ISO time,
+# ending "haproxy[pid]: "): client:port [accept date] frontend backend/server
+# Tq/Tw/Tc/Tr/Tt status bytes cookies termination counters queues {captured request
+# headers} {captured response headers} "request".
 HAPROXY = re.compile(
-    r"^(?:\w{3} +\d+ \d\d:\d\d:\d\d \S+ [^\s:]+: )?(?P<ip>\S+):\d+ "
+    r"^(?:.*?: )?(?P<ip>\S+):\d+ "
     r"\[(?P<time>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d)(?:\.\d+)?\] \S+ \S+ "
     r"(?P<timers>[-+\d]+(?:/[-+\d]+)*) (?P<status>-?\d+) \+?(?P<bytes>\d+) \S+ \S+ \S+ \S+ \S+"
     r"(?: \{[^}]*\})?(?: \{[^}]*\})? "

@@ -212,6 +212,10 @@ def test_s3_haproxy_and_gandi():
     aborted = bare.replace("0/0/1/71/72 200", "0/0/1/-1/+80 -1").replace(" {shop.example|x}", "")
     hit = parse("haproxy", aborted)
     assert (hit.ip, hit.status, hit.time_taken_ms) == ("10.0.0.9", None, 80.0)
+    iso = "2026-11-24T10:15:00.123456+01:00 lb1 haproxy[6801]: " + bare  # rsyslog's ISO time
+    assert parse("haproxy", iso).ip == "10.0.0.9"
+    nosrv = bare.replace("bk_web/web1 0/0/1/71/72 200", "bk_web/<NOSRV> -1/-1/-1/-1/8 503")
+    assert (parse("haproxy", nosrv).status, parse("haproxy", nosrv).time_taken_ms) == (503, 8.0)
     truncated = bare.rsplit('"', 1)[0]  # a request too long for the log buffer: no end quote
     assert parse("haproxy", truncated).path == "/cart/add"
     with pytest.raises(Rejected, match="not an HTTP request"):
