@@ -245,13 +245,28 @@ def test_a_flaky_server_is_retried_and_a_broken_read_resumes_without_gaps(
         stop()
 
 
+def die_after_the_copy(pipeline, source, warehouse: str) -> None:
+    """Extract and normalize ``source``, then commit its hits file's rows as dlt's COPY would,
+    and stop there: what a crash leaves before dlt records the job as done."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import pyarrow.parquet as pq
+
+    pipeline.extract(source)
+    pipeline.normalize()
+    [load_id] = pipeline.list_normalized_load_packages()
+    jobs = pipeline.get_load_package_info(load_id).jobs["new_jobs"]
+    [hits_file] = [j.file_path for j in jobs if j.job_file_info.table_name == "hits"]
+    with adbc.connect(warehouse) as conn, conn.cursor() as cur:
+        schema = pipeline.dataset_name
+        cur.adbc_ingest("hits", pq.read_table(hits_file), "append", db_schema_name=schema)
+        conn.commit()
+
+
 def test_an_import_interrupted_after_a_copy_committed_is_finished_without_duplicates(
     tmp_path, warehouse
 ):
     """Hits are appended, not merged: a crash between a file's COPY and dlt recording the job
     as done leaves committed rows that dlt will copy again. The recovery deletes them first."""
-    import adbc_driver_postgresql.dbapi as adbc
-    import pyarrow.parquet as pq
 
     from ingestion.logfiles import finish_interrupted_load, recover_interrupted_load
 
@@ -267,16 +282,7 @@ def test_an_import_interrupted_after_a_copy_committed_is_finished_without_duplic
     pull(pipeline, sites)  # the tables exist, 300 hits
     (logs / "access.log").write_text(lines(0, 300) + lines(300, 200))
     assert recover_interrupted_load(pipeline) == {}  # nothing pending: nothing to do
-    pipeline.extract(logfiles("shop", "web1", sites_file=str(sites)))
-    pipeline.normalize()
-    [load_id] = pipeline.list_normalized_load_packages()
-    jobs = pipeline.get_load_package_info(load_id).jobs["new_jobs"]
-    [hits_file] = [j.file_path for j in jobs if j.job_file_info.table_name == "hits"]
-    with adbc.connect(warehouse) as conn, conn.cursor() as cur:  # the COPY that got through
-        cur.adbc_ingest(
-            "hits", pq.read_table(hits_file), "append", db_schema_name="test_logs_crash"
-        )
-        conn.commit()
+    die_after_the_copy(pipeline, logfiles("shop", "web1", sites_file=str(sites)), warehouse)
     assert counts(pipeline) == (500, 0)
 
     assert finish_interrupted_load(pipeline) == {"hits": 200}
@@ -292,9 +298,7 @@ def test_import_logs_finishes_an_interrupted_import_then_reads_what_is_new(
     import subprocess
     import sys
 
-    import adbc_driver_postgresql.dbapi as adbc
     import dlt
-    import pyarrow.parquet as pq
 
     monkeypatch.setenv("SITELINE_DLT_DIR", str(tmp_path / "dlt"))  # the command's state too
     log = tmp_path / "access.log"
@@ -308,14 +312,8 @@ def test_import_logs_finishes_an_interrupted_import_then_reads_what_is_new(
     overrides = {"url": f"file://{log}", "format": "auto", "last_line": "read"}
     pipeline.run(logfiles("demo", "cli_crash", overrides=overrides))  # a first import: 50
     log.write_text(lines(1000, 50) + lines(1050, 20))
-    pipeline.extract(logfiles("demo", "cli_crash", overrides=overrides))
-    pipeline.normalize()  # ... and a second one died while loading, after its COPY:
-    [load_id] = pipeline.list_normalized_load_packages()
-    jobs = pipeline.get_load_package_info(load_id).jobs["new_jobs"]
-    [hits_file] = [j.file_path for j in jobs if j.job_file_info.table_name == "hits"]
-    with adbc.connect(warehouse) as conn, conn.cursor() as cur:
-        cur.adbc_ingest("hits", pq.read_table(hits_file), "append", db_schema_name="raw_logfiles")
-        conn.commit()
+    # ... and a second one died while loading, after its COPY:
+    die_after_the_copy(pipeline, logfiles("demo", "cli_crash", overrides=overrides), warehouse)
 
     log.write_text(lines(1000, 50) + lines(1050, 20) + lines(1070, 10))
     command = [sys.executable, "-m", "orchestration.cli", "import-logs", str(log), "--site", "demo",
