@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 from functools import cache, lru_cache
 from urllib.parse import urlsplit
 
@@ -62,17 +63,39 @@ def country_of(ip: str | None) -> str | None:
         return None
 
 
-@lru_cache(maxsize=4096)
-def bot_reason(user_agent: str | None) -> str | None:
-    """Why a user agent is a bot (the crawler-user-agents pattern), or None."""
-    if not user_agent:
-        return "empty user agent"
+CRAWLER_CHUNK = 25
+
+
+@cache
+def _crawler_chunks() -> list[tuple[re.Pattern, list[str]]]:
+    """The crawler-user-agents patterns in order, in chunks of 25 joined into one regex."""
     import crawleruseragents
 
-    matches = crawleruseragents.matching_crawlers(user_agent)
-    if matches:
-        pattern = crawleruseragents.CRAWLER_USER_AGENTS_DATA[matches[0]]["pattern"]
-        return f"user agent matches crawler pattern '{pattern}'"
+    patterns = [c["pattern"] for c in crawleruseragents.CRAWLER_USER_AGENTS_DATA]
+    chunks = [patterns[i : i + CRAWLER_CHUNK] for i in range(0, len(patterns), CRAWLER_CHUNK)]
+    return [(re.compile("|".join(chunk)), chunk) for chunk in chunks]
+
+
+@cache
+def _crawler_regex(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
+@lru_cache(maxsize=4096)
+def bot_reason(user_agent: str | None) -> str | None:
+    """Why a user agent is a bot (the first crawler-user-agents pattern it matches), or None.
+
+    The first chunk of patterns that matches holds the first pattern that does; only that
+    chunk's 25 are tried one by one. (``crawleruseragents.matching_crawlers`` passes each of
+    its 1,504 patterns to ``re.search``, beyond ``re``'s cache of 512: every crawler's user
+    agent recompiled them all, ~0.3 s each, 0.8 s of 400,000 simulated log lines.)"""
+    if not user_agent:
+        return "empty user agent"
+    for chunk_regex, chunk in _crawler_chunks():
+        if chunk_regex.search(user_agent):
+            for pattern in chunk:
+                if _crawler_regex(pattern).search(user_agent):
+                    return f"user agent matches crawler pattern '{pattern}'"
     return None
 
 

@@ -101,6 +101,24 @@ def test_geography_and_bots():
     )
 
 
+def test_a_bot_is_named_by_the_first_crawler_pattern_it_matches():
+    """As crawler-user-agents' own matching_crawlers(...)[0] would name it (that function
+    recompiles all 1,504 patterns per call; bot_reason finds the pattern through chunks)."""
+    import re
+
+    import crawleruseragents
+
+    crawlers = crawleruseragents.CRAWLER_USER_AGENTS_DATA
+    patterns = [re.compile(c["pattern"]) for c in crawlers]
+    agents = [c["instances"][0] for c in crawlers[::5] if c.get("instances")]
+    assert len(agents) > 250
+    for agent in agents:
+        first = next(
+            c["pattern"] for c, rx in zip(crawlers, patterns, strict=True) if rx.search(agent)
+        )
+        assert bot_reason(agent) == f"user agent matches crawler pattern '{first}'", agent
+
+
 def test_rate_limiter_refills():
     limiter = RateLimiter(rate=2, burst=3)
     assert [limiter.allow("ip", now=0.0) for _ in range(4)] == [True, True, True, False]
