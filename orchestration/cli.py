@@ -279,10 +279,11 @@ def import_logs_cmd(
 ) -> None:
     """Import logfiles once (incrementally: a second import of the same files adds nothing)
     and print what happened to every line."""
-    import dlt
+    from dlt.pipeline.exceptions import PipelineStepFailed
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ingestion.logfiles import finish_interrupted_load, logfiles
+    from ingestion.logfiles.remote import PullError
     from ingestion.pipelines import logfile_pipeline
     from ingestion.site_config import load_sites
     from orchestration.runtime import configure_environment
@@ -308,8 +309,11 @@ def import_logs_cmd(
                 console.print(f"finished the load an earlier import left unfinished{again}")
             pipeline.run(logfiles(site, source, overrides=overrides, report=report))
             bar.update(task, step="imported")
-        except dlt.pipeline.exceptions.PipelineStepFailed as exc:
+        except PipelineStepFailed as exc:
             cause = exc.__cause__ or exc.exception
+            # dlt wraps the reason: say ours (a PullError names the source and the cause)
+            while cause.__cause__ is not None and not isinstance(cause, PullError):
+                cause = cause.__cause__
             _fail(f"import of {location} failed: {getattr(cause, 'args', [cause])[0]}")
     elapsed = time.monotonic() - started
     stats = report["stats"]

@@ -205,6 +205,13 @@ def test_import_logs_command(tmp_path, warehouse):
             "select count(*), count(distinct hit_id) from raw_logfiles.hits where source = 'cli_test'"
         ).fetchone()
     assert rows == (50, 50)
+    down = f"http://127.0.0.1:{free_port()}/access.log"  # a server that is not there
+    failed = subprocess.run(
+        [*command[:4], down, *command[5:]], capture_output=True, text=True,
+        env={**os.environ, "SITELINE_PULL_RETRIES": "0"},
+    )  # fmt: skip
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-2000:]
+    assert f"error: import of {down} failed: {down}: listing failed 1 times; last:" in failed.stderr
     missing = subprocess.run(
         [*command[:4], str(tmp_path / "nope.log"), *command[5:]], capture_output=True, text=True
     )
