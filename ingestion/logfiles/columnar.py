@@ -202,6 +202,11 @@ def hits_table(hits: list[Hit], rows: list[int]) -> pa.Table:
     return pa.table(columns, schema=HIT_FIELDS)
 
 
+# The mark pull.line_batches puts on a line longer than 1 MiB (then only its first 8 KB
+# follow): it can never be a line of the strict shape, and no line parser sees it.
+OVERLONG = b'"\x00line longer than 1 MiB\x00'
+
+
 def parse_batch(parser, raws: Sequence[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]], int]:
     """Parse a batch of lines: (hit fields with the line's index in ``row``, in line order;
     the rejected lines as (index, reason, text); the number of lines skipped by design)."""
@@ -213,6 +218,9 @@ def parse_batch(parser, raws: Sequence[bytes]) -> tuple[pa.Table, list[tuple[int
         table, slow_rows = None, range(len(raws))
     hits, rows, rejected, skipped = [], [], [], 0
     for i in slow_rows:
+        if raws[i].startswith(OVERLONG):  # see pull.line_batches: its first 8 KB only
+            rejected.append((i, "line longer than 1 MiB", text_of(raws[i][len(OVERLONG) :])))
+            continue
         text = text_of(raws[i])
         try:
             hit = parser.parse(text)

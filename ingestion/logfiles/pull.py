@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 
 from ingestion.logfiles.columnar import (
     HITS,
+    OVERLONG,
     Enricher,
     decode_lines,
     hit_id,
@@ -113,6 +114,9 @@ def match_state(head: bytes, states: dict[str, dict]) -> FileState | None:
 
 
 BATCH_LINES = 50_000
+# A line longer than this is rejected, not kept whole (no web server writes one: Apache and
+# nginx cap a request line at 8 KB and a header at 8-16 KB).
+MAX_LINE_BYTES = 1 << 20
 
 
 def read_file(
@@ -197,8 +201,13 @@ def line_batches(
     chunks: Iterator[bytes], skip: int, complete: bool, stats: PullStats
 ) -> Iterator[tuple[list[bytes], list[int]]]:
     """Batches of (lines without newline, bytes each occupies) for the complete lines after
-    ``skip`` bytes; for a complete file also its last line without a newline (its length)."""
+    ``skip`` bytes; for a complete file also its last line without a newline (its length).
+
+    Memory stays bounded whatever the file holds: a line longer than :data:`MAX_LINE_BYTES`
+    (a binary file, a log line glued to garbage) is not kept; it comes as
+    :data:`OVERLONG` + its first 8 KB, with its full length, and is rejected as such."""
     pending = b""
+    overlong: list = []  # [first 8 KB, bytes so far] while inside an over-long line
     lines: list[bytes] = []
     lengths: list[int] = []
     for chunk in chunks:
@@ -208,19 +217,32 @@ def line_batches(
                 continue
             chunk, skip = chunk[skip:], 0
         stats.bytes_read += len(chunk)
+        if overlong:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                overlong[1] += len(chunk)
+                continue
+            lines.append(OVERLONG + overlong[0])
+            lengths.append(overlong[1] + newline + 1)
+            overlong, chunk = [], chunk[newline + 1 :]
         data = pending + chunk if pending else chunk
         end = data.rfind(b"\n")
         if end < 0:
             pending = data
-            continue
-        pending = data[end + 1 :]
-        split = data[:end].split(b"\n")
-        lines += split
-        lengths += [len(raw) + 1 for raw in split]
+        else:
+            pending = data[end + 1 :]
+            split = data[:end].split(b"\n")
+            lines += split
+            lengths += [len(raw) + 1 for raw in split]
+        if len(pending) > MAX_LINE_BYTES:
+            overlong, pending = [pending[:8192], len(pending)], b""
         if len(lines) >= BATCH_LINES:
             yield lines, lengths
             lines, lengths = [], []
-    if complete and pending:
+    if complete and overlong:
+        lines.append(OVERLONG + overlong[0])
+        lengths.append(overlong[1])
+    elif complete and pending:
         lines.append(pending)
         lengths.append(len(pending))
     if lines:

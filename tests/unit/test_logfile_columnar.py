@@ -198,3 +198,40 @@ def test_the_ip_policy_by_column_is_the_policy_itself(policy):
     if policy.mode == "anonymize" and policy.ipv4_prefix == 24:
         assert got[:4] == ["1.2.3.0", "255.255.255.0", "0.0.0.0", "85.214.3.0"]
         assert got[4:11] == [None] * 7 and got[11] == "2001:db8::"
+
+
+def test_an_overlong_line_is_rejected_and_never_held_whole():
+    """A 50 MB line (a binary file, a log line glued to garbage) costs no more memory than a
+    short one: only its first 8 KB are kept, for the rejection report; the byte offsets of
+    the lines after it stay exact."""
+    import tracemalloc
+
+    from ingestion.logfiles.columnar import OVERLONG
+    from ingestion.logfiles.pull import PullStats, line_batches
+
+    good = COMBINED[0].encode()
+    junk = b"x" * 65536
+
+    def chunks():  # 51 MB in 64 KB pieces; the second and last lines are over-long
+        yield good + b"\n" + good
+        yield from (junk for _ in range(800))
+        yield b"\n" + good + b"\n"
+        yield from (junk for _ in range(40))  # the last, without a newline: 2.6 MB
+
+    tracemalloc.start()
+    batches = list(line_batches(chunks(), 0, True, PullStats("t", "", 0, 0)))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4_000_000  # the lines themselves are 52 MB
+    raws = [raw for lines, _ in batches for raw in lines]
+    lengths = [n for _, sizes in batches for n in sizes]
+    assert sum(lengths) == 3 * len(good) + 840 * len(junk) + 3  # every byte accounted for
+    assert lengths[:3] == [len(good) + 1, len(good) + 800 * len(junk) + 1, len(good) + 1]
+    assert max(len(raw) for raw in raws) == len(OVERLONG) + 8192
+
+    table, rejected, _ = parse_batch(make_parser("combined"), raws)
+    assert table["row"].to_pylist() == [0, 2]
+    assert [(i, reason) for i, reason, _ in rejected] == [
+        (1, "line longer than 1 MiB"), (3, "line longer than 1 MiB"),
+    ]  # fmt: skip
+    assert rejected[0][2] == (good + junk)[:8192].decode()  # what the report keeps
