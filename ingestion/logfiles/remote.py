@@ -290,7 +290,7 @@ def _permanent(exc: BaseException) -> str | None:
             return f"{UNTRUSTED}: {exc}"
         if isinstance(exc, _PERMANENT):
             return str(exc)
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+        exc, seen = exc.__cause__, seen + 1  # what it was raised from, not what it met
     return None
 
 
