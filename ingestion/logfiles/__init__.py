@@ -99,7 +99,7 @@ def recover_interrupted_load(pipeline: dlt.Pipeline) -> dict[str, int]:
         if not tables:
             continue
         with pipeline.sql_client() as client:
-            if not all(client.has_dataset() and _exists(client, t) for t in tables):
+            if not (client.has_dataset() and all(_exists(client, t) for t in tables)):
                 continue  # the tables are created by this load: nothing can be there yet
             for job in todo:
                 table = job.job_file_info.table_name

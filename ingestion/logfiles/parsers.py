@@ -56,17 +56,19 @@ MONTHS = {
 
 
 @lru_cache(maxsize=8192)
-def apache_time(value: str) -> datetime:
-    """``10/Feb/2012:16:42:07 -0500`` (also with ``+0530`` offsets) → UTC."""
+def apache_time(value: str, default_tz: tzinfo = UTC) -> datetime:
+    """``10/Feb/2012:16:42:07 -0500`` (also with ``+0530`` offsets) → UTC; a time without an
+    offset (HAProxy's, a custom LogFormat's) is in ``default_tz``, the source's zone."""
     try:
         day, month, year = int(value[0:2]), MONTHS[value[3:6]], int(value[7:11])
         hour, minute, second = int(value[12:14]), int(value[15:17]), int(value[18:20])
         rest = value[20:].strip()
-        offset = timedelta(0)
+        zone = default_tz
         if rest:
             sign = -1 if rest[0] == "-" else 1
             offset = sign * timedelta(hours=int(rest[1:3]), minutes=int(rest[3:5]))
-        local = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+            zone = timezone(offset)
+        local = datetime(year, month, day, hour, minute, second, tzinfo=zone)
     except (KeyError, ValueError, IndexError):
         raise Rejected(f"time '{value[:40]}' is not [dd/Mon/yyyy:HH:MM:SS +hhmm]") from None
     return local.astimezone(UTC)
@@ -86,7 +88,7 @@ def any_time(value: str, default_tz: tzinfo = UTC) -> datetime:
     """Apache, ISO 8601 or epoch seconds, whichever the value is."""
     value = value.strip()
     if len(value) >= 20 and value[2] == "/" and value[6] == "/":
-        return apache_time(value)
+        return apache_time(value, default_tz)
     try:
         return datetime.fromtimestamp(float(value), UTC)
     except ValueError:
@@ -198,14 +200,14 @@ def logformat_regex(fmt: str) -> re.Pattern:
     return re.compile("^" + "".join(out) + r"\s*$")
 
 
-def _from_groups(g: dict, default_tz: tzinfo, check_time: bool = True) -> Hit:
+def _from_groups(g: dict, default_tz: tzinfo) -> Hit:
     if g.get("request") is not None:
         method, host, path, query, protocol = request_line(unescape(g["request"]) or "")
     else:
         method, protocol = g.get("method"), g.get("protocol")
         host, path, query = split_target(g.get("path") or "/")
         query = query or dash((g.get("query") or "").lstrip("?"))
-    if check_time and g.get("time") is None:
+    if g.get("time") is None:
         raise Rejected("line has no time")
     time_taken = None
     if g.get("time_us"):
@@ -215,7 +217,7 @@ def _from_groups(g: dict, default_tz: tzinfo, check_time: bool = True) -> Hit:
     elif g.get("time_s"):
         time_taken = float(g["time_s"]) * 1000
     return Hit(
-        time=any_time(g["time"], default_tz) if check_time else None,
+        time=any_time(g["time"], default_tz),
         ip=dash(g.get("ip")),
         method=method,
         host=dash(g.get("vhost")) or host or dash(g.get("bucket")),
@@ -325,22 +327,19 @@ class GandiParser(RegexParser):
 
 
 class HaproxyParser(RegexParser):
-    """HAProxy's time has milliseconds and no offset: it is read in the source's time zone."""
+    """HAProxy's time has no offset (its milliseconds are dropped by the pattern): it is
+    read in the source's time zone, as any offset-less time."""
 
     def __init__(self, default_tz: tzinfo = UTC) -> None:
         super().__init__("haproxy", HAPROXY, default_tz)
 
     def build(self, g: dict) -> Hit:
-        try:
-            local = datetime.strptime(g["time"], "%d/%b/%Y:%H:%M:%S")
-        except ValueError:
-            raise Rejected(f"time '{g['time']}' is not dd/Mon/yyyy:HH:MM:SS") from None
         total = g["timers"].rsplit("/", 1)[-1].lstrip("+")  # Tt (Ta since 1.7): -1 if aborted
-        status = g["status"] if g["status"] != "-1" else None  # no response: none to count
-        hit = _from_groups({**g, "time": None, "status": status}, self.default_tz, check_time=False)
-        hit.time = local.replace(tzinfo=self.default_tz).astimezone(UTC)
-        hit.time_taken_ms = float(total) if total.isdigit() else None
-        return hit
+        return _from_groups({
+            **g,
+            "status": g["status"] if g["status"] != "-1" else None,  # no response to count
+            "time_ms": total if total.isdigit() else None,
+        }, self.default_tz)  # fmt: skip
 
 
 # -- W3C extended (IIS, CloudFront, others): driven by the #Fields header -------------------------

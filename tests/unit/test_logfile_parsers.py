@@ -81,6 +81,15 @@ def test_comments_and_blank_lines_are_skipped_not_rejected():
     assert parse("combined", "# a comment") is None
 
 
+def test_a_time_without_an_offset_is_in_the_sources_zone():
+    line = '1.2.3.4 - - [24/Nov/2026:10:15:00] "GET /a HTTP/1.1" 200 1 "-" "x"'
+    assert parse("combined", line).time == datetime(2026, 11, 24, 10, 15, tzinfo=UTC)
+    berlin = parse("combined", line, default_tz=ZoneInfo("Europe/Berlin"))
+    assert berlin.time == datetime(2026, 11, 24, 9, 15, tzinfo=UTC)
+    with_offset = line.replace("10:15:00]", "10:15:00 +0000]")  # its own offset wins
+    assert parse("combined", with_offset, default_tz=ZoneInfo("Europe/Berlin")).time.hour == 10
+
+
 def test_common_and_vhost_combined():
     hit = parse("common", '1.2.3.4 - - [24/Nov/2026:10:15:00 +0000] "GET /a HTTP/1.1" 404 12')
     assert (hit.status, hit.referrer) == (404, None)
