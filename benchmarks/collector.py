@@ -52,9 +52,24 @@ def run_wrk(url: str, seconds: int, connections: int, script: Path, env: dict) -
     }
 
 
-def wrk(url: str, events: int, seconds: int, connections: int, script: Path) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, events: int, seconds: int, connections: int, script: Path, pid: int) -> dict:
+    """One run, with the server process's CPU time per request (µs): near 1e6 / req/s when
+    the server is CPU-bound, lower when it waits (for fsyncs, or on the load generator)."""
+    before = cpu_seconds(pid)
     result = run_wrk(url, seconds, connections, script, {"EVENTS": str(events)})
-    return {**result, "eps": result["rps"] * events}
+    busy = cpu_seconds(pid) - before
+    return {
+        **result,
+        "eps": result["rps"] * events,
+        "cpu_us": 1e6 * busy / (result["rps"] * seconds),
+        "cpu_share": busy / seconds,
+    }
 
 
 def settle(base: str, limit: float = 120) -> None:
@@ -88,13 +103,14 @@ def main() -> None:
     proc = start_collector(port, env)
     base = f"http://127.0.0.1:{port}"
     try:
-        wrk(f"{base}/collect", 1, 2, args.connections, script)  # warm-up
+        pid = proc.pid
+        wrk(f"{base}/collect", 1, 2, args.connections, script, pid)  # warm-up
         rows = []
         for events in (1, 20):
             settle(base)
-            collect = wrk(f"{base}/collect", events, args.seconds, args.connections, script)
+            collect = wrk(f"{base}/collect", events, args.seconds, args.connections, script, pid)
             settle(base)
-            noop = wrk(f"{base}/noop", events, args.seconds, args.connections, script)
+            noop = wrk(f"{base}/noop", events, args.seconds, args.connections, script, pid)
             rows.append((events, collect, noop))
         engine = httpx.get(f"{base}/health").json()["engine"]
     finally:
@@ -105,12 +121,14 @@ def main() -> None:
     print(f"collector benchmark: {args.seconds}s per run, {args.connections} connections, "
           f"1 wrk thread, 1 collector process, fsync group commit on")  # fmt: skip
     print(f"{'events/req':>10} {'endpoint':>9} {'req/s':>9} {'events/s':>10} "
-          f"{'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8} {'% of no-op':>10}")  # fmt: skip
+          f"{'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8} {'CPU µs/req':>10} {'CPU':>5} "
+          f"{'% of no-op':>10}")  # fmt: skip
     for events, collect, noop in rows:
         for name, r in (("/collect", collect), ("/noop", noop)):
             share = f"{100 * collect['rps'] / noop['rps']:.0f}%" if name == "/collect" else ""
             print(f"{events:>10} {name:>9} {r['rps']:>9,.0f} {r['eps']:>10,.0f} "
-                  f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['non2xx']:>8} {share:>10}")  # fmt: skip
+                  f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['non2xx']:>8} {r['cpu_us']:>10.1f} "
+                  f"{r['cpu_share']:>5.0%} {share:>10}")  # fmt: skip
     print(f"events landed (fsynced) during the runs: {landed:,}")
     if engine:
         print(

@@ -1,21 +1,87 @@
 """Group commit on top of the landing segments: acknowledge only what is on disk.
 
-Requests hand their lines to :meth:`DurableStream.append` and wait. One writer thread takes
-everything queued so far, writes it in one ``write`` and one ``fsync``, and wakes all those
-requests at once; while it syncs, the next group gathers. So each request waits for at most
-two fsyncs however many arrive, and throughput grows with load instead of being capped at
-one request per fsync.
+Requests hand their lines to :meth:`DurableStream.append` and wait. At the end of the
+event loop's turn, everything queued in that turn is written to the open segment in one
+``write``, and one ``fdatasync`` makes it durable; the requests are woken when it is done.
+While a sync runs, the next group gathers, so each request waits for at most two syncs
+however many arrive, and throughput grows with load instead of being capped at one request
+per sync.
+
+The sync runs in a helper process (``fsyncd.py``), so the event loop never blocks on the
+disk and no thread competes with it for the interpreter lock. If the helper cannot be
+started or dies, the loop syncs itself (slower, never less durable), and a new helper is
+started at the next sync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from realtime.collector.landing import SegmentWriter, seal_open_segments
+
+log = logging.getLogger("siteline.collector")
+
+HELPER = Path(__file__).with_name("fsyncd.py")
+HELPER_RETRY_SECONDS = 5.0
+
+
+class _SyncHelper:
+    """The collector's side of one fsync helper process."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_reply) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", str(HELPER), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        self.loop = loop
+        self.file = None  # the file whose descriptor the helper holds
+        loop.add_reader(ours.fileno(), on_reply)
+
+    def request(self, fh) -> None:
+        """Ask for a sync of ``fh`` (the reply arrives through ``on_reply``)."""
+        if fh is not self.file:
+            socket.send_fds(self.sock, [b"S"], [fh.fileno()])
+            self.file = fh
+        else:
+            self.sock.send(b"S")
+
+    def read_reply(self) -> bytes:
+        """``K``, ``E<message>``, or empty when the helper is gone."""
+        try:
+            return self.sock.recv(1024)
+        except BlockingIOError:
+            return b"?"  # woken without a reply: nothing to do yet
+        except OSError:
+            return b""
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()  # the helper sees end of file and exits
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.file = None
 
 
 class DurableStream:
@@ -40,68 +106,169 @@ class DurableStream:
         self._writer = SegmentWriter(
             self.dir, writer_id=writer_id, max_events=max_events, max_bytes=max_bytes
         )
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"land-{writer_id}")
-        self._pending: list[tuple[list[bytes], str | None, asyncio.Future]] = []
-        self._flushing = False
-        self._flusher: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queued: list[tuple[list[bytes], str | None, int | None, asyncio.Future]] = []
+        self._write_scheduled = False
+        self._written: list[asyncio.Future] = []  # in the file, waiting for a sync
+        self._syncing: list[asyncio.Future] | None = None  # covered by the sync in flight
+        self._syncing_file = None
+        self._helper: _SyncHelper | None = None
+        self._helper_failed_at = -HELPER_RETRY_SECONDS
         self._rotator: asyncio.Task | None = None
         self.commits = 0
         self.committed_events = 0
 
     def start(self) -> None:
-        self._rotator = asyncio.get_running_loop().create_task(self._rotate_by_age())
+        self._loop = asyncio.get_running_loop()
+        self._rotator = self._loop.create_task(self._rotate_by_age())
+        if self.durable:
+            self._start_helper()
 
-    async def append(self, lines: list[bytes], received_at: str | None) -> None:
-        """Return once ``lines`` are written (and fsynced when durable)."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((lines, received_at, future))
-        if not self._flushing:
-            self._flushing = True
-            self._flusher = loop.create_task(self._flush())  # keep a reference: no GC mid-flush
+    async def append(
+        self, lines: list[bytes], received_at: str | None, events: int | None = None
+    ) -> None:
+        """Return once ``lines`` are written (and synced when durable). ``events`` is how
+        many events the lines hold when that is not one per line."""
+        future = self._loop.create_future()
+        self._queued.append((lines, received_at, events, future))
+        if not self._write_scheduled:
+            # After the requests of this turn of the loop have queued theirs: one write.
+            self._write_scheduled = True
+            self._loop.call_soon(self._write_queued)
         await future
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
+    # -- writing and syncing (all on the event loop) ------------------------------------------
+    def _write_queued(self) -> None:
+        self._write_scheduled = False
+        group, self._queued = self._queued, []
+        if not group:
+            return
+        lines = [line for item in group for line in item[0]]
+        events = sum(len(item[0]) if item[2] is None else item[2] for item in group)
+        last_received = next((item[1] for item in reversed(group) if item[1]), None)
+        futures = [item[3] for item in group]
         try:
-            while self._pending:
-                group, self._pending = self._pending, []
-                lines = [line for item in group for line in item[0]]
-                last_received = next((r for _, r, _ in reversed(group) if r), None)
-                try:
-                    await loop.run_in_executor(self._executor, self._commit, lines, last_received)
-                except Exception as exc:  # disk full, I/O error: fail those requests (5xx)
-                    for _, _, future in group:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                self.commits += 1
-                self.committed_events += len(lines)
-                for _, _, future in group:
-                    if not future.done():
-                        future.set_result(None)
-        finally:
-            self._flushing = False
+            self._writer.write_lines(lines, last_received, events)
+            self._writer.flush(durable=False)  # to the OS now; the sync follows
+        except Exception as exc:  # disk full, I/O error: fail those requests (5xx)
+            log.error("cannot write to %s: %s", self.dir, exc)
+            _fail(futures, exc)
+            return
+        self.committed_events += events
+        self._written += futures
+        if not self.durable or self._writer.file is None:
+            # Not asked to sync, or the segment just closed by size (closing syncs it).
+            self._settle_written()
+        elif self._syncing is None:
+            self._request_sync()
 
-    def _commit(self, lines: list[bytes], received_at: str | None) -> None:
-        self._writer.write_lines(lines, received_at)
-        self._writer.flush(durable=self.durable)
+    def _settle_written(self) -> None:
+        written, self._written = self._written, []
+        self.commits += 1
+        _resolve(written)
+
+    def _request_sync(self) -> None:
+        fh = self._writer.file
+        if fh is None:  # closed (and synced) since these were written
+            self._settle_written()
+            return
+        self._syncing, self._written = self._written, []
+        self._syncing_file = fh
+        if self._helper is None and time.monotonic() - self._helper_failed_at > (
+            HELPER_RETRY_SECONDS
+        ):
+            self._start_helper()
+        if self._helper is not None:
+            try:
+                self._helper.request(fh)
+                return
+            except OSError as exc:
+                self._helper_lost(f"cannot reach it: {exc}")
+        self._sync_here()
+
+    def _on_reply(self) -> None:
+        reply = self._helper.read_reply()
+        if reply == b"?":
+            return
+        if reply == b"K":
+            group, self._syncing = self._syncing or [], None
+            self.commits += 1
+            _resolve(group)
+        elif reply.startswith(b"E"):
+            group, self._syncing = self._syncing or [], None
+            message = reply[1:].decode(errors="replace")
+            log.error("cannot sync %s: %s", self.dir, message)
+            _fail(group, OSError(f"fsync failed: {message}"))
+        else:
+            self._helper_lost("it exited")
+            self._sync_here()
+            return
+        if self._written:
+            self._request_sync()
+
+    def _sync_here(self) -> None:
+        """Sync on the event loop (no helper): blocks it for one fsync."""
+        group, self._syncing = self._syncing or [], None
+        fh = self._syncing_file
+        try:
+            if not fh.closed:  # a closed segment was synced when it closed
+                os.fdatasync(fh.fileno())
+        except OSError as exc:
+            log.error("cannot sync %s: %s", self.dir, exc)
+            _fail(group, exc)
+        else:
+            self.commits += 1
+            _resolve(group)
+        if self._written:
+            self._request_sync()
+
+    def _start_helper(self) -> None:
+        try:
+            self._helper = _SyncHelper(self._loop, self._on_reply)
+        except OSError as exc:
+            self._helper_failed_at = time.monotonic()
+            log.warning("no fsync helper for %s (syncing in the event loop): %s", self.dir, exc)
+
+    def _helper_lost(self, why: str) -> None:
+        log.warning("the fsync helper of %s failed (%s); syncing in the event loop", self.dir, why)
+        helper, self._helper = self._helper, None
+        self._helper_failed_at = time.monotonic()
+        with contextlib.suppress(Exception):
+            helper.close()
+
+    def _close_segment(self) -> None:
+        self._writer.close_segment()  # flushes and syncs the segment before it is listed
+        if self._written:
+            self._settle_written()
 
     async def _rotate_by_age(self) -> None:
         """Close a segment after ``max_seconds`` so loaders see events within that time."""
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(1.0, self.max_seconds / 2))
             opened = self._writer.opened_at
             if opened is not None and time.monotonic() - opened >= self.max_seconds:
-                await loop.run_in_executor(self._executor, self._writer.close_segment)
+                self._close_segment()
 
     async def close(self) -> None:
         if self._rotator:
             self._rotator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._rotator
-        while self._flushing or self._pending:
-            await asyncio.sleep(0.01)
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._writer.close)
-        self._executor.shutdown(wait=True)
+        while self._queued or self._written or self._syncing is not None:
+            await asyncio.sleep(0.005)
+        self._writer.close()
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
+
+
+def _resolve(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
+def _fail(futures: list[asyncio.Future], exc: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)

@@ -90,6 +90,15 @@ def _write_manifest(landing_dir: Path, segments: list[SegmentInfo]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _sync_directory(landing_dir)
+
+
+def _sync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_segments(landing_dir: Path, writer_id: str) -> list[str]:
@@ -152,6 +161,7 @@ class SegmentWriter:
         name = f"{stamp}-{self.writer_id}-{self._seq:06d}.jsonl"
         self._path = self.dir / SEGMENTS / (name + ".open")
         self._fh = open(self._path, "ab")  # noqa: SIM115 (lives as long as the segment)
+        _sync_directory(self._path.parent)  # the new file's name survives a crash too
         self._opened_at = time.monotonic()
         self._events = self._bytes = 0
         self._hash = hashlib.sha256()
@@ -160,19 +170,27 @@ class SegmentWriter:
     def write(self, record: dict) -> None:
         self.write_lines([orjson.dumps(record) + b"\n"], record.get("received_at"))
 
-    def write_lines(self, lines: list[bytes], received_at: str | None) -> None:
-        """Append complete lines (each ending in a newline) in one write."""
+    def write_lines(
+        self, lines: list[bytes], received_at: str | None, events: int | None = None
+    ) -> None:
+        """Append complete lines (each ending in a newline) in one write; ``events`` is
+        how many events they hold when that is not one per line."""
         if self._fh is None:
             self._open()
         data = b"".join(lines)
         self._fh.write(data)
         self._hash.update(data)
-        self._events += len(lines)
+        self._events += len(lines) if events is None else events
         self._bytes += len(data)
         self._first = self._first or received_at
         self._last = received_at or self._last
         if self._events >= self.max_events or self._bytes >= self.max_bytes:
             self.close_segment()
+
+    @property
+    def file(self):
+        """The open segment's file object, or None between segments."""
+        return self._fh
 
     @property
     def open_events(self) -> int:
@@ -196,6 +214,7 @@ class SegmentWriter:
         self._fh = None
         final = self._path.with_suffix("")  # drop ".open"
         os.replace(self._path, final)
+        _sync_directory(final.parent)  # listed only once the rename is durable
         info = SegmentInfo(
             name=final.name,
             events=self._events,

@@ -312,14 +312,16 @@ class Engine:
             self.backlog_events -= len(chunk)
             self.handle(chunk)
         spent = time.perf_counter() - started
-        self.tokens = max(0.0, self.tokens - spent) if busy else BUSY_BURST
+        # A slice runs to its end, so it can overshoot the budget: the overshoot is owed
+        # (tokens go below zero) and paid back before the next slice, so the share holds.
+        self.tokens = self.tokens - spent if busy else BUSY_BURST
         if backlog:
-            # The next turn of the loop (requests first); while the budget is spent, wait a
-            # little rather than spin.
+            # The next turn of the loop (requests first); while the budget is spent, wait
+            # until it has grown back rather than spin.
             if self.tokens > 0 or not busy:
                 self.loop.call_soon(self._drain)
             else:
-                self.loop.call_later(0.002, self._drain)
+                self.loop.call_later(max(0.002, -self.tokens / BUSY_SHARE), self._drain)
         else:
             self._draining = False
 

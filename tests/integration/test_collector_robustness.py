@@ -5,6 +5,7 @@ import signal
 import threading
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -139,8 +140,15 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path, warehouse):
     deadline = datetime.now(UTC).timestamp() + 20
     while len(acknowledged) < 3000 and datetime.now(UTC).timestamp() < deadline:
         threading.Event().wait(0.05)
+    helpers = fsync_helpers(proc.pid)
+    assert len(helpers) == 2  # one per landing stream (events, bad_events)
     os.kill(proc.pid, signal.SIGKILL)  # mid-stream: requests in flight, a segment open
     proc.wait()
+    for pid in helpers:  # they see the collector's end of their socket close, and exit
+        gone = datetime.now(UTC).timestamp() + 5
+        while Path(f"/proc/{pid}").exists() and datetime.now(UTC).timestamp() < gone:
+            threading.Event().wait(0.05)
+        assert not Path(f"/proc/{pid}").exists() or " Z" in _state(pid), f"helper {pid} left"
     stop_sending.set()
     for thread in threads:
         thread.join()
@@ -159,3 +167,24 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path, warehouse):
     assert len(loaded) == len(set(loaded))
     missing = set(acknowledged) - set(loaded)
     assert not missing, f"{len(missing)} acknowledged events lost"
+
+
+def fsync_helpers(parent: int) -> list[int]:
+    """Process ids of the fsync helpers a collector process started."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"fsyncd.py" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _state(pid: int) -> str:
+    try:
+        return " " + Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""

@@ -1,0 +1,113 @@
+"""Group commit: what is acknowledged is in the segment, with or without the fsync helper."""
+
+import asyncio
+import os
+import signal
+
+import orjson
+
+from realtime.collector import durable
+from realtime.collector.durable import DurableStream
+from realtime.collector.landing import SEGMENTS, iter_segment, read_manifest
+
+
+def _lines(n: int, start: int = 0) -> list[bytes]:
+    return [orjson.dumps({"n": i, "received_at": "2026-11-28T10:00:00Z"}) + b"\n"
+            for i in range(start, start + n)]  # fmt: skip
+
+
+def _landed(stream_dir) -> list[int]:
+    numbers = []
+    for path in sorted((stream_dir / SEGMENTS).iterdir()):
+        numbers += [orjson.loads(line)["n"] for _, line in iter_segment(path)]
+    return sorted(numbers)
+
+
+def test_concurrent_appends_share_one_write_and_one_sync(tmp_path):
+    async def run() -> DurableStream:
+        stream = DurableStream(tmp_path / "events", "t")
+        stream.start()
+        await asyncio.gather(*(stream.append(_lines(1, i), None) for i in range(50)))
+        assert stream.commits == 1  # all 50 arrived in one turn of the loop
+        assert stream.committed_events == 50
+        await stream.append(_lines(3, 50), None)
+        assert stream.commits == 2
+        await stream.close()
+        return stream
+
+    stream = asyncio.run(run())
+    assert _landed(stream.dir) == list(range(53))
+    assert [s.events for s in read_manifest(stream.dir)] == [53]
+
+
+def test_events_count_lines_that_hold_several(tmp_path):
+    async def run() -> None:
+        stream = DurableStream(tmp_path / "events", "t")
+        stream.start()
+        await stream.append(_lines(2), None, events=40)
+        assert stream.committed_events == 40
+        await stream.close()
+
+    asyncio.run(run())
+    assert [s.events for s in read_manifest(tmp_path / "events")] == [40]
+
+
+def test_a_dead_helper_is_replaced_and_nothing_acknowledged_is_lost(tmp_path, monkeypatch):
+    monkeypatch.setattr(durable, "HELPER_RETRY_SECONDS", 0.0)
+
+    async def run() -> DurableStream:
+        stream = DurableStream(tmp_path / "events", "t")
+        stream.start()
+        await stream.append(_lines(5), None)
+        first = stream._helper.proc
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        # The sync in flight finds the helper gone: the loop syncs itself and acknowledges.
+        await asyncio.wait_for(stream.append(_lines(5, 5), None), 5)
+        await asyncio.wait_for(stream.append(_lines(5, 10), None), 5)
+        assert stream._helper is not None and stream._helper.proc.pid != first.pid
+        await asyncio.wait_for(stream.append(_lines(5, 15), None), 5)
+        helper = stream._helper.proc
+        await stream.close()
+        assert helper.poll() == 0  # told to stop by the closed socket
+        return stream
+
+    stream = asyncio.run(run())
+    assert _landed(stream.dir) == list(range(20))
+
+
+def test_without_a_helper_the_loop_syncs(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(durable.subprocess, "Popen", refuse)
+
+    async def run() -> DurableStream:
+        stream = DurableStream(tmp_path / "events", "t")
+        stream.start()
+        assert stream._helper is None
+        await asyncio.wait_for(asyncio.gather(*(stream.append(_lines(1, i), None)
+                                                for i in range(10))), 5)  # fmt: skip
+        await stream.close()
+        return stream
+
+    stream = asyncio.run(run())
+    assert _landed(stream.dir) == list(range(10))
+
+
+def test_segments_close_by_age_while_appends_continue(tmp_path):
+    async def run() -> DurableStream:
+        stream = DurableStream(tmp_path / "events", "t", max_seconds=0.2)
+        stream.start()
+        for i in range(6):
+            await stream.append(_lines(1, i), None)
+            await asyncio.sleep(0.15)
+        await stream.close()
+        return stream
+
+    stream = asyncio.run(run())
+    segments = read_manifest(stream.dir)
+    assert len(segments) >= 2
+    assert sum(s.events for s in segments) == 6
+    assert _landed(stream.dir) == list(range(6))
+    assert not list((stream.dir / SEGMENTS).glob("*.open"))
