@@ -18,7 +18,14 @@ import dlt
 import orjson
 
 from realtime.collector.enrich import url_parts, user_agent_facts
-from realtime.collector.landing import SEGMENTS, SegmentInfo, iter_segment, read_manifest
+from realtime.collector.landing import (
+    READABLE_VERSIONS,
+    SEGMENTS,
+    SegmentInfo,
+    iter_segment,
+    landed_records,
+    read_manifest,
+)
 
 # Typed columns of raw_collector.events; every other field of an event lands in `attributes`.
 EVENT_COLUMNS = {
@@ -111,6 +118,12 @@ class Landing:
         if not self.remote:
             return read_manifest(Path(self.location) / stream)
         data = orjson.loads(self._get(f"{stream}/manifest.json"))
+        if data.get("version") not in READABLE_VERSIONS:
+            raise RuntimeError(
+                f"{self.location}/{stream}/manifest.json: landing format version "
+                f"{data.get('version')} is not supported (this Siteline reads "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; upgrade it)"
+            )
         return [SegmentInfo(**seg) for seg in data["segments"]]
 
     def lines(self, stream: str, segment: SegmentInfo) -> Iterator[tuple[int, bytes]]:
@@ -126,7 +139,7 @@ class Landing:
 
 
 def _segments(
-    landing: Landing, stream: str, to_row_fn, max_segments: int = 0
+    landing: Landing, stream: str, to_rows, max_segments: int = 0
 ) -> Iterator[list[dict]]:
     state = dlt.current.resource_state()
     loaded: list[str] = state.setdefault("loaded_segments", [])
@@ -140,7 +153,7 @@ def _segments(
         taken += 1
         batch: list[dict] = []
         for number, line in landing.lines(stream, segment):
-            batch.append(to_row_fn(orjson.loads(line), segment.name, number))
+            batch += to_rows(line, segment.name, number)
             if len(batch) >= 20_000:
                 yield batch
                 batch = []
@@ -149,11 +162,17 @@ def _segments(
         loaded.append(segment.name)
 
 
-def _bad_row(record: dict, segment: str, line: int) -> dict:
+def _event_rows(line: bytes, segment: str, number: int) -> list[dict]:
+    # A line holds one event or a whole request (realtime/collector/landing.py).
+    return [to_row(record, segment, number) for record in landed_records(line)]
+
+
+def _bad_rows(line: bytes, segment: str, number: int) -> list[dict]:
+    record = orjson.loads(line)
     row = {key: record.get(key) for key in BAD_EVENT_COLUMNS}
     row["segment"] = segment
-    row["segment_line"] = line
-    return row
+    row["segment_line"] = number
+    return [row]
 
 
 @dlt.source(name="collector_events", max_table_nesting=0)
@@ -169,12 +188,12 @@ def collector_events(
                   columns=EVENT_COLUMNS)  # fmt: skip
     def events() -> Iterator[list[dict]]:
         yield dlt.mark.materialize_table_schema()  # the models read it even when empty
-        yield from _segments(landing, "events", to_row, max_segments)
+        yield from _segments(landing, "events", _event_rows, max_segments)
 
     @dlt.resource(name="bad_events", write_disposition="merge", primary_key="bad_event_id",
                   columns=BAD_EVENT_COLUMNS)  # fmt: skip
     def bad_events() -> Iterator[list[dict]]:
         yield dlt.mark.materialize_table_schema()
-        yield from _segments(landing, "bad_events", _bad_row, max_segments)
+        yield from _segments(landing, "bad_events", _bad_rows, max_segments)
 
     return events, bad_events

@@ -6,10 +6,15 @@ demo simulator writing what the collector would have written) and whatever loads
 
 Layout under a landing directory::
 
-    segments/<name>.jsonl     closed segments, one accepted event per line, never changed again
+    segments/<name>.jsonl     closed segments of JSON lines, never changed again
     segments/<name>.jsonl.open  the segment being written (never loaded)
-    manifest.json             {"version": 1, "segments": [{"name", "events", "bytes", "sha256",
+    manifest.json             {"version": 2, "segments": [{"name", "events", "bytes", "sha256",
                                  "first_received_at", "last_received_at", "closed_at"}, ...]}
+
+A line is one accepted event (an object with ``event_id``: the event and what the collector
+added), or, since version 2, one request all of whose events were accepted: what the
+collector added and the request body verbatim under ``request`` (:func:`request_line`).
+:func:`landed_records` reads both; version 1 manifests (event lines only) stay readable.
 
 A segment is closed by renaming ``.open`` away and then rewriting the manifest atomically
 (write to a temporary file, fsync, rename), so a reader never sees half a manifest and never
@@ -25,14 +30,15 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 SEGMENTS = "segments"
 
@@ -53,7 +59,7 @@ def read_manifest(landing_dir: Path) -> list[SegmentInfo]:
     if not path.exists():
         return []
     data = json.loads(path.read_text())
-    if data.get("version") != FORMAT_VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"{path}: landing format version {data.get('version')} is not supported")
     return [SegmentInfo(**seg) for seg in data["segments"]]
 
@@ -115,6 +121,71 @@ def remove_segments(landing_dir: Path, writer_id: str) -> list[str]:
         for name in removed:
             (landing_dir / SEGMENTS / name).unlink(missing_ok=True)
     return removed
+
+
+def request_line(enrichment: bytes, body: bytes) -> bytes:
+    """The landing line of a request whose events were all accepted: what the collector
+    adds (``enrichment``, a JSON object without ``event_id``) and the request's JSON body
+    verbatim under ``request``. Writing the body as it came saves decoding and encoding
+    every event on the request path; readers expand it with :func:`landed_records`.
+
+    The body has passed a strict JSON parser, so a line break in it can only be whitespace
+    between tokens, and becomes a space: a landing line never contains one."""
+    if b"\n" in body or b"\r" in body:
+        body = body.replace(b"\n", b" ").replace(b"\r", b" ")
+    return enrichment[:-1] + b',"request":' + body + b"}\n"
+
+
+def request_records(enrichment: dict, events: list[dict]) -> list[dict]:
+    """The landed records of a request's events: each event with what the collector adds
+    (which wins over a field of the same name), ``sent_at`` defaulting to ``occurred_at``
+    (server-side tracking has no device clock to correct)."""
+    records = []
+    for event in events:
+        record = {**event, **enrichment}
+        if record.get("sent_at") is None:
+            record["sent_at"] = record.get("occurred_at")
+        records.append(record)
+    return records
+
+
+def landed_records(line: bytes) -> list[dict]:
+    """The event records of one landing line: an event (it has an ``event_id``), or a
+    request written by :func:`request_line`."""
+    record = orjson.loads(line)
+    if "event_id" in record:
+        return [record]
+    request = record.pop("request")
+    return request_records(record, request["events"])
+
+
+class RequestRecords(Sequence):
+    """The records of one accepted request, decoded only when first read: the real-time
+    engine sheds what it has no time for, and then never pays for decoding it."""
+
+    __slots__ = ("_body", "_count", "_enrichment", "_records")
+
+    def __init__(self, enrichment: dict, body: bytes, count: int) -> None:
+        self._enrichment = enrichment
+        self._body = body
+        self._count = count
+        self._records: list[dict] | None = None
+
+    def _decoded(self) -> list[dict]:
+        if self._records is None:
+            events = orjson.loads(self._body)["events"]
+            self._records = request_records(self._enrichment, events)
+            self._body = b""
+        return self._records
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        return self._decoded()[index]
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self._decoded())
 
 
 def iter_segment(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -258,7 +329,7 @@ def seal_open_segments(landing_dir: Path, writer_id: str) -> list[SegmentInfo]:
         last = orjson.loads(lines[-1]).get("received_at") if lines else None
         info = SegmentInfo(
             name=final.name,
-            events=len(lines),
+            events=sum(len(landed_records(line)) for line in lines),
             bytes=len(keep),
             sha256=hashlib.sha256(keep).hexdigest(),
             first_received_at=first,
@@ -268,3 +339,4 @@ def seal_open_segments(landing_dir: Path, writer_id: str) -> list[SegmentInfo]:
         _append_manifest(landing_dir, info)
         sealed.append(info)
     return sealed
+

@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import msgspec
 
 SCHEMA_VERSION = 1
 EVENT_TYPES = frozenset({"page_view", "event", "transaction", "identify", "page_ping", "consent"})
@@ -155,3 +158,121 @@ def validate_envelope(payload: object) -> tuple[str, str | None, list]:
     if sent_at is not None:
         parse_time(sent_at, "sent_at")
     return site_id, sent_at, events
+
+
+# -- The same rules, compiled (msgspec) -----------------------------------------------------------
+# The collector's fast path decodes a body straight into these types: one pass in C checks the
+# whole batch. They are exactly as strict as the rules above or stricter (more nesting refused,
+# only RFC 8259 JSON), never less: whatever they refuse goes through ``validate_envelope`` and
+# ``validate_event``, which name the field and accept or reject each event
+# (tests/unit/test_collector_logic.py checks both ways agree).
+
+
+def _str(limit: int | None, minimum: int = 0, pattern: str | None = None):
+    return Annotated[str, msgspec.Meta(min_length=minimum, max_length=limit, pattern=pattern)]
+
+
+_Text = _str(MAX_TEXT) | None
+_Short = _str(64) | None
+_Id = _str(MAX_ID) | None
+_Url = _str(MAX_URL) | None
+_Amount = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _Item(msgspec.Struct):
+    sku: _str(MAX_TEXT)
+    name: _Text = None
+    category: _Text = None
+    price: _Amount | None = None
+    quantity: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
+class _Event(msgspec.Struct, tag_field="type", kw_only=True):
+    event_id: _str(36, pattern=UUID.pattern)
+    occurred_at: _str(40)
+    visitor_id: _str(MAX_ID, 1)  # every type requires one
+    session_id: _Id = None
+    user_id: _Id = None
+    order_id: _Id = None
+    url: _Url = None
+    referrer: _Url = None
+    title: _Text = None
+    category: _Text = None
+    action: _Text = None
+    label: _Text = None
+    screen: _Short = None
+    viewport: _Short = None
+    language: _Short = None
+    timezone: _Short = None
+    connection: _Short = None
+    value: float | None = None
+    revenue: _Amount | None = None
+    shipping: _Amount | None = None
+    tax: _Amount | None = None
+    engaged_seconds: _Amount | None = None
+    performance: dict | None = None
+    properties: dict | None = None
+    traits: dict | None = None
+    items: Annotated[list[_Item], msgspec.Meta(max_length=200)] | None = None
+    currency: _str(3, pattern=CURRENCY.pattern) | None = None
+    granted: bool | None = None
+
+
+class _PageView(_Event, tag="page_view", kw_only=True):
+    url: _str(MAX_URL, 1)
+
+
+class _CustomEvent(_Event, tag="event", kw_only=True):
+    category: _str(MAX_TEXT, 1)
+    action: _str(MAX_TEXT, 1)
+
+
+class _Transaction(_Event, tag="transaction", kw_only=True):
+    order_id: _str(MAX_ID, 1)
+    revenue: _Amount
+
+
+class _Identify(_Event, tag="identify", kw_only=True):
+    user_id: _str(MAX_ID, 1)
+
+
+class _PagePing(_Event, tag="page_ping", kw_only=True):
+    engaged_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)]
+
+
+class _Consent(_Event, tag="consent", kw_only=True):
+    granted: bool
+
+
+class Batch(msgspec.Struct):
+    """A ``POST /collect`` body every event of which is valid (times are checked by
+    :func:`batch_times_valid`)."""
+
+    site_id: _str(None, 1)
+    events: Annotated[
+        list[_PageView | _CustomEvent | _Transaction | _Identify | _PagePing | _Consent],
+        msgspec.Meta(min_length=1, max_length=MAX_EVENTS_PER_BATCH),
+    ]
+    sent_at: _str(40) | None = None
+
+
+BATCH = msgspec.json.Decoder(Batch)
+FAST_PATH_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+
+
+def batch_times_valid(batch: Batch, received_at: datetime) -> bool:
+    """Whether the batch's times pass :func:`parse_time` and the future bound (the part of
+    the rules a type cannot say)."""
+    latest = received_at + MAX_FUTURE + timedelta(days=365)
+    try:
+        if batch.sent_at is not None:
+            datetime.fromisoformat(batch.sent_at)
+        for event in batch.events:
+            occurred = datetime.fromisoformat(event.occurred_at)
+            if occurred.tzinfo is None:
+                occurred = occurred.replace(tzinfo=UTC)
+            if occurred > latest:
+                return False
+    except ValueError:
+        return False
+    return True

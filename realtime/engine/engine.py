@@ -283,10 +283,16 @@ class Engine:
         if self.loop is None:
             self.handle(events)
             return
-        for start in range(0, len(events), SLICE_EVENTS):
-            chunk = events[start : start + SLICE_EVENTS]
-            self.backlog.append(chunk)
-            self.backlog_events += len(chunk)
+        if len(events) <= SLICE_EVENTS:
+            # As it came: a batch that is shed before its turn is never decoded (the
+            # collector's batches decode when first read).
+            self.backlog.append(events)
+            self.backlog_events += len(events)
+        else:
+            for start in range(0, len(events), SLICE_EVENTS):
+                chunk = events[start : start + SLICE_EVENTS]
+                self.backlog.append(chunk)
+                self.backlog_events += len(chunk)
         while self.backlog_events > self.max_backlog:
             self.backlog_events -= len(self.backlog[0])
             self.counters["shed"] += len(self.backlog.popleft())
@@ -634,7 +640,7 @@ class Engine:
         return restored
 
     def _replay(self, landing: Path, since: float) -> int:
-        from realtime.collector.landing import SEGMENTS, iter_segment, read_manifest
+        from realtime.collector.landing import SEGMENTS, iter_segment, landed_records, read_manifest
 
         replayed = 0
         for segment in read_manifest(landing):
@@ -642,12 +648,12 @@ class Engine:
             if last is None or last < since:
                 continue
             for _, line in iter_segment(landing / SEGMENTS / segment.name):
-                record = orjson.loads(line)
-                received = epoch(record["received_at"])
-                if received >= since:
-                    before = self.counters["duplicates"]
-                    self._handle(record, received, replay=True)
-                    replayed += self.counters["duplicates"] == before
+                for record in landed_records(line):
+                    received = epoch(record["received_at"])
+                    if received >= since:
+                        before = self.counters["duplicates"]
+                        self._handle(record, received, replay=True)
+                        replayed += self.counters["duplicates"] == before
         return replayed
 
     def save(self) -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from ingestion.collector_events import collector_events
 from orchestration.warehouse import connect
-from realtime.collector.landing import SEGMENTS, read_manifest
+from realtime.collector.landing import SEGMENTS, landed_records, read_manifest
 from tests.integration.servers import collector, isolated_pipeline
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,10 @@ def landed(landing, stream="events") -> list[dict]:
     """Every record in closed and open segments of a stream."""
     records = []
     for path in sorted((landing / stream / SEGMENTS).glob("*.jsonl*")):
-        records += [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        if stream == "events":
+            records += [r for line in path.read_bytes().splitlines() for r in landed_records(line)]
+        else:
+            records += [orjson.loads(line) for line in path.read_bytes().splitlines()]
     return records
 
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from realtime.collector.app import _minified_tracker
-from realtime.collector.landing import SEGMENTS
+from realtime.collector.landing import SEGMENTS, landed_records
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import collector, free_port, start_collector, stop
 
@@ -19,10 +19,12 @@ PLAIN = (Path(__file__).parent / "fixtures" / "plain.html").read_text()
 
 
 def landed(landing: Path, stream: str = "events") -> list[dict]:
+    read = landed_records if stream == "events" else lambda line: [orjson.loads(line)]
     return [
-        orjson.loads(line)
+        record
         for path in sorted((landing / stream / SEGMENTS).glob("*.jsonl*"))
         for line in path.read_bytes().splitlines()
+        for record in read(line)
     ]
 
 
