@@ -49,7 +49,7 @@ from realtime.collector.schema import (
     SCHEMA_VERSION,
     Batch,
     Invalid,
-    batch_times_valid,
+    batch_valid,
     validate_envelope,
     validate_event,
 )
@@ -314,7 +314,7 @@ class Collector:
             or len(body) > MAX_EVENT
             or (origin and origin not in site.origins)
             or (site.respect_do_not_track and ("dnt" in headers or "sec-gpc" in headers))
-            or not batch_times_valid(batch, received)
+            or not batch_valid(batch, received)
         ):
             return None
         user_agent = headers.get("user-agent") or ""
@@ -618,9 +618,7 @@ def create_app(
         if denied or stream not in ("events", "bad_events"):
             return (denied or _error(404, f"no landing stream '{stream}'")).to_response()
         segments = read_manifest(settings.landing_dir / stream)
-        return JSONResponse(
-            {"version": FORMAT_VERSION, "segments": [s.__dict__ for s in segments]}
-        )
+        return JSONResponse({"version": FORMAT_VERSION, "segments": [s.__dict__ for s in segments]})
 
     @app.get("/landing/{stream}/segments/{name}", summary="One closed segment")
     async def segment(stream: str, name: str, request: Request) -> Response:

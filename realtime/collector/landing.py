@@ -339,4 +339,3 @@ def seal_open_segments(landing_dir: Path, writer_id: str) -> list[SegmentInfo]:
         _append_manifest(landing_dir, info)
         sealed.append(info)
     return sealed
-

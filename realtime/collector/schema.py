@@ -179,7 +179,7 @@ _Url = _str(MAX_URL) | None
 _Amount = Annotated[float, msgspec.Meta(ge=0)]
 
 
-class _Item(msgspec.Struct):
+class _Item(msgspec.Struct, gc=False):
     sku: _str(MAX_TEXT)
     name: _Text = None
     category: _Text = None
@@ -187,8 +187,8 @@ class _Item(msgspec.Struct):
     quantity: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
-class _Event(msgspec.Struct, tag_field="type", kw_only=True):
-    event_id: _str(36, pattern=UUID.pattern)
+class _Event(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
+    event_id: _str(36, 36)  # and canonical (batch_valid: faster than a pattern per id)
     occurred_at: _str(40)
     visitor_id: _str(MAX_ID, 1)  # every type requires one
     session_id: _Id = None
@@ -245,8 +245,8 @@ class _Consent(_Event, tag="consent", kw_only=True):
 
 
 class Batch(msgspec.Struct):
-    """A ``POST /collect`` body every event of which is valid (times are checked by
-    :func:`batch_times_valid`)."""
+    """A ``POST /collect`` body every event of which is valid (ids and times are checked
+    by :func:`batch_valid`)."""
 
     site_id: _str(None, 1)
     events: Annotated[
@@ -260,14 +260,16 @@ BATCH = msgspec.json.Decoder(Batch)
 FAST_PATH_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 
-def batch_times_valid(batch: Batch, received_at: datetime) -> bool:
-    """Whether the batch's times pass :func:`parse_time` and the future bound (the part of
-    the rules a type cannot say)."""
+def batch_valid(batch: Batch, received_at: datetime) -> bool:
+    """Whether the batch passes what its types cannot say: event ids in the canonical UUID
+    form (``UUID``), and times that :func:`parse_time` reads within the future bound."""
     latest = received_at + MAX_FUTURE + timedelta(days=365)
     try:
         if batch.sent_at is not None:
             datetime.fromisoformat(batch.sent_at)
+        ids = []
         for event in batch.events:
+            ids.append(event.event_id)
             occurred = datetime.fromisoformat(event.occurred_at)
             if occurred.tzinfo is None:
                 occurred = occurred.replace(tzinfo=UTC)
@@ -275,4 +277,18 @@ def batch_times_valid(batch: Batch, received_at: datetime) -> bool:
                 return False
     except ValueError:
         return False
-    return True
+    return _canonical_uuids(ids)
+
+
+def _canonical_uuids(ids: list[str]) -> bool:
+    """All of ``ids`` (36 characters each) match ``UUID``, in a few C calls for the lot."""
+    joined, n = "".join(ids), len(ids)
+    dashes = "-" * n
+    if len(joined) != 36 * n or any(joined[i::36] != dashes for i in (8, 13, 18, 23)):
+        return False
+    digits = joined.replace("-", "")
+    try:
+        # fromhex skips whitespace, so a blank in place of a digit shows as a short result
+        return len(digits) == 32 * n and len(bytes.fromhex(digits)) == 16 * n
+    except ValueError:
+        return False

@@ -1,11 +1,26 @@
 from datetime import UTC, datetime
 
+import orjson
 import pytest
+from hypothesis import event as note_event
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingestion.site_config import Site
 from realtime.collector.enrich import bot_reason, client_ip, country_of
 from realtime.collector.ratelimit import RateLimiter
-from realtime.collector.schema import Invalid, validate_envelope, validate_event
+from realtime.collector.schema import (
+    BATCH,
+    FAST_PATH_ERRORS,
+    NUMBER_MINIMUMS,
+    OBJECTS,
+    REQUIRED,
+    TEXT_LIMITS,
+    Invalid,
+    batch_valid,
+    validate_envelope,
+    validate_event,
+)
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 BASE = {
@@ -62,6 +77,119 @@ def test_invalid_events_name_the_event_and_field(fields, message):
     with pytest.raises(Invalid, match=None) as exc:
         check(**fields)
     assert message in str(exc.value)
+
+
+VALID_EVENTS = [
+    {"type": "page_view", "url": "https://a.example/"},
+    {"type": "event", "category": "video", "action": "play", "value": 3, "label": None},
+    {"type": "transaction", "order_id": "o1", "revenue": 10.5, "currency": "EUR",
+     "items": [{"sku": "A", "price": 10.5, "quantity": 1}]},
+    {"type": "identify", "user_id": "u1", "traits": {"plan": "gold"}},
+    {"type": "page_ping", "engaged_seconds": 15},
+    {"type": "consent", "granted": False},
+    {"type": "page_view", "url": "https://a.example/", "future_field": {"kept": True}},
+]  # fmt: skip
+
+
+def fast_path_accepts(body: bytes) -> bool:
+    try:
+        return batch_valid(BATCH.decode(body), NOW)
+    except FAST_PATH_ERRORS:
+        return False
+
+
+@pytest.mark.parametrize("fields", VALID_EVENTS)
+def test_the_compiled_rules_accept_valid_events(fields):
+    body = orjson.dumps({"site_id": "demo", "events": [{**BASE, **fields}]})
+    assert fast_path_accepts(body)
+    upper = {**BASE, **fields, "event_id": BASE["event_id"].upper()}
+    assert fast_path_accepts(orjson.dumps({"site_id": "demo", "events": [upper]}))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": "page_view"},
+        {"type": "page_view", "url": "x", "event_id": "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4be"},
+        {"type": "page_view", "url": "x", "event_id": "1b9d6bcd bbfd-4b2d-9b5d-ab8dfbbd4bed"},
+        {"type": "page_view", "url": "x", "event_id": "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4beg"},
+        {"type": "page_view", "url": "x", "occurred_at": "2029-01-01T00:00:00Z"},
+        {"type": "page_view", "url": "x", "occurred_at": "2026-13-01T00:00:00Z"},
+        {"type": "page_view", "url": "x", "visitor_id": ""},
+        {"type": "event", "category": "c", "action": "a", "value": True},
+        {"type": "transaction", "order_id": "o", "revenue": -1},
+        {"type": "transaction", "order_id": "o", "revenue": 1, "currency": "eur"},
+        {"type": "transaction", "order_id": "o", "revenue": 1, "items": [{"price": 1}]},
+        {"type": "transaction", "order_id": "o", "revenue": 1, "items": [{"sku": "a", "quantity": 1.0}]},
+        {"type": "page_ping", "engaged_seconds": 3600.5},
+        {"type": "consent", "granted": None},
+        {"type": "page_view", "url": "x", "screen": "x" * 65},
+        {"type": "page_view", "url": "x", "properties": []},
+    ],
+)  # fmt: skip
+def test_the_compiled_rules_refuse_what_the_rules_refuse(fields):
+    body = orjson.dumps({"site_id": "demo", "events": [{**BASE, **fields}]})
+    assert not fast_path_accepts(body)
+    with pytest.raises(Invalid):
+        check(**fields)
+
+
+def _candidates(field: str) -> list:
+    """Values for one field: valid ones, the limits on both sides, other types."""
+    if field in TEXT_LIMITS:
+        limit = TEXT_LIMITS[field]
+        return ["x", "", "x" * limit, "x" * (limit + 1), None, 3, True]
+    if field in NUMBER_MINIMUMS:
+        return [0, 1.5, 15, -0.0, -1, -0.5, 3600, 3600.5, 1e308, True, "3", None]
+    if field in OBJECTS:
+        return [{}, {"a": [1, {"b": None}]}, [], "x", None]
+    return {
+        "items": [[], [{"sku": "a"}], [{"sku": "a", "quantity": 2, "price": 0.5, "name": "n"}],
+                  [{"sku": "a", "quantity": 0}], [{"sku": "a", "quantity": 1.0}],
+                  [{"sku": "a", "quantity": True}], [{"price": 1}], [{"sku": None}],
+                  [{"sku": "a", "price": -1}], [{"sku": "x" * 1025}], [{"sku": "a", "name": 3}],
+                  [{"sku": "a", "quantity": None}], [{"sku": ""}], "x", [1], None,
+                  [{"sku": "a"}] * 201],
+        "currency": ["EUR", "eur", "EURO", "EUR\n", "", 3, None],
+        "granted": [True, False, None, "yes", 0],
+        "event_id": [BASE["event_id"], BASE["event_id"].upper(), BASE["event_id"].replace("-", ""),
+                     BASE["event_id"][:-1], BASE["event_id"][:-1] + "g",
+                     BASE["event_id"][:-1] + "\n", None, 3],
+        "occurred_at": ["2026-11-24T10:00:00Z", "2026-11-24T10:00:00", "2026-11-24",
+                        "2026-11-24T10:00:00+01:00", "2029-01-01T00:00:00Z", "soon", "", None,
+                        3, "2026-11-24T10:00:00.000000000000000000000000Z"],
+        "type": [*sorted(REQUIRED), "click", None, 3],
+        "extra": [None, "x", {"deep": [[[1]]]}, 1e30],
+    }[field]  # fmt: skip
+
+
+_FIELDS = sorted({*TEXT_LIMITS, *NUMBER_MINIMUMS, *OBJECTS, "items", "currency", "granted",
+                  "event_id", "occurred_at", "type", "extra"})  # fmt: skip
+_CHANGE = st.sampled_from(_FIELDS).flatmap(
+    lambda field: st.tuples(st.just(field), st.sampled_from(_candidates(field)))
+)
+_EVENTS = st.builds(
+    lambda valid, changes: {**BASE, **valid, **dict(changes)},
+    st.sampled_from(VALID_EVENTS),  # a valid event of each type ...
+    st.lists(_CHANGE, max_size=3),  # ... with fields changed
+)  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    events=st.lists(_EVENTS, min_size=1, max_size=3),
+    sent_at=st.sampled_from([None, "2026-11-24T10:00:00Z", "soon"]),
+)
+def test_whatever_the_compiled_rules_accept_the_rules_accept(events, sent_at):
+    """The fast path lands a body without the per-event rules: it must never accept what
+    they refuse (the reverse only costs the slow path)."""
+    body = orjson.dumps({"site_id": "demo", "sent_at": sent_at, "events": events})
+    accepted = fast_path_accepts(body)
+    note_event("fast path: accepted" if accepted else "fast path: refused")
+    if accepted:
+        _, _, decoded = validate_envelope(orjson.loads(body))
+        for index, event in enumerate(decoded):
+            validate_event(event, index, NOW)  # raises if the rules refuse it
 
 
 def test_envelope():
