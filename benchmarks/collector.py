@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
+from realtime.collector.landing import read_manifest
 from tests.integration.servers import free_port, start_collector, stop
 
 LUA = Path(__file__).with_name("collect.lua")
@@ -112,12 +113,11 @@ def main() -> None:
             settle(base)
             noop = wrk(f"{base}/noop", events, args.seconds, args.connections, script, pid)
             rows.append((events, collect, noop))
-        engine = httpx.get(f"{base}/health").json()["engine"]
+        health = httpx.get(f"{base}/health").json()
+        engine = health["engine"]
     finally:
         stop(proc)
-    landed = sum(
-        p.read_bytes().count(b"\n") for p in (work / "landing" / "events" / "segments").glob("*")
-    )
+    landed = sum(s.events for s in read_manifest(work / "landing" / "events"))
     print(f"collector benchmark: {args.seconds}s per run, {args.connections} connections, "
           f"1 wrk thread, 1 collector process, fsync group commit on")  # fmt: skip
     print(f"{'events/req':>10} {'endpoint':>9} {'req/s':>9} {'events/s':>10} "
@@ -129,7 +129,9 @@ def main() -> None:
             print(f"{events:>10} {name:>9} {r['rps']:>9,.0f} {r['eps']:>10,.0f} "
                   f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['non2xx']:>8} {r['cpu_us']:>10.1f} "
                   f"{r['cpu_share']:>5.0%} {share:>10}")  # fmt: skip
-    print(f"events landed (fsynced) during the runs: {landed:,}")
+    accepted = health["counters"]["accepted"]
+    print(f"events landed (fsynced) during the runs: {landed:,} of {accepted:,} accepted, "
+          f"in {health['commits']:,} group commits")  # fmt: skip
     if engine:
         print(
             f"real-time engine in the process: applied {engine['events']:,} events, shed "

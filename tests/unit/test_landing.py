@@ -1,11 +1,16 @@
 import orjson
+import pytest
 
 from realtime.collector.landing import (
     SEGMENTS,
+    RequestRecords,
     SegmentWriter,
     iter_segment,
+    landed_records,
     read_manifest,
     remove_segments,
+    request_line,
+    seal_open_segments,
 )
 
 
@@ -54,3 +59,48 @@ def test_remove_segments_forgets_only_that_writer(tmp_path):
     left = read_manifest(tmp_path)
     assert [s.name.split("-")[1] for s in left] == ["collector"]
     assert sorted(p.name for p in (tmp_path / SEGMENTS).iterdir()) == [left[0].name]
+
+
+def test_a_request_line_expands_to_the_records_of_its_events():
+    body = (
+        b'{"site_id": "demo",\r\n "events": [\n'
+        b'  {"event_id": "e1", "type": "page_view", "occurred_at": "2026-11-28T10:00:00Z",'
+        b'   "url": "https://a.example/\\nx", "ip": "10.0.0.1", "sent_at": "ignored"},\n'
+        b'  {"event_id": "e2", "type": "identify", "occurred_at": "2026-11-28T10:00:01Z"}]}'
+    )
+    enrichment = {"site_id": "demo", "sent_at": None, "received_at": "2026-11-28T10:00:02Z",
+                  "ip": "10.0.0.0"}  # fmt: skip
+    line = request_line(orjson.dumps(enrichment), body)
+    assert line.count(b"\n") == 1 and line.endswith(b"\n") and b"\r" not in line
+    first, second = landed_records(line)
+    # what the collector adds wins; sent_at falls back to the device's occurred_at
+    assert first == {"event_id": "e1", "type": "page_view", "occurred_at": "2026-11-28T10:00:00Z",
+                     "url": "https://a.example/\nx", "ip": "10.0.0.0", "site_id": "demo",
+                     "sent_at": "2026-11-28T10:00:00Z",
+                     "received_at": "2026-11-28T10:00:02Z"}  # fmt: skip
+    assert second["event_id"] == "e2" and second["sent_at"] == "2026-11-28T10:00:01Z"
+    # an event line (format 1, and format 2 when some events of a request were rejected)
+    event = {"event_id": "e3", "type": "page_view", "request": {"events": "a field"}}
+    assert landed_records(orjson.dumps(event) + b"\n") == [event]
+    lazy = RequestRecords(enrichment, body, 2)
+    assert len(lazy) == 2 and list(lazy) == [first, second] and lazy[1] == second
+
+
+def test_sealing_counts_the_events_of_request_lines(tmp_path):
+    enrichment = orjson.dumps({"site_id": "demo", "received_at": "2026-11-28T10:00:02Z"})
+    body = orjson.dumps({"events": [{"event_id": f"e{i}"} for i in range(3)]})
+    segments = tmp_path / SEGMENTS
+    segments.mkdir()
+    open_segment = segments / "20261128T100000000000-t-000001.jsonl.open"
+    event = orjson.dumps({"event_id": "e9", "received_at": "2026-11-28T10:00:03Z"})
+    open_segment.write_bytes(request_line(enrichment, body) + event + b"\n" + b'{"torn')
+    (sealed,) = seal_open_segments(tmp_path, "t")
+    assert sealed.events == 4
+    assert sealed.first_received_at == "2026-11-28T10:00:02Z"
+    assert sealed.last_received_at == "2026-11-28T10:00:03Z"
+
+
+def test_a_manifest_of_an_unknown_version_is_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"version": 3, "segments": []}')
+    with pytest.raises(ValueError, match="landing format version 3 is not supported"):
+        read_manifest(tmp_path)
