@@ -162,13 +162,30 @@ def _segments(
         loaded.append(segment.name)
 
 
+def _without_nul(value):
+    """``value`` with U+0000 replaced by U+FFFD in every string and key: PostgreSQL text and
+    jsonb cannot hold it, and one such event would fail every later load."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def _event_rows(line: bytes, segment: str, number: int) -> list[dict]:
     # A line holds one event or a whole request (realtime/collector/landing.py).
-    return [to_row(record, segment, number) for record in landed_records(line)]
+    records = landed_records(line)
+    if b"\\u0000" in line:  # JSON writes U+0000 only as this escape
+        records = [_without_nul(record) for record in records]
+    return [to_row(record, segment, number) for record in records]
 
 
 def _bad_rows(line: bytes, segment: str, number: int) -> list[dict]:
     record = orjson.loads(line)
+    if b"\\u0000" in line:
+        record = _without_nul(record)
     row = {key: record.get(key) for key in BAD_EVENT_COLUMNS}
     row["segment"] = segment
     row["segment_line"] = number

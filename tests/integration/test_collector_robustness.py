@@ -188,3 +188,42 @@ def _state(pid: int) -> str:
         return " " + Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return ""
+
+
+def test_nul_characters_are_landed_and_loaded(tmp_path, warehouse):
+    """PostgreSQL text and jsonb cannot hold U+0000: an event carrying one (in a typed
+    column, an attribute or a key) must still load, not stop every later load."""
+    landing = tmp_path / "landing"
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "type": "page_view",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "visitor_id": "v\u0000nul",
+        "url": "https://shop.siteline.test/a\u0000b",
+        "title": "A\u0000B",
+        "properties": {"k\u0000ey": "va\u0000lue", "list": ["\u0000"]},
+    }
+    with (
+        collector(landing, SITELINE_RATE_LIMIT="0", SITELINE_SEGMENT_MAX_SECONDS="0.2") as (
+            url,
+            _proc,
+        ),
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        response = client.post("/collect", json={"site_id": "demo", "events": [event]})
+        assert response.status_code == 200, response.text
+        garbage = client.post("/collect", content=b'{"site_id": "demo", "events": [\x00]}')
+        assert garbage.status_code == 400  # quarantined with its NUL byte
+        threading.Event().wait(1.0)  # the segments close
+    pipeline = isolated_pipeline("test_nul", "test_nul_collector", warehouse, tmp_path)
+    pipeline.run(collector_events(landing_dir=str(landing)))
+    with connect(warehouse) as conn:
+        row = conn.execute(
+            "select visitor_id, url, title, attributes::text from test_nul_collector.events"
+        ).fetchone()
+    assert row[0] == "v\ufffdnul" and row[2] == "A\ufffdB"
+    assert row[1] == "https://shop.siteline.test/a\ufffdb"
+    assert "k\ufffdey" in row[3] and "va\ufffdlue" in row[3]
+    with connect(warehouse) as conn:
+        (payload,) = conn.execute("select payload from test_nul_collector.bad_events").fetchone()
+    assert payload == '{"site_id": "demo", "events": [\ufffd]}'
