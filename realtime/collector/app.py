@@ -185,6 +185,27 @@ class Collector:
             network_key(ip, user_agent, network_key_secret()),
         )  # fmt: skip
 
+    def enrichment(
+        self, request: Req, site: Site, sent_at: str | None, received_at: str
+    ) -> dict[str, object]:
+        """What the collector adds to every event of a request (docs/tracker.md)."""
+        user_agent = request.headers.get("user-agent") or ""
+        stored_ip, country, reason, net_key = self.client_facts(
+            site.id, request.peer, request.headers.get("x-forwarded-for"), user_agent
+        )
+        return {
+            "site_id": site.id,
+            "sent_at": sent_at,
+            "received_at": received_at,
+            "ip": stored_ip,
+            "user_agent": user_agent,
+            "country": country,
+            "network_key": net_key,
+            "bot_reason": reason,
+            "is_bot": reason is not None,
+            "schema_version": SCHEMA_VERSION,
+        }
+
     async def start(self) -> None:
         s = self.settings
         common = {
@@ -272,22 +293,7 @@ class Collector:
                     message = f"events[{index}]: larger than {MAX_EVENT // 1024} KB"
                     await self.quarantine(request, 413, message, body, site=site)
                     return _error(413, message, cors)
-        user_agent = request.headers.get("user-agent") or ""
-        stored_ip, country, reason, net_key = self.client_facts(
-            site.id, request.peer, request.headers.get("x-forwarded-for"), user_agent
-        )
-        enrichment = {
-            "site_id": site.id,
-            "sent_at": sent_at,
-            "received_at": _iso(received),
-            "ip": stored_ip,
-            "user_agent": user_agent,
-            "country": country,
-            "network_key": net_key,
-            "bot_reason": reason,
-            "is_bot": reason is not None,
-            "schema_version": SCHEMA_VERSION,
-        }
+        enrichment = self.enrichment(request, site, sent_at, _iso(received))
         accepted: list[dict] = []
         lines: list[bytes] = []
         errors: list[str] = []
@@ -334,22 +340,7 @@ class Collector:
             or not batch_valid(batch, received)
         ):
             return None
-        user_agent = headers.get("user-agent") or ""
-        stored_ip, country, reason, net_key = self.client_facts(
-            site.id, request.peer, headers.get("x-forwarded-for"), user_agent
-        )
-        enrichment = {
-            "site_id": site.id,
-            "sent_at": batch.sent_at,
-            "received_at": received_at,
-            "ip": stored_ip,
-            "user_agent": user_agent,
-            "country": country,
-            "network_key": net_key,
-            "bot_reason": reason,
-            "is_bot": reason is not None,
-            "schema_version": SCHEMA_VERSION,
-        }
+        enrichment = self.enrichment(request, site, batch.sent_at, received_at)
         count = len(batch.events)
         line = request_line(orjson.dumps(enrichment), body)
         await self.events.append([line], received_at, count)

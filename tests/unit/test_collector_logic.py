@@ -34,19 +34,19 @@ def check(**fields):
     return validate_event({**BASE, **fields}, 2, NOW)
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"type": "page_view", "url": "https://a.example/"},
-        {"type": "event", "category": "video", "action": "play", "value": 3, "label": None},
-        {"type": "transaction", "order_id": "o1", "revenue": 10.5, "currency": "EUR",
-         "items": [{"sku": "A", "price": 10.5, "quantity": 1}]},
-        {"type": "identify", "user_id": "u1", "traits": {"plan": "gold"}},
-        {"type": "page_ping", "engaged_seconds": 15},
-        {"type": "consent", "granted": False},
-        {"type": "page_view", "url": "https://a.example/", "future_field": {"kept": True}},
-    ],
-)  # fmt: skip
+VALID_EVENTS = [
+    {"type": "page_view", "url": "https://a.example/"},
+    {"type": "event", "category": "video", "action": "play", "value": 3, "label": None},
+    {"type": "transaction", "order_id": "o1", "revenue": 10.5, "currency": "EUR",
+     "items": [{"sku": "A", "price": 10.5, "quantity": 1}]},
+    {"type": "identify", "user_id": "u1", "traits": {"plan": "gold"}},
+    {"type": "page_ping", "engaged_seconds": 15},
+    {"type": "consent", "granted": False},
+    {"type": "page_view", "url": "https://a.example/", "future_field": {"kept": True}},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fields", VALID_EVENTS)
 def test_valid_events_pass_unchanged(fields):
     event = {**BASE, **fields}
     assert validate_event(event, 0, NOW) is event
@@ -77,18 +77,6 @@ def test_invalid_events_name_the_event_and_field(fields, message):
     with pytest.raises(Invalid, match=None) as exc:
         check(**fields)
     assert message in str(exc.value)
-
-
-VALID_EVENTS = [
-    {"type": "page_view", "url": "https://a.example/"},
-    {"type": "event", "category": "video", "action": "play", "value": 3, "label": None},
-    {"type": "transaction", "order_id": "o1", "revenue": 10.5, "currency": "EUR",
-     "items": [{"sku": "A", "price": 10.5, "quantity": 1}]},
-    {"type": "identify", "user_id": "u1", "traits": {"plan": "gold"}},
-    {"type": "page_ping", "engaged_seconds": 15},
-    {"type": "consent", "granted": False},
-    {"type": "page_view", "url": "https://a.example/", "future_field": {"kept": True}},
-]  # fmt: skip
 
 
 def fast_path_accepts(body: bytes) -> bool:
