@@ -225,7 +225,7 @@ class DurableStream:
     def _start_helper(self) -> None:
         try:
             self._helper = _SyncHelper(self._loop, self._on_reply)
-        except OSError as exc:
+        except (OSError, AttributeError) as exc:  # AttributeError: no SOCK_SEQPACKET here
             self._helper_failed_at = time.monotonic()
             log.warning("no fsync helper for %s (syncing in the event loop): %s", self.dir, exc)
 
