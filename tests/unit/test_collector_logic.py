@@ -102,6 +102,7 @@ def test_the_compiled_rules_accept_valid_events(fields):
         {"type": "page_view", "url": "x", "event_id": "1b9d6bcd bbfd-4b2d-9b5d-ab8dfbbd4bed"},
         {"type": "page_view", "url": "x", "event_id": "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4beg"},
         {"type": "page_view", "url": "x", "occurred_at": "2029-01-01T00:00:00Z"},
+        {"type": "page_view", "url": "x", "occurred_at": "2027-11-25T22:00:00Z"},  # 12 h over
         {"type": "page_view", "url": "x", "occurred_at": "2026-13-01T00:00:00Z"},
         {"type": "page_view", "url": "x", "visitor_id": ""},
         {"type": "event", "category": "c", "action": "a", "value": True},
