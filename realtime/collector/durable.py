@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from realtime.collector.landing import SegmentWriter, seal_open_segments
@@ -104,8 +105,13 @@ class DurableStream:
         self.durable = durable
         self.recovered = seal_open_segments(self.dir, writer_id)
         self._writer = SegmentWriter(
-            self.dir, writer_id=writer_id, max_events=max_events, max_bytes=max_bytes
-        )
+            self.dir, writer_id=writer_id, max_events=max_events, max_bytes=max_bytes,
+            close_when_full=False,
+        )  # fmt: skip
+        # Full segments are synced, renamed and listed here, one at a time and in order: the
+        # manifest rewrite grows with the number of segments and must not stall the loop.
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="land-close")
+        self._finishing: set[asyncio.Future] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queued: list[tuple[list[bytes], str | None, int | None, asyncio.Future]] = []
         self._write_scheduled = False
@@ -156,8 +162,9 @@ class DurableStream:
             return
         self.committed_events += events
         self._written += futures
-        if not self.durable or self._writer.file is None:
-            # Not asked to sync, or the segment just closed by size (closing syncs it).
+        if self._writer.full:
+            self._rotate()  # those just written are acknowledged once it is finished
+        elif not self.durable:
             self._settle_written()
         elif self._syncing is None:
             self._request_sync()
@@ -169,9 +176,8 @@ class DurableStream:
 
     def _request_sync(self) -> None:
         fh = self._writer.file
-        if fh is None:  # closed (and synced) since these were written
-            self._settle_written()
-            return
+        if fh is None or not self._written:
+            return  # (a rotation took what was written: its finishing acknowledges them)
         self._syncing, self._written = self._written, []
         self._syncing_file = fh
         if self._helper is None and time.monotonic() - self._helper_failed_at > (
@@ -213,9 +219,13 @@ class DurableStream:
         try:
             if not fh.closed:  # a closed segment was synced when it closed
                 os.fdatasync(fh.fileno())
-        except OSError as exc:
-            log.error("cannot sync %s: %s", self.dir, exc)
-            _fail(group, exc)
+        except (OSError, ValueError) as exc:
+            if fh.closed:  # finished meanwhile (synced, then closed)
+                self.commits += 1
+                _resolve(group)
+            else:
+                log.error("cannot sync %s: %s", self.dir, exc)
+                _fail(group, exc)
         else:
             self.commits += 1
             _resolve(group)
@@ -236,10 +246,28 @@ class DurableStream:
         with contextlib.suppress(Exception):
             helper.close()
 
-    def _close_segment(self) -> None:
-        self._writer.close_segment()  # flushes and syncs the segment before it is listed
-        if self._written:
-            self._settle_written()
+    def _rotate(self) -> asyncio.Future | None:
+        """Start a new segment with the next write; sync, rename and list the old one in
+        the finishing thread, then acknowledge what waited for it."""
+        segment = self._writer.detach()
+        if segment is None:
+            return None
+        waiting, self._written = self._written, []  # in the old file: durable once finished
+        finishing = self._loop.run_in_executor(self._finisher, segment.finish, self.dir)
+        self._finishing.add(finishing)
+
+        def finished(done: asyncio.Future) -> None:
+            self._finishing.discard(done)
+            exc = done.exception()
+            if exc is not None:
+                log.error("cannot close segment %s: %s", segment.path.name, exc)
+                _fail(waiting, exc)
+            elif waiting:
+                self.commits += 1
+                _resolve(waiting)
+
+        finishing.add_done_callback(finished)
+        return finishing
 
     async def _rotate_by_age(self) -> None:
         """Close a segment after ``max_seconds`` so loaders see events within that time."""
@@ -247,7 +275,7 @@ class DurableStream:
             await asyncio.sleep(min(1.0, self.max_seconds / 2))
             opened = self._writer.opened_at
             if opened is not None and time.monotonic() - opened >= self.max_seconds:
-                self._close_segment()
+                self._rotate()
 
     async def close(self) -> None:
         if self._rotator:
@@ -256,7 +284,10 @@ class DurableStream:
                 await self._rotator
         while self._queued or self._written or self._syncing is not None:
             await asyncio.sleep(0.005)
-        self._writer.close()
+        self._rotate()
+        if self._finishing:
+            await asyncio.wait(set(self._finishing))
+        self._finisher.shutdown(wait=True)
         if self._helper is not None:
             self._helper.close()
             self._helper = None

@@ -197,11 +197,48 @@ def iter_segment(path: Path) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
+class OpenSegment:
+    """A segment being written: its file and what the manifest will say of it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh = open(path, "ab")  # noqa: SIM115 (lives as long as the segment)
+        _sync_directory(path.parent)  # the new file's name survives a crash too
+        self.opened_at = time.monotonic()
+        self.events = 0
+        self.bytes = 0
+        self.hash = hashlib.sha256()
+        self.first: str | None = None
+        self.last: str | None = None
+
+    def finish(self, landing_dir: Path) -> SegmentInfo:
+        """Sync, close and rename the segment, then list it in the manifest. Blocks for
+        the disk: the collector runs it off its event loop."""
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        final = self.path.with_suffix("")  # drop ".open"
+        os.replace(self.path, final)
+        _sync_directory(final.parent)  # listed only once the rename is durable
+        info = SegmentInfo(
+            name=final.name,
+            events=self.events,
+            bytes=self.bytes,
+            sha256=self.hash.hexdigest(),
+            first_received_at=self.first,
+            last_received_at=self.last,
+            closed_at=datetime.now(UTC).isoformat(),
+        )
+        _append_manifest(landing_dir, info)
+        return info
+
+
 class SegmentWriter:
     """Appends accepted events to segments and closes them by size.
 
-    ``fsync_each`` makes every :meth:`write` durable before it returns (the collector's
-    group commit builds on :meth:`flush`); the simulator syncs only when a segment closes.
+    The collector's group commit builds on :meth:`flush` and closes full segments off its
+    event loop (``close_when_full=False``, :meth:`detach`, :meth:`OpenSegment.finish`); the
+    simulator lets :meth:`write_lines` close them and syncs only then.
     """
 
     def __init__(
@@ -210,33 +247,24 @@ class SegmentWriter:
         writer_id: str = "collector",
         max_events: int = 50_000,
         max_bytes: int = 64 * 1024 * 1024,
+        close_when_full: bool = True,
     ) -> None:
         self.dir = Path(landing_dir)
         (self.dir / SEGMENTS).mkdir(parents=True, exist_ok=True)
         self.writer_id = writer_id
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self.close_when_full = close_when_full
         self._seq = 0
-        self._fh = None
-        self._path: Path | None = None
-        self._events = 0
-        self._bytes = 0
-        self._hash = hashlib.sha256()
-        self._first: str | None = None
-        self._last: str | None = None
+        self._open: OpenSegment | None = None
 
-    def _open(self) -> None:
+    def _start(self) -> OpenSegment:
         self._seq += 1
         # Timestamp to the microsecond + writer id + sequence: unique across restarts.
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{self.writer_id}-{self._seq:06d}.jsonl"
-        self._path = self.dir / SEGMENTS / (name + ".open")
-        self._fh = open(self._path, "ab")  # noqa: SIM115 (lives as long as the segment)
-        _sync_directory(self._path.parent)  # the new file's name survives a crash too
-        self._opened_at = time.monotonic()
-        self._events = self._bytes = 0
-        self._hash = hashlib.sha256()
-        self._first = self._last = None
+        self._open = OpenSegment(self.dir / SEGMENTS / (name + ".open"))
+        return self._open
 
     def write(self, record: dict) -> None:
         self.write_lines([orjson.dumps(record) + b"\n"], record.get("received_at"))
@@ -246,57 +274,53 @@ class SegmentWriter:
     ) -> None:
         """Append complete lines (each ending in a newline) in one write; ``events`` is
         how many events they hold when that is not one per line."""
-        if self._fh is None:
-            self._open()
+        segment = self._open or self._start()
         data = b"".join(lines)
-        self._fh.write(data)
-        self._hash.update(data)
-        self._events += len(lines) if events is None else events
-        self._bytes += len(data)
-        self._first = self._first or received_at
-        self._last = received_at or self._last
-        if self._events >= self.max_events or self._bytes >= self.max_bytes:
+        segment.fh.write(data)
+        segment.hash.update(data)
+        segment.events += len(lines) if events is None else events
+        segment.bytes += len(data)
+        segment.first = segment.first or received_at
+        segment.last = received_at or segment.last
+        if self.close_when_full and self.full:
             self.close_segment()
+
+    @property
+    def full(self) -> bool:
+        segment = self._open
+        return segment is not None and (
+            segment.events >= self.max_events or segment.bytes >= self.max_bytes
+        )
 
     @property
     def file(self):
         """The open segment's file object, or None between segments."""
-        return self._fh
+        return self._open.fh if self._open is not None else None
 
     @property
     def open_events(self) -> int:
-        return self._events if self._fh is not None else 0
+        return self._open.events if self._open is not None else 0
 
     @property
     def opened_at(self) -> float | None:
-        return self._opened_at if self._fh is not None else None
+        return self._open.opened_at if self._open is not None else None
 
     def flush(self, durable: bool = True) -> None:
-        if self._fh is not None:
-            self._fh.flush()
+        if self._open is not None:
+            self._open.fh.flush()
             if durable:
-                os.fsync(self._fh.fileno())
+                os.fsync(self._open.fh.fileno())
+
+    def detach(self) -> OpenSegment | None:
+        """Take the open segment away (to finish elsewhere); the next write starts one."""
+        segment, self._open = self._open, None
+        if segment is not None:
+            segment.fh.flush()
+        return segment
 
     def close_segment(self) -> SegmentInfo | None:
-        if self._fh is None:
-            return None
-        self.flush()
-        self._fh.close()
-        self._fh = None
-        final = self._path.with_suffix("")  # drop ".open"
-        os.replace(self._path, final)
-        _sync_directory(final.parent)  # listed only once the rename is durable
-        info = SegmentInfo(
-            name=final.name,
-            events=self._events,
-            bytes=self._bytes,
-            sha256=self._hash.hexdigest(),
-            first_received_at=self._first,
-            last_received_at=self._last,
-            closed_at=datetime.now(UTC).isoformat(),
-        )
-        _append_manifest(self.dir, info)
-        return info
+        segment = self.detach()
+        return segment.finish(self.dir) if segment is not None else None
 
     def close(self) -> None:
         self.close_segment()

@@ -3,10 +3,11 @@
 import asyncio
 import os
 import signal
+import threading
 
 import orjson
 
-from realtime.collector import durable
+from realtime.collector import durable, landing
 from realtime.collector.durable import DurableStream
 from realtime.collector.landing import SEGMENTS, iter_segment, read_manifest
 
@@ -111,3 +112,33 @@ def test_segments_close_by_age_while_appends_continue(tmp_path):
     assert sum(s.events for s in segments) == 6
     assert _landed(stream.dir) == list(range(6))
     assert not list((stream.dir / SEGMENTS).glob("*.open"))
+
+
+def test_a_full_segment_is_finished_off_the_event_loop(tmp_path, monkeypatch):
+    """Listing a closed segment rewrites the manifest (it grows with every segment): it must
+    not stall the requests of the next segment; those in the closed one wait for it."""
+    release = threading.Event()
+    listed = landing._append_manifest
+
+    def slow_listing(landing_dir, info):
+        release.wait(10)
+        listed(landing_dir, info)
+
+    monkeypatch.setattr(landing, "_append_manifest", slow_listing)
+
+    async def run() -> DurableStream:
+        stream = DurableStream(tmp_path / "events", "t", max_events=3)
+        stream.start()
+        filling = asyncio.ensure_future(stream.append(_lines(3), None))  # fills segment 1
+        await asyncio.sleep(0.05)
+        assert not filling.done()  # acknowledged only once segment 1 is synced and listed
+        await asyncio.wait_for(stream.append(_lines(1, 3), None), 5)  # segment 2, meanwhile
+        assert not filling.done()
+        release.set()
+        await asyncio.wait_for(filling, 5)
+        await stream.close()
+        return stream
+
+    stream = asyncio.run(run())
+    assert [s.events for s in read_manifest(stream.dir)] == [3, 1]
+    assert _landed(stream.dir) == list(range(4))
