@@ -143,9 +143,14 @@ def _segments(
 ) -> Iterator[list[dict]]:
     state = dlt.current.resource_state()
     loaded: list[str] = state.setdefault("loaded_segments", [])
+    manifest = landing.manifest(stream)
+    listed = {segment.name for segment in manifest}
+    # Names of segments the collector has since expired never come back: forget them, so
+    # the state stays as small as the manifest.
+    loaded[:] = [name for name in loaded if name in listed]
     done = set(loaded)
     taken = 0
-    for segment in landing.manifest(stream):
+    for segment in manifest:
         if segment.name in done:
             continue
         if max_segments and taken >= max_segments:

@@ -92,6 +92,11 @@ class CollectorSettings:
         default_factory=lambda: _env_float("SITELINE_SEGMENT_MAX_SECONDS", 60)
     )
     segment_max_mb: float = field(default_factory=lambda: _env_float("SITELINE_SEGMENT_MAX_MB", 64))
+    # Closed segments older than this are deleted (0 keeps them all): the warehouse keeps
+    # the events; the landing is the buffer in front of it.
+    retention_days: float = field(
+        default_factory=lambda: _env_float("SITELINE_LANDING_RETENTION_DAYS", 30)
+    )
     rate_per_ip: float = field(default_factory=lambda: _env_float("SITELINE_RATE_LIMIT", 50))
     rate_burst: float = field(default_factory=lambda: _env_float("SITELINE_RATE_BURST", 200))
     durable: bool = field(default_factory=lambda: os.environ.get("SITELINE_DURABLE", "1") != "0")
@@ -212,6 +217,7 @@ class Collector:
             "max_bytes": int(s.segment_max_mb * 1024 * 1024),
             "max_seconds": s.segment_max_seconds,
             "durable": s.durable,
+            "retention_days": s.retention_days,
         }
         self.events = DurableStream(s.landing_dir / "events", s.writer_id, **common)
         self.bad = DurableStream(s.landing_dir / "bad_events", s.writer_id, **common)

@@ -24,14 +24,16 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from realtime.collector.landing import SegmentWriter, seal_open_segments
+from realtime.collector.landing import SegmentWriter, expire_segments, seal_open_segments
 
 log = logging.getLogger("siteline.collector")
 
 HELPER = Path(__file__).with_name("fsyncd.py")
 HELPER_RETRY_SECONDS = 5.0
+EXPIRY_INTERVAL = 3600.0  # seconds between two expiries of old segments
 
 
 class _SyncHelper:
@@ -97,8 +99,11 @@ class DurableStream:
         max_events: int = 1_000_000,
         max_seconds: float = 60.0,
         durable: bool = True,
+        retention_days: float = 0,
     ) -> None:
         self.dir = Path(stream_dir)
+        self.retention_days = retention_days  # 0: keep every segment
+        self._expired_at = -EXPIRY_INTERVAL
         self.dir.mkdir(parents=True, exist_ok=True)
         self.writer_id = writer_id
         self.max_seconds = max_seconds
@@ -253,7 +258,7 @@ class DurableStream:
         if segment is None:
             return None
         waiting, self._written = self._written, []  # in the old file: durable once finished
-        finishing = self._loop.run_in_executor(self._finisher, segment.finish, self.dir)
+        finishing = self._loop.run_in_executor(self._finisher, self._finish, segment)
         self._finishing.add(finishing)
 
         def finished(done: asyncio.Future) -> None:
@@ -268,6 +273,18 @@ class DurableStream:
 
         finishing.add_done_callback(finished)
         return finishing
+
+    def _finish(self, segment) -> None:
+        """(In the finishing thread.) List the segment; at most hourly, expire old ones."""
+        segment.finish(self.dir)
+        now = time.monotonic()
+        if self.retention_days and now - self._expired_at >= EXPIRY_INTERVAL:
+            self._expired_at = now
+            cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
+            expired = expire_segments(self.dir, cutoff)
+            if expired:
+                log.info("deleted %d landing segments closed before %s from %s",
+                         len(expired), cutoff.isoformat(timespec="seconds"), self.dir)  # fmt: skip
 
     async def _rotate_by_age(self) -> None:
         """Close a segment after ``max_seconds`` so loaders see events within that time."""

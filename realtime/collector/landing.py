@@ -123,6 +123,22 @@ def remove_segments(landing_dir: Path, writer_id: str) -> list[str]:
     return removed
 
 
+def expire_segments(landing_dir: Path, closed_before: datetime) -> list[str]:
+    """Forget and delete the segments closed before ``closed_before`` (manifest first, then
+    the files): the landing is a buffer in front of the warehouse, not an archive, and the
+    manifest (rewritten whenever a segment closes) must not grow without end."""
+    landing_dir = Path(landing_dir)
+    with _manifest_lock(landing_dir):
+        segments = read_manifest(landing_dir)
+        expired = [s.name for s in segments if datetime.fromisoformat(s.closed_at) < closed_before]
+        if expired:
+            gone = set(expired)
+            _write_manifest(landing_dir, [s for s in segments if s.name not in gone])
+        for name in expired:
+            (landing_dir / SEGMENTS / name).unlink(missing_ok=True)
+    return expired
+
+
 def request_line(enrichment: bytes, body: bytes) -> bytes:
     """The landing line of a request whose events were all accepted: what the collector
     adds (``enrichment``, a JSON object without ``event_id``) and the request's JSON body

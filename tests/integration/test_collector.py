@@ -10,7 +10,13 @@ import pytest
 
 from ingestion.collector_events import collector_events
 from orchestration.warehouse import connect
-from realtime.collector.landing import SEGMENTS, landed_records, read_manifest
+from realtime.collector.landing import (
+    SEGMENTS,
+    SegmentWriter,
+    expire_segments,
+    landed_records,
+    read_manifest,
+)
 from tests.integration.servers import collector, isolated_pipeline
 
 pytestmark = pytest.mark.integration
@@ -243,3 +249,31 @@ def test_rate_limit_answers_429_and_quarantines(tmp_path):
     assert reasons.count("rate limit exceeded") == statuses.count(429) + (
         limited.status_code == 429
     )
+
+
+def test_the_loader_forgets_expired_segments_and_keeps_their_events(tmp_path, warehouse):
+    stream = tmp_path / "landing" / "events"
+
+    def land(*ids: str) -> None:
+        writer = SegmentWriter(stream, writer_id="t")
+        for event_id in ids:
+            writer.write({"event_id": event_id, "type": "page_view", "site_id": "demo",
+                          "visitor_id": "v", "occurred_at": "2026-11-28T10:00:00Z",
+                          "received_at": "2026-11-28T10:00:01Z"})  # fmt: skip
+            writer.close_segment()
+
+    pipeline = isolated_pipeline("test_expiry", "test_expiry_collector", warehouse, tmp_path)
+
+    def load() -> list[str]:
+        pipeline.run(collector_events(landing_dir=str(tmp_path / "landing")))
+        state = pipeline.state["sources"]["collector_events"]["resources"]["events"]
+        return state["loaded_segments"]
+
+    land("e1", "e2")
+    assert len(load()) == 2
+    assert expire_segments(stream, datetime.now(UTC)) and not read_manifest(stream)
+    land("e3")
+    assert load() == [s.name for s in read_manifest(stream)]  # only the one still listed
+    with connect(warehouse) as conn:
+        ids = [r[0] for r in conn.execute("select event_id from test_expiry_collector.events")]
+    assert sorted(ids) == ["e1", "e2", "e3"]

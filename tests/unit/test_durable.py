@@ -4,12 +4,19 @@ import asyncio
 import os
 import signal
 import threading
+from dataclasses import replace
 
 import orjson
 
 from realtime.collector import durable, landing
 from realtime.collector.durable import DurableStream
-from realtime.collector.landing import SEGMENTS, iter_segment, read_manifest
+from realtime.collector.landing import (
+    SEGMENTS,
+    SegmentWriter,
+    iter_segment,
+    read_manifest,
+    write_manifest,
+)
 
 
 def _lines(n: int, start: int = 0) -> list[bytes]:
@@ -142,3 +149,24 @@ def test_a_full_segment_is_finished_off_the_event_loop(tmp_path, monkeypatch):
     stream = asyncio.run(run())
     assert [s.events for s in read_manifest(stream.dir)] == [3, 1]
     assert _landed(stream.dir) == list(range(4))
+
+
+def test_segments_older_than_the_retention_are_deleted_when_one_closes(tmp_path):
+    stream_dir = tmp_path / "events"
+    old = SegmentWriter(stream_dir, writer_id="earlier")
+    old.write({"event_id": "e0", "received_at": "2026-10-01T10:00:00Z"})
+    (listed,) = [old.close_segment()]
+    manifest = read_manifest(stream_dir)
+    aged = [replace(manifest[0], closed_at="2026-10-01T10:00:00+00:00")]
+    write_manifest(stream_dir, aged)  # as if closed two months ago
+
+    async def run() -> None:
+        stream = DurableStream(stream_dir, "t", retention_days=30)
+        stream.start()
+        await stream.append(_lines(2), None)
+        await stream.close()
+
+    asyncio.run(run())
+    segments = read_manifest(stream_dir)
+    assert [s.events for s in segments] == [2]
+    assert not (stream_dir / SEGMENTS / listed.name).exists()

@@ -1,3 +1,5 @@
+from datetime import datetime
+
 import orjson
 import pytest
 
@@ -5,6 +7,7 @@ from realtime.collector.landing import (
     SEGMENTS,
     RequestRecords,
     SegmentWriter,
+    expire_segments,
     iter_segment,
     landed_records,
     read_manifest,
@@ -104,3 +107,16 @@ def test_a_manifest_of_an_unknown_version_is_refused(tmp_path):
     (tmp_path / "manifest.json").write_text('{"version": 3, "segments": []}')
     with pytest.raises(ValueError, match="landing format version 3 is not supported"):
         read_manifest(tmp_path)
+
+
+def test_expired_segments_leave_the_manifest_and_the_disk(tmp_path):
+    writer = SegmentWriter(tmp_path, writer_id="t")
+    for n in range(3):
+        writer.write({"event_id": f"e{n}", "received_at": "2026-11-28T10:00:00Z"})
+        writer.close_segment()
+    old, kept_a, kept_b = read_manifest(tmp_path)
+    cutoff = datetime.fromisoformat(kept_a.closed_at)
+    assert expire_segments(tmp_path, cutoff) == [old.name]
+    assert [s.name for s in read_manifest(tmp_path)] == [kept_a.name, kept_b.name]
+    assert sorted(p.name for p in (tmp_path / SEGMENTS).iterdir()) == [kept_a.name, kept_b.name]
+    assert expire_segments(tmp_path, cutoff) == []
