@@ -630,7 +630,9 @@ def create_app(
         denied = _landing_denied(request)
         if denied or stream not in ("events", "bad_events"):
             return (denied or _error(404, f"no landing stream '{stream}'")).to_response()
-        segments = read_manifest(settings.landing_dir / stream)
+        # A thread: the manifest grows with the retention, and parsing it must not stall
+        # the event loop that answers the trackers.
+        segments = await asyncio.to_thread(read_manifest, settings.landing_dir / stream)
         return JSONResponse({"version": FORMAT_VERSION, "segments": [s.__dict__ for s in segments]})
 
     @app.get("/landing/{stream}/segments/{name}", summary="One closed segment")
@@ -638,9 +640,12 @@ def create_app(
         denied = _landing_denied(request)
         if denied:
             return denied.to_response()
-        names = {s.name for s in read_manifest(settings.landing_dir / stream)}
-        if stream not in ("events", "bad_events") or name not in names:
-            return _error(404, f"no closed segment '{name}' in stream '{stream}'").to_response()
+        missing = _error(404, f"no closed segment '{name[:200]}' in stream '{stream[:40]}'")
+        if stream not in ("events", "bad_events"):
+            return missing.to_response()
+        listed = await asyncio.to_thread(read_manifest, settings.landing_dir / stream)
+        if name not in {s.name for s in listed}:
+            return missing.to_response()
         return FileResponse(settings.landing_dir / stream / SEGMENTS / name)
 
     def _landing_denied(request: Request) -> Reply | None:
