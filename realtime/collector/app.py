@@ -617,6 +617,11 @@ def create_app(
             "writer_id": settings.writer_id,
             "counters": collector.counters,
             "commits": collector.events.commits if collector.events else 0,
+            "landing": {
+                name: stream.stats()
+                for name, stream in (("events", collector.events), ("bad_events", collector.bad))
+                if stream is not None
+            },
             "bus": {
                 "kind": type(collector.bus).__name__,
                 "errors": collector.bus.errors,

@@ -128,6 +128,18 @@ class DurableStream:
         self._rotator: asyncio.Task | None = None
         self.commits = 0
         self.committed_events = 0
+        self.helper_restarts = 0
+
+    def stats(self) -> dict:
+        """For ``/health``: group commits, and whether the fsync helper is doing the syncs
+        (``loop`` after it failed: slower until a new one is running)."""
+        return {
+            "commits": self.commits,
+            "events": self.committed_events,
+            "open_segment_events": self._writer.open_events,
+            "syncs_by": "none" if not self.durable else "helper" if self._helper else "loop",
+            "helper_restarts": self.helper_restarts,
+        }
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -189,6 +201,7 @@ class DurableStream:
             HELPER_RETRY_SECONDS
         ):
             self._start_helper()
+            self.helper_restarts += self._helper is not None
         if self._helper is not None:
             try:
                 self._helper.request(fh)

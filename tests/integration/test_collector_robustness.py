@@ -142,6 +142,9 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path, warehouse):
         threading.Event().wait(0.05)
     helpers = fsync_helpers(proc.pid)
     assert len(helpers) == 2  # one per landing stream (events, bad_events)
+    landing_health = httpx.get(f"http://127.0.0.1:{port}/health").json()["landing"]
+    assert landing_health["events"]["syncs_by"] == "helper"
+    assert landing_health["events"]["commits"] > 0 and landing_health["events"]["events"] >= 1000
     os.kill(proc.pid, signal.SIGKILL)  # mid-stream: requests in flight, a segment open
     proc.wait()
     for pid in helpers:  # they see the collector's end of their socket close, and exit

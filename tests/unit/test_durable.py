@@ -74,6 +74,7 @@ def test_a_dead_helper_is_replaced_and_nothing_acknowledged_is_lost(tmp_path, mo
         await asyncio.wait_for(stream.append(_lines(5, 5), None), 5)
         await asyncio.wait_for(stream.append(_lines(5, 10), None), 5)
         assert stream._helper is not None and stream._helper.proc.pid != first.pid
+        assert stream.stats()["syncs_by"] == "helper" and stream.stats()["helper_restarts"] == 1
         await asyncio.wait_for(stream.append(_lines(5, 15), None), 5)
         helper = stream._helper.proc
         await stream.close()
@@ -93,7 +94,7 @@ def test_without_a_helper_the_loop_syncs(tmp_path, monkeypatch):
     async def run() -> DurableStream:
         stream = DurableStream(tmp_path / "events", "t")
         stream.start()
-        assert stream._helper is None
+        assert stream._helper is None and stream.stats()["syncs_by"] == "loop"
         await asyncio.wait_for(asyncio.gather(*(stream.append(_lines(1, i), None)
                                                 for i in range(10))), 5)  # fmt: skip
         await stream.close()
