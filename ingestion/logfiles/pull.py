@@ -197,6 +197,12 @@ def _finish(raws, lengths, parsed, f, state, enricher, emit_rejected, stats, pro
         yield table
 
 
+def _without_nul(raw: bytes) -> bytes:
+    """A line with each NUL byte as U+FFFD: PostgreSQL cannot store NUL in text, and one
+    such line failed its load and every load after it."""
+    return raw.replace(b"\0", "\ufffd".encode()) if b"\0" in raw else raw
+
+
 def line_batches(
     chunks: Iterator[bytes], skip: int, complete: bool, stats: PullStats
 ) -> Iterator[tuple[list[bytes], list[int]]]:
@@ -232,10 +238,12 @@ def line_batches(
         else:
             pending = data[end + 1 :]
             split = data[:end].split(b"\n")
+            lengths += [len(raw) + 1 for raw in split]  # offsets count the bytes as read
+            if data.find(b"\0", 0, end) >= 0:
+                split = [_without_nul(raw) for raw in split]
             lines += split
-            lengths += [len(raw) + 1 for raw in split]
         if len(pending) > MAX_LINE_BYTES:
-            overlong, pending = [pending[:8192], len(pending)], b""
+            overlong, pending = [_without_nul(pending[:8192]), len(pending)], b""
         if len(lines) >= BATCH_LINES:
             yield lines, lengths
             lines, lengths = [], []
@@ -243,7 +251,7 @@ def line_batches(
         lines.append(OVERLONG + overlong[0])
         lengths.append(overlong[1])
     elif complete and pending:
-        lines.append(pending)
+        lines.append(_without_nul(pending))
         lengths.append(len(pending))
     if lines:
         yield lines, lengths

@@ -550,3 +550,33 @@ def test_each_source_has_its_schedule_and_a_failing_one_fails_only_its_own_run(t
             "select source, count(*) from raw_logfiles.hits where site_id = 'shop' group by source"
         ).fetchall()
     assert rows == [("good", 25)]
+
+
+def test_nul_bytes_in_a_log_are_loaded_as_replacement_characters(tmp_path, warehouse):
+    """PostgreSQL cannot store NUL in text: a log line holding one (a corrupt user agent, a
+    zeroed block after a crash) failed its COPY, and every later import with it."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    odd_agent = lines(3, 1).replace(UA, "Bot\x00Agent")
+    odd_path = lines(4, 1).replace("/p/4?", "/p/\x004?")
+    (logs / "access.log").write_text(lines(0, 3) + odd_agent + odd_path + "\x00\x00 zeroed\n")
+    sites = tmp_path / "sites.yml"
+    sites.write_text(
+        "sites:\n  - id: shop\n    domains: [shop.example]\n"
+        f"    logfiles:\n      - name: web1\n        url: 'file://{logs}/access.log'\n"
+    )
+    pipeline = isolated_pipeline("test_logs_nul", "test_logs_nul", warehouse, tmp_path)
+    pull(pipeline, sites)
+    with connect(warehouse) as conn:
+        agents = {r[0] for r in conn.execute("select user_agent from test_logs_nul.hits")}
+        paths = {r[0] for r in conn.execute("select path from test_logs_nul.hits")}
+        (raw,) = conn.execute("select raw from test_logs_nul.rejected_lines").fetchone()
+    assert agents == {UA, "Bot\ufffdAgent"}
+    assert paths == {"/p/0", "/p/1", "/p/2", "/p/3", "/p/\ufffd4"}
+    assert raw == "\ufffd\ufffd zeroed"
+    (logs / "access.log").write_text(
+        lines(0, 3) + odd_agent + odd_path + "\x00\x00 zeroed\n" + lines(5, 2)
+    )
+    pull(pipeline, sites)  # the offsets after those lines stay exact: only the new two
+    with connect(warehouse) as conn:
+        assert conn.execute("select count(*) from test_logs_nul.hits").fetchone()[0] == 7
