@@ -270,7 +270,7 @@ class Collector:
         self, request: Req, body: bytes, payload: object, pixel: bool = False
     ) -> Reply:
         """Validate a decoded payload; land what is valid; quarantine what is not."""
-        received = _now()
+        received, received_at = self.clock.now()
         try:
             site_id, sent_at, events = validate_envelope(payload)
         except Invalid as exc:
@@ -299,7 +299,7 @@ class Collector:
                     message = f"events[{index}]: larger than {MAX_EVENT // 1024} KB"
                     await self.quarantine(request, 413, message, body, site=site)
                     return _error(413, message, cors)
-        enrichment = self.enrichment(request, site, sent_at, _iso(received))
+        enrichment = self.enrichment(request, site, sent_at, received_at)
         accepted: list[dict] = []
         lines: list[bytes] = []
         errors: list[str] = []
@@ -318,7 +318,7 @@ class Collector:
             await self.quarantine(request, 400, message, body, site=site)
         if not accepted:
             return _error(400, "; ".join(errors[:5]), cors)
-        await self.events.append(lines, enrichment["received_at"])
+        await self.events.append(lines, received_at)
         self.counters["accepted"] += len(accepted)
         self.bus.publish(accepted)
         if pixel:
