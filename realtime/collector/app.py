@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from ingestion.site_config import Site, SitesConfig, load_sites
-from realtime.collector.durable import DurableStream
+from realtime.collector.durable import DurableStream, LandingUnavailable
 from realtime.collector.enrich import (
     bot_reason,
     client_ip,
@@ -365,6 +365,8 @@ class Collector:
         self.last_request_at = time.monotonic()
         try:
             reply = await self._collect(request, body)
+        except LandingUnavailable as exc:
+            reply = _unavailable(exc)
         finally:
             self.inflight -= 1
         origin = request.headers.get("origin")
@@ -404,6 +406,12 @@ class Collector:
 
 
 _DEFAULT_SITE_POLICY = Site(id="unknown", domains=["unknown"]).ip_policy
+
+
+def _unavailable(exc: LandingUnavailable) -> Reply:
+    """The landing cannot take the request now (a full disk): nothing of it is kept, and the
+    tracker sends it again (it retries 5xx answers)."""
+    return _error(503, str(exc), {"Retry-After": "10"})
 
 
 def _accepted(n: int) -> bytes:
@@ -571,7 +579,10 @@ def create_app(
                 event["value"] = float(event["value"])
         payload = {"site_id": site_id, "events": [event]}
         raw = str(request.url.query).encode()
-        reply = await collector.accept(Req.from_starlette(request), raw, payload, pixel=True)
+        try:
+            reply = await collector.accept(Req.from_starlette(request), raw, payload, pixel=True)
+        except LandingUnavailable as exc:
+            reply = _unavailable(exc)
         if reply.status >= 400:
             return Response(PIXEL, status_code=reply.status, media_type="image/gif")
         return reply.to_response()
@@ -612,8 +623,17 @@ def create_app(
 
     @app.get("/health", summary="Liveness and landing state")
     async def health() -> dict:
+        # Degraded while a landing stream cannot write, sync, close or seal (a full disk):
+        # the collector goes on trying, and says why here.
+        problems = [
+            f"landing {name}: {problem}"
+            for name, stream in (("events", collector.events), ("bad_events", collector.bad))
+            if stream is not None
+            for problem in stream.problems.values()
+        ]
         return {
-            "status": "ok",
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
             "writer_id": settings.writer_id,
             "counters": collector.counters,
             "commits": collector.events.commits if collector.events else 0,

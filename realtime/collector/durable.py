@@ -11,6 +11,11 @@ The sync runs in a helper process (``fsyncd.py``), so the event loop never block
 disk and no thread competes with it for the interpreter lock. If the helper cannot be
 started or dies, the loop syncs itself (slower, never less durable), and a new helper is
 started at the next sync.
+
+A segment that cannot be closed (a full disk) stays queued, in order, and closing is retried
+with backoff until it works; meanwhile ``/health`` names the problem. A write or sync that
+fails answers its requests with :class:`LandingUnavailable` (the collector says 503): nothing
+is acknowledged that is not on disk, and nothing on disk is left unlisted for good.
 """
 
 from __future__ import annotations
@@ -23,17 +28,31 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from realtime.collector.landing import SegmentWriter, expire_segments, seal_open_segments
+from realtime.collector.landing import (
+    SEGMENTS,
+    OpenSegment,
+    SegmentWriter,
+    expire_segments,
+    seal_open_segments,
+)
 
 log = logging.getLogger("siteline.collector")
 
 HELPER = Path(__file__).with_name("fsyncd.py")
 HELPER_RETRY_SECONDS = 5.0
 EXPIRY_INTERVAL = 3600.0  # seconds between two expiries of old segments
+CLOSE_RETRY_FIRST = 0.5  # seconds before closing a segment is tried again; doubles each time
+CLOSE_RETRY_MAX = 10.0  # ... up to this
+
+
+class LandingUnavailable(Exception):
+    """The landing could not make a request's lines durable (a full disk, an I/O error):
+    nothing of that request is acknowledged, and the client should send it again later."""
 
 
 class _SyncHelper:
@@ -108,15 +127,32 @@ class DurableStream:
         self.writer_id = writer_id
         self.max_seconds = max_seconds
         self.durable = durable
-        self.recovered = seal_open_segments(self.dir, writer_id)
+        self.problems: dict[str, str] = {}  # what fails now, by step ("write", "close", ...)
+        self._leftovers: set[str] | None = None  # names a failed start could not seal yet
+        try:
+            self.recovered = seal_open_segments(self.dir, writer_id)
+        except OSError as exc:
+            # A full disk at start: start anyway (requests get 503 while writes fail) and
+            # seal the last run's leftovers from the closing task once the disk lets it.
+            self.recovered = []
+            self._leftovers = {
+                path.name.removesuffix(".open")
+                for path in (self.dir / SEGMENTS).glob(f"*-{writer_id}-*.jsonl*")
+            }
+            self._problem("recover", f"cannot seal the segments of the last run: {_reason(exc)}")
         self._writer = SegmentWriter(
             self.dir, writer_id=writer_id, max_events=max_events, max_bytes=max_bytes,
-            close_when_full=False,
+            close_when_full=False, buffered=False,
         )  # fmt: skip
-        # Full segments are synced, renamed and listed here, one at a time and in order: the
-        # manifest rewrite grows with the number of segments and must not stall the loop.
+        # Full segments are synced, renamed and listed in this thread, one at a time and in
+        # order: the manifest rewrite grows with the number of segments and must not stall
+        # the loop. Each waits in ``_closing`` (with the requests it holds) until it is listed.
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="land-close")
-        self._finishing: set[asyncio.Future] = set()
+        self._closing: deque[tuple[OpenSegment, list[asyncio.Future]]] = deque()
+        self._closer: asyncio.Task | None = None
+        self._wake = asyncio.Event()  # a segment to close, or stopping
+        self._retry_now = asyncio.Event()  # cut the backoff short (space is back, stopping)
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queued: list[tuple[list[bytes], str | None, int | None, asyncio.Future]] = []
         self._write_scheduled = False
@@ -139,11 +175,27 @@ class DurableStream:
             "open_segment_events": self._writer.open_events,
             "syncs_by": "none" if not self.durable else "helper" if self._helper else "loop",
             "helper_restarts": self.helper_restarts,
+            "unlisted_segments": len(self._closing),
+            "problems": list(self.problems.values()),
         }
+
+    def _problem(self, step: str, message: str) -> None:
+        """Note what fails now; logged once per problem, not once per request or retry."""
+        if self.problems.get(step) != message:
+            log.error("landing %s: %s", self.dir, message)
+            self.problems[step] = message
+
+    def _solved(self, step: str) -> bool:
+        """Whether ``step`` had failed until now."""
+        message = self.problems.pop(step, None)
+        if message is not None:
+            log.warning("landing %s: works again (was: %s)", self.dir, message)
+        return message is not None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._rotator = self._loop.create_task(self._rotate_by_age())
+        self._closer = self._loop.create_task(self._close_segments())
         if self.durable:
             self._start_helper()
 
@@ -173,10 +225,12 @@ class DurableStream:
         try:
             self._writer.write_lines(lines, last_received, events)
             self._writer.flush(durable=False)  # to the OS now; the sync follows
-        except Exception as exc:  # disk full, I/O error: fail those requests (5xx)
-            log.error("cannot write to %s: %s", self.dir, exc)
-            _fail(futures, exc)
+        except Exception as exc:  # disk full, I/O error: fail those requests (503)
+            self._problem("write", f"cannot write: {_reason(exc)}")
+            _fail(futures, LandingUnavailable(f"cannot write to the landing: {_reason(exc)}"))
             return
+        if self._solved("write") and self._closing:
+            self._retry_now.set()  # space is back: close what waits now, not after the backoff
         self.committed_events += events
         self._written += futures
         if self._writer.full:
@@ -217,12 +271,13 @@ class DurableStream:
         if reply == b"K":
             group, self._syncing = self._syncing or [], None
             self.commits += 1
+            self._solved("sync")
             _resolve(group)
         elif reply.startswith(b"E"):
             group, self._syncing = self._syncing or [], None
             message = reply[1:].decode(errors="replace")
-            log.error("cannot sync %s: %s", self.dir, message)
-            _fail(group, OSError(f"fsync failed: {message}"))
+            self._problem("sync", f"cannot sync: {message}")
+            _fail(group, LandingUnavailable(f"cannot sync the landing: {message}"))
         else:
             self._helper_lost("it exited")
             self._sync_here()
@@ -242,10 +297,11 @@ class DurableStream:
                 self.commits += 1
                 _resolve(group)
             else:
-                log.error("cannot sync %s: %s", self.dir, exc)
-                _fail(group, exc)
+                self._problem("sync", f"cannot sync: {_reason(exc)}")
+                _fail(group, LandingUnavailable(f"cannot sync the landing: {_reason(exc)}"))
         else:
             self.commits += 1
+            self._solved("sync")
             _resolve(group)
         if self._written:
             self._request_sync()
@@ -264,37 +320,95 @@ class DurableStream:
         with contextlib.suppress(Exception):
             helper.close()
 
-    def _rotate(self) -> asyncio.Future | None:
-        """Start a new segment with the next write; sync, rename and list the old one in
-        the finishing thread, then acknowledge what waited for it."""
+    def _rotate(self) -> None:
+        """Start a new segment with the next write; queue the old one for closing (sync,
+        rename, list, in the finishing thread), with the requests that wait for it. No I/O
+        here: it cannot fail."""
         segment = self._writer.detach()
         if segment is None:
-            return None
-        waiting, self._written = self._written, []  # in the old file: durable once finished
-        finishing = self._loop.run_in_executor(self._finisher, self._finish, segment)
-        self._finishing.add(finishing)
+            return
+        waiting, self._written = self._written, []  # in the old file: durable once synced
+        self._closing.append((segment, waiting))
+        self._wake.set()
 
-        def finished(done: asyncio.Future) -> None:
-            self._finishing.discard(done)
-            exc = done.exception()
-            if exc is not None:
-                log.error("cannot close segment %s: %s", segment.path.name, exc)
-                _fail(waiting, exc)
-            elif waiting:
+    async def _close_segments(self) -> None:
+        """Close the queued segments in order, each retried with backoff until it is listed:
+        a full disk delays closing, never ends it. When stopping, each gets one more try;
+        what still fails is left for the next start to seal."""
+        delay = CLOSE_RETRY_FIRST
+        while True:
+            if self._leftovers is None and not self._closing:
+                if self._stopping:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                if self._leftovers is not None:
+                    self.recovered += await self._loop.run_in_executor(
+                        self._finisher, seal_open_segments, self.dir, self.writer_id,
+                        self._leftovers,
+                    )  # fmt: skip
+                    self._leftovers = None
+                    self._solved("recover")
+                else:
+                    segment, waiting = self._closing[0]
+                    await self._loop.run_in_executor(self._finisher, self._finish, segment)
+                    self._closing.popleft()
+                    self._solved("close")
+                    if waiting:
+                        self.commits += 1
+                        _resolve(waiting)
+            except Exception as exc:
+                self._not_closed(exc)
+                if self._stopping:
+                    self._give_up()
+                    continue
+                self._retry_now.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retry_now.wait(), delay)
+                delay = min(delay * 2, CLOSE_RETRY_MAX)
+                continue
+            delay = CLOSE_RETRY_FIRST
+
+    def _not_closed(self, exc: Exception) -> None:
+        if self._leftovers is not None:
+            self._problem("recover", f"cannot seal the segments of the last run: {_reason(exc)}")
+            return
+        segment, waiting = self._closing[0]
+        self._problem("close", f"cannot close segment {segment.path.name}: {_reason(exc)}")
+        if waiting:
+            # Synced (the file is closed only after its sync): acknowledged, as it will be
+            # listed by a retry or, at the latest, the next start. Else never acknowledged.
+            self._closing[0] = (segment, [])
+            if segment.fh.closed:
                 self.commits += 1
                 _resolve(waiting)
+            else:
+                _fail(waiting, LandingUnavailable(f"cannot sync the landing: {_reason(exc)}"))
 
-        finishing.add_done_callback(finished)
-        return finishing
+    def _give_up(self) -> None:
+        """(Stopping.) Leave what could not be closed for the next start to seal."""
+        if self._leftovers is not None:
+            self._leftovers = None
+        else:
+            segment, _ = self._closing.popleft()
+            log.warning("landing %s: segment %s left for the next start to seal",
+                        self.dir, segment.path.name)  # fmt: skip
 
-    def _finish(self, segment) -> None:
+    def _finish(self, segment: OpenSegment) -> None:
         """(In the finishing thread.) List the segment; at most hourly, expire old ones."""
         segment.finish(self.dir)
         now = time.monotonic()
         if self.retention_days and now - self._expired_at >= EXPIRY_INTERVAL:
             self._expired_at = now
             cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
-            expired = expire_segments(self.dir, cutoff)
+            try:
+                expired = expire_segments(self.dir, cutoff)
+            except OSError as exc:  # the segment is listed; expiry tries again next time
+                log.warning("landing %s: cannot delete old segments: %s", self.dir, exc)
+                self._expired_at = now - EXPIRY_INTERVAL
+                return
             if expired:
                 log.info("deleted %d landing segments closed before %s from %s",
                          len(expired), cutoff.isoformat(timespec="seconds"), self.dir)  # fmt: skip
@@ -303,11 +417,16 @@ class DurableStream:
         """Close a segment after ``max_seconds`` so loaders see events within that time."""
         while True:
             await asyncio.sleep(min(1.0, self.max_seconds / 2))
-            opened = self._writer.opened_at
-            if opened is not None and time.monotonic() - opened >= self.max_seconds:
-                self._rotate()
+            try:
+                opened = self._writer.opened_at
+                if opened is not None and time.monotonic() - opened >= self.max_seconds:
+                    self._rotate()
+            except Exception:  # never the end of closing by age
+                log.exception("landing %s: cannot queue the open segment for closing", self.dir)
 
     async def close(self) -> None:
+        """Close the open segment and what waits to be closed; on a disk that still fails,
+        after one more try each, leave them for the next start to seal (never hang)."""
         if self._rotator:
             self._rotator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -315,8 +434,11 @@ class DurableStream:
         while self._queued or self._written or self._syncing is not None:
             await asyncio.sleep(0.005)
         self._rotate()
-        if self._finishing:
-            await asyncio.wait(set(self._finishing))
+        self._stopping = True
+        self._wake.set()
+        self._retry_now.set()
+        if self._closer is not None:
+            await self._closer
         self._finisher.shutdown(wait=True)
         if self._helper is not None:
             self._helper.close()
@@ -333,3 +455,8 @@ def _fail(futures: list[asyncio.Future], exc: BaseException) -> None:
     for future in futures:
         if not future.done():
             future.set_exception(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    """``No space left on device`` rather than the errno and path around it."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__

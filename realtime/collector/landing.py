@@ -20,6 +20,11 @@ A segment is closed by renaming ``.open`` away and then rewriting the manifest a
 (write to a temporary file, fsync, rename), so a reader never sees half a manifest and never
 a segment the manifest does not list. Each line ends in ``\\n``: a last line without one was
 torn by a crash and is skipped, not loaded.
+
+Every step of closing can be repeated after it failed (a full disk) or was cut short (a
+crash): :meth:`OpenSegment.finish` picks up where it stopped, listing a segment twice is a
+no-op, and :func:`seal_open_segments` lists at start whatever a writer left open or renamed
+but unlisted.
 """
 
 from __future__ import annotations
@@ -28,14 +33,17 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+
+log = logging.getLogger("siteline.collector")
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -76,8 +84,11 @@ def _manifest_lock(landing_dir: Path):
 
 
 def _append_manifest(landing_dir: Path, info: SegmentInfo) -> None:
+    """List a closed segment; a segment already listed (a retried close) stays as it is."""
     with _manifest_lock(landing_dir):
-        _write_manifest(landing_dir, [*read_manifest(landing_dir), info])
+        segments = read_manifest(landing_dir)
+        if all(seg.name != info.name for seg in segments):
+            _write_manifest(landing_dir, [*segments, info])
 
 
 def write_manifest(landing_dir: Path, segments: list[SegmentInfo]) -> None:
@@ -91,11 +102,17 @@ def _write_manifest(landing_dir: Path, segments: list[SegmentInfo]) -> None:
     path = landing_dir / MANIFEST
     tmp = path.with_suffix(".json.tmp")
     body = {"version": FORMAT_VERSION, "segments": [seg.__dict__ for seg in segments]}
-    with open(tmp, "wb") as fh:
-        fh.write(orjson.dumps(body, option=orjson.OPT_INDENT_2))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps(body, option=orjson.OPT_INDENT_2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        # A full disk: give back the space the half-written copy took (the old manifest
+        # is untouched), so that the retry can succeed once space returns.
+        tmp.unlink(missing_ok=True)
+        raise
     _sync_directory(landing_dir)
 
 
@@ -214,11 +231,18 @@ def iter_segment(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 class OpenSegment:
-    """A segment being written: its file and what the manifest will say of it."""
+    """A segment being written: its file and what the manifest will say of it.
 
-    def __init__(self, path: Path) -> None:
+    Unbuffered (the collector's), an :meth:`append` is all or nothing: when the disk is full
+    the file is cut back to what was there, so it always holds exactly the lines counted and
+    hashed. Buffered (the demo simulator's), the lines wait in memory for fewer writes.
+    """
+
+    def __init__(self, path: Path, buffered: bool = True) -> None:
         self.path = path
-        self.fh = open(path, "ab")  # noqa: SIM115 (lives as long as the segment)
+        # The file lives as long as the segment.
+        self.fh = open(path, "ab") if buffered else open(path, "ab", buffering=0)  # noqa: SIM115
+        self.buffered = buffered
         _sync_directory(path.parent)  # the new file's name survives a crash too
         self.opened_at = time.monotonic()
         self.events = 0
@@ -226,35 +250,74 @@ class OpenSegment:
         self.hash = hashlib.sha256()
         self.first: str | None = None
         self.last: str | None = None
+        self.info: SegmentInfo | None = None  # set once closed; listing may still follow
 
-    def finish(self, landing_dir: Path) -> SegmentInfo:
-        """Sync, close and rename the segment, then list it in the manifest. Blocks for
-        the disk: the collector runs it off its event loop."""
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
+    def append(self, data: bytes, events: int, received_at: str | None) -> None:
+        if self.buffered:
+            self.fh.write(data)
+        else:
+            self._write_all(data)
+        self.hash.update(data)
+        self.events += events
+        self.bytes += len(data)
+        self.first = self.first or received_at
+        self.last = received_at or self.last
+
+    def _write_all(self, data: bytes) -> None:
+        view, fd = memoryview(data), self.fh.fileno()
+        try:
+            self._cut()  # a tail left by an earlier failure that could not be cut then
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            with contextlib.suppress(OSError):  # if not now, before the next write or close
+                self._cut()
+            raise
+
+    def _cut(self) -> None:
+        """Cut off anything written after the last complete append."""
+        if os.fstat(self.fh.fileno()).st_size != self.bytes:
+            os.ftruncate(self.fh.fileno(), self.bytes)
+
+    def finish(self, landing_dir: Path) -> SegmentInfo | None:
+        """Sync, close and rename the segment, then list it in the manifest; None for a
+        segment that holds nothing (deleted instead). Blocks for the disk: the collector runs
+        it off its event loop. After a failure (a full disk) calling it again goes on where
+        it stopped."""
         final = self.path.with_suffix("")  # drop ".open"
-        os.replace(self.path, final)
-        _sync_directory(final.parent)  # listed only once the rename is durable
-        info = SegmentInfo(
-            name=final.name,
-            events=self.events,
-            bytes=self.bytes,
-            sha256=self.hash.hexdigest(),
-            first_received_at=self.first,
-            last_received_at=self.last,
-            closed_at=datetime.now(UTC).isoformat(),
-        )
-        _append_manifest(landing_dir, info)
-        return info
+        if not self.fh.closed:
+            self.fh.flush()
+            if not self.buffered:
+                self._cut()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+        if self.bytes == 0:
+            self.path.unlink(missing_ok=True)
+            return None
+        if self.info is None:
+            if self.path.exists():  # (not renamed yet by an earlier try)
+                os.replace(self.path, final)
+            _sync_directory(final.parent)  # listed only once the rename is durable
+            self.info = SegmentInfo(
+                name=final.name,
+                events=self.events,
+                bytes=self.bytes,
+                sha256=self.hash.hexdigest(),
+                first_received_at=self.first,
+                last_received_at=self.last,
+                closed_at=datetime.now(UTC).isoformat(),
+            )
+        _append_manifest(landing_dir, self.info)
+        return self.info
 
 
 class SegmentWriter:
     """Appends accepted events to segments and closes them by size.
 
     The collector's group commit builds on :meth:`flush` and closes full segments off its
-    event loop (``close_when_full=False``, :meth:`detach`, :meth:`OpenSegment.finish`); the
-    simulator lets :meth:`write_lines` close them and syncs only then.
+    event loop (``close_when_full=False``, :meth:`detach`, :meth:`OpenSegment.finish`) and
+    writes unbuffered (``buffered=False``: a failed write leaves no trace); the simulator lets
+    :meth:`write_lines` close them and syncs only then.
     """
 
     def __init__(
@@ -264,6 +327,7 @@ class SegmentWriter:
         max_events: int = 50_000,
         max_bytes: int = 64 * 1024 * 1024,
         close_when_full: bool = True,
+        buffered: bool = True,
     ) -> None:
         self.dir = Path(landing_dir)
         (self.dir / SEGMENTS).mkdir(parents=True, exist_ok=True)
@@ -271,6 +335,7 @@ class SegmentWriter:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.close_when_full = close_when_full
+        self.buffered = buffered
         self._seq = 0
         self._open: OpenSegment | None = None
 
@@ -279,7 +344,7 @@ class SegmentWriter:
         # Timestamp to the microsecond + writer id + sequence: unique across restarts.
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{self.writer_id}-{self._seq:06d}.jsonl"
-        self._open = OpenSegment(self.dir / SEGMENTS / (name + ".open"))
+        self._open = OpenSegment(self.dir / SEGMENTS / (name + ".open"), self.buffered)
         return self._open
 
     def write(self, record: dict) -> None:
@@ -289,15 +354,10 @@ class SegmentWriter:
         self, lines: list[bytes], received_at: str | None, events: int | None = None
     ) -> None:
         """Append complete lines (each ending in a newline) in one write; ``events`` is
-        how many events they hold when that is not one per line."""
+        how many events they hold when that is not one per line. Unbuffered, all of them or
+        none (an ``OSError`` such as a full disk)."""
         segment = self._open or self._start()
-        data = b"".join(lines)
-        segment.fh.write(data)
-        segment.hash.update(data)
-        segment.events += len(lines) if events is None else events
-        segment.bytes += len(data)
-        segment.first = segment.first or received_at
-        segment.last = received_at or segment.last
+        segment.append(b"".join(lines), len(lines) if events is None else events, received_at)
         if self.close_when_full and self.full:
             self.close_segment()
 
@@ -328,10 +388,9 @@ class SegmentWriter:
                 os.fsync(self._open.fh.fileno())
 
     def detach(self) -> OpenSegment | None:
-        """Take the open segment away (to finish elsewhere); the next write starts one."""
+        """Take the open segment away (to finish elsewhere); the next write starts one.
+        No I/O: it cannot fail, also not on a full disk (finishing flushes)."""
         segment, self._open = self._open, None
-        if segment is not None:
-            segment.fh.flush()
         return segment
 
     def close_segment(self) -> SegmentInfo | None:
@@ -342,40 +401,129 @@ class SegmentWriter:
         self.close_segment()
 
 
-def seal_open_segments(landing_dir: Path, writer_id: str) -> list[SegmentInfo]:
-    """After a crash: close the segments a writer left open, keeping every complete line.
+def seal_open_segments(
+    landing_dir: Path, writer_id: str, only: Collection[str] | None = None
+) -> list[SegmentInfo]:
+    """After a crash or a failed close: list every segment a writer left behind, keeping
+    every complete line. Returns what it listed.
+
+    A writer leaves two kinds behind in ``segments/``: ``.open`` files (a crash while it
+    wrote), whose torn last line is cut off before they are renamed; and closed files the
+    manifest does not list (a crash or a full disk between the rename and the listing).
+    Both end up listed, whatever their lines hold: events, requests, quarantine records,
+    even a line no reader understands (counted as no event; the loader reports it). Every
+    step can be repeated, so a seal that fails midway leaves nothing the next one does not
+    finish. ``only`` limits it to those segment names (without ``.open``); by default it
+    takes every leftover of ``writer_id``, which is right only while that writer is stopped.
 
     Lines are acknowledged only after they are fsynced, and each ends in a newline, so the
     complete lines of an ``.open`` file are exactly the acknowledged events (plus, at most,
     a group that was written but not yet acknowledged: harmless, the loader deduplicates on
-    ``event_id``). A torn last line is cut off.
+    ``event_id`` and ``bad_event_id``).
     """
     landing_dir = Path(landing_dir)
-    sealed = []
-    for path in sorted((landing_dir / SEGMENTS).glob(f"*-{writer_id}-*.jsonl.open")):
-        data = path.read_bytes()
-        keep = data[: data.rfind(b"\n") + 1]
-        if len(keep) != len(data):
+    folder = landing_dir / SEGMENTS
+
+    def wanted(path: Path) -> bool:
+        return only is None or path.name.removesuffix(".open") in only
+
+    renamed = False
+    for path in sorted(folder.glob(f"*-{writer_id}-*.jsonl.open")):
+        if not wanted(path):
+            continue
+        size = path.stat().st_size
+        keep = _complete_size(path, size)
+        if keep != size:
             with open(path, "r+b") as fh:
-                fh.truncate(len(keep))
+                fh.truncate(keep)
                 os.fsync(fh.fileno())
-        final = path.with_suffix("")
-        if not keep:
+        if keep == 0:
             path.unlink()
             continue
-        os.replace(path, final)
-        lines = keep.splitlines()
-        first = orjson.loads(lines[0]).get("received_at") if lines else None
-        last = orjson.loads(lines[-1]).get("received_at") if lines else None
-        info = SegmentInfo(
-            name=final.name,
-            events=sum(len(landed_records(line)) for line in lines),
-            bytes=len(keep),
-            sha256=hashlib.sha256(keep).hexdigest(),
-            first_received_at=first,
-            last_received_at=last,
-            closed_at=datetime.now(UTC).isoformat(),
-        )
+        os.replace(path, path.with_suffix(""))
+        renamed = True
+    if renamed:
+        _sync_directory(folder)  # listed only once the renames are durable
+    # A closed file the manifest does not list was renamed by a close that did not get to
+    # list it. (A crash while old segments are deleted, between the manifest's rewrite and
+    # the unlink, can leave one too: listing it again loads nothing twice, the loader merges.)
+    listed = {seg.name for seg in read_manifest(landing_dir)}
+    sealed = []
+    for path in sorted(folder.glob(f"*-{writer_id}-*.jsonl")):
+        if path.name in listed or not wanted(path):
+            continue
+        info = _closed_segment_info(path)
+        if info is None:
+            path.unlink()
+            continue
         _append_manifest(landing_dir, info)
         sealed.append(info)
     return sealed
+
+
+def _complete_size(path: Path, size: int) -> int:
+    """The length of a file up to and including its last newline."""
+    with open(path, "rb") as fh:
+        position = size
+        while position > 0:
+            start = max(0, position - 65536)
+            fh.seek(start)
+            chunk = fh.read(position - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                return start + newline + 1
+            position = start
+    return 0
+
+
+def _closed_segment_info(path: Path) -> SegmentInfo | None:
+    """What the manifest says of a closed segment, read from its lines; None when empty."""
+    data = path.read_bytes()
+    if not data:
+        return None
+    lines = data.split(b"\n")[:-1]  # the part after the last newline is no line
+    events = 0
+    first = last = None
+    unreadable: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        count, received_at = _line_events(line)
+        if count is None:
+            unreadable.append(number)
+            continue
+        events += count
+        if received_at is not None:
+            first = first or received_at
+            last = received_at
+    if unreadable:
+        log.warning(
+            "%s: %d unreadable line(s) (line %s%s), counted as no events",
+            path, len(unreadable), unreadable[0], " …" if len(unreadable) > 1 else "",
+        )  # fmt: skip
+    return SegmentInfo(
+        name=path.name,
+        events=events,
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        first_received_at=first,
+        last_received_at=last,
+        closed_at=datetime.now(UTC).isoformat(),
+    )
+
+
+def _line_events(line: bytes) -> tuple[int | None, str | None]:
+    """(events, received_at) of one landing line of either stream: an event (1), a request
+    (its events), a quarantine record (1), any other JSON object (1); (None, None) for a
+    line that is not a JSON object or a request without a list of events."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(record, dict):
+        return None, None
+    received_at = record.get("received_at")
+    received_at = received_at if isinstance(received_at, str) else None
+    if "event_id" in record or "bad_event_id" in record or "request" not in record:
+        return 1, received_at
+    request = record["request"]
+    events = request.get("events") if isinstance(request, dict) else None
+    return (len(events), received_at) if isinstance(events, list) else (None, None)
