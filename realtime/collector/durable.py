@@ -376,7 +376,8 @@ class DurableStream:
             self._problem("recover", f"cannot seal the segments of the last run: {_reason(exc)}")
             return
         segment, waiting = self._closing[0]
-        self._problem("close", f"cannot close segment {segment.path.name}: {_reason(exc)}")
+        name = segment.path.with_suffix("").name
+        self._problem("close", f"cannot close segment {name}: {_reason(exc)}")
         if waiting:
             # Synced (the file is closed only after its sync): acknowledged, as it will be
             # listed by a retry or, at the latest, the next start. Else never acknowledged.

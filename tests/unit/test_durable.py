@@ -1,15 +1,18 @@
 """Group commit: what is acknowledged is in the segment, with or without the fsync helper."""
 
 import asyncio
+import errno
 import os
+import resource
 import signal
 import threading
 from dataclasses import replace
 
 import orjson
+import pytest
 
 from realtime.collector import durable, landing
-from realtime.collector.durable import DurableStream
+from realtime.collector.durable import DurableStream, LandingUnavailable
 from realtime.collector.landing import (
     SEGMENTS,
     SegmentWriter,
@@ -171,3 +174,119 @@ def test_segments_older_than_the_retention_are_deleted_when_one_closes(tmp_path)
     segments = read_manifest(stream_dir)
     assert [s.events for s in segments] == [2]
     assert not (stream_dir / SEGMENTS / listed.name).exists()
+
+
+class _FullDisk:
+    """Makes listing a segment fail as on a full disk while ``full`` is set (the manifest's
+    temporary copy is what needs new space)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.full = True
+        self.tries = 0
+        listed = landing._append_manifest
+
+        def append(landing_dir, info):
+            if self.full:
+                self.tries += 1
+                raise OSError(errno.ENOSPC, "No space left on device")
+            listed(landing_dir, info)
+
+        monkeypatch.setattr(landing, "_append_manifest", append)
+
+
+async def _until(condition, what: str) -> None:
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_a_segment_that_cannot_be_closed_is_retried_until_it_is_listed(tmp_path, monkeypatch):
+    """A full disk used to end closing by age for good: nothing was listed again."""
+    monkeypatch.setattr(durable, "CLOSE_RETRY_FIRST", 0.02)
+    monkeypatch.setattr(durable, "CLOSE_RETRY_MAX", 0.05)
+    disk = _FullDisk(monkeypatch)
+
+    async def run() -> DurableStream:
+        stream = DurableStream(tmp_path / "events", "t", max_seconds=0.1)
+        stream.start()
+        await stream.append(_lines(3), None)  # synced: acknowledged
+        await _until(lambda: disk.tries >= 3, "three tries to close the due segment")
+        (problem,) = stream.stats()["problems"]
+        assert problem.startswith("cannot close segment 2")
+        assert problem.endswith("-t-000001.jsonl: No space left on device")
+        assert stream.stats()["unlisted_segments"] >= 1
+        assert not stream._rotator.done()  # closing by age goes on
+        await stream.append(_lines(2, 3), None)  # writes still work: a new segment
+        disk.full = False
+        await _until(lambda: not stream.problems and not stream._closing, "listed")
+        assert stream.stats()["problems"] == []
+        await stream.close()
+        return stream
+
+    stream = asyncio.run(run())
+    assert _landed(stream.dir) == list(range(5))
+    segments = read_manifest(stream.dir)
+    assert sum(s.events for s in segments) == 5
+    assert sorted(p.name for p in (stream.dir / SEGMENTS).iterdir()) == [s.name for s in segments]
+
+
+def test_a_stop_on_a_full_disk_leaves_the_segment_for_the_next_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(durable, "CLOSE_RETRY_FIRST", 0.02)
+    disk = _FullDisk(monkeypatch)
+
+    async def first_run() -> None:
+        stream = DurableStream(tmp_path / "events", "t")
+        stream.start()
+        await stream.append(_lines(4), None)
+        await asyncio.wait_for(stream.close(), 10)  # returns: one more try, then left
+
+    asyncio.run(first_run())
+    assert read_manifest(tmp_path / "events") == []
+
+    async def second_run() -> DurableStream:
+        stream = DurableStream(tmp_path / "events", "t")  # still full: starts all the same
+        assert stream.problems["recover"].endswith("No space left on device")
+        stream.start()
+        disk.full = False
+        await _until(lambda: not stream.problems, "the leftovers sealed")
+        await stream.append(_lines(1, 4), None)
+        await stream.close()
+        return stream
+
+    stream = asyncio.run(second_run())
+    assert [s.events for s in stream.recovered] == [4]
+    assert [s.events for s in read_manifest(stream.dir)] == [4, 1]
+    assert _landed(stream.dir) == list(range(5))
+
+
+def test_a_write_that_fails_is_not_acknowledged_and_leaves_nothing(tmp_path):
+    """Writes past a file size limit fail as on a full disk: those requests get an error
+    (the collector answers 503); the segment keeps exactly what was acknowledged."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    async def run() -> DurableStream:
+        stream = DurableStream(tmp_path / "events", "t")
+        stream.start()
+        await stream.append(_lines(2), None)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (120, hard))
+        try:
+            with pytest.raises(LandingUnavailable, match="cannot write to the landing: File"):
+                await stream.append(_lines(5, 2), None)
+            assert stream.stats()["problems"] == ["cannot write: File too large"]
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        await stream.append(_lines(1, 7), None)
+        assert stream.problems == {}
+        await stream.close()
+        return stream
+
+    try:
+        stream = asyncio.run(run())
+    finally:
+        signal.signal(signal.SIGXFSZ, previous)
+    assert _landed(stream.dir) == [0, 1, 7]
+    (segment,) = read_manifest(stream.dir)
+    assert segment.events == 3
