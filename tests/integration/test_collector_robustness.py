@@ -1,9 +1,12 @@
-"""No input makes the collector answer 5xx or die; kill -9 loses no acknowledged event."""
+"""No input makes the collector answer 5xx or die; kill -9 loses no acknowledged event and no
+quarantine record."""
 
 import os
+import re
 import signal
 import threading
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from hypothesis import strategies as st
 
 from ingestion.collector_events import collector_events
 from orchestration.warehouse import connect
+from realtime.collector.landing import read_manifest
 from tests.integration.servers import collector, free_port, isolated_pipeline, start_collector, stop
 
 pytestmark = pytest.mark.integration
@@ -97,7 +101,51 @@ def test_no_bytes_or_query_yield_a_5xx(fuzz_server, body, query):
     assert proc.poll() is None
 
 
-def test_kill_9_loses_no_acknowledged_event(tmp_path, warehouse):
+def _traffic(
+    port: int, kind: str, acknowledged: list[str], quarantined: list[str], stop: threading.Event
+) -> None:
+    """Send one kind of request until told to stop; note what each answer acknowledged:
+    event ids (landed), and markers of payloads the answer said were quarantined."""
+    url = f"http://127.0.0.1:{port}/collect"
+
+    def event(**fields) -> dict:
+        return {"event_id": str(uuid.uuid4()), "type": "page_view",
+                "occurred_at": datetime.now(UTC).isoformat(), "visitor_id": f"v-{kind}",
+                "url": "https://shop.siteline.test/", **fields}  # fmt: skip
+
+    with httpx.Client(timeout=5) as client:
+        while not stop.is_set():
+            marker = f"q-{uuid.uuid4()}"
+            try:
+                if kind == "batch":  # all valid: one request line
+                    events = [event() for _ in range(3)]
+                    response = client.post(url, json={"site_id": "demo", "events": events})
+                    if response.status_code == 200:
+                        acknowledged.extend(e["event_id"] for e in events)
+                elif kind == "mixed":  # one event line, one quarantine record
+                    good, bad = event(), event(event_id=marker, type="nope")
+                    response = client.post(url, json={"site_id": "demo", "events": [good, bad]})
+                    if response.status_code == 200 and response.json()["rejected"] == 1:
+                        acknowledged.append(good["event_id"])
+                        quarantined.append(marker)
+                elif kind == "garbage":  # not JSON: a quarantine record
+                    body = b'{"site_id": "demo", "events": [' + marker.encode()
+                    if client.post(url, content=body).status_code == 400:
+                        quarantined.append(marker)
+                else:  # the pixel: one event line
+                    single = event()
+                    params = {"site_id": "demo", "event_id": single["event_id"],
+                              "url": single["url"], "visitor_id": single["visitor_id"]}  # fmt: skip
+                    if client.get(url, params=params).status_code == 200:
+                        acknowledged.append(single["event_id"])
+            except httpx.HTTPError:
+                continue  # not acknowledged: the client would retry
+
+
+def test_kill_9_loses_no_acknowledged_event_and_no_quarantine_record(tmp_path, warehouse):
+    """Both streams have open segments holding every kind of line (request lines, event
+    lines, quarantine records) when the collector is killed; the next start seals them all
+    (a quarantine record used to stop it), and the load has each exactly once."""
     landing = tmp_path / "landing"
     port = free_port()
     env = {
@@ -109,43 +157,27 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path, warehouse):
     }
     proc = start_collector(port, env)
     acknowledged: list[str] = []
+    quarantined: list[str] = []
     stop_sending = threading.Event()
-
-    def send(worker: int) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not stop_sending.is_set():
-                events = [
-                    {
-                        "event_id": str(uuid.uuid4()),
-                        "type": "page_view",
-                        "occurred_at": datetime.now(UTC).isoformat(),
-                        "visitor_id": f"v{worker}",
-                        "url": "https://shop.siteline.test/",
-                    }
-                    for _ in range(3)
-                ]
-                try:
-                    response = client.post(
-                        f"http://127.0.0.1:{port}/collect",
-                        json={"site_id": "demo", "events": events},
-                    )
-                except httpx.HTTPError:
-                    continue  # not acknowledged: the client would retry
-                if response.status_code == 200:
-                    acknowledged.extend(e["event_id"] for e in events)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    kinds = ["batch", "batch", "mixed", "mixed", "garbage", "pixel"]
+    threads = [
+        threading.Thread(target=_traffic, args=(port, kind, acknowledged, quarantined,
+                                                stop_sending))
+        for kind in kinds
+    ]  # fmt: skip
     for thread in threads:
         thread.start()
-    deadline = datetime.now(UTC).timestamp() + 20
-    while len(acknowledged) < 3000 and datetime.now(UTC).timestamp() < deadline:
+    deadline = datetime.now(UTC).timestamp() + 30
+    while (len(acknowledged) < 3000 or len(quarantined) < 500) and (
+        datetime.now(UTC).timestamp() < deadline
+    ):
         threading.Event().wait(0.05)
     helpers = fsync_helpers(proc.pid)
     assert len(helpers) == 2  # one per landing stream (events, bad_events)
     landing_health = httpx.get(f"http://127.0.0.1:{port}/health").json()["landing"]
     assert landing_health["events"]["syncs_by"] == "helper"
     assert landing_health["events"]["commits"] > 0 and landing_health["events"]["events"] >= 1000
-    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: requests in flight, a segment open
+    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: requests in flight, segments open
     proc.wait()
     for pid in helpers:  # they see the collector's end of their socket close, and exit
         gone = datetime.now(UTC).timestamp() + 5
@@ -155,21 +187,32 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path, warehouse):
     stop_sending.set()
     for thread in threads:
         thread.join()
-    assert len(acknowledged) >= 1000
-    open_before = list((landing / "events" / "segments").glob("*.open"))
-    assert open_before, "the crash should leave an open segment to recover"
+    assert len(acknowledged) >= 1000 and len(quarantined) >= 100
+    for stream in ("events", "bad_events"):
+        assert list((landing / stream / "segments").glob("*.open")), (
+            f"the crash should leave an open {stream} segment to recover"
+        )
 
     proc = start_collector(port, env)  # recovery seals what the crash left open
     stop(proc)
-    assert not list((landing / "events" / "segments").glob("*.open"))
+    for stream in ("events", "bad_events"):
+        files = sorted(p.name for p in (landing / stream / "segments").iterdir())
+        assert files == sorted(s.name for s in read_manifest(landing / stream))  # all listed
 
     pipeline = isolated_pipeline("test_crash", "test_crash_collector", warehouse, tmp_path)
     pipeline.run(collector_events(landing_dir=str(landing)))
     with connect(warehouse) as conn:
         loaded = [r[0] for r in conn.execute("select event_id from test_crash_collector.events")]
+        payloads = [
+            r[0] for r in conn.execute("select payload from test_crash_collector.bad_events")
+        ]
     assert len(loaded) == len(set(loaded))
     missing = set(acknowledged) - set(loaded)
     assert not missing, f"{len(missing)} acknowledged events lost"
+    rows_per_marker = Counter(m for p in payloads for m in re.findall(r"q-[0-9a-f-]{36}", p))
+    assert max(rows_per_marker.values()) == 1  # none twice (in flight at the kill: 0 or 1)
+    lost = [marker for marker in quarantined if rows_per_marker[marker] != 1]
+    assert not lost, f"{len(lost)} acknowledged quarantine records lost"
 
 
 def fsync_helpers(parent: int) -> list[int]:
