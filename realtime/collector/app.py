@@ -539,7 +539,11 @@ def create_app(
         await collector.stop()
         if engine is not None:
             housekeeping.cancel()
-            engine.close()
+            try:
+                engine.close()
+            except OSError as exc:  # a full disk: the stop goes on; the snapshot only saves time
+                log.error("cannot write the engine's snapshot at shutdown (%s); the next start "
+                          "replays the landing from the last snapshot instead", exc)  # fmt: skip
 
     app = FastAPI(
         title="Siteline collector",

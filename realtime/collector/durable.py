@@ -36,6 +36,7 @@ from pathlib import Path
 from realtime.collector.landing import (
     SEGMENTS,
     OpenSegment,
+    SegmentInfo,
     SegmentWriter,
     expire_segments,
     seal_open_segments,
@@ -227,6 +228,7 @@ class DurableStream:
             self._writer.flush(durable=False)  # to the OS now; the sync follows
         except Exception as exc:  # disk full, I/O error: fail those requests (503)
             self._problem("write", f"cannot write: {_reason(exc)}")
+            self._wake.set()  # the closing task finds out when writes work again
             _fail(futures, LandingUnavailable(f"cannot write to the landing: {_reason(exc)}"))
             return
         if self._solved("write") and self._closing:
@@ -334,31 +336,49 @@ class DurableStream:
     async def _close_segments(self) -> None:
         """Close the queued segments in order, each retried with backoff until it is listed:
         a full disk delays closing, never ends it. When stopping, each gets one more try;
-        what still fails is left for the next start to seal."""
+        what still fails is left for the next start to seal.
+
+        With nothing to close after a write failed, it tries a small write of its own now and
+        then, so that ``/health`` says ok again once space is back, before the next request."""
         delay = CLOSE_RETRY_FIRST
         while True:
             if self._leftovers is None and not self._closing:
                 if self._stopping:
                     return
-                await self._wake.wait()
-                self._wake.clear()
+                if "write" not in self.problems:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    continue
+                try:
+                    await self._loop.run_in_executor(self._finisher, self._probe)
+                except OSError:
+                    self._wake.clear()  # a segment to close, or stopping, ends the pause
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    delay = min(delay * 2, CLOSE_RETRY_MAX)
+                else:
+                    self._solved("write")
+                    delay = CLOSE_RETRY_FIRST
                 continue
             try:
                 if self._leftovers is not None:
-                    self.recovered += await self._loop.run_in_executor(
+                    listed = await self._loop.run_in_executor(
                         self._finisher, seal_open_segments, self.dir, self.writer_id,
                         self._leftovers,
                     )  # fmt: skip
+                    self.recovered += listed
                     self._leftovers = None
                     self._solved("recover")
                 else:
                     segment, waiting = self._closing[0]
-                    await self._loop.run_in_executor(self._finisher, self._finish, segment)
+                    listed = await self._loop.run_in_executor(self._finisher, self._finish, segment)
                     self._closing.popleft()
                     self._solved("close")
                     if waiting:
                         self.commits += 1
                         _resolve(waiting)
+                if listed:  # the manifest was rewritten: the disk takes writes again
+                    self._solved("write")
             except Exception as exc:
                 self._not_closed(exc)
                 if self._stopping:
@@ -395,11 +415,24 @@ class DurableStream:
         else:
             segment, _ = self._closing.popleft()
             log.warning("landing %s: segment %s left for the next start to seal",
-                        self.dir, segment.path.name)  # fmt: skip
+                        self.dir, segment.path.with_suffix("").name)  # fmt: skip
 
-    def _finish(self, segment: OpenSegment) -> None:
+    def _probe(self) -> None:
+        """(In the finishing thread.) Write, sync and delete a page: the disk takes writes."""
+        probe = self.dir / f".probe-{self.writer_id}"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, bytes(4096))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        finally:
+            probe.unlink(missing_ok=True)
+
+    def _finish(self, segment: OpenSegment) -> SegmentInfo | None:
         """(In the finishing thread.) List the segment; at most hourly, expire old ones."""
-        segment.finish(self.dir)
+        info = segment.finish(self.dir)
         now = time.monotonic()
         if self.retention_days and now - self._expired_at >= EXPIRY_INTERVAL:
             self._expired_at = now
@@ -409,10 +442,11 @@ class DurableStream:
             except OSError as exc:  # the segment is listed; expiry tries again next time
                 log.warning("landing %s: cannot delete old segments: %s", self.dir, exc)
                 self._expired_at = now - EXPIRY_INTERVAL
-                return
+                return info
             if expired:
                 log.info("deleted %d landing segments closed before %s from %s",
                          len(expired), cutoff.isoformat(timespec="seconds"), self.dir)  # fmt: skip
+        return info
 
     async def _rotate_by_age(self) -> None:
         """Close a segment after ``max_seconds`` so loaders see events within that time."""

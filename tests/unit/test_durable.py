@@ -261,9 +261,10 @@ def test_a_stop_on_a_full_disk_leaves_the_segment_for_the_next_start(tmp_path, m
     assert _landed(stream.dir) == list(range(5))
 
 
-def test_a_write_that_fails_is_not_acknowledged_and_leaves_nothing(tmp_path):
+def test_a_write_that_fails_is_not_acknowledged_and_leaves_nothing(tmp_path, monkeypatch):
     """Writes past a file size limit fail as on a full disk: those requests get an error
     (the collector answers 503); the segment keeps exactly what was acknowledged."""
+    monkeypatch.setattr(durable, "CLOSE_RETRY_FIRST", 0.02)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
@@ -278,6 +279,8 @@ def test_a_write_that_fails_is_not_acknowledged_and_leaves_nothing(tmp_path):
             assert stream.stats()["problems"] == ["cannot write: File too large"]
         finally:
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        # Without a request, a write of its own finds the disk taking writes again.
+        await _until(lambda: not stream.problems, "the write problem solved")
         await stream.append(_lines(1, 7), None)
         assert stream.problems == {}
         await stream.close()
