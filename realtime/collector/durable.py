@@ -227,8 +227,9 @@ class DurableStream:
             self._writer.write_lines(lines, last_received, events)
             self._writer.flush(durable=False)  # to the OS now; the sync follows
         except Exception as exc:  # disk full, I/O error: fail those requests (503)
+            if "write" not in self.problems:
+                self._wake.set()  # the closing task finds out when writes work again
             self._problem("write", f"cannot write: {_reason(exc)}")
-            self._wake.set()  # the closing task finds out when writes work again
             _fail(futures, LandingUnavailable(f"cannot write to the landing: {_reason(exc)}"))
             return
         if self._solved("write") and self._closing:
@@ -349,10 +350,10 @@ class DurableStream:
                     await self._wake.wait()
                     self._wake.clear()
                     continue
+                self._wake.clear()  # from now on, a segment to close (or stopping) ends the pause
                 try:
                     await self._loop.run_in_executor(self._finisher, self._probe)
                 except OSError:
-                    self._wake.clear()  # a segment to close, or stopping, ends the pause
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), delay)
                     delay = min(delay * 2, CLOSE_RETRY_MAX)
@@ -360,6 +361,7 @@ class DurableStream:
                     self._solved("write")
                     delay = CLOSE_RETRY_FIRST
                 continue
+            self._retry_now.clear()  # from now on, space coming back (or stopping) ends the pause
             try:
                 if self._leftovers is not None:
                     listed = await self._loop.run_in_executor(
@@ -384,7 +386,6 @@ class DurableStream:
                 if self._stopping:
                     self._give_up()
                     continue
-                self._retry_now.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._retry_now.wait(), delay)
                 delay = min(delay * 2, CLOSE_RETRY_MAX)
