@@ -251,6 +251,7 @@ class OpenSegment:
         self.first: str | None = None
         self.last: str | None = None
         self.info: SegmentInfo | None = None  # set once closed; listing may still follow
+        self.torn = False  # a failed write may have left part of its lines
 
     def append(self, data: bytes, events: int, received_at: str | None) -> None:
         if self.buffered:
@@ -266,10 +267,12 @@ class OpenSegment:
     def _write_all(self, data: bytes) -> None:
         view, fd = memoryview(data), self.fh.fileno()
         try:
-            self._cut()  # a tail left by an earlier failure that could not be cut then
+            if self.torn:  # a tail an earlier failure could not cut off then
+                self._cut()
             while view:
                 view = view[os.write(fd, view) :]
         except OSError:
+            self.torn = True
             with contextlib.suppress(OSError):  # if not now, before the next write or close
                 self._cut()
             raise
@@ -278,6 +281,7 @@ class OpenSegment:
         """Cut off anything written after the last complete append."""
         if os.fstat(self.fh.fileno()).st_size != self.bytes:
             os.ftruncate(self.fh.fileno(), self.bytes)
+        self.torn = False
 
     def finish(self, landing_dir: Path) -> SegmentInfo | None:
         """Sync, close and rename the segment, then list it in the manifest; None for a
