@@ -243,7 +243,11 @@ class OpenSegment:
         # The file lives as long as the segment.
         self.fh = open(path, "ab") if buffered else open(path, "ab", buffering=0)  # noqa: SIM115
         self.buffered = buffered
-        _sync_directory(path.parent)  # the new file's name survives a crash too
+        try:
+            _sync_directory(path.parent)  # the new file's name survives a crash too
+        except OSError:
+            self.fh.close()  # (an empty file: the next start's seal deletes it)
+            raise
         self.opened_at = time.monotonic()
         self.events = 0
         self.bytes = 0
