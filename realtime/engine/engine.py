@@ -252,7 +252,7 @@ class Engine:
         self.counters = {
             "events": 0, "late": 0, "unknown_site": 0, "out_of_order": 0,
             "sessions_started": 0, "sessions_expired": 0, "restored": 0, "replayed": 0,
-            "duplicates": 0, "shed": 0, "errors": 0,
+            "duplicates": 0, "shed": 0, "shed_bytes": 0, "errors": 0, "replay_segments": 0,
         }  # fmt: skip
         self._changes_thread: threading.Thread | None = None
         self._saver: int | None = None  # pid of the snapshot writer
@@ -620,10 +620,14 @@ class Engine:
     def restore(self, landing: Path | None = None) -> int:
         """Rebuild the state after a restart: the snapshot, then every event the landing
         holds from shortly before the snapshot on that it does not (so even after a crash
-        nothing acknowledged is missing), then expire what is over. Returns the active
-        sessions."""
+        nothing acknowledged is missing), then expire what is over; then write a new
+        snapshot. Returns the active sessions.
+
+        The new snapshot bounds the next replay: without it, a process stopped by a crash
+        before its first periodic snapshot left the old one in place, and every restart
+        replayed all that had landed since then, again and again."""
         with self.lock:
-            meta = self.store.load()
+            meta = self.store.load(self.rules.keys())
             if meta is not None and landing is not None:
                 taken = meta.get("taken_at", meta["saved_at"])
                 for event_id in meta.get("recent", ()):
@@ -632,6 +636,8 @@ class Engine:
         self.sweep()
         restored = len(self.store)
         self.counters["restored"] = restored
+        self._dirty = True
+        self.save_in_background()
         if meta is not None:
             log.warning(
                 "restored %d active sessions (snapshot of %d, %d events replayed)",
@@ -643,10 +649,7 @@ class Engine:
         from realtime.collector.landing import SEGMENTS, iter_segment, landed_records, read_manifest
 
         replayed = 0
-        for segment in read_manifest(landing):
-            last = epoch(segment.last_received_at) if segment.last_received_at else None
-            if last is None or last < since:
-                continue
+        for segment in self._replay_segments(read_manifest(landing), since):
             for _, line in iter_segment(landing / SEGMENTS / segment.name):
                 for record in landed_records(line):
                     received = epoch(record["received_at"])
@@ -655,6 +658,19 @@ class Engine:
                         self._handle(record, received, replay=True)
                         replayed += self.counters["duplicates"] == before
         return replayed
+
+    def _replay_segments(self, segments: list, since: float) -> list:
+        """The closed segments that can hold events received from ``since`` on (their last
+        event was received then or later), in the manifest's order; the rest of the landing
+        is not read. The collector has sealed this writer's open segment before the engine
+        restores, so nothing acknowledged is in an ``.open`` file."""
+        selected = [
+            segment
+            for segment in segments
+            if segment.last_received_at and epoch(segment.last_received_at) >= since
+        ]
+        self.counters["replay_segments"] = len(selected)
+        return selected
 
     def save(self) -> int:
         """Write the snapshot now (at shutdown); returns how many states it holds."""
