@@ -221,6 +221,28 @@ class RecentEvents:
         return [event_id for t, event_id in self.order if t >= at]
 
 
+def backlog_limit_bytes() -> int:
+    """``SITELINE_ENGINE_BACKLOG_MB`` (default 64) in bytes: the most the in-process engine
+    keeps queued, as the events' JSON size."""
+    raw = os.environ.get("SITELINE_ENGINE_BACKLOG_MB") or "64"
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes > 0:
+        raise ValueError(f"SITELINE_ENGINE_BACKLOG_MB='{raw}' is not a positive number of MiB")
+    return int(megabytes * 1024 * 1024)
+
+
+def json_size(events: Sequence[dict]) -> int:
+    """The events' size as JSON: what a collector's batch says of itself (``nbytes``, the
+    body as it came, without decoding it), else the records encoded."""
+    size = getattr(events, "nbytes", None)
+    if size is not None:
+        return size
+    return sum(len(orjson.dumps(record, default=str)) for record in events)
+
+
 REPLAY_MARGIN = 30.0  # seconds: events land (fsync) before the engine applies them
 SLICE_EVENTS = 20  # events applied at a time
 IDLE_SLICE = 0.003  # seconds of engine work per turn of the event loop when idle ...
@@ -238,6 +260,7 @@ class Engine:
         customers: CustomerStates | None = None,
         snapshot_seconds: float = 60.0,
         max_backlog: int = 100_000,
+        max_backlog_bytes: int | None = None,
     ) -> None:
         self.rules = {site.id: SiteRules(site) for site in sites.sites}
         self.sessionisers = {sid: Sessioniser(r) for sid, r in self.rules.items()}
@@ -260,9 +283,14 @@ class Engine:
         self.recent = RecentEvents()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.busy = lambda: False
-        self.backlog: collections.deque[Sequence[dict]] = collections.deque()
+        # (events, their JSON size) waiting to be applied, bounded in events and in bytes.
+        self.backlog: collections.deque[tuple[Sequence[dict], int]] = collections.deque()
         self.backlog_events = 0
+        self.backlog_bytes = 0
         self.max_backlog = max_backlog
+        self.max_backlog_bytes = (
+            backlog_limit_bytes() if max_backlog_bytes is None else max_backlog_bytes
+        )
         self._draining = False
         self.tokens = BUSY_BURST
         self._last_drain = time.perf_counter()
@@ -278,24 +306,35 @@ class Engine:
         """Bus subscriber in the collector's process: queue the batch; it is applied on the
         next turn of the event loop, in slices of at most ~3 ms, and while requests wait it
         takes at most ``BUSY_SHARE`` of the time: the real-time path never holds up an
-        acknowledgement. A backlog beyond ``max_backlog`` events (an overloaded process)
-        sheds its oldest batches, counted in ``shed``: the landing still has every event."""
+        acknowledgement. A backlog beyond ``max_backlog`` events or ``max_backlog_bytes``
+        (the events' JSON size: large events fill memory long before their count does) sheds
+        its oldest batches, counted in ``shed`` and ``shed_bytes``: the landing still has
+        every event."""
         if self.loop is None:
             self.handle(events)
             return
+        size = json_size(events)
         if len(events) <= SLICE_EVENTS:
             # As it came: a batch that is shed before its turn is never decoded (the
             # collector's batches decode when first read).
-            self.backlog.append(events)
+            self.backlog.append((events, size))
             self.backlog_events += len(events)
+            self.backlog_bytes += size
         else:
             for start in range(0, len(events), SLICE_EVENTS):
                 chunk = events[start : start + SLICE_EVENTS]
-                self.backlog.append(chunk)
+                # The batch's size shared by event count (the last chunk takes the rest).
+                share = size * (start + len(chunk)) // len(events) - size * start // len(events)
+                self.backlog.append((chunk, share))
                 self.backlog_events += len(chunk)
-        while self.backlog_events > self.max_backlog:
-            self.backlog_events -= len(self.backlog[0])
-            self.counters["shed"] += len(self.backlog.popleft())
+                self.backlog_bytes += share
+        backlog = self.backlog
+        while self.backlog_events > self.max_backlog or self.backlog_bytes > self.max_backlog_bytes:
+            chunk, share = backlog.popleft()
+            self.backlog_events -= len(chunk)
+            self.backlog_bytes -= share
+            self.counters["shed"] += len(chunk)
+            self.counters["shed_bytes"] += share
         if not self._draining:
             self._draining = True
             self.loop.call_soon(self._drain)
@@ -314,8 +353,9 @@ class Engine:
         deadline = started + budget
         backlog = self.backlog
         while backlog and time.perf_counter() < deadline:
-            chunk = backlog.popleft()
+            chunk, share = backlog.popleft()
             self.backlog_events -= len(chunk)
+            self.backlog_bytes -= share
             self.handle(chunk)
         spent = time.perf_counter() - started
         # A slice runs to its end, so it can overshoot the budget: the overshoot is owed
@@ -751,6 +791,7 @@ class Engine:
             },
             "active_sessions": len(self.store),
             "backlog": self.backlog_events,
+            "backlog_bytes": self.backlog_bytes,
             "evicted": getattr(self.store, "evicted", 0),
             "store": type(self.store).__name__,
             "listeners_dropped": self.hub.dropped,
