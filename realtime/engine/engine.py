@@ -28,6 +28,7 @@ import orjson
 
 from ingestion.site_config import SitesConfig
 from realtime.collector.enrich import url_parts
+from realtime.engine.bus import backlog_limit_bytes
 from realtime.engine.customers import CustomerStates
 from realtime.engine.rules import (
     Sessioniser,
@@ -219,19 +220,6 @@ class RecentEvents:
 
     def since(self, at: float) -> list[str]:
         return [event_id for t, event_id in self.order if t >= at]
-
-
-def backlog_limit_bytes() -> int:
-    """``SITELINE_ENGINE_BACKLOG_MB`` (default 64) in bytes: the most the in-process engine
-    keeps queued, as the events' JSON size."""
-    raw = os.environ.get("SITELINE_ENGINE_BACKLOG_MB") or "64"
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        megabytes = -1.0
-    if not megabytes > 0:
-        raise ValueError(f"SITELINE_ENGINE_BACKLOG_MB='{raw}' is not a positive number of MiB")
-    return int(megabytes * 1024 * 1024)
 
 
 def json_size(events: Sequence[dict]) -> int:
