@@ -40,7 +40,7 @@ def compile_pattern(pattern: str):
     These patterns are matched against what visitors send (page paths, user agents, log
     lines). Python's ``re`` backtracks, so one pattern such as ``^/(\\w+/?)*$`` and one
     28-character path can hold a process for seconds; RE2 matches in time linear in the
-    input, and refuses what it cannot match so (backreferences, lookaround). Every
+    input, and refuses what it cannot match that way (backreferences, lookaround). Every
     operator pattern is compiled here, so it is validated and matched by the same engine."""
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
