@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs
@@ -29,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingestion.logfiles.parsers import Hit, RegexParser, Rejected, decode
-from ingestion.site_config.schema import IpPolicy, LogSource
+from ingestion.site_config.schema import IpPolicy, LogSource, compile_pattern
 from realtime.collector.enrich import (
     bot_reason,
     country_of,
@@ -303,8 +302,9 @@ class Enricher:
         self.site_id = site_id
         self.source = source
         ex = source.exclude
-        self.ex_paths = [re.compile(p) for p in ex.paths]
-        self.ex_agents = [re.compile(p) for p in ex.user_agents]
+        # The operator's patterns meet visitors' paths and user agents: RE2 (linear time).
+        self.ex_paths = [compile_pattern(p) for p in ex.paths]
+        self.ex_agents = [compile_pattern(p) for p in ex.user_agents]
         self.ex_status = sorted(ex.status)
         self.ex_nets = [ipaddress.ip_network(n, strict=False) for n in ex.ip_ranges]
         self.policy = ip_policy

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,6 +20,36 @@ from orchestration.home import PROJECT_ROOT, SitelineError
 
 SITE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+MAX_FILE_BYTES = 1024 * 1024  # sites.yml is configuration, not data
+MAX_ALIAS_NODES = 100_000  # nodes that aliases (*name) may repeat, in all
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # the error is raised (and named) here, not printed
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+def compile_pattern(pattern: str):
+    """An operator's regex from ``sites.yml``, compiled by RE2.
+
+    These patterns are matched against what visitors send (page paths, user agents, log
+    lines). Python's ``re`` backtracks, so one pattern such as ``^/(\\w+/?)*$`` and one
+    28-character path can hold a process for seconds; RE2 matches in time linear in the
+    input, and refuses what it cannot match that way (backreferences, lookaround). Every
+    operator pattern is compiled here, so it is validated and matched by the same engine."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(
+            f"'{pattern}' is not a valid regex for RE2 ({reason}); Siteline matches patterns "
+            "with RE2, in linear time: no backreferences, no lookaround"
+        ) from None
 
 
 def _networks(value: list[str]) -> list[str]:
@@ -101,10 +132,7 @@ class LogExclusions(_Strict):
     @classmethod
     def _regexes(cls, value: list[str]) -> list[str]:
         for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"'{pattern}' is not a valid regex: {exc}") from None
+            compile_pattern(pattern)
         return value
 
     @field_validator("ip_ranges")
@@ -173,6 +201,11 @@ class LogSource(_Strict):
     def _tz(cls, value: str | None) -> str | None:
         return None if value is None else Site._tz(value)
 
+    @field_validator("regex")
+    @classmethod
+    def _line_regex(cls, value: str | None) -> str | None:
+        return _regex(value)
+
     @field_validator("username_env", "password_env", "private_key_env")
     @classmethod
     def _env(cls, value: str | None) -> str | None:
@@ -194,10 +227,7 @@ class LogSource(_Strict):
 
 def _regex(value: str | None) -> str | None:
     if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"'{value}' is not a valid regex: {exc}") from None
+        compile_pattern(value)
     return value
 
 
@@ -498,23 +528,104 @@ def _describe(error: dict, raw: dict, filename: str) -> str:
     return f"{where}: {field}: {message}" if field else f"{where}: {message}"
 
 
-def load_sites(path: Path | str | None = None) -> SitesConfig:
-    """Read and validate ``sites.yml``; raise :class:`SitelineError` with every problem."""
-    path = Path(path) if path else default_config_path()
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents whose aliases expand without bound.
+
+    An alias (``*name``) stands for its anchored node, which may itself hold aliases: ten
+    levels of ten aliases are 10^10 leaves in a few hundred bytes. The loader builds shared
+    objects, so memory stays small, but every reader that walks or serialises the values
+    (a rule's ``then`` is sent with every state that matches it) pays the expanded size.
+    """
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+
+class _Unbounded(yaml.YAMLError):
+    def __init__(self, problem: str, node: yaml.Node) -> None:
+        super().__init__(problem)
+        self.problem, self.line = problem, node.start_mark.line + 1
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise :class:`_Unbounded` when aliases repeat more than ``MAX_ALIAS_NODES`` nodes
+    (or refer to themselves). Counts each node once (memoised), so a bomb costs no more to
+    check than it is long."""
+    sizes: dict[int, int] = {}  # node id -> nodes it expands to
+    entered: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            entered.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] - len(sizes) > MAX_ALIAS_NODES:
+                raise _Unbounded(
+                    f"aliases (*name) repeat more than {MAX_ALIAS_NODES:,} nodes; write the "
+                    "values out or use fewer aliases",
+                    node,
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in entered:
+            raise _Unbounded("an alias refers to a node that holds it", node)
+        entered.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _read_config(path: Path) -> str:
     try:
-        text = path.read_text()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise SitelineError(
             f"{path}: not found; create it (see docs/configuration.md) "
             "or set SITELINE_SITES_FILE to its location"
         ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SitelineError(
+            f"{path}: larger than the limit of {MAX_FILE_BYTES // (1024 * 1024)} MiB for "
+            "sites.yml; it holds configuration only"
+        )
     try:
-        raw = yaml.safe_load(text)
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise SitelineError(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+
+
+def load_sites(path: Path | str | None = None) -> SitesConfig:
+    """Read and validate ``sites.yml``; raise :class:`SitelineError` with every problem.
+
+    The file may hold at most ``MAX_FILE_BYTES``, and its aliases may repeat at most
+    ``MAX_ALIAS_NODES`` nodes."""
+    path = Path(path) if path else default_config_path()
+    text = _read_config(path)
+    try:
+        raw = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader
+    except _Unbounded as exc:
+        raise SitelineError(f"{path.name}: line {exc.line}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SitelineError(f"{path.name}:{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise SitelineError(f"{path.name}: nested too deeply to be a site configuration") from None
     if not isinstance(raw, dict):
         raise SitelineError(f"{path.name}: must be a mapping with a 'sites' list")
     try:

@@ -214,6 +214,13 @@ class RequestRecords(Sequence):
     def __len__(self) -> int:
         return self._count
 
+    @property
+    def nbytes(self) -> int:
+        """The events' JSON size, as the request body came (the engine's backlog bound)."""
+        if self._records is None:
+            return len(self._body)
+        return sum(len(orjson.dumps(record)) for record in self._records)
+
     def __getitem__(self, index):
         return self._decoded()[index]
 

@@ -31,6 +31,20 @@ Subscriber = Callable[[Sequence[dict]], None]
 STREAM = "siteline:events"
 
 
+def backlog_limit_bytes() -> int:
+    """``SITELINE_ENGINE_BACKLOG_MB`` (default 64) in bytes: the most the real-time path of a
+    process keeps queued (the engine's backlog, the Redis bus's send queue), as the events'
+    JSON size. Large events fill memory long before their count bounds do."""
+    raw = os.environ.get("SITELINE_ENGINE_BACKLOG_MB") or "64"
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes > 0:
+        raise ValueError(f"SITELINE_ENGINE_BACKLOG_MB='{raw}' is not a positive number of MiB")
+    return int(megabytes * 1024 * 1024)
+
+
 class EventBus(Protocol):
     errors: int
 
@@ -59,8 +73,9 @@ class InProcessBus:
 class RedisStreamBus:
     """Batches as entries of a Redis stream (capped at ``maxlen`` entries, approximately).
 
-    :meth:`publish` only queues (bounded by ``buffer``); a background thread sends what is
-    queued in one pipelined round trip, so a slow or absent Redis never holds a request.
+    :meth:`publish` only queues (bounded by ``buffer`` batches and ``buffer_bytes``, the
+    oldest dropped beyond either); a background thread sends what is queued in one
+    pipelined round trip, so a slow or absent Redis never holds a request.
     """
 
     def __init__(
@@ -70,6 +85,7 @@ class RedisStreamBus:
         maxlen: int = 100_000,
         buffer: int = 10_000,
         group: str = "engine",
+        buffer_bytes: int | None = None,
     ) -> None:
         import redis
 
@@ -81,16 +97,25 @@ class RedisStreamBus:
         self.errors = 0
         self.dropped = 0
         self.published = 0
-        self._queue: collections.deque[bytes] = collections.deque(maxlen=buffer)
+        self._queue: collections.deque[bytes] = collections.deque()
+        self.buffer = buffer
+        self.buffer_bytes = backlog_limit_bytes() if buffer_bytes is None else buffer_bytes
+        self.queued_bytes = 0
+        self._queue_lock = threading.Lock()  # the producer and the sender both change it
         self._wake = threading.Event()
         self._sender: threading.Thread | None = None
         self._stop = threading.Event()
 
     # -- producer ---------------------------------------------------------------------------
     def publish(self, events: Sequence[dict]) -> None:
-        if len(self._queue) == self._queue.maxlen:
-            self.dropped += 1  # the oldest queued batch falls out
-        self._queue.append(orjson.dumps(list(events)))
+        payload = orjson.dumps(list(events))
+        queue = self._queue
+        with self._queue_lock:
+            queue.append(payload)
+            self.queued_bytes += len(payload)
+            while len(queue) > self.buffer or self.queued_bytes > self.buffer_bytes:
+                self.queued_bytes -= len(queue.popleft())
+                self.dropped += 1  # the oldest queued batch falls out
         if self._sender is None:
             self._sender = threading.Thread(target=self._send_loop, daemon=True, name="bus-send")
             self._sender.start()
@@ -100,9 +125,10 @@ class RedisStreamBus:
         while not self._stop.is_set():
             self._wake.wait(1.0)
             self._wake.clear()
-            batch = []
-            while self._queue:
-                batch.append(self._queue.popleft())
+            with self._queue_lock:
+                batch = list(self._queue)
+                self._queue.clear()
+                self.queued_bytes = 0
             if not batch:
                 continue
             try:

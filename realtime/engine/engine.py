@@ -28,6 +28,7 @@ import orjson
 
 from ingestion.site_config import SitesConfig
 from realtime.collector.enrich import url_parts
+from realtime.engine.bus import backlog_limit_bytes
 from realtime.engine.customers import CustomerStates
 from realtime.engine.rules import (
     Sessioniser,
@@ -221,6 +222,15 @@ class RecentEvents:
         return [event_id for t, event_id in self.order if t >= at]
 
 
+def json_size(events: Sequence[dict]) -> int:
+    """The events' size as JSON: what a collector's batch says of itself (``nbytes``, the
+    body as it came, without decoding it), else the records encoded."""
+    size = getattr(events, "nbytes", None)
+    if size is not None:
+        return size
+    return sum(len(orjson.dumps(record, default=str)) for record in events)
+
+
 REPLAY_MARGIN = 30.0  # seconds: events land (fsync) before the engine applies them
 SLICE_EVENTS = 20  # events applied at a time
 IDLE_SLICE = 0.003  # seconds of engine work per turn of the event loop when idle ...
@@ -238,6 +248,7 @@ class Engine:
         customers: CustomerStates | None = None,
         snapshot_seconds: float = 60.0,
         max_backlog: int = 100_000,
+        max_backlog_bytes: int | None = None,
     ) -> None:
         self.rules = {site.id: SiteRules(site) for site in sites.sites}
         self.sessionisers = {sid: Sessioniser(r) for sid, r in self.rules.items()}
@@ -252,7 +263,7 @@ class Engine:
         self.counters = {
             "events": 0, "late": 0, "unknown_site": 0, "out_of_order": 0,
             "sessions_started": 0, "sessions_expired": 0, "restored": 0, "replayed": 0,
-            "duplicates": 0, "shed": 0, "errors": 0,
+            "duplicates": 0, "shed": 0, "shed_bytes": 0, "errors": 0, "replay_segments": 0,
         }  # fmt: skip
         self._changes_thread: threading.Thread | None = None
         self._saver: int | None = None  # pid of the snapshot writer
@@ -260,9 +271,14 @@ class Engine:
         self.recent = RecentEvents()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.busy = lambda: False
-        self.backlog: collections.deque[Sequence[dict]] = collections.deque()
+        # (events, their JSON size) waiting to be applied, bounded in events and in bytes.
+        self.backlog: collections.deque[tuple[Sequence[dict], int]] = collections.deque()
         self.backlog_events = 0
+        self.backlog_bytes = 0
         self.max_backlog = max_backlog
+        self.max_backlog_bytes = (
+            backlog_limit_bytes() if max_backlog_bytes is None else max_backlog_bytes
+        )
         self._draining = False
         self.tokens = BUSY_BURST
         self._last_drain = time.perf_counter()
@@ -278,24 +294,35 @@ class Engine:
         """Bus subscriber in the collector's process: queue the batch; it is applied on the
         next turn of the event loop, in slices of at most ~3 ms, and while requests wait it
         takes at most ``BUSY_SHARE`` of the time: the real-time path never holds up an
-        acknowledgement. A backlog beyond ``max_backlog`` events (an overloaded process)
-        sheds its oldest batches, counted in ``shed``: the landing still has every event."""
+        acknowledgement. A backlog beyond ``max_backlog`` events or ``max_backlog_bytes``
+        (the events' JSON size: large events fill memory long before their count does) sheds
+        its oldest batches, counted in ``shed`` and ``shed_bytes``: the landing still has
+        every event."""
         if self.loop is None:
             self.handle(events)
             return
+        size = json_size(events)
         if len(events) <= SLICE_EVENTS:
             # As it came: a batch that is shed before its turn is never decoded (the
             # collector's batches decode when first read).
-            self.backlog.append(events)
+            self.backlog.append((events, size))
             self.backlog_events += len(events)
+            self.backlog_bytes += size
         else:
             for start in range(0, len(events), SLICE_EVENTS):
                 chunk = events[start : start + SLICE_EVENTS]
-                self.backlog.append(chunk)
+                # The batch's size shared by event count (the last chunk takes the rest).
+                share = size * (start + len(chunk)) // len(events) - size * start // len(events)
+                self.backlog.append((chunk, share))
                 self.backlog_events += len(chunk)
-        while self.backlog_events > self.max_backlog:
-            self.backlog_events -= len(self.backlog[0])
-            self.counters["shed"] += len(self.backlog.popleft())
+                self.backlog_bytes += share
+        backlog = self.backlog
+        while self.backlog_events > self.max_backlog or self.backlog_bytes > self.max_backlog_bytes:
+            chunk, share = backlog.popleft()
+            self.backlog_events -= len(chunk)
+            self.backlog_bytes -= share
+            self.counters["shed"] += len(chunk)
+            self.counters["shed_bytes"] += share
         if not self._draining:
             self._draining = True
             self.loop.call_soon(self._drain)
@@ -314,8 +341,9 @@ class Engine:
         deadline = started + budget
         backlog = self.backlog
         while backlog and time.perf_counter() < deadline:
-            chunk = backlog.popleft()
+            chunk, share = backlog.popleft()
             self.backlog_events -= len(chunk)
+            self.backlog_bytes -= share
             self.handle(chunk)
         spent = time.perf_counter() - started
         # A slice runs to its end, so it can overshoot the budget: the overshoot is owed
@@ -620,10 +648,14 @@ class Engine:
     def restore(self, landing: Path | None = None) -> int:
         """Rebuild the state after a restart: the snapshot, then every event the landing
         holds from shortly before the snapshot on that it does not (so even after a crash
-        nothing acknowledged is missing), then expire what is over. Returns the active
-        sessions."""
+        nothing acknowledged is missing), then expire what is over; then write a new
+        snapshot. Returns the active sessions.
+
+        The new snapshot bounds the next replay: without it, a process stopped by a crash
+        before its first periodic snapshot left the old one in place, and every restart
+        replayed all that had landed since then, again and again."""
         with self.lock:
-            meta = self.store.load()
+            meta = self.store.load(self.rules.keys())
             if meta is not None and landing is not None:
                 taken = meta.get("taken_at", meta["saved_at"])
                 for event_id in meta.get("recent", ()):
@@ -632,6 +664,8 @@ class Engine:
         self.sweep()
         restored = len(self.store)
         self.counters["restored"] = restored
+        self._dirty = True
+        self.save_in_background()
         if meta is not None:
             log.warning(
                 "restored %d active sessions (snapshot of %d, %d events replayed)",
@@ -643,10 +677,7 @@ class Engine:
         from realtime.collector.landing import SEGMENTS, iter_segment, landed_records, read_manifest
 
         replayed = 0
-        for segment in read_manifest(landing):
-            last = epoch(segment.last_received_at) if segment.last_received_at else None
-            if last is None or last < since:
-                continue
+        for segment in self._replay_segments(read_manifest(landing), since):
             for _, line in iter_segment(landing / SEGMENTS / segment.name):
                 for record in landed_records(line):
                     received = epoch(record["received_at"])
@@ -655,6 +686,19 @@ class Engine:
                         self._handle(record, received, replay=True)
                         replayed += self.counters["duplicates"] == before
         return replayed
+
+    def _replay_segments(self, segments: list, since: float) -> list:
+        """The closed segments that can hold events received from ``since`` on (their last
+        event was received then or later), in the manifest's order; the rest of the landing
+        is not read. The collector has sealed this writer's open segment before the engine
+        restores, so nothing acknowledged is in an ``.open`` file."""
+        selected = [
+            segment
+            for segment in segments
+            if segment.last_received_at and epoch(segment.last_received_at) >= since
+        ]
+        self.counters["replay_segments"] = len(selected)
+        return selected
 
     def save(self) -> int:
         """Write the snapshot now (at shutdown); returns how many states it holds."""
@@ -735,6 +779,7 @@ class Engine:
             },
             "active_sessions": len(self.store),
             "backlog": self.backlog_events,
+            "backlog_bytes": self.backlog_bytes,
             "evicted": getattr(self.store, "evicted", 0),
             "store": type(self.store).__name__,
             "listeners_dropped": self.hub.dropped,

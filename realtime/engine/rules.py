@@ -32,7 +32,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ingestion.site_config import Site
-from ingestion.site_config.schema import Match
+from ingestion.site_config.schema import Match, compile_pattern
 from orchestration.home import PROJECT_ROOT
 
 REFERRER_SEED = PROJECT_ROOT / "dbt_project" / "seeds" / "referrer_hosts.csv"
@@ -116,7 +116,8 @@ class SiteRules:
         self.max_length = rules.max_session_hours * 3600.0
         self.allowed_lateness = rules.allowed_lateness_hours * 3600.0
         self.zone = ZoneInfo(site.timezone)
-        self.labels = [(label.label, re.compile(label.path)) for label in site.page_labels]
+        # Operators' patterns meet visitors' paths: RE2, linear in the path (compile_pattern).
+        self.labels = [(label.label, compile_pattern(label.path)) for label in site.page_labels]
         # parameter name → (field, position): the lowest position present in a URL wins
         self.parameters: dict[str, tuple[str, int]] = {}
         for field, names in site.campaign_parameters.model_dump().items():
@@ -202,7 +203,7 @@ class SiteRules:
 
 
 def _compiled(rule: Match) -> tuple:
-    pattern = re.compile(rule.path) if rule.path else None
+    pattern = compile_pattern(rule.path) if rule.path else None
     return rule.type, pattern, rule.category, rule.action
 
 

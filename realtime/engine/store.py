@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -137,6 +137,8 @@ class MemoryStore:
         gone: list[SessionState] = []
         for site_id, site in self.sites.items():
             oldest_alive = deadline_of(site_id)
+            if oldest_alive is None:
+                continue  # a site the engine does not know (none is kept: see load)
             for state in list(_oldest_first(site.by_visitor, oldest_alive)):
                 del site.by_visitor[state.visitor_id]
                 self._unindex(site, state)
@@ -164,9 +166,13 @@ class MemoryStore:
         os.replace(temporary, self.snapshot_path)
         return len(states)
 
-    def load(self) -> dict | None:
-        """Read the snapshot back into the store (every state: the caller replays what came
-        after and expires what is over); returns its meta data, None without snapshot."""
+    def load(self, sites: Collection[str] | None = None) -> dict | None:
+        """Read the snapshot back into the store (every state of the ``sites`` the engine
+        knows: the caller replays what came after and expires what is over); returns its
+        meta data, None without snapshot.
+
+        A site removed from ``sites.yml`` since the snapshot has no rules to expire or apply
+        its visits by: they are dropped, with a log line per site."""
         if self.snapshot_path is None or not self.snapshot_path.exists():
             return None
         try:
@@ -175,9 +181,19 @@ class MemoryStore:
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             log.warning("ignoring unreadable snapshot %s: %s", self.snapshot_path, exc)
             return None
+        dropped: dict[str, int] = {}
         for record in records:
+            site_id = record.get("site_id")
+            if sites is not None and site_id not in sites:
+                dropped[site_id] = dropped.get(site_id, 0) + 1
+                continue
             self.put(SessionState.from_record(record))
-        return {**data, "states": len(records)}
+        for site_id, count in dropped.items():
+            log.warning(
+                "snapshot %s: dropped %d live visit(s) of site '%s', which sites.yml no longer "
+                "defines", self.snapshot_path, count, site_id,
+            )  # fmt: skip
+        return {**data, "states": len(records) - sum(dropped.values())}
 
 
 def _oldest_first(states: dict[str, SessionState], oldest_alive: float) -> Iterator[SessionState]:
@@ -287,7 +303,7 @@ class RedisStore:
     def save(self, meta: dict | None = None) -> int:
         return 0  # Redis keeps the states (configure its persistence: RDB or AOF)
 
-    def load(self) -> dict | None:
+    def load(self, sites: Collection[str] | None = None) -> dict | None:
         return None
 
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
+import orjson
 import pytest
 
 from realtime.engine.bus import RedisStreamBus
@@ -103,3 +104,21 @@ def test_requests_succeed_when_redis_is_down(redis_url, tmp_path):
         health = httpx.get(f"{base}/health").json()
     assert health["counters"]["accepted"] == 3
     assert health["bus"]["errors"] >= 1 and health["bus"]["dropped"] >= 1
+
+
+def test_the_send_queue_is_bounded_in_bytes_while_redis_is_away():
+    """No Redis listens: batches queue up for the sender, at most ``buffer_bytes`` of them
+    (the oldest are dropped), however large the events."""
+    bus = RedisStreamBus(f"redis://127.0.0.1:{free_port()}/0", buffer_bytes=1024 * 1024)
+    try:
+        batch = [{"event_id": str(uuid.uuid4()), "properties": {"blob": "x" * 60_000}}]
+        size = len(orjson.dumps(batch))
+        for _ in range(100):
+            bus.publish(batch)
+            assert bus.queued_bytes <= 1024 * 1024
+            assert bus.queued_bytes == size * len(bus._queue)
+        assert bus.published == 0 and len(bus._queue) <= 1024 * 1024 // size == 17
+        assert bus.dropped > 0  # the oldest, and what the sender could not send
+    finally:
+        bus._stop.set()
+        bus._wake.set()

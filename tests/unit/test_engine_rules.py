@@ -357,3 +357,53 @@ def test_listeners_see_the_changes_of_a_visit_in_revision_order():
         return [queue.get_nowait() for _ in range(queue.qsize())]
 
     assert asyncio.run(run()) == [b"s1@1", b"s1@3", b"s2@1", b"s2 ended", b"summary"]
+
+
+def test_the_backlog_is_bounded_in_bytes_and_sheds_its_oldest_batches(monkeypatch):
+    import asyncio
+
+    import orjson
+
+    from realtime.collector.landing import RequestRecords
+
+    monkeypatch.setenv("SITELINE_ENGINE_BACKLOG_MB", "1")
+    eng = engine()
+    assert eng.max_backlog_bytes == 1024 * 1024
+    loop = asyncio.new_event_loop()
+    eng.attach(loop)  # not running yet: everything submitted waits in the backlog
+    large = [
+        event("page_view", n / 60, visitor=f"v{n:03d}", url="https://shop.example/p/a",
+              properties={"blob": "x" * 60_000})
+        for n in range(100)
+    ]  # fmt: skip
+    size = len(orjson.dumps(large[0]))
+    assert all(len(orjson.dumps(e)) == size for e in large) and 60_000 < size < 61_000
+    for record in large:
+        eng.submit([record])
+        assert eng.backlog_bytes <= 1024 * 1024
+    kept = 1024 * 1024 // size  # 17 events of ~61 KB
+    assert eng.backlog_events == kept and eng.backlog_bytes == kept * size
+    assert eng.counters["shed"] == 100 - kept and eng.counters["shed_bytes"] == (100 - kept) * size
+    # A collector's batch counts as its body, without decoding it; a batch of more than 20
+    # events is queued in slices that share its size.
+    body = orjson.dumps({"events": [
+        {k: v for k, v in e.items() if k not in ("site_id", "received_at", "sent_at")}
+        for e in large[:30]
+    ]})  # fmt: skip
+    enrichment = {"site_id": "shop", "received_at": large[0]["received_at"], "sent_at": None}
+    eng.submit(RequestRecords(enrichment, body, 30))
+    # Slices of 20 and 10 events (1.2 and 0.6 MB): everything older than the last one is shed.
+    assert eng.backlog_events == 10 and eng.backlog_bytes == len(body) - len(body) * 20 // 30
+    assert eng.counters["shed"] + eng.backlog_events == 130
+    assert eng.counters["shed_bytes"] + eng.backlog_bytes == 100 * size + len(body)
+    stats = eng.stats()
+    assert stats["backlog_bytes"] == eng.backlog_bytes and stats["shed"] == eng.counters["shed"]
+
+    async def drained():
+        while eng.backlog:
+            await asyncio.sleep(0.001)
+
+    loop.run_until_complete(drained())
+    loop.close()
+    assert eng.backlog_bytes == 0 and eng.backlog_events == 0
+    assert eng.counters["events"] == 130 - eng.counters["shed"]  # what was kept was applied

@@ -111,3 +111,116 @@ def test_unknown_site_lists_known_ones():
 )
 def test_ip_policy(policy, ip, expected):
     assert policy.apply(ip) == expected
+
+
+# -- operator input meets visitor input (issue 26, A6) ---------------------------------------------
+
+NESTED_QUANTIFIER = r"^/(\w+/?)*$"  # backtracks exponentially in Python's re
+HOSTILE_PATH = "/" + "a" * 40 + "!"  # re: 5.6 s at 28 characters, x4 per 2 more
+
+
+def test_operator_patterns_are_compiled_by_re2_and_rejected_when_re2_cannot_match_them(tmp_path):
+    import re2
+
+    from ingestion.site_config.schema import compile_pattern
+
+    assert isinstance(compile_pattern(NESTED_QUANTIFIER), re2._Regexp)
+    path = write(
+        tmp_path,
+        "sites:\n  - id: shop\n    domains: [shop.example]\n"
+        "    page_labels: [{label: Twice, path: '^/(\\w+)/\\1$'}]\n"
+        "    goals: [{id: thanks, path: '^/(?=thanks)'}]\n"
+        "    funnels: [{id: f, steps: [{name: a, path: '^/a'}, {name: b, path: '(?<!x)/b'}]}]\n"
+        "    logfiles: [{name: web, url: 'file:///l.log', format: custom,\n"
+        "                regex: '^(?P<ip>\\S+) (?P=ip)', exclude: {user_agents: ['(?!bot)']}}]\n",
+    )
+    with pytest.raises(SitelineError) as exc:
+        load_sites(path)
+    message = str(exc.value)
+    for where, pattern in [
+        ("page_labels[0].path", "^/(\\w+)/\\1$"),
+        ("goals[0].path", "^/(?=thanks)"),
+        ("funnels[0].steps[1].path", "(?<!x)/b"),
+        ("logfiles[0].regex", "^(?P<ip>\\S+) (?P=ip)"),
+        ("logfiles[0].exclude.user_agents", "(?!bot)"),
+    ]:
+        assert (
+            f"sites.yml: site 'shop': {where}: '{pattern}' is not a valid regex for RE2 ("
+            in message
+        )
+    assert "Siteline matches patterns with RE2, in linear time" in message
+
+
+@pytest.mark.timeout(60)  # before RE2 this test did not end (hours at 40 characters)
+def test_a_nested_quantifier_label_meets_a_hostile_path_in_linear_time():
+    from ingestion.site_config.schema import SitesConfig
+    from realtime.engine.rules import SiteRules
+
+    site = {
+        "id": "shop",
+        "domains": ["shop.example"],
+        "page_labels": [{"label": "Words", "path": NESTED_QUANTIFIER}],
+        "goals": [{"id": "deep", "path": NESTED_QUANTIFIER}],
+    }
+    rules = SiteRules(SitesConfig.model_validate({"sites": [site]}).sites[0])
+    assert rules.page_label(HOSTILE_PATH) == "Other"
+    assert rules.page_label("/shop/shoes/") == "Words"
+    goal = rules.goals[0][1]
+    assert not rules.matches(goal, "page_view", HOSTILE_PATH, None, None)
+    assert rules.matches(goal, "page_view", "/a/b", None, None)
+
+
+@pytest.mark.timeout(60)
+def test_log_exclusions_match_hostile_paths_in_linear_time():
+    from ingestion.logfiles.columnar import Enricher
+    from ingestion.site_config.schema import IpPolicy, LogSource
+
+    source = LogSource(
+        name="web",
+        url="file:///l.log",
+        exclude={"paths": [NESTED_QUANTIFIER], "user_agents": [r"^(\w+\s?)*$"]},
+    )
+    enricher = Enricher("shop", source, IpPolicy(), b"k" * 32)
+    assert enricher.paths.compute(HOSTILE_PATH) is False
+    assert enricher.paths.compute("/a/b/") is True
+    assert enricher.agent_excluded.compute("Mozilla " * 30 + "!") is False
+
+
+def bomb(levels: int = 11) -> str:
+    """A rule's ``then`` whose aliases expand to 4^levels leaves (11: 4.2M) in ~700 bytes."""
+    lines = [
+        "sites:\n  - id: shop\n    domains: [shop.example]\n    realtime_rules:\n"
+        "      - id: offer\n        when: {cart.value: {gt: 1}}\n        then:",
+        "          a0: &a0 [" + ",".join(["xxxxxxxxxxxxxxxxxxxx"] * 4) + "]",
+    ]
+    lines += [
+        f"          a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 4) + "]" for i in range(1, levels)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_aliases_may_not_expand_without_bound(tmp_path):
+    with pytest.raises(SitelineError) as exc:
+        load_sites(write(tmp_path, bomb()))
+    assert str(exc.value) == (
+        "sites.yml: line 16: aliases (*name) repeat more than 100,000 nodes; write the values "
+        "out or use fewer aliases"
+    )
+    small = load_sites(write(tmp_path, bomb(levels=4)))  # 4^4 leaves: ordinary reuse
+    assert len(small.sites[0].realtime_rules[0].then["a3"][0][0]) == 4
+    with pytest.raises(SitelineError, match=r"^sites\.yml: line 2: an alias refers to a node"):
+        load_sites(write(tmp_path, "version: 1\nsites: &s\n  - id: shop\n    x: *s\n"))
+    with pytest.raises(SitelineError, match=r"^sites\.yml: nested too deeply"):
+        load_sites(write(tmp_path, "sites: " + "[" * 5000))
+
+
+def test_sites_yml_has_a_size_limit(tmp_path):
+    path = write(
+        tmp_path,
+        "sites:\n  - id: shop\n    domains: [shop.example]\n" + "# padding\n" * 110_000,
+    )
+    with pytest.raises(SitelineError) as exc:
+        load_sites(path)
+    assert str(exc.value) == (
+        f"{path}: larger than the limit of 1 MiB for sites.yml; it holds configuration only"
+    )
