@@ -192,7 +192,9 @@ def test_hostile_requests_are_refused_quarantined_and_stop_nothing(tmp_path, war
     with connect(warehouse) as conn:
         loaded = {
             row[0]: row[1]
-            for row in conn.execute("select event_id, user_agent from test_hostile_collector.events")
+            for row in conn.execute(
+                "select event_id, user_agent from test_hostile_collector.events"
+            )
         }
         quarantined = conn.execute(
             "select reason, status, segment, segment_line, payload "
