@@ -32,23 +32,29 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True  # reading a request line or headers (not a body)
+        self._head_done = False  # a head was completed in the chunk being parsed
+        self._head_bytes = 0  # bytes read of the current head (in whole chunks)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
         self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head, self._head_done = False, True
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_head, self._head_bytes = True, 0
+        self._in_head = True
 
     def data_received(self, data: bytes) -> None:
-        in_head = self._in_head
+        was_in_head, self._head_done = self._in_head, False
         super().data_received(data)
-        # Counted after parsing: a chunk that completes the head may carry body bytes too.
-        if in_head and self._in_head and not self.transport.is_closing():
+        # Whole chunks count, once parsed, and only while one head stays incomplete: a chunk
+        # that completes a head may carry body bytes or whole requests too.
+        if was_in_head and self._in_head and not self._head_done:
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD:
+            if self._head_bytes > MAX_HEAD and not self.transport.is_closing():
                 self._refuse()
 
     def _refuse(self) -> None:
