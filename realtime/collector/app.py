@@ -55,7 +55,7 @@ from realtime.collector.schema import (
     validate_envelope,
     validate_event,
 )
-from realtime.collector.throttled_log import ThrottledLog
+from realtime.collector.throttled_log import ThrottledLog, ThrottleFilter
 from realtime.engine.api import EngineAPI, add_routes, site_keys
 from realtime.engine.bus import EventBus, make_bus
 from realtime.engine.engine import Engine
@@ -526,6 +526,11 @@ def create_app(
 
         settings = CollectorSettings(landing_dir=landing_dir())
     sites = sites or load_sites()
+    # The server's own complaints about clients (malformed HTTP, an exception in a route) are
+    # client-driven too: once per kind and minute.
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ThrottleFilter) for f in server_log.filters):
+        server_log.addFilter(ThrottleFilter())
     collector = Collector(sites, settings, bus or make_bus())
     engine = api = None
     if settings.engine:

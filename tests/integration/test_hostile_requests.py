@@ -136,6 +136,9 @@ def test_hostile_requests_are_refused_quarantined_and_stop_nothing(tmp_path, war
             answer, _ = raw_request(port, unfinished, stop_after=len(unfinished))
             assert answer.startswith(b"HTTP/1.1 431 ")
             assert b"request head larger than 32 KB" in answer
+            for _ in range(5):  # the server logs malformed HTTP once a minute, not each time
+                answer, _ = raw_request(port, b"NOT HTTP AT ALL\r\n\r\n")
+                assert answer.startswith(b"HTTP/1.1 400 ")
 
             # A long user agent within the head limit is cut before it is parsed and landed.
             event = page_view()
@@ -167,6 +170,7 @@ def test_hostile_requests_are_refused_quarantined_and_stop_nothing(tmp_path, war
             wait_for(lambda: len(bad_events(landing)) >= len(HOSTILE_BODIES) + 2)
     finally:
         stop(proc)
+    assert proc.stdout.read().count("Invalid HTTP request received.") == 1
 
     reasons = [record["reason"] for record in bad_events(landing)]
     for _, reason in HOSTILE_BODIES:

@@ -381,3 +381,18 @@ def test_a_throttled_log_says_each_kind_once_per_interval_with_a_count(caplog):
         "other trouble",
         "trouble again (and 39 more like it in the last 60 s)",
     ]
+
+
+def test_a_throttle_filter_passes_each_template_once_per_interval():
+    import logging
+
+    from realtime.collector.throttled_log import ThrottleFilter
+
+    throttle = ThrottleFilter(interval=3600)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, "", 0, msg, (), None)
+
+    passed = [throttle.filter(record("Invalid HTTP request received.")) for _ in range(50)]
+    assert passed == [True] + [False] * 49
+    assert throttle.filter(record("Exception in ASGI application\n"))
