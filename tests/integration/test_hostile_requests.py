@@ -189,6 +189,9 @@ def test_hostile_requests_are_refused_quarantined_and_stop_nothing(tmp_path, war
     foreign.write_lines([orjson.dumps(readable) + b"\n", unreadable], enrichment["received_at"])
     foreign.close_segment()
     good.append(readable["event_id"])
+    foreign_bad = SegmentWriter(landing / "bad_events", writer_id="foreign")
+    foreign_bad.write_lines([b'{"bad_event_id": 5, "reason": "not a string id"}\n'], _now())
+    foreign_bad.close_segment()
 
     proc = start_collector(port, env)  # the engine's restore replays the foreign segment
     try:
@@ -217,9 +220,13 @@ def test_hostile_requests_are_refused_quarantined_and_stop_nothing(tmp_path, war
     assert loaded[good[0]] == ("Mozilla/5.0 " + "x" * 20_000)[:512]
     for _, reason in HOSTILE_BODIES:
         assert any(reason in row[0] for row in quarantined), reason
-    unreadable_rows = [row for row in quarantined if row[0].startswith("unreadable line")]
+    unreadable_rows = [row for row in quarantined if "landing (events)" in row[0]]
     assert len(unreadable_rows) == 1
     reason, status, segment, line, payload = unreadable_rows[0]
     assert "not valid JSON: number is infinity" in reason and status is None
     assert "-foreign-" in segment and line == 2 and '"future_field": 1e400' in payload
-    assert len(quarantined) == len(HOSTILE_BODIES) + 2 + 1
+    unreadable_bad = [row for row in quarantined if "(bad_events)" in row[0]]
+    assert len(unreadable_bad) == 1
+    assert "not a quarantine record (bad_event_id)" in unreadable_bad[0][0]
+    assert '"bad_event_id": 5' in unreadable_bad[0][4] and unreadable_bad[0][3] == 1
+    assert len(quarantined) == len(HOSTILE_BODIES) + 2 + 2
