@@ -257,9 +257,9 @@ def collector_events(
     segments per stream and run when set (``SOURCES__COLLECTOR_EVENTS__MAX_SEGMENTS``)."""
     landing = Landing(landing_dir, landing_token)
 
-    # The table hints go with each batch, not on the resource: it also sends the unreadable
-    # lines of the events stream to bad_events, which must not take the events' columns.
-    @dlt.resource(name="events")
+    # The columns go with each batch, not on the resource: it also sends the unreadable lines
+    # of the events stream to bad_events, which must not take the events' columns.
+    @dlt.resource(name="events", write_disposition="merge", primary_key="event_id")
     def events() -> Iterator[object]:
         # the models read the table even when it is empty
         yield _to_events(dlt.mark.materialize_table_schema())
