@@ -453,6 +453,8 @@ def collector_cmd(
         log_level="warning",
         access_log=False,
         server_header=False,
+        # httptools with a request head limit (431 past 32 KB; httptools itself has none).
+        http="realtime.collector.headlimit:HeadLimitedHttpToolsProtocol",
         # Only the site's trusted_proxies may set the client address (enrich.client_ip);
         # uvicorn would otherwise trust X-Forwarded-For from any loopback peer.
         proxy_headers=False,

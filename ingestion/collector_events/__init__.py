@@ -6,12 +6,18 @@ with a bearer token; each segment is checked against the manifest's sha256). Seg
 loaded are skipped (their names live in the resource's dlt state, committed with the load, so
 a failed load is retried whole) and rows merge on their id, so loading the same segments twice,
 or an event delivered twice by a retrying tracker, adds nothing.
+
+A landed line no reader can take (not JSON, or not an event, request or quarantine record) does
+not fail the load: it becomes a ``bad_events`` row with the reason, its segment and line number
+and the line itself as ``payload``, and the load goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import dlt
@@ -22,6 +28,7 @@ from realtime.collector.landing import (
     READABLE_VERSIONS,
     SEGMENTS,
     SegmentInfo,
+    UnreadableLine,
     iter_segment,
     landed_records,
     read_manifest,
@@ -138,9 +145,35 @@ class Landing:
                 yield number, line
 
 
+# bad_event_id of an unreadable line: the same line gets the same id in every load.
+_UNREADABLE = uuid.UUID("6f1c1d0e-3b51-4f4e-9a59-5a2b7d3c9e10")
+_UNREADABLE_PAYLOAD = 64 * 1024  # bytes of the line kept, as the collector keeps of a body
+
+
+def unreadable_row(stream: str, segment: SegmentInfo, number: int, line: bytes, why: str) -> dict:
+    """The ``bad_events`` row of a landed line no reader can take."""
+    payload = line[:_UNREADABLE_PAYLOAD].decode("utf-8", errors="replace").rstrip("\n")
+    return {
+        "bad_event_id": str(uuid.uuid5(_UNREADABLE, f"{stream}/{segment.name}:{number}")),
+        "received_at": segment.first_received_at or segment.closed_at,
+        "status": None,
+        "reason": f"unreadable line in the landing ({stream}): {why}",
+        "payload": payload.replace("\x00", "\ufffd"),
+        "segment": segment.name,
+        "segment_line": number,
+    }
+
+
 def _segments(
-    landing: Landing, stream: str, to_rows, max_segments: int = 0
-) -> Iterator[list[dict]]:
+    landing: Landing,
+    stream: str,
+    to_rows,
+    max_segments: int = 0,
+    to_table: Callable[[list[dict]], object] = lambda rows: rows,
+    unreadable: Callable[[list[dict]], object] = lambda rows: rows,
+) -> Iterator[object]:
+    """The rows of new segments, in batches through ``to_table``; the rows of unreadable
+    lines through ``unreadable`` (both say which table they go to)."""
     state = dlt.current.resource_state()
     loaded: list[str] = state.setdefault("loaded_segments", [])
     manifest = landing.manifest(stream)
@@ -157,13 +190,19 @@ def _segments(
             break  # the rest waits for the next run (a backlog loads in bounded steps)
         taken += 1
         batch: list[dict] = []
+        bad: list[dict] = []
         for number, line in landing.lines(stream, segment):
-            batch += to_rows(line, segment.name, number)
+            try:
+                batch += to_rows(line, segment.name, number)
+            except UnreadableLine as exc:
+                bad.append(unreadable_row(stream, segment, number, line, str(exc)))
             if len(batch) >= 20_000:
-                yield batch
+                yield to_table(batch)
                 batch = []
         if batch:
-            yield batch
+            yield to_table(batch)
+        if bad:
+            yield unreadable(bad)
         loaded.append(segment.name)
 
 
@@ -184,11 +223,23 @@ def _event_rows(line: bytes, segment: str, number: int) -> list[dict]:
     records = landed_records(line)
     if b"\\u0000" in line:  # JSON writes U+0000 only as this escape
         records = [_without_nul(record) for record in records]
-    return [to_row(record, segment, number) for record in records]
+    try:
+        return [to_row(record, segment, number) for record in records]
+    except (TypeError, AttributeError) as exc:  # a field of the wrong type (foreign landing)
+        raise UnreadableLine(f"a field has the wrong type: {exc}") from None
 
 
 def _bad_rows(line: bytes, segment: str, number: int) -> list[dict]:
-    record = orjson.loads(line)
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableLine(f"not valid JSON: {exc}") from None
+    if type(record) is not dict or type(record.get("bad_event_id")) is not str:
+        raise UnreadableLine("not a quarantine record (bad_event_id)")
+    try:
+        datetime.fromisoformat(record.get("received_at"))
+    except (TypeError, ValueError):
+        raise UnreadableLine("received_at is not an ISO 8601 time") from None
     if b"\\u0000" in line:
         record = _without_nul(record)
     row = {key: record.get(key) for key in BAD_EVENT_COLUMNS}
@@ -206,11 +257,15 @@ def collector_events(
     segments per stream and run when set (``SOURCES__COLLECTOR_EVENTS__MAX_SEGMENTS``)."""
     landing = Landing(landing_dir, landing_token)
 
-    @dlt.resource(name="events", write_disposition="merge", primary_key="event_id",
-                  columns=EVENT_COLUMNS)  # fmt: skip
-    def events() -> Iterator[list[dict]]:
-        yield dlt.mark.materialize_table_schema()  # the models read it even when empty
-        yield from _segments(landing, "events", _event_rows, max_segments)
+    # The columns go with each batch, not on the resource: it also sends the unreadable lines
+    # of the events stream to bad_events, which must not take the events' columns.
+    @dlt.resource(name="events", write_disposition="merge", primary_key="event_id")
+    def events() -> Iterator[object]:
+        # the models read the table even when it is empty
+        yield _to_events(dlt.mark.materialize_table_schema())
+        yield from _segments(
+            landing, "events", _event_rows, max_segments, _to_events, _to_bad_events
+        )
 
     @dlt.resource(name="bad_events", write_disposition="merge", primary_key="bad_event_id",
                   columns=BAD_EVENT_COLUMNS)  # fmt: skip
@@ -219,3 +274,21 @@ def collector_events(
         yield from _segments(landing, "bad_events", _bad_rows, max_segments)
 
     return events, bad_events
+
+
+def _to_events(rows: object) -> object:
+    """Rows of ``raw_collector.events``, with that table's hints."""
+    hints = dlt.mark.make_hints(
+        table_name="events", write_disposition="merge", primary_key="event_id",
+        columns=EVENT_COLUMNS,
+    )  # fmt: skip
+    return dlt.mark.with_hints(rows, hints, create_table_variant=True)
+
+
+def _to_bad_events(rows: list[dict]) -> object:
+    """Rows the events resource sends to ``raw_collector.bad_events``, with its hints."""
+    hints = dlt.mark.make_hints(
+        table_name="bad_events", write_disposition="merge", primary_key="bad_event_id",
+        columns=BAD_EVENT_COLUMNS,
+    )  # fmt: skip
+    return dlt.mark.with_hints(rows, hints, create_table_variant=True)

@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from ingestion.site_config import Site, SitesConfig, load_sites
 from realtime.collector.durable import DurableStream, LandingUnavailable
 from realtime.collector.enrich import (
+    MAX_USER_AGENT,
     bot_reason,
     client_ip,
     country_of,
@@ -44,15 +45,17 @@ from realtime.collector.landing import (
 )
 from realtime.collector.ratelimit import RateLimiter
 from realtime.collector.schema import (
-    BATCH,
-    FAST_PATH_ERRORS,
+    MAX_URL,
     SCHEMA_VERSION,
     Batch,
     Invalid,
     batch_valid,
+    compiled_batch,
+    decode_body,
     validate_envelope,
     validate_event,
 )
+from realtime.collector.throttled_log import ThrottledLog, ThrottleFilter
 from realtime.engine.api import EngineAPI, add_routes, site_keys
 from realtime.engine.bus import EventBus, make_bus
 from realtime.engine.engine import Engine
@@ -61,10 +64,14 @@ from realtime.replies import error_reply as _error
 from realtime.replies import json_reply as _json
 
 log = logging.getLogger("siteline.collector")
+throttled = ThrottledLog(log)
 
 MAX_BODY = 1024 * 1024
 MAX_EVENT = 64 * 1024
 QUARANTINE_PAYLOAD = 64 * 1024  # bytes of a rejected body kept for diagnosis
+# Header values the collector keeps, parses, caches or lands, cut to these lengths first: a
+# client string is not the collector's to store whole (docs/tracker.md).
+CLIENT_HEADER_LIMITS = {"user-agent": MAX_USER_AGENT, "origin": 512}
 PIXEL = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
@@ -146,14 +153,25 @@ class Req:
     @classmethod
     def from_starlette(cls, request: Request) -> Req:
         return cls(
-            dict(request.headers), request.client.host if request.client else None, request.url.path
+            _clipped(dict(request.headers)),
+            request.client.host if request.client else None,
+            request.url.path[:MAX_URL],
         )
 
     @classmethod
     def from_scope(cls, scope: dict) -> Req:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client")
-        return cls(headers, client[0] if client else None, scope["path"])
+        return cls(_clipped(headers), client[0] if client else None, scope["path"][:MAX_URL])
+
+
+def _clipped(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` with the client strings the collector keeps cut to their limits."""
+    for name, limit in CLIENT_HEADER_LIMITS.items():
+        value = headers.get(name)
+        if value is not None and len(value) > limit:
+            headers[name] = value[:limit]
+    return headers
 
 
 class Collector:
@@ -272,7 +290,7 @@ class Collector:
         """Validate a decoded payload; land what is valid; quarantine what is not."""
         received, received_at = self.clock.now()
         try:
-            site_id, sent_at, events = validate_envelope(payload)
+            site_id, sent_at, events = validate_envelope(payload, received)
         except Invalid as exc:
             await self.quarantine(request, 400, str(exc), body)
             return _error(400, str(exc))
@@ -331,9 +349,10 @@ class Collector:
 
     async def accept_batch(self, request: Req, body: bytes, batch: Batch) -> Reply | None:
         """The fast path: a body whose every event passed the compiled rules lands as one
-        line, the body verbatim (``request_line``). None when anything needs the full path
-        (times out of bounds, unknown site, foreign origin, Do-Not-Track, a large body), which
-        then answers exactly as :meth:`accept` does."""
+        line, the body verbatim (``request_line``; the readers parse it as
+        :func:`decode_body` did). None when anything needs the full path (times out of
+        bounds, unknown site, foreign origin, Do-Not-Track, a large body), which then answers
+        exactly as :meth:`accept` does."""
         received, received_at = self.clock.now()
         site = self.sites.get(batch.site_id)
         headers = request.headers
@@ -389,20 +408,24 @@ class Collector:
             await self.quarantine(request, 413, message, None)
             return _error(413, message)
         try:
-            batch = BATCH.decode(body)
-        except FAST_PATH_ERRORS:
-            pass  # something is wrong: the rules below say what, event by event
-        else:
+            payload = decode_body(body)
+        except Invalid as exc:
+            await self.quarantine(request, 400, str(exc), body)
+            return _error(400, str(exc))
+        batch = compiled_batch(payload)
+        if batch is not None:
             reply = await self.accept_batch(request, body, batch)
             if reply is not None:
                 return reply
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            message = f"body is not valid JSON: {exc}"
-            await self.quarantine(request, 400, message, body)
-            return _error(400, message)
+        # Something is wrong (or needs a closer look): the rules say what, event by event.
         return await self.accept(request, body, payload)
+
+    async def refuse_head(self, request: Req, message: str) -> None:
+        """Quarantine a request whose head the server refused (``headlimit``)."""
+        try:
+            await self.quarantine(request, 431, message, None)
+        except Exception:  # the client has its answer; say why the record is missing
+            throttled.error("quarantine", "could not quarantine a refused head", exc_info=True)
 
 
 _DEFAULT_SITE_POLICY = Site(id="unknown", domains=["unknown"]).ip_policy
@@ -511,6 +534,11 @@ def create_app(
 
         settings = CollectorSettings(landing_dir=landing_dir())
     sites = sites or load_sites()
+    # The server's own complaints about clients (malformed HTTP, an exception in a route) are
+    # client-driven too: once per kind and minute.
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ThrottleFilter) for f in server_log.filters):
+        server_log.addFilter(ThrottleFilter())
     collector = Collector(sites, settings, bus or make_bus())
     engine = api = None
     if settings.engine:
@@ -703,6 +731,18 @@ class FastCollect:
         self.api = api
         self.state = app.state
         self.noop = collector.settings.noop_endpoint
+        self._refusals: set[asyncio.Task] = set()
+
+    def head_refused(
+        self, client: tuple | None, url: bytes, headers: list[tuple[bytes, bytes]], message: str
+    ) -> None:
+        """Called by the server protocol (``headlimit``) when it refuses a request head that
+        is too large: quarantine what it read of it (the answer is the server's)."""
+        path = url.split(b"?", 1)[0].decode("latin-1")
+        scope = {"headers": headers, "client": client, "path": path}
+        task = asyncio.ensure_future(self.collector.refuse_head(Req.from_scope(scope), message))
+        self._refusals.add(task)
+        task.add_done_callback(self._refusals.discard)
 
     async def __call__(self, scope, receive, send) -> None:
         if self.api is not None and scope["type"] == "http" and scope["path"].startswith("/v1/"):
@@ -727,7 +767,15 @@ class FastCollect:
             path = scope["path"]
             if path == "/collect":
                 body = await _receive_body(scope, receive, MAX_BODY)
-                reply = await self.collector.collect(Req.from_scope(scope), body)
+                try:
+                    reply = await self.collector.collect(Req.from_scope(scope), body)
+                except Exception as exc:
+                    # Not the client's fault (client garbage is a 4xx): say so once per kind
+                    # and minute, not with a traceback per request.
+                    throttled.error(
+                        _failure_kind(exc), "POST /collect failed: %r", exc, exc_info=True
+                    )
+                    reply = _error(500, "the collector failed to store the request; retry it")
                 await _send(send, reply)
                 return
             if path == "/noop" and self.noop:
@@ -735,6 +783,15 @@ class FastCollect:
                 await _send(send, Reply(204, b""))
                 return
         await self.app(scope, receive, send)
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """An exception's type and where it was raised: one kind of failure for the log."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+    return f"{type(exc).__name__}@{where}"
 
 
 async def _receive_body(scope, receive, limit: int) -> bytes | None:

@@ -64,6 +64,10 @@ def country_of(ip: str | None) -> str | None:
 
 
 CRAWLER_CHUNK = 25
+# A user agent is kept, parsed and cached to this many characters (real ones are under 400):
+# a megabyte-long one took seconds to match against the crawler patterns, blocking every
+# client, and the caches below held every one of them.
+MAX_USER_AGENT = 512
 
 
 @cache
@@ -81,8 +85,13 @@ def _crawler_regex(pattern: str) -> re.Pattern:
     return re.compile(pattern)
 
 
-@lru_cache(maxsize=4096)
 def bot_reason(user_agent: str | None) -> str | None:
+    """Why a user agent (its first :data:`MAX_USER_AGENT` characters) is a bot, or None."""
+    return _bot_reason(user_agent[:MAX_USER_AGENT] if user_agent else user_agent)
+
+
+@lru_cache(maxsize=4096)
+def _bot_reason(user_agent: str | None) -> str | None:
     """Why a user agent is a bot (the first crawler-user-agents pattern it matches), or None.
 
     The first chunk of patterns that matches holds the first pattern that does; only that
@@ -135,9 +144,14 @@ def _networks(nets: tuple[str, ...]):
     return [ipaddress.ip_network(n, strict=False) for n in nets]
 
 
-@lru_cache(maxsize=8192)
 def user_agent_facts(agent: str) -> dict:
-    """Browser, OS and device of a user agent (ua-parser with its native accelerator)."""
+    """Browser, OS and device of a user agent (its first :data:`MAX_USER_AGENT` characters;
+    ua-parser with its native accelerator)."""
+    return _user_agent_facts(agent[:MAX_USER_AGENT])
+
+
+@lru_cache(maxsize=8192)
+def _user_agent_facts(agent: str) -> dict:
     from ua_parser import parse
 
     result = parse(agent)

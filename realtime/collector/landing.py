@@ -15,6 +15,8 @@ A line is one accepted event (an object with ``event_id``: the event and what th
 added), or, since version 2, one request all of whose events were accepted: what the
 collector added and the request body verbatim under ``request`` (:func:`request_line`).
 :func:`landed_records` reads both; version 1 manifests (event lines only) stay readable.
+A line it cannot read raises :class:`UnreadableLine` naming why; readers quarantine that one
+line and go on (the collector lands no such line, but a landing may come from elsewhere).
 
 A segment is closed by renaming ``.open`` away and then rewriting the manifest atomically
 (write to a temporary file, fsync, rename), so a reader never sees half a manifest and never
@@ -182,14 +184,33 @@ def request_records(enrichment: dict, events: list[dict]) -> list[dict]:
     return records
 
 
+class UnreadableLine(ValueError):
+    """A landing line that is not an event or request record; the message says why."""
+
+
 def landed_records(line: bytes) -> list[dict]:
     """The event records of one landing line: an event (it has an ``event_id``), or a
-    request written by :func:`request_line`."""
-    record = orjson.loads(line)
+    request written by :func:`request_line`. Raises :class:`UnreadableLine` (and nothing
+    else) for a line that is neither: not JSON, or not of either shape."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableLine(f"not valid JSON: {exc}") from None
+    if type(record) is not dict:
+        raise UnreadableLine("not a JSON object")
+    received_at = record.get("received_at")
+    try:
+        datetime.fromisoformat(received_at)
+    except (TypeError, ValueError):
+        shown = repr(received_at)[:40]
+        raise UnreadableLine(f"received_at {shown} is not an ISO 8601 time") from None
     if "event_id" in record:
         return [record]
-    request = record.pop("request")
-    return request_records(record, request["events"])
+    request = record.pop("request", None)
+    events = request.get("events") if type(request) is dict else None
+    if type(events) is not list or not all(type(event) is dict for event in events):
+        raise UnreadableLine("neither an event (event_id) nor a request (request.events)")
+    return request_records(record, events)
 
 
 class RequestRecords(Sequence):

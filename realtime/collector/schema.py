@@ -4,6 +4,11 @@ A public contract (docs/tracker.md): fields may be added, never removed or chang
 Unknown fields are kept (a newer tracker may send them) within the size limits. Validation is
 hand-written rather than pydantic: it runs for every event on the hot path, and its messages
 name the event and the field (``events[3].revenue: must be a number``).
+
+One definition of a valid body: :func:`decode_body` parses it exactly as every reader of the
+landing does (orjson), so a body it refuses is never landed, and a body it accepts is landed
+only if the value it parsed passes the rules (compiled or in Python). The landing can then
+hold no line a reader cannot read back.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
+import orjson
 
 SCHEMA_VERSION = 1
 EVENT_TYPES = frozenset({"page_view", "event", "transaction", "identify", "page_ping", "consent"})
@@ -24,13 +30,53 @@ MAX_TEXT = 1024
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_FUTURE = timedelta(days=1)
+# The window of every time a client sends (occurred_at, sent_at): device clocks are corrected
+# later, but a time before 2000 or more than a year ahead is garbage, not drift, and would
+# overflow the warehouse's clock correction.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = MAX_FUTURE + timedelta(days=365)
+# Containers (objects, arrays) nest at most this deep in a body, the body itself being level
+# 1: every reader and writer of the landing (orjson, the warehouse's jsonb) handles it.
+MAX_DEPTH = 64
 
 
 class Invalid(ValueError):
     """A payload or event that breaks the wire format; the message names where."""
 
 
-def parse_time(value: object, where: str) -> datetime:
+def decode_body(body: bytes) -> object:
+    """The body as the landing's readers parse it (orjson: RFC 8259 JSON, UTF-8, numbers
+    within a double), nested at most :data:`MAX_DEPTH` deep; or :class:`Invalid`."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"body is not valid JSON: {exc}") from None
+    # Depth needs at least as many opening brackets: most bodies have too few to walk.
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _deeper_than(payload, MAX_DEPTH):
+        raise Invalid(f"body: objects and arrays nested deeper than {MAX_DEPTH} levels")
+    return payload
+
+
+_CONTAINERS = (dict, list)
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    level = [value]
+    for _ in range(limit):
+        level = [
+            item
+            for container in level
+            for item in (container.values() if type(container) is dict else container)
+            if type(item) in _CONTAINERS
+        ]
+        if not level:
+            return False
+    return True
+
+
+def parse_time(value: object, where: str, received_at: datetime | None = None) -> datetime:
+    """A client's timestamp (UTC when it names no zone), within :data:`EARLIEST` and
+    :data:`LATEST_AHEAD` after ``received_at`` (now when not given); or :class:`Invalid`."""
     if not isinstance(value, str) or len(value) > 40:
         raise Invalid(f"{where}: must be an ISO 8601 timestamp string")
     try:
@@ -39,6 +85,10 @@ def parse_time(value: object, where: str) -> datetime:
         raise Invalid(f"{where}: '{value[:40]}' is not an ISO 8601 timestamp") from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
+    if ts < EARLIEST:
+        raise Invalid(f"{where}: '{value}' is before {EARLIEST.date().isoformat()}")
+    if ts - (received_at or datetime.now(UTC)) > LATEST_AHEAD:
+        raise Invalid(f"{where}: '{value}' is more than a year in the future")
     return ts
 
 
@@ -106,10 +156,7 @@ def validate_event(event: object, index: int, received_at: datetime) -> dict:
     if required is None:
         allowed = ", ".join(sorted(EVENT_TYPES))
         raise Invalid(f"{where}.type: '{str(etype)[:40]}' is not one of {allowed}")
-    occurred = parse_time(event.get("occurred_at"), f"{where}.occurred_at")
-    if occurred - received_at > MAX_FUTURE + timedelta(days=365):
-        # Device clocks are corrected later, but a year ahead is garbage, not drift.
-        raise Invalid(f"{where}.occurred_at: more than a year in the future")
+    parse_time(event.get("occurred_at"), f"{where}.occurred_at", received_at)
     for key, value in event.items():
         if value is None:
             continue
@@ -142,7 +189,9 @@ def validate_event(event: object, index: int, received_at: datetime) -> dict:
     return event
 
 
-def validate_envelope(payload: object) -> tuple[str, str | None, list]:
+def validate_envelope(
+    payload: object, received_at: datetime | None = None
+) -> tuple[str, str | None, list]:
     """(site_id, sent_at, events) of a batch, or :class:`Invalid` for the whole request."""
     if not isinstance(payload, dict):
         raise Invalid("body: must be a JSON object with site_id and events")
@@ -156,16 +205,18 @@ def validate_envelope(payload: object) -> tuple[str, str | None, list]:
         raise Invalid(f"events: at most {MAX_EVENTS_PER_BATCH} events per request")
     sent_at = payload.get("sent_at")
     if sent_at is not None:
-        parse_time(sent_at, "sent_at")
+        parse_time(sent_at, "sent_at", received_at)
     return site_id, sent_at, events
 
 
 # -- The same rules, compiled (msgspec) -----------------------------------------------------------
-# The collector's fast path decodes a body straight into these types: one pass in C checks the
-# whole batch. They are exactly as strict as the rules above or stricter (more nesting refused,
-# only RFC 8259 JSON), never less: whatever they refuse goes through ``validate_envelope`` and
+# The collector's fast path converts the parsed body (:func:`decode_body`) into these types:
+# one pass in C checks the whole batch. They are exactly as strict as the rules above or
+# stricter, never less: whatever they refuse goes through ``validate_envelope`` and
 # ``validate_event``, which name the field and accept or reject each event
-# (tests/unit/test_collector_logic.py checks both ways agree).
+# (tests/unit/test_collector_logic.py checks both ways agree). They check the value the
+# readers parse, not the bytes: msgspec's own parser skips unknown fields unread, and would
+# pass numbers, text and nesting that orjson refuses.
 
 
 def _str(limit: int | None, minimum: int = 0, pattern: str | None = None):
@@ -256,28 +307,32 @@ class Batch(msgspec.Struct):
     sent_at: _str(40) | None = None
 
 
-BATCH = msgspec.json.Decoder(Batch)
-FAST_PATH_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+def compiled_batch(payload: object) -> Batch | None:
+    """The payload (from :func:`decode_body`) as a :class:`Batch`, or None when the compiled
+    rules refuse it (the rules in Python then say why)."""
+    try:
+        return msgspec.convert(payload, Batch)
+    except msgspec.ValidationError:
+        return None
 
 
 def batch_valid(batch: Batch, received_at: datetime) -> bool:
     """Whether the batch passes what its types cannot say: event ids in the canonical UUID
-    form (``UUID``), and times that :func:`parse_time` reads within the future bound."""
-    latest = received_at + MAX_FUTURE + timedelta(days=365)
+    form (``UUID``), and times that :func:`parse_time` reads within its window."""
+    latest = received_at + LATEST_AHEAD
     try:
+        times = [event.occurred_at for event in batch.events]
         if batch.sent_at is not None:
-            datetime.fromisoformat(batch.sent_at)
-        ids = []
-        for event in batch.events:
-            ids.append(event.event_id)
-            occurred = datetime.fromisoformat(event.occurred_at)
-            if occurred.tzinfo is None:
-                occurred = occurred.replace(tzinfo=UTC)
-            if occurred > latest:
+            times.append(batch.sent_at)
+        for text in times:
+            ts = datetime.fromisoformat(text)
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=UTC)
+            if ts < EARLIEST or ts > latest:
                 return False
     except ValueError:
         return False
-    return _canonical_uuids(ids)
+    return _canonical_uuids([event.event_id for event in batch.events])
 
 
 def _canonical_uuids(ids: list[str]) -> bool:

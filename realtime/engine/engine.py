@@ -674,12 +674,29 @@ class Engine:
         return restored
 
     def _replay(self, landing: Path, since: float) -> int:
-        from realtime.collector.landing import SEGMENTS, iter_segment, landed_records, read_manifest
+        from realtime.collector.landing import (
+            SEGMENTS,
+            UnreadableLine,
+            iter_segment,
+            landed_records,
+            read_manifest,
+        )
+        from realtime.collector.throttled_log import ThrottledLog
 
+        skipped = ThrottledLog(log)
         replayed = 0
         for segment in self._replay_segments(read_manifest(landing), since):
-            for _, line in iter_segment(landing / SEGMENTS / segment.name):
-                for record in landed_records(line):
+            for number, line in iter_segment(landing / SEGMENTS / segment.name):
+                try:
+                    records = landed_records(line)
+                except UnreadableLine as exc:
+                    # One unreadable line must not stop the start; the loader quarantines it.
+                    self.counters["replay_skipped"] = self.counters.get("replay_skipped", 0) + 1
+                    skipped.warning(
+                        "unreadable", "replay: skipped %s line %d: %s", segment.name, number, exc
+                    )
+                    continue
+                for record in records:
                     received = epoch(record["received_at"])
                     if received >= since:
                         before = self.counters["duplicates"]

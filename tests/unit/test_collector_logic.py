@@ -10,14 +10,15 @@ from ingestion.site_config import Site
 from realtime.collector.enrich import bot_reason, client_ip, country_of
 from realtime.collector.ratelimit import RateLimiter
 from realtime.collector.schema import (
-    BATCH,
-    FAST_PATH_ERRORS,
+    MAX_DEPTH,
     NUMBER_MINIMUMS,
     OBJECTS,
     REQUIRED,
     TEXT_LIMITS,
     Invalid,
     batch_valid,
+    compiled_batch,
+    decode_body,
     validate_envelope,
     validate_event,
 )
@@ -81,9 +82,10 @@ def test_invalid_events_name_the_event_and_field(fields, message):
 
 def fast_path_accepts(body: bytes) -> bool:
     try:
-        return batch_valid(BATCH.decode(body), NOW)
-    except FAST_PATH_ERRORS:
+        batch = compiled_batch(decode_body(body))
+    except Invalid:
         return False
+    return batch is not None and batch_valid(batch, NOW)
 
 
 @pytest.mark.parametrize("fields", VALID_EVENTS)
@@ -145,6 +147,8 @@ def _candidates(field: str) -> list:
                      BASE["event_id"][:-1], BASE["event_id"][:-1] + "g",
                      BASE["event_id"][:-1] + "\n", None, 3],
         "occurred_at": ["2026-11-24T10:00:00Z", "2026-11-24T10:00:00", "2026-11-24",
+                        "0001-01-01T00:00:00Z", "1999-12-31T23:59:59Z", "2000-01-01T00:00:00Z",
+                        "1999-12-31T23:00:00-01:00", "9999-12-31T23:59:59Z",
                         "2026-11-24T10:00:00+01:00", "2029-01-01T00:00:00Z", "soon", "", None,
                         3, "2026-11-24T10:00:00.000000000000000000000000Z"],
         "type": [*sorted(REQUIRED), "click", None, 3],
@@ -167,7 +171,16 @@ _EVENTS = st.builds(
 @settings(max_examples=3000, deadline=None)
 @given(
     events=st.lists(_EVENTS, min_size=1, max_size=3),
-    sent_at=st.sampled_from([None, "2026-11-24T10:00:00Z", "soon"]),
+    sent_at=st.sampled_from(
+        [
+            None,
+            "2026-11-24T10:00:00Z",
+            "soon",
+            "9999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "2000-01-01T00:00:00+00:00",
+        ]
+    ),
 )
 def test_whatever_the_compiled_rules_accept_the_rules_accept(events, sent_at):
     """The fast path lands a body without the per-event rules: it must never accept what
@@ -176,7 +189,7 @@ def test_whatever_the_compiled_rules_accept_the_rules_accept(events, sent_at):
     accepted = fast_path_accepts(body)
     note_event("fast path: accepted" if accepted else "fast path: refused")
     if accepted:
-        _, _, decoded = validate_envelope(orjson.loads(body))
+        _, _, decoded = validate_envelope(orjson.loads(body), NOW)
         for index, event in enumerate(decoded):
             validate_event(event, index, NOW)  # raises if the rules refuse it
 
@@ -282,3 +295,104 @@ def test_an_unreadable_maxmind_database_is_a_clear_error(tmp_path, monkeypatch):
             country_of("1.2.3.4")
     finally:
         enrich._geo.cache_clear()
+
+
+def _body_with(tail: bytes) -> bytes:
+    """A valid one-event body with ``tail`` spliced in as the event's last field(s)."""
+    body = orjson.dumps({"site_id": "demo", "events": [{**BASE, **VALID_EVENTS[0]}]})
+    return body[:-3] + b"," + tail + b"}]}"
+
+
+def _nested(depth: int) -> bytes:
+    return b'"deep":' + b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        (b'"future_field": 1e400', "body is not valid JSON: number is infinity when parsed"),
+        (b'"future_field": ' + b"9" * 310, "body is not valid JSON: number is infinity"),
+        (b'"future_field": "\xff\xfe"', "body is not valid JSON: str is not valid UTF-8"),
+        (b'"title": "\xff"', "body is not valid JSON: str is not valid UTF-8"),
+        (b'"future_field": "\\ud800"', "body is not valid JSON: no low surrogate"),
+        (_nested(MAX_DEPTH - 2), f"body: objects and arrays nested deeper than {MAX_DEPTH} levels"),
+        (_nested(5000), "body is not valid JSON: depth limit exceeded"),
+    ],
+)
+def test_a_body_the_readers_cannot_read_is_refused_by_both_rules(tail, message):
+    """One definition of a valid body: what orjson (every reader of the landing) refuses,
+    the collector refuses too, on the fast path as on the other (they both start from
+    decode_body), and it names what is wrong."""
+    body = _body_with(tail)
+    with pytest.raises(Invalid) as exc:
+        decode_body(body)
+    assert message in str(exc.value)
+    assert not fast_path_accepts(body)
+
+
+def test_the_deepest_allowed_body_is_accepted_and_written_back():
+    body = _body_with(_nested(MAX_DEPTH - 3))  # and body, events, event: 3 levels
+    assert fast_path_accepts(body)
+    assert orjson.loads(orjson.dumps(decode_body(body))) == orjson.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"sent_at": "9999-12-31T23:59:59Z"}, "sent_at: '9999-12-31T23:59:59Z' is more than a year"),
+        ({"sent_at": "1999-12-31T23:59:59Z"}, "sent_at: '1999-12-31T23:59:59Z' is before 2000-01-01"),
+        ({"sent_at": "2000-01-01T00:30:00+01:00"}, "is before 2000-01-01"),
+        ({"events": [{**BASE, **VALID_EVENTS[0], "occurred_at": "0001-01-01T00:00:00Z"}]},
+         "events[0].occurred_at: '0001-01-01T00:00:00Z' is before 2000-01-01"),
+    ],
+)  # fmt: skip
+def test_every_time_a_client_sends_is_bounded(payload, message):
+    body = {"site_id": "demo", "events": [{**BASE, **VALID_EVENTS[0]}], **payload}
+    with pytest.raises(Invalid) as exc:
+        _, _, events = validate_envelope(body, NOW)
+        for index, event in enumerate(events):
+            validate_event(event, index, NOW)
+    assert message in str(exc.value)
+    assert not fast_path_accepts(orjson.dumps(body))
+
+
+def test_the_earliest_and_latest_times_are_accepted():
+    event = {**BASE, **VALID_EVENTS[0], "occurred_at": "2000-01-01T00:00:00Z"}
+    body = {"site_id": "demo", "sent_at": "2027-11-25T09:59:59Z", "events": [event]}
+    validate_envelope(body, NOW)
+    validate_event(event, 0, NOW)
+    assert fast_path_accepts(orjson.dumps(body))
+
+
+def test_a_throttled_log_says_each_kind_once_per_interval_with_a_count(caplog):
+    import logging
+
+    from realtime.collector.throttled_log import ThrottledLog
+
+    log = ThrottledLog(logging.getLogger("test.throttled"), interval=60)
+    with caplog.at_level(logging.WARNING, logger="test.throttled"):
+        said = [log.warning("a", "trouble %d", i, now=float(i)) for i in range(100)]
+        said.append(log.warning("b", "other trouble", now=99.0))
+        said.append(log.warning("a", "trouble again", now=130.0))
+    assert said.count(True) == 4 and said[0] and said[60] and said[-2] and said[-1]
+    assert [r.getMessage() for r in caplog.records] == [
+        "trouble 0",
+        "trouble 60 (and 59 more like it in the last 60 s)",
+        "other trouble",
+        "trouble again (and 39 more like it in the last 60 s)",
+    ]
+
+
+def test_a_throttle_filter_passes_each_template_once_per_interval():
+    import logging
+
+    from realtime.collector.throttled_log import ThrottleFilter
+
+    throttle = ThrottleFilter(interval=3600)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, "", 0, msg, (), None)
+
+    passed = [throttle.filter(record("Invalid HTTP request received.")) for _ in range(50)]
+    assert passed == [True] + [False] * 49
+    assert throttle.filter(record("Exception in ASGI application\n"))

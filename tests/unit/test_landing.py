@@ -14,6 +14,7 @@ from realtime.collector.landing import (
     SEGMENTS,
     RequestRecords,
     SegmentWriter,
+    UnreadableLine,
     expire_segments,
     iter_segment,
     landed_records,
@@ -90,7 +91,8 @@ def test_a_request_line_expands_to_the_records_of_its_events():
                      "received_at": "2026-11-28T10:00:02Z"}  # fmt: skip
     assert second["event_id"] == "e2" and second["sent_at"] == "2026-11-28T10:00:01Z"
     # an event line (format 1, and format 2 when some events of a request were rejected)
-    event = {"event_id": "e3", "type": "page_view", "request": {"events": "a field"}}
+    event = {"event_id": "e3", "type": "page_view", "request": {"events": "a field"},
+             "received_at": "2026-11-28T10:00:02Z"}  # fmt: skip
     assert landed_records(orjson.dumps(event) + b"\n") == [event]
     lazy = RequestRecords(enrichment, body, 2)
     assert len(lazy) == 2 and list(lazy) == [first, second] and lazy[1] == second
@@ -251,3 +253,25 @@ def test_a_write_that_does_not_fit_leaves_the_segment_as_it_was(tmp_path):
     data = (tmp_path / SEGMENTS / info.name).read_bytes()
     assert data == b'{"event_id": "e1"}\n{"event_id": "e3"}\n'
     assert (info.events, info.bytes, info.sha256) == (2, 38, hashlib.sha256(data).hexdigest())
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (b'{"event_id": "e1", "received_at": "2026-11-28T10:00:02Z", "x": 1e400}\n',
+         "not valid JSON: number is infinity"),
+        (b'{"event_id": "e1", "received_at": "2026-11-28T10:00:02Z", "x": "\xff"}\n',
+         "not valid JSON: str is not valid UTF-8"),
+        (b"[1, 2]\n", "not a JSON object"),
+        (b'{"event_id": "e1"}\n', "received_at None is not an ISO 8601 time"),
+        (b'{"event_id": "e1", "received_at": "soon"}\n', "received_at 'soon' is not an ISO"),
+        (b'{"bad_event_id": "b1", "received_at": "2026-11-28T10:00:02Z", "reason": "r"}\n',
+         "neither an event (event_id) nor a request (request.events)"),
+        (b'{"received_at": "2026-11-28T10:00:02Z", "request": {"events": [1]}}\n',
+         "neither an event"),
+    ],
+)  # fmt: skip
+def test_a_line_no_reader_can_take_raises_one_error_naming_why(line, why):
+    with pytest.raises(UnreadableLine) as exc:
+        landed_records(line)
+    assert why in str(exc.value)
