@@ -1,6 +1,7 @@
 """superset_config.py: everything from the environment; no start without a real secret key."""
 
 import importlib.util
+import os
 
 import pytest
 
@@ -17,7 +18,11 @@ def load(monkeypatch, **env):
         monkeypatch.setenv(name, value)
     spec = importlib.util.spec_from_file_location("superset_config_under_test", CONFIG)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    umask = os.umask(0o022)  # the config sets Superset's process umask: keep this process's
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.umask(umask)
     return module
 
 
