@@ -92,7 +92,7 @@ def _undecryptable(migrator) -> list[str]:
 
 def _secrets_migrator(previous_key: str):
     """Superset's SecretsMigrator (what `superset re-encrypt-secrets` runs), finding the
-    encrypted columns where Superset's models are: Superset 6.0 looks in ``db.metadata``,
+    encrypted columns where Superset's models are: Superset 6.1 looks in ``db.metadata``,
     which holds none of them, so its command re-encrypts nothing (apache/superset#39391)."""
     from flask_appbuilder import Model
     from superset.utils.encrypt import EncryptedType, SecretsMigrator
