@@ -13,6 +13,7 @@ This module never imports Dagster: the collector and the engine use it too.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -591,15 +592,18 @@ def ensure_bi_reader(url: str | None = None) -> str:
     timeout = bi_reader_statement_timeout()
     not_done: list[str] = []
 
-    def tighten(conn, statement: sql.Composable) -> None:
-        # PUBLIC's privileges can only be revoked by the object's owner (or a superuser).
-        try:
+    def restrict(conn, statement: sql.Composable, still_allowed: str, *args: str) -> None:
+        # PUBLIC's privileges can only be revoked by the object's owner (or a superuser); a
+        # REVOKE by anyone else may pass with a mere notice, so the outcome is checked.
+        with contextlib.suppress(errors.InsufficientPrivilege):
             conn.execute(statement)
-        except errors.InsufficientPrivilege:
+        if conn.execute(still_allowed, (BI_ROLE, *args)).fetchone()[0]:
             not_done.append(statement.as_string(conn))
 
     try:
         with connect(url, autocommit=True) as conn:
+            # one at a time: concurrent GRANTs on one object fail ("tuple concurrently updated")
+            conn.execute("select pg_advisory_lock(hashtext('siteline.ensure_bi_reader'))")
             found = conn.execute("select 1 from pg_roles where rolname = %s", (BI_ROLE,))
             verb = sql.SQL("alter" if found.fetchone() else "create")
             conn.execute(
@@ -622,12 +626,23 @@ def ensure_bi_reader(url: str | None = None) -> str:
             database = sql.Identifier(dbname)
             conn.execute(sql.SQL("grant connect on database {} to {}").format(database, role))
             # Siteline's own user keeps TEMP (dbt's incremental models use temporary tables).
-            tighten(
-                conn, sql.SQL("grant temporary on database {} to current_user").format(database)
+            with contextlib.suppress(errors.InsufficientPrivilege):
+                conn.execute(
+                    sql.SQL("grant temporary on database {} to current_user").format(database)
+                )
+            restrict(
+                conn,
+                sql.SQL("revoke temporary on database {} from public").format(database),
+                "select has_database_privilege(%s, %s, 'TEMP')",
+                dbname,
             )
-            tighten(conn, sql.SQL("revoke temporary on database {} from public").format(database))
             for function in LARGE_OBJECT_CREATORS:
-                tighten(conn, sql.SQL(f"revoke execute on function {function} from public"))
+                restrict(
+                    conn,
+                    sql.SQL(f"revoke execute on function {function} from public"),
+                    "select has_function_privilege(%s, %s, 'EXECUTE')",
+                    function,
+                )
             for schema in BI_SCHEMAS:
                 name = sql.Identifier(schema)
                 conn.execute(sql.SQL("create schema if not exists {}").format(name))
@@ -649,9 +664,15 @@ def ensure_bi_reader(url: str | None = None) -> str:
             }
             for other in sorted(existing):
                 name = sql.Identifier(other)
+                with contextlib.suppress(errors.InsufficientPrivilege):
+                    conn.execute(sql.SQL("revoke all on database {} from {}").format(name, role))
                 # the owner keeps CONNECT (owners hold every privilege unless revoked)
-                tighten(conn, sql.SQL("revoke connect on database {} from public").format(name))
-                tighten(conn, sql.SQL("revoke all on database {} from {}").format(name, role))
+                restrict(
+                    conn,
+                    sql.SQL("revoke connect on database {} from public").format(name),
+                    "select has_database_privilege(%s, %s, 'CONNECT')",
+                    other,
+                )
     except errors.InsufficientPrivilege as exc:
         raise SitelineError(
             f"cannot create the read-only role {BI_ROLE} at {mask_url(url)}: {exc}; "

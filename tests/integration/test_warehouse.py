@@ -233,6 +233,35 @@ def test_bi_reader_reads_the_marts_within_its_limits_and_nothing_more(own_home, 
         assert conn.execute("show statement_timeout").fetchone()[0] == "5min"
 
 
+def test_bi_reader_restrictions_siteline_may_not_apply_are_named(own_home, monkeypatch, capsys):
+    """Your own server, where Siteline's user may create roles but owns nothing else: the
+    role is made, and every restriction only an owner can apply is printed with its SQL."""
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    url = ensure_warehouse()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create role tenant login createrole password 'tenant-password'")
+        conn.execute("grant create on database siteline to tenant")
+    tenant = own_home.url("siteline", user="tenant", password="tenant-password")
+    bi = ensure_bi_reader(tenant)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line]
+    prefix = "warning: bi_reader at postgresql://tenant:***@127.0.0.1:"
+    assert all(line.startswith(prefix) for line in warnings)
+    assert [line.split(": ", 2)[2] for line in warnings] == [
+        f"not permitted to run `{statement}`; ask the owner of the database (or a superuser) "
+        "to run it"
+        for statement in (
+            'revoke temporary on database "siteline" from public',
+            "revoke execute on function lo_creat(integer) from public",
+            "revoke execute on function lo_create(oid) from public",
+            "revoke execute on function lo_from_bytea(oid, bytea) from public",
+            'revoke connect on database "dagster" from public',
+            'revoke connect on database "postgres" from public',
+        )
+    ]
+    with psycopg.connect(bi) as conn:
+        assert conn.execute("show statement_timeout").fetchone()[0] == "5min"
+
+
 def test_bi_reader_limits_from_the_environment_are_checked(own_home, monkeypatch):
     monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
     url = ensure_warehouse()
