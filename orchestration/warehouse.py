@@ -604,14 +604,29 @@ def ensure_bi_reader(url: str | None = None) -> str:
         with connect(url, autocommit=True) as conn:
             # one at a time: concurrent GRANTs on one object fail ("tuple concurrently updated")
             conn.execute("select pg_advisory_lock(hashtext('siteline.ensure_bi_reader'))")
-            found = conn.execute("select 1 from pg_roles where rolname = %s", (BI_ROLE,))
-            verb = sql.SQL("alter" if found.fetchone() else "create")
-            conn.execute(
-                sql.SQL(
-                    "{} role {} with login nosuperuser nocreatedb nocreaterole noinherit "
-                    "connection limit {} password {}"
-                ).format(verb, role, sql.Literal(limit), sql.Literal(bi_reader_password()))
+            found = conn.execute(
+                "select rolsuper or rolcreatedb or rolcreaterole from pg_roles where rolname = %s",
+                (BI_ROLE,),
+            ).fetchone()
+            settings = sql.SQL("login noinherit connection limit {} password {}").format(
+                sql.Literal(limit), sql.Literal(bi_reader_password())
             )
+            if found is None:
+                conn.execute(
+                    sql.SQL("create role {} with nosuperuser nocreatedb nocreaterole {}").format(
+                        role, settings
+                    )
+                )
+            else:
+                # Only a superuser may even restate NOSUPERUSER (PostgreSQL 16+): the
+                # attributes are named only when the role has one of them.
+                conn.execute(sql.SQL("alter role {} with {}").format(role, settings))
+                if found[0]:
+                    conn.execute(
+                        sql.SQL("alter role {} with nosuperuser nocreatedb nocreaterole").format(
+                            role
+                        )
+                    )
             try:
                 conn.execute(
                     sql.SQL("alter role {} set statement_timeout = {}").format(

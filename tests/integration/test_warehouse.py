@@ -260,6 +260,7 @@ def test_bi_reader_restrictions_siteline_may_not_apply_are_named(own_home, monke
     ]
     with psycopg.connect(bi) as conn:
         assert conn.execute("show statement_timeout").fetchone()[0] == "5min"
+    assert ensure_bi_reader(tenant) == bi  # and at every later run (an ALTER, not a CREATE)
 
 
 def test_bi_reader_limits_from_the_environment_are_checked(own_home, monkeypatch):
