@@ -9,11 +9,12 @@ SUPERSET_VENV := .superset-venv
 SERVE  ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: install demo test unit integration lint format up doctor clean-data help
+.PHONY: install system-packages demo test unit integration lint format up doctor clean-data help
 
 help:
 	@echo "make demo       install, start the warehouse, run the pipeline on demo traffic, serve (SERVE=0: run once and exit)"
 	@echo "make test       install and run every test (own embedded Postgres, or TEST_WAREHOUSE_URL)"
+	@echo "make system-packages  install the Debian packages the tests need (as root), or say which"
 	@echo "make lint       ruff + sqlfluff"
 	@echo "make up         start all services on the existing data"
 	@echo "make doctor     check every component"
@@ -36,6 +37,31 @@ $(SUPERSET_VENV)/bin/superset: $(UV) superset_config/requirements.lock
 
 install: $(BIN)/siteline $(SUPERSET_VENV)/bin/superset
 
+# Debian packages the integration tests need: chromium (Playwright drives the Debian build; it
+# never downloads a browser of its own) and redis-server (the event bus and shared-store
+# tests). The demo needs neither. Installed only when missing (dpkg -s), as root through apt;
+# anyone else gets the command to run. make itself and Python 3.11 must be there before make
+# runs, so they are the two things to install by hand.
+SYSTEM_PACKAGES := chromium redis-server
+
+system-packages:
+	@missing=""; \
+	for pkg in $(SYSTEM_PACKAGES); do \
+		dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "the tests need$$missing (Debian package names; /usr/bin/chromium and redis-server on PATH), and this machine has no apt-get: install them with its package manager" >&2; \
+			exit 1; \
+		elif [ "$$(id -u)" != 0 ]; then \
+			echo "the tests need the Debian packages$$missing; install them as root, then run make again:" >&2; \
+			echo "  sudo apt-get update && sudo apt-get install -y$$missing" >&2; \
+			exit 1; \
+		fi; \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; \
+	fi
+
 demo: install
 ifeq ($(SERVE),0)
 	$(BIN)/siteline demo --no-serve
@@ -47,13 +73,13 @@ endif
 # (tests/conftest.py); a test file runs whole on one worker (--dist loadfile).
 TEST_WORKERS ?= 2
 
-test: install
+test: system-packages install
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: install
+integration: system-packages install
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 lint: install

@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from orchestration.home import PROJECT_ROOT, SitelineError, siteline_home
+from orchestration.home import PROJECT_ROOT, SitelineError, keep_data_private, siteline_home
 from orchestration.warehouse import (
     BI_ROLE,
     EmbeddedWarehouse,
@@ -60,6 +60,7 @@ def _fail(message: str) -> None:
 
 def main() -> None:
     try:
+        keep_data_private()  # before anything is written: data files 0600, folders 0700
         app()
     except SitelineError as exc:
         err.print(f"[bold red]error:[/] {exc}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,55 @@ def ensure_home() -> Path:
             "run as its owner or set SITELINE_HOME to a directory you can write"
         )
     return home
+
+
+# Written once the data of an install made before files were private has been tightened.
+PRIVATE_MARK = ".private"
+
+
+def keep_data_private() -> None:
+    """Make what Siteline writes readable by its own user only, from here on and before.
+
+    The data holds visitor and user ids (landing, engine snapshot), Superset's admin hash
+    and generated secrets. The process umask 077 makes every file this process and its
+    children (collector, Dagster, dbt, Superset) create 0600 and every directory 0700. Data
+    written before that (an older Siteline) is tightened once: group and other lose every
+    permission on the data directory's tree and on ``SITELINE_LANDING_DIR``. The embedded
+    server's cluster is left to PostgreSQL (initdb makes it 0700); under root, the server's
+    own user keeps its way in (the execute bit on the directories above the cluster).
+    """
+    os.umask(0o077)
+    home = siteline_home()
+    if not home.is_dir() or (home / PRIVATE_MARK).exists():
+        return
+    landing = os.environ.get("SITELINE_LANDING_DIR")
+    roots = [home, *([Path(landing)] if landing and Path(landing).is_dir() else [])]
+    pgdata = home / "warehouse" / "pgdata"
+    # the directories the embedded server's user passes through when Siteline runs as root
+    passed = {home, home / "warehouse"} if os.geteuid() == 0 else set()
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            here = Path(folder)
+            if here == pgdata:
+                dirs[:] = []
+                continue
+            _remove_access(here, keep=0o001 if here in passed else 0)
+            for name in files:
+                _remove_access(here / name)
+    (home / PRIVATE_MARK).touch()
+
+
+def _remove_access(path: Path, keep: int = 0) -> None:
+    """Take group and other permissions away from ``path`` (except ``keep``), not following
+    links. A file that vanished meanwhile (a segment closed, a temporary file) or belongs to
+    another user is skipped."""
+    try:
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode) or not mode & 0o077 & ~keep:
+            return
+        path.chmod(mode & 0o7700 | mode & keep)
+    except (FileNotFoundError, PermissionError):
+        pass
 
 
 def remembered_secret(name: str, env_var: str | None = None, nbytes: int = 24) -> str:

@@ -82,7 +82,7 @@ def environment(warehouse_dsn: str | None = None) -> dict[str, str]:
     if metadata:
         env["SUPERSET_METADATA_URL"] = metadata
     else:
-        (siteline_home() / "superset").mkdir(parents=True, exist_ok=True)
+        (siteline_home() / "superset").mkdir(mode=0o700, parents=True, exist_ok=True)
     return env
 
 

@@ -13,6 +13,7 @@ This module never imports Dagster: the collector and the engine use it too.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -513,11 +514,37 @@ def server_version(url: str) -> str:
 
 BI_ROLE = "bi_reader"
 BI_SCHEMAS = ("web", "crm")
+# Functions that create a large object. Large objects live outside every schema and need no
+# privilege to create (lo_compat_privileges only relaxes reading and writing them), so the
+# one way to stop a role creating them is the EXECUTE privilege on these functions (the
+# client-side lo_creat / lo_import call them too, through the fast-path interface, which
+# checks it). The server-side lo_import is superuser-only already.
+LARGE_OBJECT_CREATORS = ("lo_creat(integer)", "lo_create(oid)", "lo_from_bytea(oid, bytea)")
 
 
 def bi_reader_password() -> str:
     """``SITELINE_BI_READER_PASSWORD``, else generated once and remembered (mode 0600)."""
     return remembered_secret("bi-reader-password", "SITELINE_BI_READER_PASSWORD")
+
+
+def bi_reader_statement_timeout() -> str:
+    """``SITELINE_BI_READER_STATEMENT_TIMEOUT`` (a PostgreSQL duration), default ``5min``."""
+    return os.environ.get("SITELINE_BI_READER_STATEMENT_TIMEOUT", "").strip() or "5min"
+
+
+def bi_reader_connection_limit() -> int:
+    """``SITELINE_BI_READER_CONNECTION_LIMIT``, default 20: the most sessions bi_reader may
+    hold at once, so BI tools cannot use up the server's ``max_connections``."""
+    value = os.environ.get("SITELINE_BI_READER_CONNECTION_LIMIT", "").strip() or "20"
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise SitelineError(
+            f"SITELINE_BI_READER_CONNECTION_LIMIT={value}: use a whole number of at least 1"
+        )
+    return limit
 
 
 def bi_reader_url(url: str | None = None) -> str:
@@ -530,31 +557,107 @@ def bi_reader_url(url: str | None = None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
+def _other_siteline_databases(url: str) -> list[str]:
+    """The databases on the warehouse's server that bi_reader must not connect to: the
+    server's ``postgres`` database, Dagster's storage and Superset's metadata database (when
+    they are on the same server)."""
+    parts = urlsplit(url)
+    dbname = parts.path.lstrip("/") or "postgres"
+    names = ["postgres", f"{dbname}_superset"]
+    dagster = urlsplit(dagster_storage_url())
+    if (dagster.hostname, dagster.port) == (parts.hostname, parts.port):
+        names.append(dagster.path.lstrip("/"))
+    return [name for name in dict.fromkeys(names) if name and name != dbname]
+
+
 def ensure_bi_reader(url: str | None = None) -> str:
-    """Create (or update the password of) the read-only role BI tools and Superset use.
+    """Create (or update) the read-only role BI tools, Superset and the engine use.
 
     It may connect to the warehouse database and read the marts (``web``, ``crm``), tables
     rebuilt later included (default privileges), and nothing else: no raw, staging or
-    intermediate schema. Returns its DSN.
+    intermediate schema, no other database of Siteline's (nor ``postgres``), no temporary
+    tables and no large objects in the warehouse database. Its statements stop after
+    ``SITELINE_BI_READER_STATEMENT_TIMEOUT`` and it holds at most
+    ``SITELINE_BI_READER_CONNECTION_LIMIT`` connections. What the connecting user may not
+    change (it owns neither the database nor the functions) is printed as a warning with
+    the statement a superuser can run. Returns its DSN.
     """
+    import psycopg
     from psycopg import errors, sql
 
     url = url or warehouse_url()
     dbname = urlsplit(url).path.lstrip("/") or "postgres"
     role = sql.Identifier(BI_ROLE)
+    limit = bi_reader_connection_limit()
+    timeout = bi_reader_statement_timeout()
+    not_done: list[str] = []
+
+    def restrict(conn, statement: sql.Composable, still_allowed: str, *args: str) -> None:
+        # PUBLIC's privileges can only be revoked by the object's owner (or a superuser); a
+        # REVOKE by anyone else may pass with a mere notice, so the outcome is checked.
+        with contextlib.suppress(errors.InsufficientPrivilege):
+            conn.execute(statement)
+        if conn.execute(still_allowed, (BI_ROLE, *args)).fetchone()[0]:
+            not_done.append(statement.as_string(conn))
+
     try:
         with connect(url, autocommit=True) as conn:
-            found = conn.execute("select 1 from pg_roles where rolname = %s", (BI_ROLE,))
-            verb = sql.SQL("alter" if found.fetchone() else "create")
-            conn.execute(
-                sql.SQL(
-                    "{} role {} with login nosuperuser nocreatedb nocreaterole noinherit "
-                    "password {}"
-                ).format(verb, role, sql.Literal(bi_reader_password()))
+            # one at a time: concurrent GRANTs on one object fail ("tuple concurrently updated")
+            conn.execute("select pg_advisory_lock(hashtext('siteline.ensure_bi_reader'))")
+            found = conn.execute(
+                "select rolsuper or rolcreatedb or rolcreaterole from pg_roles where rolname = %s",
+                (BI_ROLE,),
+            ).fetchone()
+            settings = sql.SQL("login noinherit connection limit {} password {}").format(
+                sql.Literal(limit), sql.Literal(bi_reader_password())
             )
-            conn.execute(
-                sql.SQL("grant connect on database {} to {}").format(sql.Identifier(dbname), role)
+            if found is None:
+                conn.execute(
+                    sql.SQL("create role {} with nosuperuser nocreatedb nocreaterole {}").format(
+                        role, settings
+                    )
+                )
+            else:
+                # Only a superuser may even restate NOSUPERUSER (PostgreSQL 16+): the
+                # attributes are named only when the role has one of them.
+                conn.execute(sql.SQL("alter role {} with {}").format(role, settings))
+                if found[0]:
+                    conn.execute(
+                        sql.SQL("alter role {} with nosuperuser nocreatedb nocreaterole").format(
+                            role
+                        )
+                    )
+            try:
+                conn.execute(
+                    sql.SQL("alter role {} set statement_timeout = {}").format(
+                        role, sql.Literal(timeout)
+                    )
+                )
+            except psycopg.errors.InvalidParameterValue as exc:
+                raise SitelineError(
+                    f"SITELINE_BI_READER_STATEMENT_TIMEOUT={timeout}: {exc}; use a PostgreSQL "
+                    "duration such as 5min or 300s"
+                ) from None
+            database = sql.Identifier(dbname)
+            conn.execute(sql.SQL("grant connect on database {} to {}").format(database, role))
+            # Siteline's own user keeps TEMP (dbt's incremental models use temporary tables).
+            with contextlib.suppress(errors.InsufficientPrivilege):
+                conn.execute(
+                    sql.SQL("grant temporary on database {} to current_user").format(database)
+                )
+            restrict(
+                conn,
+                sql.SQL("revoke temporary on database {} from public").format(database),
+                "select has_database_privilege(%s, %s, 'TEMP')",
+                dbname,
             )
+            for function in LARGE_OBJECT_CREATORS:
+                restrict(
+                    conn,
+                    sql.SQL(f"revoke execute on function {function} from public"),
+                    "select has_function_privilege(%s, %s, 'EXECUTE')",
+                    function,
+                )
             for schema in BI_SCHEMAS:
                 name = sql.Identifier(schema)
                 conn.execute(sql.SQL("create schema if not exists {}").format(name))
@@ -567,9 +670,33 @@ def ensure_bi_reader(url: str | None = None) -> str:
                         "alter default privileges in schema {} grant select on tables to {}"
                     ).format(name, role)
                 )
+            existing = {
+                row[0]
+                for row in conn.execute(
+                    "select datname from pg_database where datname = any(%s)",
+                    (_other_siteline_databases(url),),
+                )
+            }
+            for other in sorted(existing):
+                name = sql.Identifier(other)
+                with contextlib.suppress(errors.InsufficientPrivilege):
+                    conn.execute(sql.SQL("revoke all on database {} from {}").format(name, role))
+                # the owner keeps CONNECT (owners hold every privilege unless revoked)
+                restrict(
+                    conn,
+                    sql.SQL("revoke connect on database {} from public").format(name),
+                    "select has_database_privilege(%s, %s, 'CONNECT')",
+                    other,
+                )
     except errors.InsufficientPrivilege as exc:
         raise SitelineError(
             f"cannot create the read-only role {BI_ROLE} at {mask_url(url)}: {exc}; "
             "run Siteline as a user with CREATEROLE, or create the role yourself (docs/bi.md)"
         ) from None
+    for statement in not_done:
+        print(
+            f"warning: {BI_ROLE} at {mask_url(url)}: not permitted to run `{statement}`; "
+            "ask the owner of the database (or a superuser) to run it",
+            file=sys.stderr,
+        )
     return bi_reader_url(url)

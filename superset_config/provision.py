@@ -13,6 +13,7 @@ Everything happens in one process: each ``superset`` CLI command pays ~12 s of i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -65,6 +66,86 @@ def _migrate() -> bool:
     upgrade(directory=migrate.directory)
     log(f"metadata database migrated in {time.monotonic() - started:.0f} s")
     return True
+
+
+def _undecryptable(migrator) -> list[str]:
+    """The ``table.column`` of every stored secret the current SECRET_KEY cannot decrypt."""
+    from sqlalchemy import text
+    from superset.extensions import db
+
+    failing = set()
+    dialect = db.engine.url.get_dialect()
+    with db.engine.connect() as conn:
+        for table, columns in migrator.discover_encrypted_fields().items():
+            rows = conn.execute(text(f"select {', '.join(columns)} from {table}"))
+            for row in rows:
+                for name, column_type in columns.items():
+                    value = migrator._read_bytes(name, row._mapping[name])
+                    if value is None:
+                        continue
+                    try:
+                        column_type.process_result_value(value, dialect)
+                    except Exception:  # "Invalid decryption key", or a padding error
+                        failing.add(f"{table}.{name}")
+    return sorted(failing)
+
+
+def _secrets_migrator(previous_key: str):
+    """Superset's SecretsMigrator (what `superset re-encrypt-secrets` runs), finding the
+    encrypted columns where Superset's models are: Superset 6.1 looks in ``db.metadata``,
+    which holds none of them, so its command re-encrypts nothing (apache/superset#39391)."""
+    from flask_appbuilder import Model
+    from superset.utils.encrypt import EncryptedType, SecretsMigrator
+
+    class Migrator(SecretsMigrator):
+        def discover_encrypted_fields(self) -> dict:
+            found = {}
+            for name, table in Model.metadata.tables.items():
+                columns = {
+                    column_name: column.type
+                    for column_name, column in table.columns.items()
+                    if isinstance(column.type, EncryptedType)
+                }
+                if columns:
+                    found[name] = columns
+            return found
+
+    return Migrator(previous_secret_key=previous_key)
+
+
+def _check_secret_key() -> None:
+    """Superset encrypts the secrets it stores (the warehouse connection's password) with
+    SECRET_KEY; with another key every import and every query fails with "Invalid decryption
+    key". Say so, with the way out, or re-encrypt them when the previous key is given."""
+    from flask import current_app
+
+    previous = current_app.config.get("PREVIOUS_SECRET_KEY")
+    migrator = _secrets_migrator(previous or "")
+    failing = _undecryptable(migrator)
+    if not failing:
+        return
+    if not previous:
+        raise SystemExit(
+            f"superset: SUPERSET_SECRET_KEY is not the key Superset's stored secrets "
+            f"({', '.join(failing)}) were encrypted with: set SUPERSET_SECRET_KEY back to the "
+            "previous key (a generated one is kept in $SITELINE_HOME/secrets/"
+            "superset-secret-key), or keep the new key and set SUPERSET_PREVIOUS_SECRET_KEY to "
+            "the previous one to re-encrypt them (docs/operations.md)"
+        )
+    # when neither key decrypts a value it raises, and nothing is changed (one transaction)
+    with contextlib.suppress(Exception):
+        migrator.run()
+    still = _undecryptable(migrator)
+    if still:
+        raise SystemExit(
+            f"superset: neither SUPERSET_SECRET_KEY nor SUPERSET_PREVIOUS_SECRET_KEY decrypts "
+            f"Superset's stored secrets ({', '.join(still)}): set SUPERSET_PREVIOUS_SECRET_KEY "
+            "to the key they were encrypted with"
+        )
+    log(
+        f"stored secrets ({', '.join(failing)}) re-encrypted with the new SUPERSET_SECRET_KEY; "
+        "SUPERSET_PREVIOUS_SECRET_KEY can be removed"
+    )
 
 
 def _init_roles(force: bool) -> None:
@@ -142,6 +223,7 @@ def setup(bundle: Path) -> None:
     app = _app()
     with app.app_context():
         migrated = _migrate()
+        _check_secret_key()
         _init_roles(force=migrated)
         _admin(password)
         started = time.monotonic()

@@ -11,6 +11,13 @@ running Superset by other means sets them the same way.
   ``$SITELINE_HOME/superset/superset.db`` (the demo); any SQLAlchemy URL otherwise.
   (``siteline superset`` turns the value ``warehouse`` into the URL of a database on the
   warehouse server before Superset reads it.)
+- ``SUPERSET_PREVIOUS_SECRET_KEY``: the key before a rotation; ``siteline superset``
+  re-encrypts the stored secrets with the new key when it finds them encrypted with this one
+  (docs/operations.md). Remove it once that has run.
+- ``SUPERSET_LOGIN_RATE_LIMIT``: failed logins a client address may make (form and API), as a
+  flask-limiter rate (default ``10 per minute``); beyond it, logins are answered 429.
+- ``SUPERSET_RATELIMIT_STORAGE_URI``: where those counts are kept (default ``memory://``, per
+  worker process; ``redis://host:6379`` shares them between workers and machines).
 - ``SUPERSET_ROW_LIMIT``: the most rows a chart or CSV export returns (default 50,000).
 """
 
@@ -49,7 +56,13 @@ def _secret_key() -> str:
     return key
 
 
+# Everything this process writes (the SQLite metadata with the admin's password hash, logs)
+# is for its own user only: files 0600, folders 0700. Set here so that Superset started by
+# other means than `siteline superset` gets it too.
+os.umask(0o077)
+
 SECRET_KEY = _secret_key()
+PREVIOUS_SECRET_KEY = os.environ.get("SUPERSET_PREVIOUS_SECRET_KEY") or None
 
 _home = Path(os.environ.get("SITELINE_HOME") or Path(__file__).resolve().parents[1] / ".siteline")
 _default_metadata = _home / "superset" / "superset.db"
@@ -75,8 +88,39 @@ FEATURE_FLAGS = {
     "ALERT_REPORTS": False,
 }
 
-# Rate limits of the login endpoint, kept in process memory (one machine).
-RATELIMIT_STORAGE_URI = "memory://"
+# Failed logins are throttled per client address, on the login form and on the API's
+# /api/v1/security/login alike (Flask-AppBuilder's own AUTH_RATE_LIMITED covers only the form
+# and counts successful logins too). Once an address has used up the limit, every login from
+# it is answered 429 until the window has passed. Behind a reverse proxy, set
+# ENABLE_PROXY_FIX so the address is the client's, not the proxy's. No other route is
+# limited (Superset's RATELIMIT_APPLICATION would also limit a dashboard's own requests).
+RATELIMIT_ENABLED = True
+RATELIMIT_APPLICATION = None
+RATELIMIT_STORAGE_URI = os.environ.get("SUPERSET_RATELIMIT_STORAGE_URI") or "memory://"
+AUTH_RATE_LIMITED = False  # replaced by the limit below
+AUTH_RATE_LIMIT = os.environ.get("SUPERSET_LOGIN_RATE_LIMIT") or "10 per minute"
+
+
+def _failed_login(response) -> bool:
+    """A login the limit counts: the API answers a wrong password 401 (400 for a bad body);
+    the form sends the browser back to the login page."""
+    if response.status_code in (400, 401):
+        return True
+    location = response.headers.get("Location", "")
+    return response.status_code in (302, 303) and location.split("?")[0].endswith("/login/")
+
+
+def FLASK_APP_MUTATOR(app) -> None:
+    """Put the failed-login limit on both login endpoints (the views exist by now)."""
+    from flask_appbuilder.security.api import SecurityApi
+
+    security = app.appbuilder.sm
+    (api,) = [view for view in app.appbuilder.baseviews if isinstance(view, SecurityApi)]
+    for blueprint in (security.auth_view.blueprint, api.blueprint):
+        security.limiter.limit(AUTH_RATE_LIMIT, methods=["POST"], deduct_when=_failed_login)(
+            blueprint
+        )
+
 
 # Charts read the marts fresh: the warehouse is local and the marts are small aggregates.
 DATA_CACHE_CONFIG = {"CACHE_TYPE": "NullCache"}

@@ -9,17 +9,19 @@ import difflib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import yaml
 
-from orchestration.home import PROJECT_ROOT
+from orchestration.home import PROJECT_ROOT, SitelineError
 from orchestration.warehouse import bi_reader_password, connect
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import free_port
@@ -207,6 +209,96 @@ def test_superset_refuses_to_start_with_a_published_secret_key(marts):
     )  # fmt: skip
     assert result.returncode == 1
     assert "SUPERSET_SECRET_KEY is a published default" in result.stderr, result.stderr
+
+
+def test_a_changed_secret_key_is_named_and_the_previous_key_re_encrypts(
+    warehouse, tmp_path, monkeypatch
+):
+    """Superset's default metadata (SQLite under SITELINE_HOME) in a data directory of its
+    own, started with key A, then with key B, then with key B and A as the previous key."""
+    from orchestration import superset
+
+    monkeypatch.setenv("SITELINE_BI_READER_PASSWORD", bi_reader_password())  # the role's own
+    monkeypatch.setenv("SITELINE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SUPERSET_METADATA_URL", raising=False)
+    monkeypatch.delenv("SUPERSET_PREVIOUS_SECRET_KEY", raising=False)
+    monkeypatch.setenv("SUPERSET_ADMIN_PASSWORD", PASSWORD)
+    key_a, key_b = "key-A-" + "a" * 40, "key-B-" + "b" * 40
+    monkeypatch.setenv("SUPERSET_SECRET_KEY", key_a)
+    assert "bundle imported" in superset.provision()
+    metadata = tmp_path / "home" / "superset" / "superset.db"  # holds the admin's hash
+    assert stat.S_IMODE(metadata.stat().st_mode) == 0o600
+    assert stat.S_IMODE(metadata.parent.stat().st_mode) == 0o700
+
+    monkeypatch.setenv("SUPERSET_SECRET_KEY", key_b)
+    with pytest.raises(SitelineError) as refused:
+        superset.provision()
+    assert str(refused.value) == (
+        "Superset setup failed: superset: SUPERSET_SECRET_KEY is not the key Superset's stored "
+        "secrets (dbs.password) were encrypted with: set SUPERSET_SECRET_KEY back to the "
+        "previous key (a generated one is kept in $SITELINE_HOME/secrets/superset-secret-key), "
+        "or keep the new key and set SUPERSET_PREVIOUS_SECRET_KEY to the previous one to "
+        "re-encrypt them (docs/operations.md)"
+    )
+
+    monkeypatch.setenv("SUPERSET_PREVIOUS_SECRET_KEY", "key-C-" + "c" * 40)
+    with pytest.raises(SitelineError, match="neither SUPERSET_SECRET_KEY nor SUPERSET_PREVIOUS"):
+        superset.provision()
+
+    monkeypatch.setenv("SUPERSET_PREVIOUS_SECRET_KEY", key_a)
+    rotated = superset.provision()
+    assert "superset: stored secrets (dbs.password) re-encrypted with the new" in rotated
+    assert "bundle imported" in rotated
+    monkeypatch.delenv("SUPERSET_PREVIOUS_SECRET_KEY")
+    again = superset.provision()  # key B alone from now on
+    assert "re-encrypted" not in again and "bundle imported" in again
+
+
+LOGIN_ATTEMPTS = """
+import json, re, sys
+from superset.app import create_app
+
+client = create_app().test_client()
+wrong = {"username": "admin", "password": "wrong", "provider": "db"}
+right = dict(wrong, password=sys.argv[1])
+api = lambda body, address: client.post(
+    "/api/v1/security/login", json=body, environ_base={"REMOTE_ADDR": address}
+).status_code
+out = {"api": [api(wrong, "10.0.0.1") for _ in range(4)]}
+out["right_after"] = api(right, "10.0.0.1")
+out["other_address"] = api(right, "10.0.0.2")
+form = []
+for _ in range(4):
+    page = client.get("/login/", environ_base={"REMOTE_ADDR": "10.0.0.3"}).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    response = client.post("/login/", data={"username": "admin", "password": "wrong",
+                           "csrf_token": token}, environ_base={"REMOTE_ADDR": "10.0.0.3"})
+    form.append([response.status_code, response.headers.get("Location", "")])
+out["form"] = form
+print(json.dumps(out))
+"""
+
+
+def test_failed_logins_are_throttled_per_address_on_the_api_and_the_form(server, monkeypatch):
+    """Superset's own app (the server's configuration and metadata) in a process of its own,
+    so its counts do not throttle the other tests' logins."""
+    from orchestration import superset
+
+    monkeypatch.setenv("SUPERSET_ADMIN_PASSWORD", PASSWORD)
+    monkeypatch.setenv("SUPERSET_METADATA_URL", "warehouse")
+    monkeypatch.setenv("SUPERSET_LOGIN_RATE_LIMIT", "3 per hour")
+    result = subprocess.run(
+        [str(superset.superset_bin()), "-c", LOGIN_ATTEMPTS, PASSWORD],
+        env=superset.environment(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    attempts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert attempts["api"] == [401, 401, 401, 429]
+    assert attempts["right_after"] == 429  # the address is throttled, whatever it sends
+    assert attempts["other_address"] == 200
+    assert [code for code, _ in attempts["form"]] == [302, 302, 302, 429]
+    wrong_logins = [urlsplit(location).path for _, location in attempts["form"][:3]]
+    assert wrong_logins == ["/login/"] * 3, attempts["form"]  # back to the form: counted
 
 
 def test_every_dashboard_renders_in_chromium_without_a_chart_error(server):

@@ -11,7 +11,9 @@ from orchestration.home import SitelineError
 from orchestration.warehouse import (
     EmbeddedWarehouse,
     connect,
+    ensure_bi_reader,
     ensure_database,
+    ensure_warehouse,
     mask_url,
     with_database,
 )
@@ -173,6 +175,109 @@ def test_invalid_sites_file_is_one_line_without_traceback(own_home, tmp_path):
         in result.stdout
     )
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_bi_reader_reads_the_marts_within_its_limits_and_nothing_more(own_home, monkeypatch):
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    url = ensure_warehouse()  # the embedded server, databases siteline and dagster
+    ensure_database(with_database(url, "siteline_superset"))  # SUPERSET_METADATA_URL=warehouse
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create schema web")
+        conn.execute("create table web.kpis (visits int)")
+        conn.execute("insert into web.kpis values (7)")
+    monkeypatch.setenv("SITELINE_BI_READER_STATEMENT_TIMEOUT", "300ms")
+    monkeypatch.setenv("SITELINE_BI_READER_CONNECTION_LIMIT", "2")
+    bi = ensure_bi_reader(url)
+    with psycopg.connect(bi, autocommit=True) as conn:
+        assert conn.execute("select visits from web.kpis").fetchone()[0] == 7
+        assert conn.execute("show statement_timeout").fetchone()[0] == "300ms"
+        with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+            conn.execute("select pg_sleep(60)")
+        with pytest.raises(
+            psycopg.errors.InsufficientPrivilege,
+            match="permission denied to create temporary tables in database",
+        ):
+            conn.execute("create temporary table scratch (n int)")
+        for creates in (
+            "select lo_create(0)",
+            "select lo_creat(-1)",
+            "select lo_from_bytea(0, 'x')",
+        ):
+            with pytest.raises(
+                psycopg.errors.InsufficientPrivilege, match="permission denied for function lo_"
+            ):
+                conn.execute(creates)
+        with (
+            psycopg.connect(bi, autocommit=True),  # the second of two allowed connections
+            pytest.raises(
+                psycopg.OperationalError, match='too many connections for role "bi_reader"'
+            ),
+        ):
+            psycopg.connect(bi)
+    for other in ("postgres", "dagster", "siteline_superset"):
+        with pytest.raises(
+            psycopg.OperationalError, match=f'permission denied for database "{other}"'
+        ):
+            psycopg.connect(with_database(bi, other))
+    # the defaults, set again at the next start; Siteline's own user keeps what it needs
+    monkeypatch.delenv("SITELINE_BI_READER_STATEMENT_TIMEOUT")
+    monkeypatch.delenv("SITELINE_BI_READER_CONNECTION_LIMIT")
+    ensure_bi_reader(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        limit, config = conn.execute(
+            "select rolconnlimit, rolconfig from pg_roles where rolname = 'bi_reader'"
+        ).fetchone()
+        assert (limit, config) == (20, ["statement_timeout=5min"])
+        conn.execute("create temporary table scratch (n int)")
+    with psycopg.connect(bi, autocommit=True) as conn:
+        assert conn.execute("show statement_timeout").fetchone()[0] == "5min"
+
+
+def test_bi_reader_restrictions_siteline_may_not_apply_are_named(own_home, monkeypatch, capsys):
+    """Your own server, where Siteline's user may create roles but owns nothing else: the
+    role is made, and every restriction only an owner can apply is printed with its SQL."""
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    url = ensure_warehouse()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create role tenant login createrole password 'tenant-password'")
+        conn.execute("grant create on database siteline to tenant")
+    tenant = own_home.url("siteline", user="tenant", password="tenant-password")
+    bi = ensure_bi_reader(tenant)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line]
+    prefix = "warning: bi_reader at postgresql://tenant:***@127.0.0.1:"
+    assert all(line.startswith(prefix) for line in warnings)
+    assert [line.split(": ", 2)[2] for line in warnings] == [
+        f"not permitted to run `{statement}`; ask the owner of the database (or a superuser) "
+        "to run it"
+        for statement in (
+            'revoke temporary on database "siteline" from public',
+            "revoke execute on function lo_creat(integer) from public",
+            "revoke execute on function lo_create(oid) from public",
+            "revoke execute on function lo_from_bytea(oid, bytea) from public",
+            'revoke connect on database "dagster" from public',
+            'revoke connect on database "postgres" from public',
+        )
+    ]
+    with psycopg.connect(bi) as conn:
+        assert conn.execute("show statement_timeout").fetchone()[0] == "5min"
+    assert ensure_bi_reader(tenant) == bi  # and at every later run (an ALTER, not a CREATE)
+
+
+def test_bi_reader_limits_from_the_environment_are_checked(own_home, monkeypatch):
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    url = ensure_warehouse()
+    monkeypatch.setenv("SITELINE_BI_READER_CONNECTION_LIMIT", "many")
+    with pytest.raises(
+        SitelineError, match="SITELINE_BI_READER_CONNECTION_LIMIT=many: use a whole"
+    ):
+        ensure_bi_reader(url)
+    monkeypatch.delenv("SITELINE_BI_READER_CONNECTION_LIMIT")
+    monkeypatch.setenv("SITELINE_BI_READER_STATEMENT_TIMEOUT", "soon")
+    with pytest.raises(
+        SitelineError,
+        match=r"SITELINE_BI_READER_STATEMENT_TIMEOUT=soon: .*; use a PostgreSQL duration such as 5min",
+    ):
+        ensure_bi_reader(url)
 
 
 def test_mask_url_hides_only_the_password():

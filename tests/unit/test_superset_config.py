@@ -1,6 +1,7 @@
 """superset_config.py: everything from the environment; no start without a real secret key."""
 
 import importlib.util
+import os
 
 import pytest
 
@@ -11,13 +12,19 @@ GOOD_KEY = "k" * 20 + "-random-enough-0123456789"
 
 
 def load(monkeypatch, **env):
-    for name in ("SUPERSET_SECRET_KEY", "SUPERSET_METADATA_URL", "SUPERSET_ROW_LIMIT"):
+    for name in ("SUPERSET_SECRET_KEY", "SUPERSET_PREVIOUS_SECRET_KEY", "SUPERSET_METADATA_URL",
+                 "SUPERSET_ROW_LIMIT", "SUPERSET_LOGIN_RATE_LIMIT",
+                 "SUPERSET_RATELIMIT_STORAGE_URI"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     spec = importlib.util.spec_from_file_location("superset_config_under_test", CONFIG)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    umask = os.umask(0o022)  # the config sets Superset's process umask: keep this process's
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.umask(umask)
     return module
 
 
@@ -43,6 +50,9 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     metadata_url = config.SQLALCHEMY_DATABASE_URI
     assert metadata_url == f"sqlite:///{tmp_path}/superset/superset.db"
     assert config.ROW_LIMIT == 50_000
+    assert config.PREVIOUS_SECRET_KEY is None
+    assert (config.RATELIMIT_ENABLED, config.AUTH_RATE_LIMIT) == (True, "10 per minute")
+    assert config.RATELIMIT_STORAGE_URI == "memory://"
     config = load(
         monkeypatch,
         SUPERSET_SECRET_KEY=GOOD_KEY,
