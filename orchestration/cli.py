@@ -222,16 +222,19 @@ def run_pipeline(selection: list[str] | None = None) -> bool:
     with dg.DagsterInstance.get() as instance:
         for job, selected, partition in runs:
             # dagster-dbt echoes every dbt event to stdout; keep it in the run log instead.
+            started = time.monotonic()
             with open(log_path, "a") as log, contextlib.redirect_stdout(log):
                 result = job.execute_in_process(
                     run_config=quiet, instance=instance, asset_selection=selected,
                     partition_key=partition, raise_on_error=False,
                 )  # fmt: skip
-            ok = _report_run(result, partition, log_path) and ok
+            ok = _report_run(result, partition, log_path, time.monotonic() - started) and ok
     return ok
 
 
-def _report_run(result, partition: str | None, log_path: Path) -> bool:
+def _report_run(result, partition: str | None, log_path: Path, seconds: float) -> bool:
+    from orchestration.supervisor import run_line
+
     events = result.all_events
     materialised = {
         e.asset_key.to_user_string()
@@ -242,10 +245,12 @@ def _report_run(result, partition: str | None, log_path: Path) -> bool:
         e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
     failed_checks = [c for c in checks if not c.passed]
-    label = f" \\[{partition}]" if partition else ""  # escaped: rich markup otherwise
+    job = result.job_def.name + (f" [{partition}]" if partition else "")
+    line = run_line(result.run_id, job, "success" if result.success else "failure", seconds,
+                    len(materialised))  # fmt: skip
     console.print(
-        f"run {result.run_id[:8]}{label}: {len(materialised)} assets materialised, "
-        f"{len(checks) - len(failed_checks)}/{len(checks)} checks passed (log: {log_path})"
+        f"{line}, {len(checks) - len(failed_checks)}/{len(checks)} checks passed (log: {log_path})",
+        markup=False,
     )
     for check in failed_checks:
         err.print(f"[red]check failed:[/] {check.asset_check_key.to_user_string()}")
@@ -620,8 +625,10 @@ def up_cmd(
         Service("dagster-ui-proxy", [*cli, "dagster-ui-proxy", "--port", str(DAGSTER_PORT),
                                      "--upstream-port", str(webserver_port)]),
         Service("dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", workspace]),
-        Service("collector", [*cli, "collector", "--port", str(COLLECTOR_PORT)]),
-        Service("superset", [*cli, "superset", "--port", str(SUPERSET_PORT)]),
+        Service("collector", [*cli, "collector", "--port", str(COLLECTOR_PORT)],
+                signal_group=False),  # its fsync helpers must outlive it
+        # gunicorn (exec'd by `siteline superset`): SIGINT is its quick shutdown
+        Service("superset", [*cli, "superset", "--port", str(SUPERSET_PORT)], signal.SIGINT),
     ]  # fmt: skip
     log_dir = data_dir("logs")
     # The collector also serves the demo shop page (/demo/) next to the real-time API.
@@ -636,7 +643,11 @@ def up_cmd(
         console.print("stopping the services ...")
         reporter.stopping.set()
         stop_services(services)
-        raise typer.Exit(status)
+        # Tearing down the interpreter (Dagster's modules) takes seconds and has nothing to
+        # save: every child is gone and the output is flushed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
     reporter = RunReporter(log_dir, console.print, f"http://127.0.0.1:{DAGSTER_PORT}")
     signal.signal(signal.SIGTERM, stop)

@@ -5,10 +5,15 @@ every line to the terminal, prefixed with the service's name), so the terminal k
 status: the URLs, the passwords and one line per finished pipeline run.
 
 Each service runs in its own process group (Dagster's code servers and run workers, the
-collector's fsync helpers are in it). Stopping sends SIGTERM to each service, waits
-:data:`STOP_GRACE` seconds at most for them (they stop in parallel), then SIGTERM and, after
-:data:`KILL_GRACE` seconds, SIGKILL to whatever is left in each group: a code server waiting
-for its RPCs (up to 60 s) or gunicorn's graceful timeout (30 s) no longer holds the stop up.
+collector's fsync helpers are in it). Stopping sends each group its stop signal (SIGTERM;
+SIGINT for gunicorn, whose SIGTERM waits 30 s for requests), waits :data:`STOP_GRACE` seconds
+at most for them (they stop in parallel), then sends SIGTERM and, after :data:`KILL_GRACE`
+seconds, SIGKILL to whatever is left in each group. What used to hold the stop up for tens of
+seconds: a code server signalled by nobody, waiting for its RPCs (up to 60 s) while the
+webserver waited for it, the daemon finishing its threads' iteration, gunicorn's graceful
+timeout. Nothing there needs more time: the collector has synced every event it
+acknowledged, and an interrupted run only has to be launched again. The collector alone is signalled
+without its group, so that it can still close its segments with its fsync helper.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-STOP_GRACE = 5.0
+STOP_GRACE = 3.0
 KILL_GRACE = 1.0
 
 
@@ -36,6 +41,8 @@ class Service:
 
     name: str  # also its log file's name: logs/<name>.log
     command: list[str]
+    stop_signal: int = signal.SIGTERM
+    signal_group: bool = True  # False: only the service; it stops its helpers itself
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     _tee: threading.Thread | None = field(default=None, repr=False)
@@ -94,9 +101,11 @@ def stop_services(services: list[Service]) -> None:
     """Stop every started service and everything it started, within a few seconds."""
     started = [s for s in services if s.proc is not None]
     for service in started:
-        if service.proc.poll() is None:
+        if service.signal_group:
+            _signal_group(service, service.stop_signal)
+        elif service.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                service.proc.send_signal(signal.SIGTERM)
+                service.proc.send_signal(service.stop_signal)
     deadline = time.monotonic() + STOP_GRACE  # one deadline for all: they stop in parallel
     for service in started:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -120,8 +129,9 @@ def stop_services(services: list[Service]) -> None:
 
 
 def run_line(run_id: str, job: str, status: str, seconds: float | None, assets: int) -> str:
-    """The terminal's line for one finished run."""
+    """The terminal's line for one finished run (``siteline up``, ``run`` and ``demo``)."""
     took = f" in {seconds:,.0f} s" if seconds is not None else ""
+    job = "pipeline" if job == "__ASSET_JOB" else job  # Dagster's name for "these assets"
     return f"run {run_id[:8]} {job}: {status}{took}, {assets} assets"
 
 
