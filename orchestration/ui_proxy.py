@@ -274,10 +274,14 @@ class UIProxy:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
-    def _check(self, scope, method: str) -> tuple[int, str] | None:
+    async def _check(self, scope, method: str) -> tuple[int, str] | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = scope.get("query_string", b"").decode("latin-1")
-        return refusal(method, scope["path"], query, headers, self.allowed, self.login)
+        # In a thread: checking a new password (scrypt) takes tens of milliseconds, and a
+        # stream of wrong ones must not stall every other request.
+        return await asyncio.to_thread(
+            refusal, method, scope["path"], query, headers, self.allowed, self.login
+        )
 
     @staticmethod
     async def _answer(send, status: int, message: str, headers=()) -> None:
@@ -302,7 +306,7 @@ class UIProxy:
         import httpx
 
         method = scope["method"]
-        refused = self._check(scope, method)
+        refused = await self._check(scope, method)
         if refused:
             extra = [(b"www-authenticate", REALM.encode())] if refused[0] == 401 else []
             await self._answer(send, *refused, headers=extra)
@@ -346,7 +350,7 @@ class UIProxy:
 
         if (await receive())["type"] != "websocket.connect":
             return
-        if self._check(scope, "GET"):
+        if await self._check(scope, "GET"):
             await send({"type": "websocket.close", "code": 1008})  # uvicorn answers 403
             return
         skip = HOP_BY_HOP | {b"host", b"origin", b"cookie"} | {
