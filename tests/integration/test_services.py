@@ -136,6 +136,7 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         "SITELINE_SUPERSET_PORT": str(superset_port),
     }
     env.pop("SITELINE_UI_PASSWORD", None)
+    password_file().unlink(missing_ok=True)  # a first start: the password is generated
     log_dir = Path(os.environ["SITELINE_HOME"]) / "logs"
     # A pipe that nobody read would fill up and block the writer: read it as it comes.
     proc = subprocess.Popen(

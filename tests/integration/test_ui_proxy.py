@@ -5,6 +5,7 @@ what passes is relayed unchanged (the real dagster-webserver behind it: test_ser
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -182,3 +183,26 @@ def test_websockets_are_relayed_with_their_subprotocol(proxy):
         with pytest.raises(InvalidStatus) as refused:
             connect(ws_url, additional_headers=headers, origin=origin)
         assert refused.value.response.status_code == 403
+
+
+def test_ui_password_sets_a_new_password_stored_only_as_its_hash(tmp_path):
+    from orchestration.ui_proxy import verify_password
+
+    env = {**os.environ, "SITELINE_HOME": str(tmp_path)}
+    env.pop("SITELINE_UI_PASSWORD", None)
+    command = [sys.executable, "-m", "orchestration.cli", "ui-password"]
+    passwords = []
+    for _ in range(2):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        passwords.append(re.search(r"login: admin / (\S+)", done.stdout).group(1))
+    stored_file = tmp_path / "secrets" / "dagster-ui-password.scrypt"
+    stored = stored_file.read_text()
+    assert stored_file.stat().st_mode & 0o777 == 0o600
+    assert passwords[0] != passwords[1] and passwords[1] not in stored
+    assert verify_password(passwords[1], stored) and not verify_password(passwords[0], stored)
+    refused = subprocess.run(command, env={**env, "SITELINE_UI_PASSWORD": "x"},
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 1
+    assert "SITELINE_UI_PASSWORD is set" in refused.stderr
+    assert stored_file.read_text() == stored
