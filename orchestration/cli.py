@@ -640,17 +640,21 @@ def up_cmd(
         if stopping:
             return
         stopping = True
-        console.print("stopping the services ...")
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            console.print("stopping the services ...")
         reporter.stopping.set()
         stop_services(services)
         # Tearing down the interpreter (Dagster's modules) takes seconds and has nothing to
         # save: every child is gone and the output is flushed.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+            sys.stderr.flush()
         os._exit(status)
 
     reporter = RunReporter(log_dir, console.print, f"http://127.0.0.1:{DAGSTER_PORT}")
     signal.signal(signal.SIGTERM, stop)
+    # A closed terminal hangs up only on us (the services have sessions of their own).
+    signal.signal(signal.SIGHUP, stop)
     try:
         for service in services:
             service.start(log_dir, env, PROJECT_ROOT, verbose)

@@ -254,3 +254,42 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
     run_log = (log_dir / "runs" / f"{run.run_id}.log").read_text()
     assert 'Finished execution of run for "load_collector_events"' in run_log
     assert run.run_id in (log_dir / "pipeline-runs.log").read_text()
+
+
+def test_up_stops_every_service_when_its_terminal_closes(warehouse):
+    """The services run in sessions of their own, so the terminal's SIGHUP reaches only
+    `siteline up`: it must stop them, or they would keep running without it."""
+    port, collector_port, superset_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "SITELINE_DAGSTER_PORT": str(port),
+        "SITELINE_COLLECTOR_PORT": str(collector_port),
+        "SITELINE_SUPERSET_PORT": str(superset_port),
+        "SITELINE_UI_PASSWORD": "a password for this test",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", "up"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out = Lines(proc.stdout)
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while not out.find("services running") and proc.poll() is None:
+            assert time.monotonic() < deadline, "siteline up did not report its services"
+            time.sleep(0.5)
+        assert out.find(
+            rf"^dagster    http://127\.0\.0\.1:{port}  \(admin / \$SITELINE_UI_PASSWORD\)"
+        )
+        children = descendants(proc.pid)
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=120)  # a hang guard
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        out.thread.join(timeout=30)
+        print(out.text())
+    assert proc.returncode == 0, out.text()
+    assert len(children) >= 5
+    assert [pid for pid in children if alive(pid)] == []
