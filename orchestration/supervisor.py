@@ -8,12 +8,13 @@ Each service runs in its own process group (Dagster's code servers and run worke
 collector's fsync helpers are in it). Stopping sends each group its stop signal (SIGTERM;
 SIGINT for gunicorn, whose SIGTERM waits 30 s for requests), waits :data:`STOP_GRACE` seconds
 at most for them (they stop in parallel), then sends SIGTERM and, after :data:`KILL_GRACE`
-seconds, SIGKILL to whatever is left in each group. What used to hold the stop up for tens of
-seconds: a code server signalled by nobody, waiting for its RPCs (up to 60 s) while the
+seconds, SIGKILL to whatever is left in each group. What used to hold the stop up for tens
+of seconds: a code server signalled by nobody, waiting for its RPCs (up to 60 s) while the
 webserver waited for it, the daemon finishing its threads' iteration, gunicorn's graceful
 timeout. Nothing there needs more time: the collector has synced every event it
-acknowledged, and an interrupted run only has to be launched again. The collector alone is signalled
-without its group, so that it can still close its segments with its fsync helper.
+acknowledged, and an interrupted run is recorded as failed and can be launched again. The
+collector's SIGTERMs go to it alone, not its group, so that it can still close its segments
+with its fsync helpers.
 """
 
 from __future__ import annotations
@@ -111,8 +112,14 @@ def stop_services(services: list[Service]) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             service.proc.wait(max(0.01, deadline - time.monotonic()))
     # What is left: a service that did not stop in time, and what the services started.
+    # The collector gets its second SIGTERM alone (uvicorn then stops waiting for open
+    # streams); its fsync helpers end when it does, or with the SIGKILL below.
     for service in started:
-        _signal_group(service, signal.SIGTERM)
+        if service.signal_group:
+            _signal_group(service, signal.SIGTERM)
+        elif service.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                service.proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + KILL_GRACE
     while any(_group_alive(s) for s in started) and time.monotonic() < deadline:
         time.sleep(0.05)
