@@ -162,7 +162,15 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         assert status(f"http://127.0.0.1:{port}/", {"host": "evil.test", **basic(password)}) == 421
         assert status(f"http://127.0.0.1:{port}/", basic(password)) == 200
 
-        data = graphql(port, QUERY, password)
+        data = None
+        while time.monotonic() < deadline:  # the code location may still be loading
+            try:
+                data = graphql(port, QUERY, password)
+                if data and data.get("assetNodes"):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
         assert data and data["assetNodes"], "the Dagster UI did not answer"
         nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
         assert {
