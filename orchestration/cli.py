@@ -223,16 +223,19 @@ def run_pipeline(selection: list[str] | None = None) -> bool:
     with dg.DagsterInstance.get() as instance:
         for job, selected, partition in runs:
             # dagster-dbt echoes every dbt event to stdout; keep it in the run log instead.
+            started = time.monotonic()
             with open(log_path, "a") as log, contextlib.redirect_stdout(log):
                 result = job.execute_in_process(
                     run_config=quiet, instance=instance, asset_selection=selected,
                     partition_key=partition, raise_on_error=False,
                 )  # fmt: skip
-            ok = _report_run(result, partition, log_path) and ok
+            ok = _report_run(result, partition, log_path, time.monotonic() - started) and ok
     return ok
 
 
-def _report_run(result, partition: str | None, log_path: Path) -> bool:
+def _report_run(result, partition: str | None, log_path: Path, seconds: float) -> bool:
+    from orchestration.supervisor import run_line
+
     events = result.all_events
     materialised = {
         e.asset_key.to_user_string()
@@ -243,10 +246,12 @@ def _report_run(result, partition: str | None, log_path: Path) -> bool:
         e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
     failed_checks = [c for c in checks if not c.passed]
-    label = f" \\[{partition}]" if partition else ""  # escaped: rich markup otherwise
+    job = result.job_def.name + (f" [{partition}]" if partition else "")
+    line = run_line(result.run_id, job, "success" if result.success else "failure", seconds,
+                    len(materialised))  # fmt: skip
     console.print(
-        f"run {result.run_id[:8]}{label}: {len(materialised)} assets materialised, "
-        f"{len(checks) - len(failed_checks)}/{len(checks)} checks passed (log: {log_path})"
+        f"{line}, {len(checks) - len(failed_checks)}/{len(checks)} checks passed (log: {log_path})",
+        markup=False,
     )
     for check in failed_checks:
         err.print(f"[red]check failed:[/] {check.asset_check_key.to_user_string()}")
@@ -394,6 +399,9 @@ def demo_cmd(
     visits_per_day: int = typer.Option(DEMO_VISITS_PER_DAY, min=1),
     seed: int = typer.Option(42, help="Seed of the simulator (same seed, same traffic)."),
     segment_events: int = typer.Option(50_000, hidden=True, help="Events per landing segment."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also copy every service's log lines to the terminal."
+    ),
 ) -> None:
     """Warehouse, demo traffic, the whole pipeline, then the services (unless --no-serve)."""
     from orchestration.runtime import configure_environment
@@ -419,7 +427,7 @@ def demo_cmd(
         rows = conn.execute("select count(*) from web.fct_page_views").fetchone()[0]
     console.print(f"[bold]web.fct_page_views[/] {rows:,} rows")
     if serve:
-        up_cmd()
+        up_cmd(verbose=verbose)
     else:
         _print_urls(services=False)
 
@@ -550,10 +558,18 @@ def api_key_cmd(site: str = typer.Argument(..., help="Site id from sites.yml."))
     print(keys[site])
 
 
-def _print_urls(services: bool = True) -> None:
+def _print_urls(services: bool = True, ui_password: str | None = None) -> None:
     console.print(f"[bold]warehouse[/]  {mask_url(warehouse_url())}  (`siteline warehouse url`)")
     if services:
-        console.print(f"[bold]dagster[/]    http://127.0.0.1:{DAGSTER_PORT}")
+        from orchestration.ui_proxy import PASSWORD_ENV, USERNAME
+
+        if ui_password:
+            login = f"{USERNAME} / {ui_password}  (generated, shown once; set {PASSWORD_ENV})"
+        elif os.environ.get(PASSWORD_ENV):
+            login = f"{USERNAME} / ${PASSWORD_ENV}"
+        else:
+            login = f"{USERNAME} / the password shown at the first start; `siteline ui-password`"
+        console.print(f"[bold]dagster[/]    http://127.0.0.1:{DAGSTER_PORT}  ({login})")
         console.print(
             f"[bold]collector[/]  http://127.0.0.1:{COLLECTOR_PORT}/collect  "
             f"(tracker: http://127.0.0.1:{COLLECTOR_PORT}/t.js)"
@@ -564,6 +580,14 @@ def _print_urls(services: bool = True) -> None:
         _print_superset(SUPERSET_PORT)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _port_free(port: int) -> bool:
     import socket
 
@@ -572,11 +596,17 @@ def _port_free(port: int) -> bool:
 
 
 @app.command("up")
-def up_cmd() -> None:
-    """Start every service in the foreground (Ctrl-C stops them): Dagster UI and daemon,
-    the collector, Superset."""
-    from orchestration.runtime import configure_environment
+def up_cmd(
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also copy every service's log lines to the terminal."
+    ),
+) -> None:
+    """Start every service in the foreground (Ctrl-C stops them): the Dagster UI (behind a
+    login) and daemon, the collector, Superset. Their logs go to $SITELINE_HOME/logs."""
+    from orchestration import ui_proxy
+    from orchestration.runtime import configure_environment, data_dir
     from orchestration.superset import DEFAULT_PORT as SUPERSET_PORT
+    from orchestration.supervisor import RunReporter, Service, stop_services
 
     ensure_warehouse()
     configure_environment()
@@ -585,56 +615,100 @@ def up_cmd() -> None:
                            (SUPERSET_PORT, "SITELINE_SUPERSET_PORT")):  # fmt: skip
         if not _port_free(port):
             _fail(f"port {port} on 127.0.0.1 is in use; stop what uses it or set {variable}")
+    ui_password = ui_proxy.ensure_password()
+    # The webserver itself answers only on loopback, on a port of its own; the proxy checks
+    # Host, Origin and the login in front of it (orchestration/ui_proxy.py).
+    webserver_port = _free_port()
     bin_dir = Path(sys.executable).parent
     workspace = str(PROJECT_ROOT / "workspace.yaml")
-    commands = [
-        [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(DAGSTER_PORT),
-         "-w", workspace],
-        [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
-        [sys.executable, "-m", "orchestration.cli", "collector", "--port", str(COLLECTOR_PORT)],
-        [sys.executable, "-m", "orchestration.cli", "superset", "--port", str(SUPERSET_PORT)],
+    cli = [sys.executable, "-m", "orchestration.cli"]
+    services = [
+        Service("dagster-webserver", [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1",
+                                      "-p", str(webserver_port), "-w", workspace]),
+        Service("dagster-ui-proxy", [*cli, "dagster-ui-proxy", "--port", str(DAGSTER_PORT),
+                                     "--upstream-port", str(webserver_port)]),
+        Service("dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", workspace]),
+        Service("collector", [*cli, "collector", "--port", str(COLLECTOR_PORT)],
+                signal_group=False),  # its fsync helpers must outlive it
+        # gunicorn (exec'd by `siteline superset`): SIGINT is its quick shutdown
+        Service("superset", [*cli, "superset", "--port", str(SUPERSET_PORT)], signal.SIGINT),
     ]  # fmt: skip
-    # Each service in its own process group, so stopping one also stops what it started
-    # (Dagster's code servers and run workers).
+    log_dir = data_dir("logs")
     # The collector also serves the demo shop page (/demo/) next to the real-time API.
     env = {**os.environ, "SITELINE_UP": "1", "SITELINE_DEMO_PAGE": "1"}
-    procs = [
-        subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, start_new_session=True) for cmd in commands
-    ]
-    # Superset provisions (migrations, bundle import) before it listens: the slowest.
-    deadline = time.monotonic() + 240
-    while (_port_free(DAGSTER_PORT) or _port_free(SUPERSET_PORT)) and time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            break
-        time.sleep(0.5)
-    _print_urls()
-    console.print("services running; Ctrl-C stops them")
+    stopping = False
 
     def stop(*_, status: int = 0):
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-        deadline = time.monotonic() + 20  # one deadline for all: they stop in parallel
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        raise typer.Exit(status)
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            console.print("stopping the services ...")
+        reporter.stopping.set()
+        stop_services(services)
+        # Tearing down the interpreter (Dagster's modules) takes seconds and has nothing to
+        # save: every child is gone and the output is flushed.
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
 
+    reporter = RunReporter(log_dir, console.print, f"http://127.0.0.1:{DAGSTER_PORT}")
     signal.signal(signal.SIGTERM, stop)
+    # A closed terminal hangs up only on us (the services have sessions of their own).
+    signal.signal(signal.SIGHUP, stop)
     try:
-        while all(p.poll() is None for p in procs):
+        for service in services:
+            service.start(log_dir, env, PROJECT_ROOT, verbose)
+        console.print(f"starting the services; their logs: {log_dir}")
+        # Superset provisions (migrations, bundle import) before it listens: the slowest.
+        deadline = time.monotonic() + 240
+        waiting = [webserver_port, DAGSTER_PORT, COLLECTOR_PORT, SUPERSET_PORT]
+        while waiting and time.monotonic() < deadline:
+            if any(s.proc.poll() is not None for s in services):
+                break
+            waiting = [port for port in waiting if _port_free(port)]
+            time.sleep(0.5)
+        if all(s.proc.poll() is None for s in services):
+            _print_urls(ui_password=ui_password)
+            console.print("services running; one line per pipeline run below; Ctrl-C stops them")
+            reporter.start()
+        while all(s.proc.poll() is None for s in services):
             time.sleep(1)
     except KeyboardInterrupt:
         stop()
-    names = ["dagster UI", "dagster daemon", "collector", "superset"]
-    for name, proc in zip(names, procs, strict=True):
-        if proc.poll() is not None:
-            err.print(f"[bold red]error:[/] {name} exited with status {proc.returncode} "
-                      "(its output is above); stopping the other services")  # fmt: skip
+    for service in services:
+        if service.proc is not None and service.proc.poll() is not None:
+            err.print(f"[bold red]error:[/] {service.name} exited with status "
+                      f"{service.proc.returncode}; stopping the other services. "
+                      f"The end of {service.log_path}:")  # fmt: skip
+            for line in service.tail():
+                err.print(f"  {line}", markup=False)
     stop(status=1)
+
+
+@app.command("dagster-ui-proxy", hidden=True)
+def ui_proxy_cmd(
+    port: int = typer.Option(DAGSTER_PORT, help="The public UI port."),
+    upstream_port: int = typer.Option(..., help="dagster-webserver's port on 127.0.0.1."),
+) -> None:
+    """Serve the Dagster UI's login proxy (started by `siteline up`)."""
+    from orchestration import ui_proxy
+
+    ui_proxy.serve(os.environ.get("SITELINE_UI_BIND", "127.0.0.1"), port, upstream_port)
+
+
+@app.command("ui-password")
+def ui_password_cmd() -> None:
+    """Set a new generated password for the Dagster UI and print it (once)."""
+    from orchestration import ui_proxy
+
+    if os.environ.get(ui_proxy.PASSWORD_ENV):
+        _fail(f"{ui_proxy.PASSWORD_ENV} is set: the UI uses that password; change it there")
+    password = ui_proxy.reset_password()
+    console.print(f"dagster UI login: {ui_proxy.USERNAME} / {password}  (shown once; restart "
+                  "`siteline up` to use it)")  # fmt: skip
 
 
 # -- doctor --------------------------------------------------------------------------------------

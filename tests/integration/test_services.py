@@ -1,22 +1,29 @@
-"""`siteline up`: the Dagster UI serves the graph and the runs `siteline run` recorded; the
-collector and Superset answer."""
+"""`siteline up`: the Dagster UI (behind its login proxy) serves the graph and the runs
+`siteline run` recorded; the collector and Superset answer; the terminal shows a short
+status while the services log to files; SIGTERM stops every process it started."""
 
+import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.integration
 
 QUERY = """{ assetNodes { assetKey { path } dependencyKeys { path }
-             assetMaterializations(limit: 1) { runId } } }"""
+             assetMaterializations(limit: 10) { runId } } }"""
 
 
 def free_port() -> int:
@@ -25,11 +32,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def graphql(port: int, query: str) -> dict:
+def graphql(port: int, query: str, password: str) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
         data=json.dumps({"query": query}).encode(),
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **basic(password)},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["data"]
@@ -47,12 +54,71 @@ def wait_for_sensor_run(deadline: float):
     raise AssertionError("the sensor did not start and finish a load_collector_events run")
 
 
-def test_up_serves_the_graph_with_recorded_runs(warehouse, tmp_path):
+def basic(password: str) -> dict:
+    return {"authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()}
+
+
+def status(url: str, headers: dict | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30):
+            return 200
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc: children, their children, ...)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        children = {child for child, ppid in parents.items() if ppid == parent}
+        todo += children - found
+        found |= children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper that is not ours counts as gone)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Lines:
+    """Collects what a process prints, line by line, while it runs."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream):
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def find(self, pattern: str) -> re.Match | None:
+        return next((m for line in list(self.lines) if (m := re.search(pattern, line))), None)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def test_up_serves_the_graph_with_recorded_runs(warehouse):
     import dagster as dg
 
     from ingestion.demo_traffic.simulator import SimulationConfig
     from ingestion.demo_traffic.writer import write_simulation
     from orchestration.cli import run_pipeline
+    from orchestration.ui_proxy import password_file
 
     assert run_pipeline(["config/sites"]) is True
     with dg.DagsterInstance.get() as instance:
@@ -69,29 +135,43 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse, tmp_path):
         "SITELINE_COLLECTOR_PORT": str(collector_port),
         "SITELINE_SUPERSET_PORT": str(superset_port),
     }
-    # Output goes to a file, not a pipe: a pipe nobody reads until the end fills up (dbt
-    # and Dagster log a lot) and blocks the services writing to it.
-    log_path = tmp_path / "up.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed below)
+    env.pop("SITELINE_UI_PASSWORD", None)
+    password_file().unlink(missing_ok=True)  # a first start: the password is generated
+    log_dir = Path(os.environ["SITELINE_HOME"]) / "logs"
+    # A pipe that nobody read would fill up and block the writer: read it as it comes.
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cli", "up"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out = Lines(proc.stdout)
+    children: set[int] = set()
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
+        while not out.find("services running") and proc.poll() is None:
+            assert time.monotonic() < deadline, "siteline up did not report its services"
+            time.sleep(0.5)
+        login = out.find(rf"^dagster    http://127\.0\.0\.1:{port}  \(admin / (\S+)  \(generated")
+        assert login, out.text()
+        password = login.group(1)
+        # Generated at the first start, printed once, stored only as a hash, owner-only.
+        stored = password_file()
+        assert stored.stat().st_mode & 0o777 == 0o600
+        assert password not in stored.read_text()
+        # The UI port is the proxy: nothing without the login, nothing for another Host.
+        assert status(f"http://127.0.0.1:{port}/") == 401
+        assert status(f"http://127.0.0.1:{port}/", {"host": "evil.test", **basic(password)}) == 421
+        assert status(f"http://127.0.0.1:{port}/", basic(password)) == 200
+
         data = None
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline:  # the code location may still be loading
             try:
-                data = graphql(port, QUERY)
+                data = graphql(port, QUERY, password)
                 if data and data.get("assetNodes"):
                     break
             except OSError:
                 pass
             time.sleep(1)
-        assert data and data["assetNodes"], "the Dagster UI did not come up"
+        assert data and data["assetNodes"], "the Dagster UI did not answer"
         nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
         assert {
             "raw_collector/events",
@@ -102,13 +182,48 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse, tmp_path):
             "/".join(d["path"]) for d in nodes["staging/stg_collector__events"]["dependencyKeys"]
         }
         assert deps == {"raw_collector/events"}
-        assert nodes["config/sites"]["assetMaterializations"][0]["runId"] == run_id
+        # (the sensor's run may have materialised it again since)
+        assert run_id in {m["runId"] for m in nodes["config/sites"]["assetMaterializations"]}
+
+        # One GET with a mutation (a link or an image on any page) must not launch a run.
+        mutation = ('mutation { launchRun(executionParams: {selector: {repositoryLocationName: '
+                    '"orchestration.definitions", repositoryName: "__repository__", '
+                    'jobName: "__ASSET_JOB", assetSelection: [{path: ["config", "sites"]}]}}) '
+                    "{ __typename } }")  # fmt: skip
+        query = urllib.parse.urlencode({"query": mutation})
+        assert status(f"http://127.0.0.1:{port}/graphql?{query}", basic(password)) == 403
+        cross_site = urllib.request.Request(
+            f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": mutation}).encode(),
+            headers={"content-type": "application/json", "origin": "https://evil.test",
+                     **basic(password)},
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(cross_site, timeout=30)
+        assert refused.value.code == 403
+
+        # GraphQL subscriptions: the websocket reaches the webserver through the proxy.
+        with connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=["graphql-ws"],
+                     additional_headers=basic(password), origin=f"http://127.0.0.1:{port}",
+                     open_timeout=30) as ws:  # fmt: skip
+            assert ws.subprotocol == "graphql-ws"
+            ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(ws.recv(timeout=30))["type"] == "connection_ack"
+
         health = urllib.request.urlopen(f"http://127.0.0.1:{collector_port}/health", timeout=10)
         assert json.loads(health.read())["status"] == "ok"
         # The sensor's run loads the segment and builds every model and check downstream.
         run = wait_for_sensor_run(deadline=time.monotonic() + 300)
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
         assert run.tags.get("dagster/sensor_name") == "new_landing_segments"
+        with dg.DagsterInstance.get() as instance:
+            launched = instance.get_runs(dg.RunsFilter(job_name="__ASSET_JOB"), limit=50)
+            assert [r.run_id for r in launched if r.run_id != run_id] == []
+        # Its line on the terminal (the reporter polls every 2 s).
+        line = rf"^run {run.run_id[:8]} load_collector_events: success in \d+ s, (\d+) assets$"
+        while not out.find(line) and proc.poll() is None:
+            assert time.monotonic() < deadline + 300, out.text()
+            time.sleep(0.5)
+        assert int(out.find(line).group(1)) > 10
         # Superset provisions and serves next to them (its own tests are in test_superset).
         superset_health = None
         while superset_health is None and time.monotonic() < deadline + 300:
@@ -118,12 +233,71 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse, tmp_path):
             except OSError:
                 time.sleep(1)
         assert superset_health == b"OK", "Superset did not come up"
+        children = descendants(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)  # a hang guard: up must stop its services
-        log.close()
-        output = log_path.read_text()
-        print(output[-20000:])  # shown by pytest when the test fails
+        proc.wait(timeout=120)  # a hang guard: up must stop its services
+        out.thread.join(timeout=30)
+        print(out.text()[-20000:])  # shown by pytest when the test fails
+    output = out.text()
     assert proc.returncode == 0, output
-    assert f"dagster    http://127.0.0.1:{port}" in output
+    # Every process it started (services, code servers, run workers, helpers) is gone.
+    assert len(children) >= 5
+    assert [pid for pid in children if alive(pid)] == []
+
+    # The terminal: the URLs, the login, the run line; none of the services' own lines.
+    assert f"collector  http://127.0.0.1:{collector_port}/collect" in output
     assert f"superset   http://127.0.0.1:{superset_port}" in output
+    assert "DEBUG" not in output and "START sql" not in output, output
+    assert "Started execution of step" not in output
+    assert len(out.lines) < 30, output
+    # The full logs are in files, one per service, and one per pipeline run.
+    for name in ("dagster-webserver", "dagster-daemon", "dagster-ui-proxy", "collector",
+                 "superset"):  # fmt: skip
+        assert (log_dir / f"{name}.log").read_text().startswith(f"---- siteline up: {name}")
+    # The collector was stopped alone, its fsync helpers by itself: no helper died under it.
+    assert "Traceback" not in (log_dir / "collector.log").read_text()
+    daemon_log = (log_dir / "dagster-daemon.log").read_text()
+    assert " - DEBUG - load_collector_events - " in daemon_log  # the run's own output
+    run_log = (log_dir / "runs" / f"{run.run_id}.log").read_text()
+    assert 'Finished execution of run for "load_collector_events"' in run_log
+    assert run.run_id in (log_dir / "pipeline-runs.log").read_text()
+
+
+def test_up_stops_every_service_when_its_terminal_closes(warehouse):
+    """The services run in sessions of their own, so the terminal's SIGHUP reaches only
+    `siteline up`: it must stop them, or they would keep running without it."""
+    port, collector_port, superset_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "SITELINE_DAGSTER_PORT": str(port),
+        "SITELINE_COLLECTOR_PORT": str(collector_port),
+        "SITELINE_SUPERSET_PORT": str(superset_port),
+        "SITELINE_UI_PASSWORD": "a password for this test",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", "up"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out = Lines(proc.stdout)
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while not out.find("services running") and proc.poll() is None:
+            assert time.monotonic() < deadline, "siteline up did not report its services"
+            time.sleep(0.5)
+        assert out.find(
+            rf"^dagster    http://127\.0\.0\.1:{port}  \(admin / \$SITELINE_UI_PASSWORD\)"
+        )
+        children = descendants(proc.pid)
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=120)  # a hang guard
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        out.thread.join(timeout=30)
+        print(out.text())
+    assert proc.returncode == 0, out.text()
+    assert len(children) >= 5
+    assert [pid for pid in children if alive(pid)] == []
