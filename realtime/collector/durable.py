@@ -283,7 +283,10 @@ class DurableStream:
             _fail(group, LandingUnavailable(f"cannot sync the landing: {message}"))
         else:
             self._helper_lost("it exited")
-            self._sync_here()
+            if self._syncing is not None:  # the sync it was doing is the loop's now
+                self._sync_here()
+            elif self._written:
+                self._request_sync()
             return
         if self._written:
             self._request_sync()

@@ -88,6 +88,37 @@ def test_a_dead_helper_is_replaced_and_nothing_acknowledged_is_lost(tmp_path, mo
     assert _landed(stream.dir) == list(range(20))
 
 
+def test_a_helper_dying_while_nothing_is_syncing_is_replaced_without_an_error(
+    tmp_path, monkeypatch
+):
+    """A helper lost with no sync in flight (it is stopped with the collector's process group,
+    say) used to raise AttributeError in the loop's reader callback: there was no file to sync."""
+    monkeypatch.setattr(durable, "HELPER_RETRY_SECONDS", 0.0)
+    errors = []
+
+    async def run() -> DurableStream:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+        stream = DurableStream(tmp_path / "events", "t")
+        stream.start()
+        first = stream._helper.proc
+        os.kill(first.pid, signal.SIGKILL)  # before anything was ever written
+        first.wait()
+        for _ in range(500):  # the loop reads the helper's end of file
+            await asyncio.sleep(0.01)
+            if stream.stats()["syncs_by"] == "loop":
+                break
+        assert stream.stats()["syncs_by"] == "loop"
+        await asyncio.wait_for(stream.append(_lines(3), None), 5)
+        await asyncio.wait_for(stream.append(_lines(0), None), 5)  # the next one: a new helper
+        assert stream.stats()["helper_restarts"] == 1
+        await stream.close()
+        return stream
+
+    stream = asyncio.run(run())
+    assert errors == []
+    assert _landed(stream.dir) == [0, 1, 2]
+
+
 def test_without_a_helper_the_loop_syncs(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("no processes left")
