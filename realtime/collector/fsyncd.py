@@ -13,12 +13,13 @@ Protocol, over one ``SOCK_SEQPACKET`` socket (argv[1] is its descriptor):
 - reply ``K`` when the sync succeeded, ``E<message>`` when it failed.
 
 Standard library only, started with ``python -I``; it exits when the collector goes away
-(end of file on the socket), also after a ``kill -9``.
+(end of file on the socket), also after a ``kill -9``; SIGINT and SIGTERM do not end it.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 
@@ -53,4 +54,8 @@ def serve(sock: socket.socket) -> None:
 
 
 if __name__ == "__main__":
+    # Its life is the socket's: a Ctrl-C or a stop sent to the collector's process group must
+    # not end it while the collector still syncs its last segments on the way out.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(socket.socket(fileno=int(sys.argv[1])))

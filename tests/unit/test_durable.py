@@ -119,6 +119,25 @@ def test_a_helper_dying_while_nothing_is_syncing_is_replaced_without_an_error(
     assert _landed(stream.dir) == [0, 1, 2]
 
 
+def test_the_helper_outlives_a_stop_signal_until_the_collector_closes_it(tmp_path):
+    """Ctrl-C or a stop sent to the collector's process group reached the helper too: it died
+    with a KeyboardInterrupt traceback while the collector still synced its last segment."""
+
+    async def run() -> None:
+        stream = DurableStream(tmp_path / "events", "t")
+        stream.start()
+        await asyncio.wait_for(stream.append(_lines(1), None), 5)  # the helper is serving
+        helper = stream._helper.proc
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(helper.pid, sig)
+        await asyncio.wait_for(stream.append(_lines(2, 1), None), 5)
+        assert stream._helper.proc is helper and stream.stats()["helper_restarts"] == 0
+        await stream.close()
+        assert helper.wait(5) == 0
+
+    asyncio.run(run())
+
+
 def test_without_a_helper_the_loop_syncs(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("no processes left")
