@@ -283,10 +283,12 @@ eligible as (
         (batch.occurred_at at time zone sites.site_timezone)::date as local_date,
         case
             when batch.event_type <> 'page_view' then null
+            -- the fields as a JSON array: a field left out stays in its place as null
+            -- (concat_ws skipped nulls: source x and medium x were the same campaign)
             when coalesce(batch.campaign_source, batch.campaign_medium, batch.campaign_name) is not null
-                then concat_ws(
-                    '|', 'campaign', batch.campaign_source, batch.campaign_medium, batch.campaign_name
-                )
+                then 'campaign|' || json_build_array(
+                    batch.campaign_source, batch.campaign_medium, batch.campaign_name
+                )::text
             when batch.referrer_medium <> 'internal' then 'referrer|' || batch.referrer_host
         end as touch_key
     from batch
