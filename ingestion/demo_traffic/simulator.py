@@ -56,6 +56,7 @@ class SimulationConfig:
     offline_share: float = 0.01  # visits whose last page's events arrive hours later
     retry_share: float = 0.003  # events delivered twice (lost acknowledgement)
     skewed_clock_share: float = 0.03  # devices whose clock is off by minutes to hours
+    reload_share: float = 0.03  # page views (after the first) reloaded within ~2 s
     population: int = 100_000  # people who may come back; beyond it the oldest drift away
 
 
@@ -113,6 +114,7 @@ class Simulator:
             "visits": 0, "human_visits": 0, "bot_visits": 0, "blocked_visits": 0,
             "page_views": 0, "events": 0, "landing_records": 0, "duplicates": 0,
             "late_events": 0, "log_lines": 0, "transactions": 0, "revenue": 0.0,
+            "reloads": 0,
         }  # fmt: skip
 
     # -- ids and helpers --------------------------------------------------------------------
@@ -384,6 +386,21 @@ class Simulator:
                     "connection": "4g" if device.device_type == "mobile" else "wifi",
                 }, delay)  # fmt: skip
             t = now
+            if index > 0 and status == 200 and rng.random() < cfg.reload_share:
+                # A quick reload: the same URL again within ~2 s, a log line and a page view
+                # each (two views near two hits: the warehouse must match them one to one).
+                t = now + timedelta(seconds=rng.uniform(0.8, 2.0))
+                self._push_log(t, device.ip, "GET", full_path, status, size, prev_url,
+                               device.user_agent)  # fmt: skip
+                if tracked:
+                    self._push_event(device, visit, t, "page_view", {
+                        "url": url, "referrer": prev_url, "title": title, "performance": perf,
+                        "screen": device.screen, "viewport": device.viewport, "language": lang,
+                        "timezone": tz,
+                        "connection": "4g" if device.device_type == "mobile" else "wifi",
+                    }, delay)  # fmt: skip
+                page_views += 1
+                self.stats["reloads"] += 1
             for action in actions:
                 t += timedelta(seconds=rng.randint(3, 20))
                 if action[0] == "identify" or action[0] == "signup":

@@ -127,3 +127,30 @@ def test_access_log_is_combined_format_in_time_order(run):
     paths = {m["path"] for m in parsed}
     assert "/robots.txt" in paths and "/static/app.css" in paths
     assert any("Googlebot" in m["ua"] for m in parsed)
+
+
+def test_quick_reloads_are_two_page_views_and_two_log_lines(run):
+    """Some pages are requested twice within ~2 s by one browser: two tracker page views and
+    two log lines of the same URL (the warehouse must match them one to one)."""
+    sim, outputs = run
+    views = defaultdict(list)
+    for e in {e["event_id"]: e for e in by_kind(outputs, "event")}.values():
+        if e["type"] == "page_view":
+            views[(e["visitor_id"], e["url"])].append(ts(e["occurred_at"]))
+    reloaded = set()
+    for (_, url), stamps in views.items():
+        stamps.sort()
+        if any(b - a <= timedelta(seconds=2) for a, b in pairwise(stamps)):
+            reloaded.add(url.split("shop.siteline.test", 1)[1])
+    lines = defaultdict(list)
+    for m in map(COMBINED.match, by_kind(outputs, "log")):
+        lines[(m["ip"], m["ua"], m["path"])].append(
+            datetime.strptime(m["ts"], "%d/%b/%Y:%H:%M:%S %z")
+        )
+    twice = {
+        path
+        for (_, ua, path), stamps in lines.items()
+        if "Bot" not in ua and any(b - a <= timedelta(seconds=2) for a, b in pairwise(stamps))
+    }
+    assert sim.stats["reloads"] >= 20
+    assert len(reloaded) >= 10 and reloaded <= twice
