@@ -52,20 +52,41 @@
     `candidates` is a relation of (view_id, hit_id, distance) pairs; the result, a subquery,
     the pairs matched, closest first - a greedy assignment by ascending distance (ties by
     view, then hit id): a pair is matched when neither its view nor its hit has a closer
-    pair left. Each round takes every pair that is the closest left of both its view and
-    its hit (the pairs greedy would take next, wherever they are), then drops the pairs of
-    the views and hits taken; most pairs are alone (one view, one hit) and go in the first
-    round. (Each view taking its nearest hit gave two reloads of a page one hit, and the
-    other hit stayed a one-page visit of its own.) -#}
+    pair left. A pair alone (its view has no other hit, its hit no other view) is matched
+    as it is; the others go in rounds: each round takes every pair that is the closest left
+    of both its view and its hit (the pairs greedy would take next, wherever they are), then
+    drops the pairs of the views and hits taken. (Each view taking its nearest hit gave two
+    reloads of a page one hit, and the other hit stayed a one-page visit of its own. All
+    pairs in rounds took 6.8 s for 2.1M pairs, 5% contested; alone ones apart 4.5 s; the
+    nearest hit per view 1.4 s.) -#}
 {% macro closest_pairs(candidates) -%}
     (
-        with recursive rounds as (
+        with recursive per_view as (
+            select
+                view_id,
+                hit_id,
+                distance,
+                count(*) over (partition by view_id) as view_pairs
+            from {{ candidates }}
+        ),
+
+        counted as materialized (
+            select
+                view_id,
+                hit_id,
+                distance,
+                view_pairs = 1 and count(*) over (partition by hit_id) = 1 as is_alone
+            from per_view
+        ),
+
+        rounds as (
             select
                 view_id,
                 hit_id,
                 distance,
                 false as is_matched
-            from {{ candidates }}
+            from counted
+            where not is_alone
             union all
             select
                 view_id,
@@ -95,6 +116,12 @@
             where is_matched or not (is_view_taken or is_hit_taken)
         )
 
+        select
+            view_id,
+            hit_id
+        from counted
+        where is_alone
+        union all
         select
             view_id,
             hit_id
