@@ -2,9 +2,8 @@
 {#- agg_daily_site_kpis is rebuilt by local day.
 
     Its figures of a site's day come from the visits of that day (int_sessions, by
-    session_date) and the goal conversions of that day (fct_goal_conversions, by
-    conversion_date: a conversion lies between its visit's date and the local date of the
-    visit's end). int_sessions rebuilds whole devices, and most of their visits stay as they
+    session_date) and their goal conversions (fct_goal_conversions, by visit: counted on
+    the visit's day). int_sessions rebuilds whole devices, and most of their visits stay as they
     were: so it keeps its scope's visits as it deletes them (in its pre-hook), compares them
     with the visits written (days_log, in its post-hook), and logs each visit removed, added or
     altered as the range of days from its date to the local date of its end, in

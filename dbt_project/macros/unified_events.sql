@@ -242,12 +242,21 @@ superseding_candidates as (
 
 ),
 
+candidate_pairs as (
+
+    select
+        tracker_event_id as view_id,
+        event_id as hit_id,
+        abs(extract(epoch from tracker_occurred_at - occurred_at)) as distance
+    from superseding_candidates
+
+),
+
 superseding as (
 
-    -- Each tracker page view takes the nearest candidate hit.
-    select distinct on (tracker_event_id) event_id
-    from superseding_candidates
-    order by tracker_event_id, abs(extract(epoch from tracker_occurred_at - occurred_at)), event_id
+    -- Views and hits matched one to one, closest pairs first (same_request.sql).
+    select closest.hit_id as event_id
+    from {{ closest_pairs('candidate_pairs') }} as closest
 
 ),
 

@@ -23,6 +23,7 @@ import heapq
 import random
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
@@ -56,6 +57,14 @@ class SimulationConfig:
     offline_share: float = 0.01  # visits whose last page's events arrive hours later
     retry_share: float = 0.003  # events delivered twice (lost acknowledgement)
     skewed_clock_share: float = 0.03  # devices whose clock is off by minutes to hours
+    reload_share: float = 0.03  # page views (after the first) reloaded within ~2 s
+    # The site's visit rules the truth follows (sites.yml sessions: the demo site's values).
+    split_at_midnight: bool = False
+    max_session_hours: float = 12
+    # Each day, one visit of each kind that a visit rule splits (or, for midnight, splits
+    # when split_at_midnight): a campaign link followed inside a visit, a tab reloaded for
+    # longer than max_session_hours, a visit across local midnight.
+    rule_visits: bool = True
     population: int = 100_000  # people who may come back; beyond it the oldest drift away
 
 
@@ -97,6 +106,9 @@ class Simulator:
     def __init__(self, config: SimulationConfig) -> None:
         self.cfg = config
         self.rng = random.Random(config.seed)
+        # Reloads and the visits a rule splits draw from a stream of their own (_side_stream),
+        # so adding them left every other visit of a seed as it was.
+        self.side_rng = random.Random(f"{config.seed}/side")
         self.tz = ZoneInfo(config.site_timezone)
         self.products = cat.products()
         # A bounded pool of people who may return: memory stays flat however long the run.
@@ -113,9 +125,19 @@ class Simulator:
             "visits": 0, "human_visits": 0, "bot_visits": 0, "blocked_visits": 0,
             "page_views": 0, "events": 0, "landing_records": 0, "duplicates": 0,
             "late_events": 0, "log_lines": 0, "transactions": 0, "revenue": 0.0,
+            "reloads": 0, "rule_visits": 0,
         }  # fmt: skip
 
     # -- ids and helpers --------------------------------------------------------------------
+    @contextmanager
+    def _side_stream(self) -> Iterator[None]:
+        """Draw from the side stream (self.rng is it meanwhile)."""
+        self.rng, self.side_rng = self.side_rng, self.rng
+        try:
+            yield
+        finally:
+            self.rng, self.side_rng = self.side_rng, self.rng
+
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
@@ -384,6 +406,22 @@ class Simulator:
                     "connection": "4g" if device.device_type == "mobile" else "wifi",
                 }, delay)  # fmt: skip
             t = now
+            if index > 0 and status == 200 and self.side_rng.random() < cfg.reload_share:
+                # A quick reload: the same URL again within ~2 s, a log line and a page view
+                # each (two views near two hits: the warehouse must match them one to one).
+                with self._side_stream():
+                    t = now + timedelta(seconds=self.rng.uniform(0.8, 2.0))
+                    self._push_log(t, device.ip, "GET", full_path, status, size, prev_url,
+                                   device.user_agent)  # fmt: skip
+                    if tracked:
+                        self._push_event(device, visit, t, "page_view", {
+                            "url": url, "referrer": prev_url, "title": title,
+                            "performance": perf, "screen": device.screen,
+                            "viewport": device.viewport, "language": lang, "timezone": tz,
+                            "connection": "4g" if device.device_type == "mobile" else "wifi",
+                        }, delay)  # fmt: skip
+                page_views += 1
+                self.stats["reloads"] += 1
             for action in actions:
                 t += timedelta(seconds=rng.randint(3, 20))
                 if action[0] == "identify" or action[0] == "signup":
@@ -474,7 +512,7 @@ class Simulator:
             "landing_path": first_path, "exit_path": last_path,
             "device_type": device.device_type, "country": person.place[0],
             "is_bot": False, "tracked": tracked, "transactions": len(orders),
-            "revenue": revenue, "funnel_step": funnel_step,
+            "revenue": revenue, "funnel_step": funnel_step, "part": 0,
         })  # fmt: skip
 
     # -- bots -----------------------------------------------------------------------------------
@@ -505,8 +543,91 @@ class Simulator:
             "engaged_seconds": 0, "page_views": n, "channel": "direct",
             "campaign": None, "referrer": None, "landing_path": None, "exit_path": None,
             "device_type": "desktop", "country": None, "is_bot": True, "tracked": True,
-            "transactions": 0, "revenue": 0.0, "funnel_step": 0,
+            "transactions": 0, "revenue": 0.0, "funnel_step": 0, "part": 0,
         })  # fmt: skip
+
+    # -- visits a rule splits ---------------------------------------------------------------
+    def _rule_visit(self, kind: str, start: datetime) -> Iterator[Output]:
+        """A visit of browsing pages only (no cart, login or order) that a visit rule splits:
+        'campaign' - a newsletter link followed after three pages: a new visit from it;
+        'long' - a tab reloaded every 20 minutes for over max_session_hours: cut at that
+        length; 'midnight' - pages before and after local midnight: two visits when the
+        site splits at midnight. Page times keep well clear of each boundary, so the
+        collector's clock (a fraction of a second later) puts every page on the same side.
+        One truth row per visit the warehouse is to build, numbered by ``part``."""
+        with self._side_stream():
+            pages, device, place, visit = self._rule_pages(kind, start)
+        self.stats["page_views"] += len(pages)
+        self.stats["rule_visits"] += 1
+        for number in range(pages[-1][5] + 1):
+            own = [p for p in pages if p[5] == number]
+            campaign = (own[0][3] or {}).get("utm_campaign")
+            if number > 0:  # counted once per visit the warehouse builds
+                self.stats["visits"] += 1
+                self.stats["human_visits"] += 1
+            yield Output("sessions", own[0][0], {
+                "session_id": visit["session_id"], "site_id": self.cfg.site_id,
+                "visitor_id": device.visitor_id, "person_id": None,
+                "user_id": None, "started_at": self._iso(own[0][0]),
+                "ended_at": self._iso(own[-1][0]), "engaged_seconds": 0,
+                "page_views": len(own), "channel": "email" if campaign else "direct",
+                "campaign": campaign, "referrer": None, "landing_path": own[0][1],
+                "exit_path": own[-1][1], "device_type": device.device_type,
+                "country": place[0], "is_bot": False, "tracked": True,
+                "transactions": 0, "revenue": 0.0, "funnel_step": 0, "part": number,
+            })  # fmt: skip
+
+    def _rule_pages(self, kind: str, start: datetime) -> tuple[list, Device, tuple, dict]:
+        """The pages of a rule visit, emitted, on a new device of a new person who does not
+        come back: (at, path, title, query, referrer, part) each."""
+        rng = self.rng
+        cfg = self.cfg
+        place = rng.choices(cat.PLACES, self._place_weights)[0]
+        device = self._new_device(place)
+        device.blocked = False
+        visit = {"session_id": self._uuid()}
+        cap = timedelta(hours=cfg.max_session_hours)
+        minutes: list[float]
+        if kind == "campaign":
+            minutes = [0, 2, 4, 6, 8, 10]
+        elif kind == "long":
+            whole = cap + timedelta(minutes=50)
+            minutes = [0] + [20 * k + 7 for k in range(1, int(whole.total_seconds() // 1200))]
+        else:
+            minutes = [0, 7, 14, 26, 33]
+        utm = {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "weekly_digest"}
+        pages = []  # (at, path, title, query, referrer, part)
+        prev_url = None
+        part = 0
+        local_day = start.astimezone(self.tz).date()
+        for index, minute in enumerate(minutes):
+            at = start + timedelta(minutes=minute, seconds=rng.uniform(0, 20))
+            query = None
+            if kind == "campaign" and index == 3:
+                query, prev_url, part = utm, None, 1  # opened from the newsletter
+            elif kind == "long" and at - start >= cap:
+                part = 1
+            elif kind == "midnight" and cfg.split_at_midnight:
+                part = int(at.astimezone(self.tz).date() != local_day)
+            product = rng.choice(self.products)
+            page_kind = rng.choice(["category", "product", "blog"]) if index else "home"
+            path, title = self._page_path(page_kind, product)
+            pages.append((at, path, title, query, prev_url, part))
+            prev_url = self._url(path, query)
+        for at, path, title, query, referrer, _ in pages:
+            url = self._url(path, query)
+            full_path = path + (f"?{urlencode(query)}" if query else "")
+            self._push_log(at, device.ip, "GET", full_path, 200, rng.randint(8_000, 60_000),
+                           referrer, device.user_agent)  # fmt: skip
+            if not device.consented:
+                device.consented = True
+                self._push_event(device, visit, at, "consent", {"url": url, "granted": True})
+            self._push_event(device, visit, at, "page_view", {
+                "url": url, "referrer": referrer, "title": title, "screen": device.screen,
+                "viewport": device.viewport, "language": place[2], "timezone": place[3],
+            })  # fmt: skip
+        device.last_end = pages[-1][0]
+        return pages, device, place, visit
 
     def _crawler_hits(self, day_start: datetime) -> None:
         """Declared crawlers and scanners: log only (they run no JavaScript)."""
@@ -543,11 +664,22 @@ class Simulator:
                 offset = timedelta(hours=hour, seconds=rng.uniform(0, 3599.999))
                 # Add in UTC so the DST change day still maps every local instant once.
                 starts.append(day_start.astimezone(UTC) + offset)
-            starts.sort()
+            planned = [(start, "") for start in starts]
+            if cfg.rule_visits:
+                for kind, hour, minute in (("long", 7, 30), ("campaign", 14, 0),
+                                           ("midnight", 23, 40)):  # fmt: skip
+                    local = datetime(local_day.year, local_day.month, local_day.day, hour,
+                                     minute, tzinfo=self.tz)  # fmt: skip
+                    planned.append((local.astimezone(UTC), kind))
+            planned.sort()
             self._crawler_hits(day_start.astimezone(UTC))
-            for start in starts:
+            for start, kind in planned:
                 yield from self._release(start)
                 self.stats["visits"] += 1
+                if kind:
+                    self.stats["human_visits"] += 1
+                    yield from self._rule_visit(kind, start)
+                    continue
                 if rng.random() < cfg.sneaky_bot_share:
                     self.stats["bot_visits"] += 1
                     yield from self._sneaky_bot(start)

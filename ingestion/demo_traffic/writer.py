@@ -61,7 +61,7 @@ class AsCollected:
 
 
 # Bumped when what is written for the same config changes, so old outputs are not reused.
-OUTPUT_VERSION = 3
+OUTPUT_VERSION = 5
 
 
 def config_fingerprint(cfg: SimulationConfig) -> dict:

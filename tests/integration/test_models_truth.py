@@ -18,8 +18,10 @@ import subprocess
 import sys
 from bisect import bisect_left
 from collections import Counter, defaultdict
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -164,18 +166,29 @@ def test_a_full_refresh_keeps_what_back_office_systems_wrote(demo):
 
 
 def test_visits_match_the_truth_one_by_one(demo):
+    """Each visit as the truth has it. A tracker session the visit rules split (a campaign
+    link followed inside it, longer than the length cap) is several visits with the tracker's
+    session id: matched in order of time (the truth's parts)."""
     truth = [s for s in read(demo["truth"], "sessions") if s["is_bot"] == "False"]
-    tracked = {s["session_id"]: s for s in truth if s["tracked"] == "True"}
+    tracked = {(s["session_id"], int(s["part"])): s for s in truth if s["tracked"] == "True"}
     blocked = [s for s in truth if s["tracked"] == "False"]
     assert len(tracked) > 300 and len(blocked) > 10
+    # the demo has visits each rule splits: two parts from a campaign link, two from the cap
+    parts = Counter(sid for sid, _ in tracked)
+    split = [tracked[sid, 1] for sid, n in parts.items() if n == 2]
+    assert {s["channel"] for s in split} == {"email", "direct"}
     rows = query(
         demo["url"],
         "select client_session_id, event_source, page_views, engaged_seconds, channel_id, "
         "campaign_name, landing_page_path, exit_page_path, device_type, transactions, revenue, "
-        "user_id from web.fct_sessions",
+        "user_id from web.fct_sessions order by client_session_id, started_at",
     )
     assert len(rows) == len(truth)
-    from_tracker = {r[0]: r for r in rows if r[1] == "tracker"}
+    from_tracker = {}
+    for r in rows:
+        if r[1] == "tracker":
+            part = sum(1 for sid, _ in from_tracker if sid == r[0]) if parts[r[0]] > 1 else 0
+            from_tracker[r[0], part] = r
     assert set(from_tracker) == set(tracked)
     for sid, s in tracked.items():
         r = from_tracker[sid]
@@ -676,6 +689,45 @@ def test_views_are_replaced_only_when_their_definition_changes(demo, tmp_path):
     assert build() == "CREATE VIEW"
     assert state()[1:] == ("Id of the rejected payload; unique.", columns)
     assert build() == "UNCHANGED VIEW"
+
+
+def test_visits_across_local_midnight_split_when_the_site_asks(demo, tmp_path):
+    """The demo site keeps a visit across midnight whole (the truth's visits, above); with
+    split_at_midnight each tracker visit whose events span the site's local midnight is two
+    visits, and no other visit changes. Back to the project's sites.yml afterwards."""
+    project_sites = Path(__file__).resolve().parents[2] / "sites.yml"
+    config = yaml.safe_load(project_sites.read_text())
+    site = next(s for s in config["sites"] if s["id"] == "demo")
+    assert site["sessions"]["split_at_midnight"] is False
+    site["sessions"]["split_at_midnight"] = True
+    sites = tmp_path / "sites.yml"
+    sites.write_text(yaml.safe_dump(config, sort_keys=False))
+    zone = ZoneInfo(site["timezone"])
+
+    def local_day(value: str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone).date()
+
+    truth = [
+        s for s in read(demo["truth"], "sessions")
+        if s["is_bot"] == "False" and s["tracked"] == "True"
+    ]  # fmt: skip
+    across = [s for s in truth if local_day(s["started_at"]) != local_day(s["ended_at"])]
+    assert len(across) >= 3  # one a day at least, by the simulator's own
+    tracker_visits = "select count(*) from web.fct_sessions where event_source = 'tracker'"
+    assert query(demo["url"], tracker_visits) == [(len(truth),)]
+    try:
+        siteline({**demo["env"], "SITELINE_SITES_FILE": str(sites)}, "run")
+        assert query(demo["url"], tracker_visits) == [(len(truth) + len(across),)]
+        halves = query(
+            demo["url"],
+            "select client_session_id, count(*), count(distinct session_date) "
+            "from web.fct_sessions where client_session_id = any(%s) group by 1",
+            ([s["session_id"] for s in across],),
+        )
+        assert sorted(h[1:] for h in halves) == [(2, 2)] * len(across)
+    finally:
+        siteline(demo["env"], "run")
+    assert query(demo["url"], tracker_visits) == [(len(truth),)]
 
 
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):

@@ -346,6 +346,52 @@ def test_docs_site_is_generated_with_the_column_descriptions(warehouse, traffic)
     assert sessions["channel_id"]["comment"].startswith("Channel of the visit")
 
 
+def test_a_device_clock_out_of_any_range_is_placed_at_its_arrival(warehouse, traffic):
+    """sent_at 9999-12-31 with occurred_at 0001-01-01 (what a loaded row can hold): the
+    models build, and the event is placed when the collector received it."""
+    from orchestration.cli import run_pipeline
+
+    assert run_pipeline() is True
+    event_id = "6f1b8a52-0d5e-4c59-9a51-1f4b2f0c9e01"
+    with connect(warehouse, autocommit=True) as conn:
+        (load_id,) = conn.execute("select max(load_id) from raw_collector._dlt_loads").fetchone()
+        new_load = load_id + "1"
+        conn.execute(
+            "insert into raw_collector._dlt_loads select %s, schema_name, status, inserted_at, "
+            "schema_version_hash from raw_collector._dlt_loads where load_id = %s",
+            (new_load, load_id),
+        )
+        # a page view of a human visitor, two hours after its original arrived
+        conn.execute(
+            "create temporary table extreme as select * from raw_collector.events "
+            "where type = 'page_view' and not is_bot order by event_id limit 1"
+        )
+        conn.execute(
+            "update extreme set event_id = %s, _dlt_load_id = %s, _dlt_id = %s, "
+            "occurred_at = '0001-01-01 00:00:00+00', sent_at = '9999-12-31 23:59:59+00', "
+            "received_at = received_at + interval '2 hours'",
+            (event_id, new_load, event_id[:14]),
+        )
+        conn.execute("insert into raw_collector.events select * from extreme")
+        (received_at,) = conn.execute("select received_at from extreme").fetchone()
+    try:
+        assert run_pipeline() is True
+        with connect(warehouse) as conn:
+            placed = conn.execute(
+                "select occurred_at, session_started_at, is_late "
+                "from intermediate.int_events_sessionised where event_id = %s",
+                (event_id,),
+            ).fetchall()
+            viewed = conn.execute(
+                "select viewed_at from web.fct_page_views where page_view_id = %s", (event_id,)
+            ).fetchall()
+        assert placed == [(received_at, received_at, False)]
+        assert viewed == [(received_at,)]
+    finally:
+        with connect(warehouse, autocommit=True) as conn:
+            conn.execute("delete from raw_collector.events where event_id = %s", (event_id,))
+
+
 def test_unknown_asset_selection_names_the_known_ones(warehouse):
     from orchestration.cli import run_pipeline
     from orchestration.home import SitelineError

@@ -3,6 +3,7 @@ import re
 from collections import defaultdict
 from datetime import datetime, timedelta
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -50,8 +51,10 @@ def test_same_seed_same_traffic_other_seed_other_traffic(run):
 
 
 def test_visits_obey_the_session_rules(run):
-    """No 30-minute gap inside a visit; at least 30 minutes between visits of one device."""
+    """No 30-minute gap inside a visit; at least 30 minutes between visits of one device;
+    no visit longer than 12 hours but those the truth cuts there (parts)."""
     _, outputs = run
+    cut = {s["session_id"] for s in by_kind(outputs, "sessions") if s["part"] > 0}
     times = defaultdict(list)
     visitor_of = {}
     for event in by_kind(outputs, "event"):
@@ -63,7 +66,7 @@ def test_visits_obey_the_session_rules(run):
         stamps.sort()
         gaps = [b - a for a, b in pairwise(stamps)]
         assert not gaps or max(gaps) < timedelta(minutes=30), session
-        assert stamps[-1] - stamps[0] < timedelta(hours=12)
+        assert stamps[-1] - stamps[0] < timedelta(hours=12) or session in cut
         spans[visitor_of[session]].append((stamps[0], stamps[-1]))
     returning = 0
     for visits in spans.values():
@@ -127,3 +130,81 @@ def test_access_log_is_combined_format_in_time_order(run):
     paths = {m["path"] for m in parsed}
     assert "/robots.txt" in paths and "/static/app.css" in paths
     assert any("Googlebot" in m["ua"] for m in parsed)
+
+
+def test_quick_reloads_are_two_page_views_and_two_log_lines(run):
+    """Some pages are requested twice within ~2 s by one browser: two tracker page views and
+    two log lines of the same URL (the warehouse must match them one to one)."""
+    sim, outputs = run
+    views = defaultdict(list)
+    for e in {e["event_id"]: e for e in by_kind(outputs, "event")}.values():
+        if e["type"] == "page_view":
+            views[(e["visitor_id"], e["url"])].append(ts(e["occurred_at"]))
+    reloaded = set()
+    for (_, url), stamps in views.items():
+        stamps.sort()
+        if any(b - a <= timedelta(seconds=2) for a, b in pairwise(stamps)):
+            reloaded.add(url.split("shop.siteline.test", 1)[1])
+    lines = defaultdict(list)
+    for m in map(COMBINED.match, by_kind(outputs, "log")):
+        lines[(m["ip"], m["ua"], m["path"])].append(
+            datetime.strptime(m["ts"], "%d/%b/%Y:%H:%M:%S %z")
+        )
+    twice = {
+        path
+        for (_, ua, path), stamps in lines.items()
+        if "Bot" not in ua and any(b - a <= timedelta(seconds=2) for a, b in pairwise(stamps))
+    }
+    assert sim.stats["reloads"] >= 20
+    assert len(reloaded) >= 10 and reloaded <= twice
+
+
+def rule_visits(outputs) -> dict[str, list[dict]]:
+    """The truth rows of each tracker session the truth splits into parts, or that crosses
+    local midnight."""
+    parts = defaultdict(list)
+    for s in by_kind(outputs, "sessions"):
+        parts[s["session_id"]].append(s)
+    berlin = ZoneInfo(CFG.site_timezone)
+
+    def crosses_midnight(rows):
+        days = {
+            ts(r[k]).astimezone(berlin).date() for r in rows for k in ("started_at", "ended_at")
+        }
+        return len(days) > 1
+
+    return {k: v for k, v in parts.items() if len(v) > 1 or crosses_midnight(v)}
+
+
+def test_each_day_has_visits_the_visit_rules_split(run):
+    """A campaign link followed inside a visit (a new visit from it), a visit longer than
+    the 12-hour cap (cut there), a visit across local midnight (one visit: the demo site does
+    not split at midnight): one of each a day, in the truth as the warehouse is to build them."""
+    sim, outputs = run
+    found = rule_visits(outputs)
+    campaign = [v for v in found.values() if len(v) == 2 and v[1]["channel"] == "email"]
+    long = [v for v in found.values() if len(v) == 2 and v[1]["channel"] == "direct"]
+    midnight = [v for v in found.values() if len(v) == 1]
+    assert len(campaign) >= CFG.days and len(long) >= CFG.days and len(midnight) >= CFG.days
+    for first, second in campaign:
+        assert (first["part"], second["part"]) == (0, 1)
+        assert first["channel"] == "direct" and second["campaign"] == "weekly_digest"
+        assert ts(second["started_at"]) - ts(first["ended_at"]) < timedelta(minutes=30)
+    for first, second in long:
+        assert ts(second["started_at"]) - ts(first["started_at"]) >= timedelta(hours=12)
+        assert ts(second["started_at"]) - ts(first["ended_at"]) < timedelta(minutes=30)
+    assert sim.stats["rule_visits"] == 3 * CFG.days
+
+
+def test_a_site_that_splits_at_midnight_gets_two_visits_in_the_truth():
+    cfg = SimulationConfig(days=2, visits_per_day=20, seed=7, split_at_midnight=True)
+    sim = Simulator(cfg)
+    outputs = list(sim.run())
+    berlin = ZoneInfo(cfg.site_timezone)
+    split = [v for v in rule_visits(outputs).values() if len(v) == 2 and v[1]["channel"] == "direct"
+             and ts(v[0]["started_at"]).astimezone(berlin).hour == 23]  # fmt: skip
+    assert len(split) == cfg.days
+    for first, second in split:
+        assert ts(first["ended_at"]).astimezone(berlin).hour == 23
+        assert ts(second["started_at"]).astimezone(berlin).hour == 0
+        assert (first["page_views"], second["page_views"]) == (3, 2)

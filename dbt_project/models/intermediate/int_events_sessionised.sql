@@ -5,7 +5,7 @@
     1. new rows = rows of the dlt loads it has not read yet (by load id: intermediate.
        loads_read, macros/sessionised_configs.sql), plus log hits whose
        superseded flag the new rows change (either way: a new tracker page view may take a
-       hit, or take a nearer new one and release the hit it took);
+       hit, or a closer one, releasing a hit for another view);
     2. for every device (tracker visitor id, or keyed hash of IP + user agent for log hits)
        with new rows, re-read its events from the start of the inactivity-delimited run
        that holds its earliest new row, and sessionise them again with the new rows;
@@ -69,71 +69,106 @@ new_rows as (
 
 ),
 
--- Which log hits are superseded (each tracker page view takes the nearest hit that is the
--- same request, as in int_events_unified), decided again wherever new rows can change it:
--- views_0 are the views with a new candidate hit (new views, views near new hits), hits_0
--- their candidates; views_1 adds every view near those hits and hits_1 their candidates,
--- so every view that can choose a hit of hits_0 chooses here among all of its candidates.
--- The rows already here are probed one request at a time (lateral), through the
--- (site_id, page_path, occurred_at) index.
+-- Which log hits are superseded (tracker page views and log hits matched one to one, closest
+-- pairs first, as in int_events_unified), decided again wherever new rows can change it.
+-- One match depends on every pair linked to it by a chain of possible pairs (a view taken
+-- by a closer hit leaves its other hit to the next view): so the new views and hits are
+-- taken with every view and hit already here that such a chain links to them, found one
+-- link at a time until no new one appears, and matched together. The rows already here are
+-- probed one request at a time (lateral), through the (site_id, page_path, occurred_at)
+-- index.
 
-new_views as (
+new_requests as (
 
-    select {{ request_columns('n') }} from new_rows as n
+    select
+        'view' as request_kind,
+        {{ request_columns('n') }}
+    from new_rows as n
     where n.event_source = 'tracker' and n.event_type = 'page_view'
-
-),
-
-new_hits as (
-
-    select {{ request_columns('n') }} from new_rows as n
+    union all
+    select
+        'hit' as request_kind,
+        {{ request_columns('n') }}
+    from new_rows as n
     where n.event_source = 'logfile'
 
 ),
 
-views_0 as (
+linked_requests as (
 
-    select * from new_views
-    union
-    {{ nearby_requests('views', 'new_hits', this, 'new_views', 'new_rows') }}
+    select * from (
+        with recursive linked as (
+            select * from new_requests
+            union
+            select found.*
+            from linked
+            cross join lateral (
+                select
+                    'hit' as request_kind,
+                    r.*
+                from ({{ probe_requests(this, 'hits', 'linked') }}) as r
+                where linked.request_kind = 'view'
+                union all
+                select
+                    'view' as request_kind,
+                    r.*
+                from ({{ probe_requests(this, 'views', 'linked') }}) as r
+                where linked.request_kind = 'hit'
+            ) as found
+            where not exists (
+                select 1 from new_rows as n
+                where n.event_id = found.event_id
+            )
+        )
+
+        select * from linked
+    ) as linked
 
 ),
 
-hits_0 as (
+linked_pairs as (
 
-    {{ nearby_requests('hits', 'views_0', this, 'new_hits', 'new_rows') }}
-
-),
-
-views_1 as (
-
-    select * from views_0
-    union
-    {{ nearby_requests('views', 'hits_0', this, 'new_views', 'new_rows') }}
-
-),
-
-hits_1 as (
-
-    {{ nearby_requests('hits', 'views_1', this, 'new_hits', 'new_rows') }}
+    -- the two ways of being the same device, each a join of its own (nearby_requests)
+    select
+        v.event_id as view_id,
+        h.event_id as hit_id,
+        abs(extract(epoch from v.occurred_at - h.occurred_at)) as distance
+    from linked_requests as v
+    inner join linked_requests as h
+        on
+            {{ same_request('v', 'h') }}
+            and v.network_key = h.network_key
+    where v.request_kind = 'view' and h.request_kind = 'hit'
+    union all
+    select
+        v.event_id as view_id,
+        h.event_id as hit_id,
+        abs(extract(epoch from v.occurred_at - h.occurred_at)) as distance
+    from linked_requests as v
+    inner join linked_requests as h
+        on
+            {{ same_request('v', 'h') }}
+            and v.network_key is null
+            and v.ip_address = h.ip_address
+            and v.user_agent = h.user_agent
+    where v.request_kind = 'view' and h.request_kind = 'hit'
 
 ),
 
 choices as (
 
-    select distinct on (v.event_id) h.event_id
-    from views_1 as v
-    inner join hits_1 as h on {{ same_request('v', 'h') }}
-    order by v.event_id, abs(extract(epoch from v.occurred_at - h.occurred_at)), h.event_id
+    select closest.hit_id as event_id
+    from {{ closest_pairs('linked_pairs') }} as closest
 
 ),
 
 decided as (
 
     select
-        hits_0.event_id,
-        hits_0.event_id in (select choices.event_id from choices) as is_superseded
-    from hits_0
+        linked_requests.event_id,
+        linked_requests.event_id in (select choices.event_id from choices) as is_superseded
+    from linked_requests
+    where linked_requests.request_kind = 'hit'
 
 ),
 
@@ -283,10 +318,12 @@ eligible as (
         (batch.occurred_at at time zone sites.site_timezone)::date as local_date,
         case
             when batch.event_type <> 'page_view' then null
+            -- the fields as a JSON array: a field left out stays in its place as null
+            -- (concat_ws skipped nulls: source x and medium x were the same campaign)
             when coalesce(batch.campaign_source, batch.campaign_medium, batch.campaign_name) is not null
-                then concat_ws(
-                    '|', 'campaign', batch.campaign_source, batch.campaign_medium, batch.campaign_name
-                )
+                then 'campaign|' || json_build_array(
+                    batch.campaign_source, batch.campaign_medium, batch.campaign_name
+                )::text
             when batch.referrer_medium <> 'internal' then 'referrer|' || batch.referrer_host
         end as touch_key
     from batch

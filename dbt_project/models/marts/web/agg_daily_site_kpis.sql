@@ -30,7 +30,8 @@ sessions as not materialized (
 
 conversions as (
 
-    select * from {{ days_rows(ref('fct_goal_conversions'), 'conversion_date') }}
+    -- counted on their visit's day (below), not on the day they happened
+    select * from {{ ref('fct_goal_conversions') }}
 
 ),
 
@@ -100,13 +101,18 @@ visitor_days as (
 
 converting as (
 
+    -- One day basis for the whole row: a goal reached after midnight counts on the day its
+    -- visit started, as the visit, its page views and its orders do, so conversion_rate
+    -- divides visits of one day by visits of the same day.
     select
-        site_id,
-        conversion_date as kpi_date,
+        sessions.site_id,
+        sessions.session_date as kpi_date,
         count(*) as goal_conversions,
-        count(distinct session_id) as converting_visits
-    from conversions
-    group by site_id, conversion_date
+        count(distinct sessions.session_id) as converting_visits
+    from sessions
+    inner join conversions on sessions.session_id = conversions.session_id
+    where not sessions.is_bot
+    group by sessions.site_id, sessions.session_date
 
 ),
 

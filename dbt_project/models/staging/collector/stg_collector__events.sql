@@ -27,13 +27,23 @@ renamed as (
         session_id as client_session_id,
         user_id,
         -- Trust the collector's clock: shift the device's occurred_at by its offset
-        -- (sent_at - received_at) measured when the event arrived.
-        received_at - (sent_at - occurred_at) as occurred_at,
+        -- (sent_at - received_at) measured when the event arrived. When the device's two
+        -- stamps are no wait it can have had (sent before it happened, or queued for more
+        -- than a year) its clock is unusable: the event is placed at its arrival. (Any
+        -- stamps the loader holds, 0001..9999, then give a time PostgreSQL can hold.)
+        case
+            when {{ device_wait_is_plausible() }} then received_at - (sent_at - occurred_at)
+            else received_at
+        end as occurred_at,
         occurred_at as device_occurred_at,
         sent_at as device_sent_at,
         received_at,
-        -- How long the event waited on the device before it was sent (offline queue).
-        sent_at - occurred_at as send_delay,
+        -- How long the event waited on the device before it was sent (offline queue); 0
+        -- when the device's clock is unusable.
+        case
+            when {{ device_wait_is_plausible() }} then sent_at - occurred_at
+            else interval '0'
+        end as send_delay,
         url as page_url,
         -- Parsed at load; rows loaded before that are parsed here.
         coalesce(page_host, {{ url_host('url') }}) as page_host,
