@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -195,8 +196,10 @@ class SiteRules:
     def touch_key(self, campaign: Campaign, referrer_medium, referrer_host) -> str | None:
         """What identifies a page view's traffic source for the campaign-change rule."""
         if campaign.is_set:
-            fields = (campaign.source, campaign.medium, campaign.name)
-            return "|".join(["campaign", *(f for f in fields if f is not None)])
+            # As int_events_sessionised: the fields as a JSON array, a missing one in its place
+            # (joined without the missing ones, source x and medium x were one campaign).
+            fields = [campaign.source, campaign.medium, campaign.name]
+            return "campaign|" + json.dumps(fields)
         if referrer_medium is not None and referrer_medium != "internal":
             return f"referrer|{referrer_host}"
         return None
@@ -281,13 +284,20 @@ def epoch(value: str | None) -> float | None:
     return moment.timestamp()
 
 
+PLAUSIBLE_WAIT = 366 * 86400.0  # macros/device_clock.sql: device_wait_is_plausible
+
+
 def corrected_time(record: dict) -> tuple[float, float, float]:
     """(occurred_at on the collector's clock, send delay, received_at) of a landed event, as
-    stg_collector__events corrects it: received_at - (sent_at - occurred_at)."""
+    stg_collector__events corrects it: received_at - (sent_at - occurred_at) when the device's
+    wait is one a tracker can have had (0 to 366 days), else received_at with no delay."""
     occurred = epoch(record["occurred_at"])
     sent = epoch(record.get("sent_at")) or occurred
     received = epoch(record["received_at"])
-    return received - (sent - occurred), sent - occurred, received
+    wait = sent - occurred
+    if not 0 <= wait <= PLAUSIBLE_WAIT:
+        return received, 0.0, received
+    return received - wait, wait, received
 
 
 def iso(at: float | None) -> str | None:

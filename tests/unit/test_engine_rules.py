@@ -84,6 +84,19 @@ def test_referrers_and_campaigns_are_read_as_the_warehouse_reads_them():
     assert rules.page_label("/p/jacket") == "Product" and rules.page_label("/") == "Other"
 
 
+def test_campaigns_differing_in_which_field_is_set_are_different_sources():
+    """The key joined the fields without the missing ones: (source=x, name=y) and
+    (medium=x, name=y) were one campaign, and no new visit started (as in the warehouse)."""
+    rules = site_rules()
+    by_source = rules.touch_key(rules.campaign("utm_source=x&utm_campaign=y"), None, None)
+    by_medium = rules.touch_key(rules.campaign("utm_medium=x&utm_campaign=y"), None, None)
+    assert by_source == 'campaign|["x", null, "y"]'
+    assert by_medium == 'campaign|[null, "x", "y"]'
+    device = Device(rules)
+    device(0, touch=by_source)
+    assert device(1, touch=by_medium) is True
+
+
 class Device:
     """Feeds one device's events through the sessioniser, as the engine does."""
 
@@ -161,6 +174,21 @@ def test_device_clocks_are_corrected_by_the_send_delay():
     }
     occurred, delay, received = corrected_time(record)
     assert occurred == at(1) and delay == 30 and received == at(1.5)
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "sent_at"),
+    [
+        ("2000-01-01T00:00:00Z", "2026-03-10T11:59:30Z"),  # a wait of 26 years
+        ("2026-03-10T12:00:00Z", "2026-03-10T11:59:30Z"),  # sent before it happened
+    ],
+)
+def test_a_device_wait_no_tracker_can_have_had_places_the_event_at_its_arrival(
+    occurred_at, sent_at
+):
+    """As stg_collector__events (device_wait_is_plausible): received_at, send delay 0."""
+    record = {"occurred_at": occurred_at, "sent_at": sent_at, "received_at": "2026-03-10T12:01:30Z"}
+    assert corrected_time(record) == (at(1.5), 0.0, at(1.5))
 
 
 def event(kind: str, minutes: float, visitor="v1", **fields) -> dict:
