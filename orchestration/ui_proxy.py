@@ -13,6 +13,9 @@ and a DNS-rebinding page could read it. ``siteline up`` therefore binds the webs
   one generated at first start, stored only as a scrypt hash): else 401;
 - not be a GraphQL mutation sent by GET: else 403.
 
+Wrong logins are throttled per client address: after ``SITELINE_UI_LOGIN_LIMIT`` (10) wrong
+ones within a minute, every login from that address gets 429 until the minute has passed.
+
 HTTP is streamed both ways (httpx); websockets (GraphQL subscriptions at ``/graphql``) are
 relayed frame by frame with the subprotocol the webserver chose.
 """
@@ -26,6 +29,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +40,8 @@ from orchestration.home import SitelineError, ensure_home
 USERNAME = "admin"
 PASSWORD_ENV = "SITELINE_UI_PASSWORD"
 HOSTS_ENV = "SITELINE_UI_HOSTS"
+LOGIN_LIMIT_ENV = "SITELINE_UI_LOGIN_LIMIT"
+LOGIN_WINDOW = 60.0  # seconds over which wrong logins are counted
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 MAX_REQUEST_BODY = 16 * 1024 * 1024  # GraphQL requests are small; this bounds a hostile one
 REALM = 'Basic realm="Siteline Dagster UI", charset="UTF-8"'
@@ -132,6 +139,50 @@ class Login:
                 self._verified.clear()
             self._verified.add(key)
         return ok
+
+
+class LoginThrottle:
+    """Wrong logins per client address within :data:`LOGIN_WINDOW`: at ``limit`` of them the
+    address is refused (429) until the oldest is a window old; a right login does not reset
+    the count (else one right guess in ten would unlock guessing)."""
+
+    def __init__(self, limit: int, window: float = LOGIN_WINDOW, clock=time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, address: str) -> deque[float] | None:
+        failures = self._failures.get(address)
+        if failures is not None:
+            cutoff = self.clock() - self.window
+            while failures and failures[0] <= cutoff:
+                failures.popleft()
+            if not failures:
+                del self._failures[address]
+                return None
+        return failures
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until ``address`` may try again, or None when it may now."""
+        failures = self._recent(address)
+        if failures is None or len(failures) < self.limit:
+            return None
+        return max(1, int(failures[0] + self.window - self.clock()) + 1)
+
+    def failed(self, address: str) -> None:
+        if len(self._failures) > 100_000:  # bounded under a spray of addresses
+            self._failures.clear()
+        self._failures.setdefault(address, deque(maxlen=self.limit)).append(self.clock())
+
+
+def login_limit() -> int:
+    raw = os.environ.get(LOGIN_LIMIT_ENV, "10")
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise SitelineError(f"{LOGIN_LIMIT_ENV}={raw!r}: must be a whole number of at least 1")
+    return limit
 
 
 def parse_basic(authorization: str) -> tuple[str, str] | None:
@@ -256,6 +307,7 @@ class UIProxy:
         extra = hosts if hosts is not None else os.environ.get(HOSTS_ENV)
         self.allowed = allowed_hosts(port, extra)
         self.login = Login()
+        self.throttle = LoginThrottle(login_limit())
         # No read timeout: a response may stream for as long as the webserver sends it.
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10))
 
@@ -277,11 +329,18 @@ class UIProxy:
     async def _check(self, scope, method: str) -> tuple[int, str] | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = scope.get("query_string", b"").decode("latin-1")
+        address = (scope.get("client") or ("unknown",))[0]
+        wait = self.throttle.retry_after(address)
+        if wait is not None and host_allowed(headers.get("host"), self.allowed):
+            return 429, f"too many wrong logins from {address}: try again in {wait} s"
         # In a thread: checking a new password (scrypt) takes tens of milliseconds, and a
         # stream of wrong ones must not stall every other request.
-        return await asyncio.to_thread(
+        refused = await asyncio.to_thread(
             refusal, method, scope["path"], query, headers, self.allowed, self.login
         )
+        if refused and refused[0] == 401 and headers.get("authorization"):
+            self.throttle.failed(address)  # a request without a login is no guess
+        return refused
 
     @staticmethod
     async def _answer(send, status: int, message: str, headers=()) -> None:
@@ -309,6 +368,9 @@ class UIProxy:
         refused = await self._check(scope, method)
         if refused:
             extra = [(b"www-authenticate", REALM.encode())] if refused[0] == 401 else []
+            if refused[0] == 429:
+                wait = self.throttle.retry_after((scope.get("client") or ("unknown",))[0])
+                extra = [(b"retry-after", str(wait or 1).encode())]
             await self._answer(send, *refused, headers=extra)
             return
         body = bytearray()

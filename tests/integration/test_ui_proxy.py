@@ -3,6 +3,7 @@ real HTTP + websocket server on loopback: Host, Origin, login and GraphQL-by-GET
 what passes is relayed unchanged (the real dagster-webserver behind it: test_services)."""
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -63,13 +64,20 @@ class Upstream:
 
 @pytest.fixture(scope="module")
 def proxy():
+    with _proxy() as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _proxy(**settings):
     upstream = Upstream()
     upstream_port, port = free_port(), free_port()
     server = uvicorn.Server(uvicorn.Config(upstream, host="127.0.0.1", port=upstream_port,
                                            log_level="warning", lifespan="off"))  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    env = {**os.environ, "SITELINE_UI_PASSWORD": PASSWORD, "SITELINE_UI_HOSTS": "ui.example.org"}
+    env = {**os.environ, "SITELINE_UI_PASSWORD": PASSWORD, "SITELINE_UI_HOSTS": "ui.example.org",
+           **settings}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cli", "dagster-ui-proxy", "--port", str(port),
          "--upstream-port", str(upstream_port)],
@@ -84,11 +92,13 @@ def proxy():
             break
         except httpx.HTTPError:
             time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}", port, upstream
-    proc.terminate()
-    proc.wait(timeout=30)
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}", port, upstream
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def test_wrong_host_is_refused_before_anything_else(proxy):
@@ -169,6 +179,21 @@ def test_a_mutation_by_get_is_refused_and_never_reaches_the_webserver(proxy):
     assert len(upstream.requests) == before
     allowed = httpx.get(url + "/graphql", params={"query": "{ version }"}, headers=AUTH)
     assert allowed.status_code == 200
+
+
+def test_wrong_logins_are_throttled_per_address():
+    """Guessing the password was unlimited: the 4th wrong login within a minute (limit 3)
+    gets 429 with Retry-After, and so does the right one until the minute has passed."""
+    with _proxy(SITELINE_UI_LOGIN_LIMIT="3") as (url, _port, upstream):
+        assert [httpx.get(url + "/").status_code for _ in range(5)] == [401] * 5  # no guesses
+        assert [httpx.get(url + "/", auth=("admin", f"guess{i}")).status_code
+                for i in range(3)] == [401] * 3  # fmt: skip
+        refused = httpx.get(url + "/", auth=("admin", "guess3"))
+        assert refused.status_code == 429
+        assert "too many wrong logins from 127.0.0.1" in refused.text
+        assert 1 <= int(refused.headers["retry-after"]) <= 61
+        assert httpx.get(url + "/", headers=AUTH).status_code == 429
+        assert upstream.requests == []
 
 
 def test_websockets_are_relayed_with_their_subprotocol(proxy):

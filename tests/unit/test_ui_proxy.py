@@ -1,11 +1,16 @@
 """The Dagster UI proxy's checks, and the run line of `siteline up` (pure functions)."""
 
+import pytest
+
+from orchestration.home import SitelineError
 from orchestration.supervisor import run_line
 from orchestration.ui_proxy import (
+    LoginThrottle,
     allowed_hosts,
     get_query_refusal,
     hash_password,
     host_allowed,
+    login_limit,
     parse_basic,
     same_origin,
     verify_password,
@@ -72,3 +77,30 @@ def test_run_line():
     assert run_line("0123456789", "__ASSET_JOB", "failure", None, 0) == (
         "run 01234567 pipeline: failure, 0 assets"
     )
+
+
+def test_wrong_logins_are_throttled_per_address_for_a_window():
+    now = [1000.0]
+    throttle = LoginThrottle(limit=3, window=60, clock=lambda: now[0])
+    for _ in range(2):
+        throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") is None  # two wrong ones: may try again
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 61  # the third: refused for the window
+    assert throttle.retry_after("10.0.0.2") is None  # other addresses are not affected
+    now[0] += 30
+    assert throttle.retry_after("10.0.0.1") == 31
+    now[0] += 30
+    assert throttle.retry_after("10.0.0.1") is None  # the wrong ones are a window old
+    assert throttle._failures == {}  # and forgotten
+
+
+def test_the_login_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("SITELINE_UI_LOGIN_LIMIT", raising=False)
+    assert login_limit() == 10
+    monkeypatch.setenv("SITELINE_UI_LOGIN_LIMIT", "3")
+    assert login_limit() == 3
+    for bad in ("0", "many"):
+        monkeypatch.setenv("SITELINE_UI_LOGIN_LIMIT", bad)
+        with pytest.raises(SitelineError, match=f"SITELINE_UI_LOGIN_LIMIT='{bad}'"):
+            login_limit()
