@@ -39,7 +39,8 @@ install: $(BIN)/siteline $(SUPERSET_VENV)/bin/superset
 
 # Debian packages the integration tests need: chromium (Playwright drives the Debian build; it
 # never downloads a browser of its own) and redis-server (the event bus and shared-store
-# tests). The demo needs neither. Installed only when missing (dpkg -s), as root through apt;
+# tests). The demo needs neither. Installed only when missing (the program is not on PATH and
+# dpkg knows no such package: each package's program has its name), as root through apt;
 # anyone else gets the command to run. make itself and Python 3.11 must be there before make
 # runs, so they are the two things to install by hand.
 SYSTEM_PACKAGES := chromium redis-server
@@ -47,7 +48,7 @@ SYSTEM_PACKAGES := chromium redis-server
 system-packages:
 	@missing=""; \
 	for pkg in $(SYSTEM_PACKAGES); do \
-		dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+		command -v $$pkg >/dev/null 2>&1 || dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		if ! command -v apt-get >/dev/null 2>&1; then \
