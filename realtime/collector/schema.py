@@ -44,8 +44,10 @@ TIME_PATTERN = (
     r"(?:Z|[+-][0-9]{2}:[0-9]{2})?\Z"
 )
 TIME = re.compile(TIME_PATTERN)
-# Money (revenue, shipping, tax, an item's price): the warehouse keeps it as numeric(14, 2),
-# which holds at most 999,999,999,999.99; every amount at or below this bound rounds into it.
+# Money (revenue, shipping, tax, an item's price and line value price x quantity): the
+# warehouse keeps it as numeric(14, 2), which holds at most 999,999,999,999.99; every amount
+# at or below this bound rounds into it. An event's value (a cart line's value) has the same
+# bound either side of 0, so that sums in the engine stay finite.
 MAX_AMOUNT = 999_999_999_999.99
 # An item's quantity: a whole number the warehouse's integer holds, with room for sums.
 MAX_QUANTITY = 1_000_000
@@ -125,7 +127,7 @@ TEXT_LIMITS = {
 }  # fmt: skip
 # (minimum, maximum) of each number field; None: no bound.
 NUMBER_RANGES = {
-    "value": (None, None), "revenue": (0, MAX_AMOUNT), "shipping": (0, MAX_AMOUNT),
+    "value": (-MAX_AMOUNT, MAX_AMOUNT), "revenue": (0, MAX_AMOUNT), "shipping": (0, MAX_AMOUNT),
     "tax": (0, MAX_AMOUNT), "engaged_seconds": (0, None),
 }  # fmt: skip
 OBJECTS = frozenset({"performance", "properties", "traits"})
@@ -143,7 +145,7 @@ def _check_number(value: object, at: str, minimum, maximum=None) -> None:
     if type(value) not in (int, float) or not math.isfinite(value):
         raise Invalid(f"{at}: must be a number")
     if minimum is not None and value < minimum:
-        raise Invalid(f"{at}: must be at least {minimum}")
+        raise Invalid(f"{at}: must be at least {minimum:,}")
     if maximum is not None and value > maximum:
         raise Invalid(f"{at}: must be at most {maximum:,}")
 
@@ -175,9 +177,12 @@ def _items(items: object, where: str) -> None:
             value = item.get(key)
             if value is not None and (type(value) is not str or len(value) > MAX_TEXT):
                 raise Invalid(f"{at}.{key}: must be a string of at most {MAX_TEXT} characters")
-        if item.get("price") is not None:
-            _check_number(item["price"], f"{at}.price", 0, MAX_AMOUNT)
-        _whole_number(item.get("quantity", 1), f"{at}.quantity", 1, MAX_QUANTITY)
+        price, quantity = item.get("price"), item.get("quantity", 1)
+        if price is not None:
+            _check_number(price, f"{at}.price", 0, MAX_AMOUNT)
+        _whole_number(quantity, f"{at}.quantity", 1, MAX_QUANTITY)
+        if price is not None and price * quantity > MAX_AMOUNT:
+            raise Invalid(f"{at}: price x quantity must be at most {MAX_AMOUNT:,}")
 
 
 def validate_event(event: object, index: int, received_at: datetime) -> dict:
@@ -309,7 +314,7 @@ class _Event(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
     language: _Short = None
     timezone: _Short = None
     connection: _Short = None
-    value: float | None = None
+    value: Annotated[float, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)] | None = None
     revenue: _Amount | None = None
     shipping: _Amount | None = None
     tax: _Amount | None = None
@@ -371,7 +376,13 @@ def compiled_batch(payload: object) -> Batch | None:
 
 def batch_valid(batch: Batch, received_at: datetime) -> bool:
     """Whether the batch passes what its types cannot say: event ids in the canonical UUID
-    form (``UUID``), and times that :func:`parse_time` reads within its window."""
+    form (``UUID``), times that :func:`parse_time` reads within its window, and item lines
+    (price x quantity) within :data:`MAX_AMOUNT`."""
+    for event in batch.events:
+        if event.items:
+            for item in event.items:
+                if item.price is not None and item.price * item.quantity > MAX_AMOUNT:
+                    return False
     latest = received_at + LATEST_AHEAD
     try:
         times = [event.occurred_at for event in batch.events]

@@ -90,6 +90,26 @@ HOSTILE_BODIES = [
         "events[0].items[0].quantity: must be a whole number from 1 to 1,000,000",
     ),
     (
+        orjson.dumps(
+            {
+                "site_id": "demo",
+                "events": [transaction(items=[{"sku": "a", "price": 1e9, "quantity": 10_000}])],
+            }
+        ),
+        "events[0].items[0]: price x quantity must be at most 999,999,999,999.99",
+    ),
+    (
+        orjson.dumps(
+            {
+                "site_id": "demo",
+                "events": [
+                    page_view(type="event", category="ecommerce", action="add_to_cart", value=1e308)
+                ],
+            }
+        ),
+        "events[0].value: must be at most 999,999,999,999.99",
+    ),
+    (
         orjson.dumps({"site_id": "demo", "events": [page_view(performance={"dns_ms": "x"})]}),
         "events[0].performance.dns_ms: must be a whole number from 0 to 3,600,000",
     ),

@@ -59,6 +59,14 @@ OUT_OF_RANGE = [
     ({**_ORDER, "revenue": 1, "tax": 1e300}, "events[2].tax: must be at most"),
     ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "price": 1e13}]},
      "events[2].items[0].price: must be at most 999,999,999,999.99"),
+    ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "price": 1_000_000, "quantity": 1_000_000}]},
+     "events[2].items[0]: price x quantity must be at most 999,999,999,999.99"),
+    ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "price": MAX_AMOUNT, "quantity": 2}]},
+     "events[2].items[0]: price x quantity must be at most"),
+    ({"type": "event", "category": "c", "action": "a", "value": 1e308},
+     "events[2].value: must be at most 999,999,999,999.99"),
+    ({"type": "event", "category": "c", "action": "a", "value": -1e13},
+     "events[2].value: must be at least -999,999,999,999.99"),
     ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "quantity": 1_000_001}]},
      "events[2].items[0].quantity: must be a whole number from 1 to 1,000,000"),
     ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "quantity": 2**31}]},
@@ -77,7 +85,9 @@ OUT_OF_RANGE = [
 # The largest values of each: accepted by both rule sets.
 AT_THE_BOUNDS = [
     {**_ORDER, "revenue": MAX_AMOUNT, "shipping": MAX_AMOUNT, "tax": 0,
-     "items": [{"sku": "a", "price": MAX_AMOUNT, "quantity": 1_000_000}]},
+     "items": [{"sku": "a", "price": MAX_AMOUNT}, {"sku": "b", "price": 0.5, "quantity": 1_000_000},
+               {"sku": "c", "price": 999_999.99, "quantity": 1_000_000}]},
+    {"type": "event", "category": "c", "action": "a", "value": -MAX_AMOUNT},
     {"type": "page_view", "url": "x", "performance": {
         "dns_ms": 0, "connect_ms": 3_600_000, "ttfb_ms": None, "future_ms": 1.5}},
 ]  # fmt: skip
@@ -183,6 +193,8 @@ def _candidates(field: str) -> list:
                   [{"sku": "a", "price": -1}], [{"sku": "x" * 1025}], [{"sku": "a", "name": 3}],
                   [{"sku": "a", "quantity": None}], [{"sku": ""}], "x", [1], None,
                   [{"sku": "a", "quantity": 1_000_000, "price": MAX_AMOUNT}],
+                  [{"sku": "a", "quantity": 1_000_000, "price": 999_999.99}],
+                  [{"sku": "a", "quantity": 1_000_000, "price": 1_000_000}],
                   [{"sku": "a", "quantity": 1_000_001}], [{"sku": "a", "quantity": 2**31}],
                   [{"sku": "a", "price": 1e12}], [{"sku": "a", "price": 999_999_999_999.991}],
                   [{"sku": "a"}] * 201],
