@@ -35,6 +35,26 @@ MAX_FUTURE = timedelta(days=1)
 # overflow the warehouse's clock correction.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_AHEAD = MAX_FUTURE + timedelta(days=365)
+# The time formats a client may send: a strict subset of RFC 3339 that the loader (dlt) reads
+# to the same instant as the collector: date, ``T`` or a space, hours and minutes, optional
+# seconds with up to 9 fractional digits, then ``Z``, ``+HH:MM``, ``-HH:MM`` or nothing (UTC).
+# ASCII digits only; ``\Z``, not ``$``, so that no trailing newline passes.
+TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})?\Z"
+)
+TIME = re.compile(TIME_PATTERN)
+# Money (revenue, shipping, tax, an item's price and line value price x quantity): the
+# warehouse keeps it as numeric(14, 2), which holds at most 999,999,999,999.99; every amount
+# at or below this bound rounds into it. An event's value (a cart line's value) has the same
+# bound either side of 0, so that sums in the engine stay finite.
+MAX_AMOUNT = 999_999_999_999.99
+# An item's quantity: a whole number the warehouse's integer holds, with room for sums.
+MAX_QUANTITY = 1_000_000
+# Page performance timings (Navigation Timing, rounded by the tracker): whole milliseconds,
+# at most an hour. The warehouse keeps them as integers.
+PERFORMANCE_TIMINGS = ("dns_ms", "connect_ms", "ttfb_ms", "dom_interactive_ms", "load_ms")
+MAX_TIMING_MS = 3_600_000
 # Containers (objects, arrays) nest at most this deep in a body, the body itself being level
 # 1: every reader and writer of the landing (orjson, the warehouse's jsonb) handles it.
 MAX_DEPTH = 64
@@ -75,14 +95,20 @@ def _deeper_than(value: object, limit: int) -> bool:
 
 
 def parse_time(value: object, where: str, received_at: datetime | None = None) -> datetime:
-    """A client's timestamp (UTC when it names no zone), within :data:`EARLIEST` and
-    :data:`LATEST_AHEAD` after ``received_at`` (now when not given); or :class:`Invalid`."""
+    """A client's timestamp in the form of :data:`TIME_PATTERN` (UTC when it names no zone),
+    within :data:`EARLIEST` and :data:`LATEST_AHEAD` after ``received_at`` (now when not
+    given); or :class:`Invalid`."""
     if not isinstance(value, str) or len(value) > 40:
-        raise Invalid(f"{where}: must be an ISO 8601 timestamp string")
+        raise Invalid(f"{where}: must be an RFC 3339 timestamp string")
     try:
+        if not TIME.match(value):
+            raise ValueError
         ts = datetime.fromisoformat(value)
     except ValueError:
-        raise Invalid(f"{where}: '{value[:40]}' is not an ISO 8601 timestamp") from None
+        raise Invalid(
+            f"{where}: '{value[:40]}' is not an RFC 3339 timestamp "
+            "(YYYY-MM-DDTHH:MM[:SS[.fraction]], then Z, +HH:MM, -HH:MM or nothing for UTC)"
+        ) from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     if ts < EARLIEST:
@@ -99,7 +125,11 @@ TEXT_LIMITS = {
     "title": MAX_TEXT, "category": MAX_TEXT, "action": MAX_TEXT, "label": MAX_TEXT,
     "screen": 64, "viewport": 64, "language": 64, "timezone": 64, "connection": 64,
 }  # fmt: skip
-NUMBER_MINIMUMS = {"value": None, "revenue": 0, "shipping": 0, "tax": 0, "engaged_seconds": 0}
+# (minimum, maximum) of each number field; None: no bound.
+NUMBER_RANGES = {
+    "value": (-MAX_AMOUNT, MAX_AMOUNT), "revenue": (0, MAX_AMOUNT), "shipping": (0, MAX_AMOUNT),
+    "tax": (0, MAX_AMOUNT), "engaged_seconds": (0, None),
+}  # fmt: skip
 OBJECTS = frozenset({"performance", "properties", "traits"})
 REQUIRED = {
     "page_view": ("visitor_id", "url"),
@@ -111,11 +141,26 @@ REQUIRED = {
 }
 
 
-def _check_number(value: object, at: str, minimum) -> None:
+def _check_number(value: object, at: str, minimum, maximum=None) -> None:
     if type(value) not in (int, float) or not math.isfinite(value):
         raise Invalid(f"{at}: must be a number")
     if minimum is not None and value < minimum:
-        raise Invalid(f"{at}: must be at least {minimum}")
+        raise Invalid(f"{at}: must be at least {minimum:,}")
+    if maximum is not None and value > maximum:
+        raise Invalid(f"{at}: must be at most {maximum:,}")
+
+
+def _whole_number(value: object, at: str, minimum: int, maximum: int) -> None:
+    if type(value) is not int or not minimum <= value <= maximum:
+        raise Invalid(f"{at}: must be a whole number from {minimum:,} to {maximum:,}")
+
+
+def _performance(performance: dict, where: str) -> None:
+    # Other keys are kept unchecked (a newer tracker may send more timings).
+    for key in PERFORMANCE_TIMINGS:
+        value = performance.get(key)
+        if value is not None:
+            _whole_number(value, f"{where}.performance.{key}", 0, MAX_TIMING_MS)
 
 
 def _items(items: object, where: str) -> None:
@@ -132,11 +177,12 @@ def _items(items: object, where: str) -> None:
             value = item.get(key)
             if value is not None and (type(value) is not str or len(value) > MAX_TEXT):
                 raise Invalid(f"{at}.{key}: must be a string of at most {MAX_TEXT} characters")
-        if item.get("price") is not None:
-            _check_number(item["price"], f"{at}.price", 0)
-        qty = item.get("quantity", 1)
-        if type(qty) is not int or qty < 1:
-            raise Invalid(f"{at}.quantity: must be a whole number of at least 1")
+        price, quantity = item.get("price"), item.get("quantity", 1)
+        if price is not None:
+            _check_number(price, f"{at}.price", 0, MAX_AMOUNT)
+        _whole_number(quantity, f"{at}.quantity", 1, MAX_QUANTITY)
+        if price is not None and price * quantity > MAX_AMOUNT:
+            raise Invalid(f"{at}: price x quantity must be at most {MAX_AMOUNT:,}")
 
 
 def validate_event(event: object, index: int, received_at: datetime) -> dict:
@@ -166,11 +212,13 @@ def validate_event(event: object, index: int, received_at: datetime) -> dict:
                 raise Invalid(f"{where}.{key}: must be a string")
             if len(value) > limit:
                 raise Invalid(f"{where}.{key}: longer than {limit} characters")
-        elif key in NUMBER_MINIMUMS:
-            _check_number(value, f"{where}.{key}", NUMBER_MINIMUMS[key])
+        elif key in NUMBER_RANGES:
+            _check_number(value, f"{where}.{key}", *NUMBER_RANGES[key])
         elif key in OBJECTS:
             if type(value) is not dict:
                 raise Invalid(f"{where}.{key}: must be an object")
+            if key == "performance":
+                _performance(value, where)
         elif key == "items":
             _items(value, where)
         elif key == "currency":
@@ -227,7 +275,9 @@ _Text = _str(MAX_TEXT) | None
 _Short = _str(64) | None
 _Id = _str(MAX_ID) | None
 _Url = _str(MAX_URL) | None
-_Amount = Annotated[float, msgspec.Meta(ge=0)]
+_Amount = Annotated[float, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
+_Time = _str(40, pattern=TIME_PATTERN)
+_Timing = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMING_MS)] | None
 
 
 class _Item(msgspec.Struct, gc=False):
@@ -235,12 +285,20 @@ class _Item(msgspec.Struct, gc=False):
     name: _Text = None
     category: _Text = None
     price: _Amount | None = None
-    quantity: Annotated[int, msgspec.Meta(ge=1)] = 1
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)] = 1
+
+
+class _Performance(msgspec.Struct, gc=False):
+    dns_ms: _Timing = None
+    connect_ms: _Timing = None
+    ttfb_ms: _Timing = None
+    dom_interactive_ms: _Timing = None
+    load_ms: _Timing = None
 
 
 class _Event(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
     event_id: _str(36, 36)  # and canonical (batch_valid: faster than a pattern per id)
-    occurred_at: _str(40)
+    occurred_at: _Time
     visitor_id: _str(MAX_ID, 1)  # every type requires one
     session_id: _Id = None
     user_id: _Id = None
@@ -256,12 +314,12 @@ class _Event(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
     language: _Short = None
     timezone: _Short = None
     connection: _Short = None
-    value: float | None = None
+    value: Annotated[float, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)] | None = None
     revenue: _Amount | None = None
     shipping: _Amount | None = None
     tax: _Amount | None = None
-    engaged_seconds: _Amount | None = None
-    performance: dict | None = None
+    engaged_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    performance: _Performance | None = None
     properties: dict | None = None
     traits: dict | None = None
     items: Annotated[list[_Item], msgspec.Meta(max_length=200)] | None = None
@@ -304,7 +362,7 @@ class Batch(msgspec.Struct):
         list[_PageView | _CustomEvent | _Transaction | _Identify | _PagePing | _Consent],
         msgspec.Meta(min_length=1, max_length=MAX_EVENTS_PER_BATCH),
     ]
-    sent_at: _str(40) | None = None
+    sent_at: _Time | None = None
 
 
 def compiled_batch(payload: object) -> Batch | None:
@@ -318,7 +376,13 @@ def compiled_batch(payload: object) -> Batch | None:
 
 def batch_valid(batch: Batch, received_at: datetime) -> bool:
     """Whether the batch passes what its types cannot say: event ids in the canonical UUID
-    form (``UUID``), and times that :func:`parse_time` reads within its window."""
+    form (``UUID``), times that :func:`parse_time` reads within its window, and item lines
+    (price x quantity) within :data:`MAX_AMOUNT`."""
+    for event in batch.events:
+        if event.items:
+            for item in event.items:
+                if item.price is not None and item.price * item.quantity > MAX_AMOUNT:
+                    return False
     latest = received_at + LATEST_AHEAD
     try:
         times = [event.occurred_at for event in batch.events]

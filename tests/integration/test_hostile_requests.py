@@ -36,6 +36,10 @@ def page_view(**fields) -> dict:
     }
 
 
+def transaction(**fields) -> dict:
+    return page_view(**{"type": "transaction", "order_id": "o-1", "revenue": 10, **fields})
+
+
 def body_with(tail: bytes) -> bytes:
     """A valid one-event body with ``tail`` spliced in as the event's last field(s)."""
     body = orjson.dumps({"site_id": "demo", "events": [page_view()]})
@@ -66,6 +70,58 @@ HOSTILE_BODIES = [
     (
         orjson.dumps({"site_id": "demo", "events": [page_view(occurred_at="0001-01-01T00:00Z")]}),
         "events[0].occurred_at: '0001-01-01T00:00Z' is before 2000-01-01",
+    ),
+    # Values the warehouse's numeric(14, 2) and integer columns cannot hold, and a time the
+    # loader cannot read (seconds in the offset).
+    (
+        orjson.dumps({"site_id": "demo", "events": [transaction(revenue=1e13)]}),
+        "events[0].revenue: must be at most 999,999,999,999.99",
+    ),
+    (
+        orjson.dumps(
+            {"site_id": "demo", "events": [transaction(items=[{"sku": "a", "price": 1e300}])]}
+        ),
+        "events[0].items[0].price: must be at most 999,999,999,999.99",
+    ),
+    (
+        orjson.dumps(
+            {"site_id": "demo", "events": [transaction(items=[{"sku": "a", "quantity": 2**31}])]}
+        ),
+        "events[0].items[0].quantity: must be a whole number from 1 to 1,000,000",
+    ),
+    (
+        orjson.dumps(
+            {
+                "site_id": "demo",
+                "events": [transaction(items=[{"sku": "a", "price": 1e9, "quantity": 10_000}])],
+            }
+        ),
+        "events[0].items[0]: price x quantity must be at most 999,999,999,999.99",
+    ),
+    (
+        orjson.dumps(
+            {
+                "site_id": "demo",
+                "events": [
+                    page_view(type="event", category="ecommerce", action="add_to_cart", value=1e308)
+                ],
+            }
+        ),
+        "events[0].value: must be at most 999,999,999,999.99",
+    ),
+    (
+        orjson.dumps({"site_id": "demo", "events": [page_view(performance={"dns_ms": "x"})]}),
+        "events[0].performance.dns_ms: must be a whole number from 0 to 3,600,000",
+    ),
+    (
+        orjson.dumps({"site_id": "demo", "events": [page_view(performance={"load_ms": 1.5})]}),
+        "events[0].performance.load_ms: must be a whole number from 0 to 3,600,000",
+    ),
+    (
+        orjson.dumps(
+            {"site_id": "demo", "events": [page_view(occurred_at="2026-01-01 00:00:00+05:30:15")]}
+        ),
+        "events[0].occurred_at: '2026-01-01 00:00:00+05:30:15' is not an RFC 3339 timestamp",
     ),
 ]
 
@@ -132,6 +188,18 @@ def test_hostile_requests_are_refused_quarantined_and_stop_nothing(tmp_path, war
             huge = b"POST /collect HTTP/1.1\r\nhost: x\r\nuser-agent: " + b"A" * 50_000_000
             answer, sent = raw_request(port, huge)
             assert sent < 10_000_000
+            assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+            # A whole head over 32 KB in one read (one send of head and body) is refused
+            # too, and the request never reaches the collector (its event is not landed).
+            refused = orjson.dumps({"site_id": "demo", "events": [page_view()]})
+            whole = (
+                b"POST /collect HTTP/1.1\r\nhost: x\r\nuser-agent: " + b"A" * 40_000 + b"\r\n"
+                b"content-type: text/plain\r\ncontent-length: %d\r\n\r\n%s"
+            ) % (len(refused), refused)
+            answer, sent = raw_request(port, whole)
+            assert sent == len(whole)
+            assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+            assert b"request head larger than 32 KB (at least 40,0" in answer
             unfinished = b"POST /collect HTTP/1.1\r\nhost: x\r\nx-padding: " + b"p" * 40_000
             answer, _ = raw_request(port, unfinished, stop_after=len(unfinished))
             assert answer.startswith(b"HTTP/1.1 431 ")
@@ -167,7 +235,7 @@ def test_hostile_requests_are_refused_quarantined_and_stop_nothing(tmp_path, war
             wait_for(lambda: engine_events(client) >= applied + 1000)
             assert engine_events(client) >= applied + 1000
             assert client.get("/health").json()["status"] == "ok"
-            wait_for(lambda: len(bad_events(landing)) >= len(HOSTILE_BODIES) + 2)
+            wait_for(lambda: len(bad_events(landing)) >= len(HOSTILE_BODIES) + 3)
     finally:
         stop(proc)
     assert proc.stdout.read().count("Invalid HTTP request received.") == 1
@@ -176,7 +244,7 @@ def test_hostile_requests_are_refused_quarantined_and_stop_nothing(tmp_path, war
     for _, reason in HOSTILE_BODIES:
         assert any(reason in r for r in reasons), reason
     refused_heads = [r for r in bad_events(landing) if r["status"] == 431]
-    assert len(refused_heads) == 2
+    assert len(refused_heads) == 3
     assert {r["path"] for r in refused_heads} == {"/collect"}
     assert all("request head larger than 32 KB" in r["reason"] for r in refused_heads)
 
@@ -229,4 +297,4 @@ def test_hostile_requests_are_refused_quarantined_and_stop_nothing(tmp_path, war
     assert len(unreadable_bad) == 1
     assert "not a quarantine record (bad_event_id)" in unreadable_bad[0][0]
     assert '"bad_event_id": 5' in unreadable_bad[0][4] and unreadable_bad[0][3] == 1
-    assert len(quarantined) == len(HOSTILE_BODIES) + 2 + 2
+    assert len(quarantined) == len(HOSTILE_BODIES) + 3 + 2

@@ -10,8 +10,9 @@ from ingestion.site_config import Site
 from realtime.collector.enrich import bot_reason, client_ip, country_of
 from realtime.collector.ratelimit import RateLimiter
 from realtime.collector.schema import (
+    MAX_AMOUNT,
     MAX_DEPTH,
-    NUMBER_MINIMUMS,
+    NUMBER_RANGES,
     OBJECTS,
     REQUIRED,
     TEXT_LIMITS,
@@ -19,6 +20,7 @@ from realtime.collector.schema import (
     batch_valid,
     compiled_batch,
     decode_body,
+    parse_time,
     validate_envelope,
     validate_event,
 )
@@ -46,8 +48,52 @@ VALID_EVENTS = [
     {"type": "page_view", "url": "https://a.example/", "future_field": {"kept": True}},
 ]  # fmt: skip
 
+# Values the warehouse's types cannot hold (numeric(14, 2), integer): each is refused by name.
+_ORDER = {"type": "transaction", "order_id": "o"}
+OUT_OF_RANGE = [
+    ({**_ORDER, "revenue": 1e13}, "events[2].revenue: must be at most 999,999,999,999.99"),
+    ({**_ORDER, "revenue": 10**12}, "events[2].revenue: must be at most 999,999,999,999.99"),
+    ({**_ORDER, "revenue": 999_999_999_999.991}, "events[2].revenue: must be at most"),
+    ({**_ORDER, "revenue": 1.7e308}, "events[2].revenue: must be at most"),
+    ({**_ORDER, "revenue": 1, "shipping": 2e12}, "events[2].shipping: must be at most"),
+    ({**_ORDER, "revenue": 1, "tax": 1e300}, "events[2].tax: must be at most"),
+    ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "price": 1e13}]},
+     "events[2].items[0].price: must be at most 999,999,999,999.99"),
+    ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "price": 1_000_000, "quantity": 1_000_000}]},
+     "events[2].items[0]: price x quantity must be at most 999,999,999,999.99"),
+    ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "price": MAX_AMOUNT, "quantity": 2}]},
+     "events[2].items[0]: price x quantity must be at most"),
+    ({"type": "event", "category": "c", "action": "a", "value": 1e308},
+     "events[2].value: must be at most 999,999,999,999.99"),
+    ({"type": "event", "category": "c", "action": "a", "value": -1e13},
+     "events[2].value: must be at least -999,999,999,999.99"),
+    ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "quantity": 1_000_001}]},
+     "events[2].items[0].quantity: must be a whole number from 1 to 1,000,000"),
+    ({**_ORDER, "revenue": 1, "items": [{"sku": "a", "quantity": 2**31}]},
+     "events[2].items[0].quantity: must be a whole number from 1 to 1,000,000"),
+    ({"type": "page_view", "url": "x", "performance": {"dns_ms": "x"}},
+     "events[2].performance.dns_ms: must be a whole number from 0 to 3,600,000"),
+    ({"type": "page_view", "url": "x", "performance": {"ttfb_ms": 1.5}},
+     "events[2].performance.ttfb_ms: must be a whole number from 0 to 3,600,000"),
+    ({"type": "page_view", "url": "x", "performance": {"load_ms": 3_600_001}},
+     "events[2].performance.load_ms: must be a whole number"),
+    ({"type": "page_view", "url": "x", "performance": {"connect_ms": -1}},
+     "events[2].performance.connect_ms: must be a whole number"),
+    ({"type": "page_view", "url": "x", "performance": {"dom_interactive_ms": 1e300}},
+     "events[2].performance.dom_interactive_ms: must be a whole number"),
+]  # fmt: skip
+# The largest values of each: accepted by both rule sets.
+AT_THE_BOUNDS = [
+    {**_ORDER, "revenue": MAX_AMOUNT, "shipping": MAX_AMOUNT, "tax": 0,
+     "items": [{"sku": "a", "price": MAX_AMOUNT}, {"sku": "b", "price": 0.5, "quantity": 1_000_000},
+               {"sku": "c", "price": 999_999.99, "quantity": 1_000_000}]},
+    {"type": "event", "category": "c", "action": "a", "value": -MAX_AMOUNT},
+    {"type": "page_view", "url": "x", "performance": {
+        "dns_ms": 0, "connect_ms": 3_600_000, "ttfb_ms": None, "future_ms": 1.5}},
+]  # fmt: skip
 
-@pytest.mark.parametrize("fields", VALID_EVENTS)
+
+@pytest.mark.parametrize("fields", VALID_EVENTS + AT_THE_BOUNDS)
 def test_valid_events_pass_unchanged(fields):
     event = {**BASE, **fields}
     assert validate_event(event, 0, NOW) is event
@@ -59,7 +105,7 @@ def test_valid_events_pass_unchanged(fields):
         ({"type": "page_view"}, "events[2].url: is required"),
         ({"type": "click", "url": "x"}, "events[2].type: 'click' is not one of"),
         ({"type": "page_view", "url": "x", "event_id": "abc"}, "events[2].event_id: must be a UUID"),
-        ({"type": "page_view", "url": "x", "occurred_at": "yesterday"}, "is not an ISO 8601 timestamp"),
+        ({"type": "page_view", "url": "x", "occurred_at": "yesterday"}, "is not an RFC 3339 timestamp"),
         ({"type": "page_view", "url": "x", "occurred_at": "2029-01-01T00:00:00Z"}, "more than a year in the future"),
         ({"type": "page_view", "url": "x", "visitor_id": ""}, "events[2].visitor_id: must not be empty"),
         ({"type": "event", "category": "c"}, "events[2].action: is required"),
@@ -72,6 +118,7 @@ def test_valid_events_pass_unchanged(fields):
         ({"type": "page_ping", "engaged_seconds": 4000}, "engaged_seconds: must be at most 3600"),
         ({"type": "consent", "granted": "yes"}, "events[2].granted: must be true or false"),
         ({"type": "page_view", "url": "x" * 9000}, "events[2].url: longer than 8192 characters"),
+        *[(fields, message) for fields, message in OUT_OF_RANGE],
     ],
 )  # fmt: skip
 def test_invalid_events_name_the_event_and_field(fields, message):
@@ -88,7 +135,7 @@ def fast_path_accepts(body: bytes) -> bool:
     return batch is not None and batch_valid(batch, NOW)
 
 
-@pytest.mark.parametrize("fields", VALID_EVENTS)
+@pytest.mark.parametrize("fields", VALID_EVENTS + AT_THE_BOUNDS)
 def test_the_compiled_rules_accept_valid_events(fields):
     body = orjson.dumps({"site_id": "demo", "events": [{**BASE, **fields}]})
     assert fast_path_accepts(body)
@@ -116,6 +163,8 @@ def test_the_compiled_rules_accept_valid_events(fields):
         {"type": "consent", "granted": None},
         {"type": "page_view", "url": "x", "screen": "x" * 65},
         {"type": "page_view", "url": "x", "properties": []},
+        {"type": "page_view", "url": "x", "performance": []},
+        *[fields for fields, _ in OUT_OF_RANGE],
     ],
 )  # fmt: skip
 def test_the_compiled_rules_refuse_what_the_rules_refuse(fields):
@@ -130,16 +179,24 @@ def _candidates(field: str) -> list:
     if field in TEXT_LIMITS:
         limit = TEXT_LIMITS[field]
         return ["x", "", "x" * limit, "x" * (limit + 1), None, 3, True]
-    if field in NUMBER_MINIMUMS:
-        return [0, 1.5, 15, -0.0, -1, -0.5, 3600, 3600.5, 1e308, True, "3", None]
+    if field in NUMBER_RANGES:
+        return [0, 1.5, 15, -0.0, -1, -0.5, 3600, 3600.5, MAX_AMOUNT, 999_999_999_999.991,
+                10**12, 1e13, 1.2e21, 1e308, True, "3", None]  # fmt: skip
     if field in OBJECTS:
-        return [{}, {"a": [1, {"b": None}]}, [], "x", None]
+        return [{}, {"a": [1, {"b": None}]}, [], "x", None, {"dns_ms": 0, "load_ms": 3_600_000},
+                {"dns_ms": "x"}, {"ttfb_ms": 1.5}, {"load_ms": 3_600_001}, {"connect_ms": -1},
+                {"dom_interactive_ms": True}, {"dns_ms": None, "other_ms": 1.5}]  # fmt: skip
     return {
         "items": [[], [{"sku": "a"}], [{"sku": "a", "quantity": 2, "price": 0.5, "name": "n"}],
                   [{"sku": "a", "quantity": 0}], [{"sku": "a", "quantity": 1.0}],
                   [{"sku": "a", "quantity": True}], [{"price": 1}], [{"sku": None}],
                   [{"sku": "a", "price": -1}], [{"sku": "x" * 1025}], [{"sku": "a", "name": 3}],
                   [{"sku": "a", "quantity": None}], [{"sku": ""}], "x", [1], None,
+                  [{"sku": "a", "quantity": 1_000_000, "price": MAX_AMOUNT}],
+                  [{"sku": "a", "quantity": 1_000_000, "price": 999_999.99}],
+                  [{"sku": "a", "quantity": 1_000_000, "price": 1_000_000}],
+                  [{"sku": "a", "quantity": 1_000_001}], [{"sku": "a", "quantity": 2**31}],
+                  [{"sku": "a", "price": 1e12}], [{"sku": "a", "price": 999_999_999_999.991}],
                   [{"sku": "a"}] * 201],
         "currency": ["EUR", "eur", "EURO", "EUR\n", "", 3, None],
         "granted": [True, False, None, "yes", 0],
@@ -150,13 +207,18 @@ def _candidates(field: str) -> list:
                         "0001-01-01T00:00:00Z", "1999-12-31T23:59:59Z", "2000-01-01T00:00:00Z",
                         "1999-12-31T23:00:00-01:00", "9999-12-31T23:59:59Z",
                         "2026-11-24T10:00:00+01:00", "2029-01-01T00:00:00Z", "soon", "", None,
-                        3, "2026-11-24T10:00:00.000000000000000000000000Z"],
+                        3, "2026-11-24T10:00:00.000000000000000000000000Z",
+                        "2026-11-24 10:00:00+05:30:15", "2026-11-24T10:00:00.123456789+05:30",
+                        "2026-11-24 10:00", "2026-11-24T10:00:00+0530", "2026-11-24T10:00:00+05",
+                        "20261124T100000Z", "2026-11-24t10:00:00z", "2026-11-24T10:00:00Z\n",
+                        "2026-11-24T10:00:00.1234567890Z", "2026-11-24T10:00:00+24:00",
+                        "\u0662026-11-24T10:00:00Z"],
         "type": [*sorted(REQUIRED), "click", None, 3],
         "extra": [None, "x", {"deep": [[[1]]]}, 1e30],
     }[field]  # fmt: skip
 
 
-_FIELDS = sorted({*TEXT_LIMITS, *NUMBER_MINIMUMS, *OBJECTS, "items", "currency", "granted",
+_FIELDS = sorted({*TEXT_LIMITS, *NUMBER_RANGES, *OBJECTS, "items", "currency", "granted",
                   "event_id", "occurred_at", "type", "extra"})  # fmt: skip
 _CHANGE = st.sampled_from(_FIELDS).flatmap(
     lambda field: st.tuples(st.just(field), st.sampled_from(_candidates(field)))
@@ -179,6 +241,8 @@ _EVENTS = st.builds(
             "9999-12-31T23:59:59Z",
             "0001-01-01T00:00:00Z",
             "2000-01-01T00:00:00+00:00",
+            "2026-11-24 10:00:00+05:30:15",
+            "2026-11-24 10:00:00.5-01:00",
         ]
     ),
 )
@@ -198,7 +262,7 @@ def test_envelope():
     assert validate_envelope({"site_id": "demo", "events": [{}]}) == ("demo", None, [{}])
     with pytest.raises(Invalid, match="at most 500 events"):
         validate_envelope({"site_id": "demo", "events": [{}] * 501})
-    with pytest.raises(Invalid, match="sent_at: 'soon' is not an ISO 8601"):
+    with pytest.raises(Invalid, match="sent_at: 'soon' is not an RFC 3339"):
         validate_envelope({"site_id": "demo", "sent_at": "soon", "events": [{}]})
 
 
@@ -396,3 +460,55 @@ def test_a_throttle_filter_passes_each_template_once_per_interval():
     passed = [throttle.filter(record("Invalid HTTP request received.")) for _ in range(50)]
     assert passed == [True] + [False] * 49
     assert throttle.filter(record("Exception in ASGI application\n"))
+
+
+# Each form is read by the loader (dlt) to the instant the collector reads: see TIME_PATTERN.
+ACCEPTED_TIMES = {
+    "2026-11-24T09:30:00Z": "2026-11-24T09:30:00+00:00",
+    "2026-11-24 09:30:00Z": "2026-11-24T09:30:00+00:00",
+    "2026-11-24T09:30Z": "2026-11-24T09:30:00+00:00",
+    "2026-11-24T09:30": "2026-11-24T09:30:00+00:00",
+    "2026-11-24 09:30:00": "2026-11-24T09:30:00+00:00",
+    "2026-11-24T09:30:00.123456789Z": "2026-11-24T09:30:00.123456+00:00",
+    "2026-11-24T15:00:00.5+05:30": "2026-11-24T09:30:00.500000+00:00",
+    "2026-11-24 04:00:00-05:30": "2026-11-24T09:30:00+00:00",
+}
+REFUSED_TIMES = [
+    "2026-11-24 09:30:00+05:30:15",  # seconds in the offset: dlt cannot read it
+    "2026-11-24T09:30:00+0530",
+    "2026-11-24T09:30:00+05",
+    "2026-11-24",
+    "20261124T093000Z",
+    "2026-11-24t09:30:00z",
+    "2026-11-24T09:30:00.1234567890Z",  # 10 fraction digits
+    "2026-11-24T09:30:00Z\n",
+    "2026-11-24T09:30:00+24:00",
+    "2026-11-24T24:00:00Z",
+    "\u0662026-11-24T09:30:00Z",  # a non-ASCII digit
+    "2026-11-24T09:30:00 Z",
+]
+
+
+@pytest.mark.parametrize(("text", "instant"), ACCEPTED_TIMES.items())
+def test_times_in_the_accepted_forms_pass_both_rule_sets(text, instant):
+    assert parse_time(text, "sent_at", NOW).astimezone(UTC).isoformat() == instant
+    event = {**BASE, **VALID_EVENTS[0], "occurred_at": text}
+    body = {"site_id": "demo", "sent_at": text, "events": [event]}
+    validate_envelope(body, NOW)
+    validate_event(event, 0, NOW)
+    assert fast_path_accepts(orjson.dumps(body))
+
+
+@pytest.mark.parametrize("text", REFUSED_TIMES)
+def test_times_in_other_forms_are_refused_by_both_rule_sets(text):
+    with pytest.raises(Invalid) as exc:
+        validate_event({**BASE, **VALID_EVENTS[0], "occurred_at": text}, 0, NOW)
+    assert f"events[0].occurred_at: '{text}' is not an RFC 3339 timestamp" in str(exc.value)
+    with pytest.raises(Invalid, match=r"(?s)sent_at: .* is not an RFC 3339 timestamp"):
+        validate_envelope({"site_id": "demo", "sent_at": text, "events": [{}]}, NOW)
+    event = {**BASE, **VALID_EVENTS[0]}
+    assert not fast_path_accepts(
+        orjson.dumps({"site_id": "demo", "sent_at": text, "events": [event]})
+    )
+    event["occurred_at"] = text
+    assert not fast_path_accepts(orjson.dumps({"site_id": "demo", "events": [event]}))
