@@ -309,7 +309,7 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
             time.sleep(0.2)
         accepted = httpx.post(f"{collector_url}/collect", json=page_view,
                               headers={"user-agent": BROWSER}, timeout=30)  # fmt: skip
-        assert accepted.json() == {"accepted": 1}, accepted.text
+        assert accepted.json() == {"accepted": 1, "rejected": 0}, accepted.text
         while "session" not in seen and time.monotonic() < deadline + 300:
             time.sleep(0.2)
         assert seen[:2] == ["active", "session"]
