@@ -393,3 +393,32 @@ def test_up_stops_every_service_when_its_terminal_closes(warehouse):
     assert proc.returncode == 0, out.text()
     assert len(children) >= 5
     assert [pid for pid in children if alive(pid)] == []
+
+
+SLOW_STOPPER = """
+import signal, sys, time
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))  # a second one changes nothing
+print("ready", flush=True)
+while not stopping:
+    time.sleep(0.05)
+time.sleep(5)  # closing its files, as the collector closes segments and writes its snapshot
+open(sys.argv[1], "w").write("stopped cleanly")
+"""
+
+
+def test_a_service_gets_its_own_stop_grace(tmp_path):
+    """The collector's graceful stop outlasts the default 3 s: `siteline up` gives it its own
+    grace (8 s) before the second signal and the SIGKILL after it."""
+    from orchestration.supervisor import COLLECTOR_STOP_GRACE, Service, stop_services
+
+    done = tmp_path / "done"
+    service = Service("slow", [sys.executable, "-c", SLOW_STOPPER, str(done)],
+                      signal_group=False, stop_grace=COLLECTOR_STOP_GRACE)  # fmt: skip
+    service.start(tmp_path, dict(os.environ), tmp_path, verbose=False)
+    log = tmp_path / "slow.log"
+    while "ready" not in log.read_text() and service.proc.poll() is None:
+        time.sleep(0.05)
+    stop_services([service])
+    assert service.proc.returncode == 0, log.read_text()
+    assert done.read_text() == "stopped cleanly"
