@@ -467,7 +467,8 @@ def collector_cmd(
         # Only the site's trusted_proxies may set the client address (enrich.client_ip);
         # uvicorn would otherwise trust X-Forwarded-For from any loopback peer.
         proxy_headers=False,
-        # Open event streams (/v1/stream) never end by themselves: do not wait for them long.
+        # Open event streams (/v1/stream) end when the stop begins (server_stopping); other
+        # requests get this long. `siteline up` waits longer (COLLECTOR_STOP_GRACE).
         timeout_graceful_shutdown=3,
     )
 
@@ -580,19 +581,21 @@ def _print_urls(services: bool = True, ui_password: str | None = None) -> None:
         _print_superset(SUPERSET_PORT)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _port_free(port: int) -> bool:
     import socket
 
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _listening(where: int | Path) -> bool:
+    """Whether a server accepts connections on a loopback port or a Unix socket."""
+    import socket
+
+    if isinstance(where, int):
+        return not _port_free(where)
+    with socket.socket(socket.AF_UNIX) as sock:
+        return sock.connect_ex(str(where)) == 0
 
 
 @app.command("up")
@@ -603,10 +606,15 @@ def up_cmd(
 ) -> None:
     """Start every service in the foreground (Ctrl-C stops them): the Dagster UI (behind a
     login) and daemon, the collector, Superset. Their logs go to $SITELINE_HOME/logs."""
-    from orchestration import ui_proxy
+    from orchestration import dagster_webserver, ui_proxy
     from orchestration.runtime import configure_environment, data_dir
     from orchestration.superset import DEFAULT_PORT as SUPERSET_PORT
-    from orchestration.supervisor import RunReporter, Service, stop_services
+    from orchestration.supervisor import (
+        COLLECTOR_STOP_GRACE,
+        RunReporter,
+        Service,
+        stop_services,
+    )
 
     ensure_warehouse()
     configure_environment()
@@ -616,20 +624,23 @@ def up_cmd(
         if not _port_free(port):
             _fail(f"port {port} on 127.0.0.1 is in use; stop what uses it or set {variable}")
     ui_password = ui_proxy.ensure_password()
-    # The webserver itself answers only on loopback, on a port of its own; the proxy checks
-    # Host, Origin and the login in front of it (orchestration/ui_proxy.py).
-    webserver_port = _free_port()
+    # The webserver itself answers only on a Unix socket in an owner-only directory, no TCP
+    # port; the proxy checks Host, Origin and the login in front of it (ui_proxy.py).
+    webserver_socket = dagster_webserver.socket_path()
+    webserver_socket.unlink(missing_ok=True)  # left by a killed start: not ready until renewed
     bin_dir = Path(sys.executable).parent
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     cli = [sys.executable, "-m", "orchestration.cli"]
     services = [
-        Service("dagster-webserver", [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1",
-                                      "-p", str(webserver_port), "-w", workspace]),
+        Service("dagster-webserver", [*cli, "dagster-webserver", "--socket",
+                                      str(webserver_socket), "-w", workspace]),
         Service("dagster-ui-proxy", [*cli, "dagster-ui-proxy", "--port", str(DAGSTER_PORT),
-                                     "--upstream-port", str(webserver_port)]),
+                                     "--upstream-socket", str(webserver_socket)]),
         Service("dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", workspace]),
+        # Its graceful stop waits up to 3 s for open requests (timeout_graceful_shutdown),
+        # then closes its segments and writes the engine's snapshot: more time than that.
         Service("collector", [*cli, "collector", "--port", str(COLLECTOR_PORT)],
-                signal_group=False),  # its fsync helpers must outlive it
+                signal_group=False, stop_grace=COLLECTOR_STOP_GRACE),  # its fsync helpers
         # gunicorn (exec'd by `siteline superset`): SIGINT is its quick shutdown
         Service("superset", [*cli, "superset", "--port", str(SUPERSET_PORT)], signal.SIGINT),
     ]  # fmt: skip
@@ -664,11 +675,11 @@ def up_cmd(
         console.print(f"starting the services; their logs: {log_dir}")
         # Superset provisions (migrations, bundle import) before it listens: the slowest.
         deadline = time.monotonic() + 240
-        waiting = [webserver_port, DAGSTER_PORT, COLLECTOR_PORT, SUPERSET_PORT]
+        waiting = [webserver_socket, DAGSTER_PORT, COLLECTOR_PORT, SUPERSET_PORT]
         while waiting and time.monotonic() < deadline:
             if any(s.proc.poll() is not None for s in services):
                 break
-            waiting = [port for port in waiting if _port_free(port)]
+            waiting = [where for where in waiting if not _listening(where)]
             time.sleep(0.5)
         if all(s.proc.poll() is None for s in services):
             _print_urls(ui_password=ui_password)
@@ -691,12 +702,23 @@ def up_cmd(
 @app.command("dagster-ui-proxy", hidden=True)
 def ui_proxy_cmd(
     port: int = typer.Option(DAGSTER_PORT, help="The public UI port."),
-    upstream_port: int = typer.Option(..., help="dagster-webserver's port on 127.0.0.1."),
+    upstream_socket: Path = typer.Option(..., help="The Dagster webserver's Unix socket."),
 ) -> None:
     """Serve the Dagster UI's login proxy (started by `siteline up`)."""
     from orchestration import ui_proxy
 
-    ui_proxy.serve(os.environ.get("SITELINE_UI_BIND", "127.0.0.1"), port, upstream_port)
+    ui_proxy.serve(os.environ.get("SITELINE_UI_BIND", "127.0.0.1"), port, str(upstream_socket))
+
+
+@app.command("dagster-webserver", hidden=True)
+def dagster_webserver_cmd(
+    socket: Path = typer.Option(..., help="The Unix socket to serve on."),
+    workspace: Path = typer.Option(PROJECT_ROOT / "workspace.yaml", "-w", "--workspace"),
+) -> None:
+    """Serve the Dagster UI's webserver on a Unix socket only (started by `siteline up`)."""
+    from orchestration import dagster_webserver
+
+    dagster_webserver.serve(socket, workspace)
 
 
 @app.command("ui-password")

@@ -6,15 +6,18 @@ status: the URLs, the passwords and one line per finished pipeline run.
 
 Each service runs in its own process group (Dagster's code servers and run workers, the
 collector's fsync helpers are in it). Stopping sends each group its stop signal (SIGTERM;
-SIGINT for gunicorn, whose SIGTERM waits 30 s for requests), waits :data:`STOP_GRACE` seconds
-at most for them (they stop in parallel), then sends SIGTERM and, after :data:`KILL_GRACE`
-seconds, SIGKILL to whatever is left in each group. What used to hold the stop up for tens
+SIGINT for gunicorn, whose SIGTERM waits 30 s for requests), waits each service's
+``stop_grace`` (:data:`STOP_GRACE` seconds; the collector :data:`COLLECTOR_STOP_GRACE`) at most
+for them (they stop in parallel), then sends SIGTERM and, after :data:`KILL_GRACE` seconds,
+SIGKILL to whatever is left in each group. What used to hold the stop up for tens
 of seconds: a code server signalled by nobody, waiting for its RPCs (up to 60 s) while the
 webserver waited for it, the daemon finishing its threads' iteration, gunicorn's graceful
 timeout. Nothing there needs more time: the collector has synced every event it
 acknowledged, and an interrupted run is recorded as failed and can be launched again. The
 collector's SIGTERMs go to it alone, not its group, so that it can still close its segments
-with its fsync helpers.
+with its fsync helpers. Its grace is longer than its own graceful timeout (3 s for open
+requests; open event streams end at once), so that it always closes its landing segments and
+writes the engine's snapshot before anything kills it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 STOP_GRACE = 3.0
+COLLECTOR_STOP_GRACE = 8.0  # > its uvicorn timeout_graceful_shutdown (3 s) + closing, snapshot
 KILL_GRACE = 1.0
 
 
@@ -44,6 +48,7 @@ class Service:
     command: list[str]
     stop_signal: int = signal.SIGTERM
     signal_group: bool = True  # False: only the service; it stops its helpers itself
+    stop_grace: float = STOP_GRACE  # seconds from its stop signal to the second signal
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     _tee: threading.Thread | None = field(default=None, repr=False)
@@ -107,14 +112,13 @@ def stop_services(services: list[Service]) -> None:
         elif service.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 service.proc.send_signal(service.stop_signal)
-    deadline = time.monotonic() + STOP_GRACE  # one deadline for all: they stop in parallel
-    for service in started:
+    signalled = time.monotonic()  # they stop in parallel, each within its own grace
+    for service in sorted(started, key=lambda s: s.stop_grace):
         with contextlib.suppress(subprocess.TimeoutExpired):
-            service.proc.wait(max(0.01, deadline - time.monotonic()))
-    # What is left: a service that did not stop in time, and what the services started.
-    # The collector gets its second SIGTERM alone (uvicorn then stops waiting for open
-    # streams); its fsync helpers end when it does, or with the SIGKILL below.
-    for service in started:
+            service.proc.wait(max(0.01, signalled + service.stop_grace - time.monotonic()))
+        # What is left: the service if it did not stop in time, and what it started. The
+        # collector gets its second SIGTERM alone; its fsync helpers end when it does, or
+        # with the SIGKILL below.
         if service.signal_group:
             _signal_group(service, signal.SIGTERM)
         elif service.proc.poll() is None:

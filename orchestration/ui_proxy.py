@@ -2,8 +2,10 @@
 
 The webserver has no login, runs GraphQL mutations sent by a plain GET and answers any Host
 header, so one link or image on any web page the operator opens could launch a run (CSRF),
-and a DNS-rebinding page could read it. ``siteline up`` therefore binds the webserver to
-127.0.0.1 on an internal port and puts this proxy on the public UI port. Every request must:
+and a DNS-rebinding page could read it. ``siteline up`` therefore serves the webserver on a
+Unix socket in an owner-only directory (:mod:`orchestration.dagster_webserver`: no TCP port
+anyone could reach without the login) and puts this proxy on the public UI port, in front of
+that socket. Every request must:
 
 - name an allowed host (``localhost``, ``127.0.0.1`` or ``[::1]`` with the UI port, or an
   entry of ``SITELINE_UI_HOSTS``): else 421;
@@ -17,7 +19,7 @@ Wrong logins are throttled per client address: after ``SITELINE_UI_LOGIN_LIMIT``
 ones within a minute, every login from that address gets 429 until the minute has passed.
 
 HTTP is streamed both ways (httpx); websockets (GraphQL subscriptions at ``/graphql``) are
-relayed frame by frame with the subprotocol the webserver chose.
+relayed frame by frame with the subprotocol the webserver chose. Both go through the socket.
 """
 
 from __future__ import annotations
@@ -298,18 +300,24 @@ def refusal(
 
 
 class UIProxy:
-    """ASGI app: check each request (:func:`refusal`), then relay it to ``upstream``."""
+    """ASGI app: check each request (:func:`refusal`), then relay it to the webserver on the
+    Unix socket ``upstream_socket``."""
 
-    def __init__(self, upstream: str, port: int, hosts: str | None = None) -> None:
+    UPSTREAM = "http://dagster-webserver"  # the URL's host is not used: the socket is
+
+    def __init__(self, upstream_socket: str, port: int, hosts: str | None = None) -> None:
         import httpx
 
-        self.upstream = upstream.rstrip("/")
+        self.upstream_socket = str(upstream_socket)
         extra = hosts if hosts is not None else os.environ.get(HOSTS_ENV)
         self.allowed = allowed_hosts(port, extra)
         self.login = Login()
         self.throttle = LoginThrottle(login_limit())
         # No read timeout: a response may stream for as long as the webserver sends it.
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10))
+        self.client = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=self.upstream_socket),
+            timeout=httpx.Timeout(None, connect=10),
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -358,7 +366,7 @@ class UIProxy:
     def _target(self, scope, scheme: str = "http") -> str:
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
-        url = self.upstream.replace("http", scheme, 1) + path.decode("latin-1")
+        url = self.UPSTREAM.replace("http", scheme, 1) + path.decode("latin-1")
         return url + ("?" + query.decode("latin-1") if query else "")
 
     async def _http(self, scope, receive, send) -> None:
@@ -407,7 +415,7 @@ class UIProxy:
             await response.aclose()
 
     async def _websocket(self, scope, receive, send) -> None:
-        from websockets.asyncio.client import connect
+        from websockets.asyncio.client import unix_connect
         from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
         if (await receive())["type"] != "websocket.connect":
@@ -422,8 +430,9 @@ class UIProxy:
         headers = [(k.decode("latin-1"), v.decode("latin-1"))
                    for k, v in scope["headers"] if k.lower() not in skip]  # fmt: skip
         try:
-            upstream = await connect(
-                self._target(scope, "ws"), subprotocols=scope.get("subprotocols") or None,
+            upstream = await unix_connect(
+                self.upstream_socket, self._target(scope, "ws"),
+                subprotocols=scope.get("subprotocols") or None,
                 additional_headers=headers, max_size=None, open_timeout=10,
             )  # fmt: skip
         except (OSError, InvalidHandshake, TimeoutError):
@@ -458,11 +467,11 @@ class UIProxy:
             await upstream.close()
 
 
-def serve(host: str, port: int, upstream_port: int) -> None:
-    """Serve the proxy on ``host:port`` in front of the webserver on 127.0.0.1:upstream_port."""
+def serve(host: str, port: int, upstream_socket: str) -> None:
+    """Serve the proxy on ``host:port`` in front of the webserver on ``upstream_socket``."""
     import uvicorn
 
-    app = UIProxy(f"http://127.0.0.1:{upstream_port}", port)
+    app = UIProxy(upstream_socket, port)
     uvicorn.run(
         app, host=host, port=port, log_level="warning", server_header=False,
         proxy_headers=False, timeout_graceful_shutdown=2, ws_max_size=64 * 1024 * 1024,

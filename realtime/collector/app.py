@@ -744,6 +744,13 @@ class FastCollect:
         self._refusals.add(task)
         task.add_done_callback(self._refusals.discard)
 
+    def server_stopping(self) -> None:
+        """Called by the server protocol (``headlimit``) when the graceful stop begins: open
+        event streams end now, so the stop need not wait its timeout for them and then skip
+        nothing (the lifespan's shutdown closes the segments, writes the snapshot)."""
+        if self.api is not None:
+            self.api.engine.hub.close()
+
     async def __call__(self, scope, receive, send) -> None:
         if self.api is not None and scope["type"] == "http" and scope["path"].startswith("/v1/"):
             self.collector.last_request_at = time.monotonic()  # the engine yields to reads too

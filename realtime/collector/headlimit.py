@@ -6,6 +6,10 @@ answers ``431 Request Header Fields Too Large`` and closes the connection as soo
 (request line and headers) passes :data:`MAX_HEAD`, without reading the rest of it, and
 without starting the application for it. The application is told (``head_refused``), so the
 refusal is quarantined like any other.
+
+The application is also told when the server's graceful stop begins (``server_stopping``):
+uvicorn then waits for every open response, and an event stream (``/v1/stream``) never ends
+by itself.
 """
 
 from __future__ import annotations
@@ -92,6 +96,12 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD and not self.transport.is_closing():
                 self._refuse(self._head_bytes)
+
+    def shutdown(self) -> None:
+        stopping = getattr(self.app, "server_stopping", None)
+        if stopping is not None:
+            stopping()
+        super().shutdown()
 
     def _count(self, size: int) -> None:
         self._head_parsed += size

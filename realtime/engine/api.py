@@ -209,9 +209,12 @@ def add_routes(app, api: EngineAPI) -> None:
                 yield b"retry: 2000\nevent: active\ndata: " + first + b"\n\n"
                 while True:
                     try:
-                        yield await asyncio.wait_for(queue.get(), timeout=15)
+                        change = await asyncio.wait_for(queue.get(), timeout=15)
                     except TimeoutError:
-                        yield b": keep-alive\n\n"
+                        change = b": keep-alive\n\n"
+                    if change is None:  # the server is stopping (Hub.close)
+                        return
+                    yield change
             finally:
                 api.engine.hub.discard(site.id, queue)
 

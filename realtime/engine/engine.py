@@ -62,14 +62,32 @@ class Hub:
         self.stale = 0
         self._latest: dict[tuple[str, str], float] = {}
         self._order = threading.Lock()
+        self.closed = False
 
     def listening(self, site_id: str) -> bool:
         return bool(self.listeners.get(site_id))
 
     def add(self, site_id: str) -> asyncio.Queue:
+        """A listener's queue of changes; ``None`` in it ends the stream (:meth:`close`)."""
         queue: asyncio.Queue = asyncio.Queue(self.queue_size)
         self.listeners.setdefault(site_id, []).append((asyncio.get_running_loop(), queue))
+        if self.closed:
+            self._end(queue)
         return queue
+
+    def close(self) -> None:
+        """The server is stopping: end every open stream now (its client reconnects), so
+        that the graceful stop does not wait its whole timeout for streams that never end."""
+        self.closed = True
+        for listeners in list(self.listeners.values()):
+            for loop, queue in list(listeners):
+                loop.call_soon_threadsafe(self._end, queue)
+
+    @staticmethod
+    def _end(queue: asyncio.Queue) -> None:
+        if queue.full():
+            queue.get_nowait()  # the stream ends: an undelivered change does not matter
+        queue.put_nowait(None)
 
     def discard(self, site_id: str, queue: asyncio.Queue) -> None:
         self.listeners[site_id] = [x for x in self.listeners.get(site_id, []) if x[1] is not queue]

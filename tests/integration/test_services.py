@@ -15,13 +15,20 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.integration
 
+API_KEY = "test-key-for-the-demo-site-stream"
+BROWSER = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
 QUERY = """{ assetNodes { assetKey { path } dependencyKeys { path }
              assetMaterializations(limit: 10) { runId } } }"""
 
@@ -93,6 +100,44 @@ def alive(pid: int) -> bool:
         return False
 
 
+def tcp_listeners(pids: set[int]) -> dict[int, set[int]]:
+    """The TCP ports (IPv4 and IPv6) these processes listen on, with the pids holding each:
+    /proc/net/tcp{,6} give the listening sockets' inodes, /proc/<pid>/fd who holds them."""
+    ports = {}
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                ports[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
+    found: dict[int, set[int]] = {}
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:  # gone meanwhile
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in ports:
+                found.setdefault(ports[link[8:-1]], set()).add(pid)
+    return found
+
+
+def read_stream(url: str, key: str, seen: list, ended: threading.Event) -> None:
+    """Reads the collector's event stream (/v1/stream) until the server ends it."""
+    try:
+        headers = {"authorization": f"Bearer {key}"}
+        with httpx.stream("GET", f"{url}/v1/stream", headers=headers, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    seen.append(line[7:])
+    except httpx.TransportError:
+        pass
+    ended.set()
+
+
 class Lines:
     """Collects what a process prints, line by line, while it runs."""
 
@@ -134,6 +179,8 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         "SITELINE_DAGSTER_PORT": str(port),
         "SITELINE_COLLECTOR_PORT": str(collector_port),
         "SITELINE_SUPERSET_PORT": str(superset_port),
+        "SITELINE_DEMO_API_KEY": API_KEY,
+        "SITELINE_SEGMENT_MAX_SECONDS": "3600",  # the collector's segment is open at the stop
     }
     env.pop("SITELINE_UI_PASSWORD", None)
     password_file().unlink(missing_ok=True)  # a first start: the password is generated
@@ -234,6 +281,39 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
                 time.sleep(1)
         assert superset_health == b"OK", "Superset did not come up"
         children = descendants(proc.pid)
+
+        # No TCP port without the login: the webserver is on a Unix socket in an owner-only
+        # directory, and no process of `siteline up` listens anywhere but the public ports.
+        warehouse_port = urllib.parse.urlsplit(os.environ["WAREHOUSE_URL"]).port
+        public = {port, collector_port, superset_port, warehouse_port}
+        listening = tcp_listeners(children | {proc.pid})
+        assert {p: pids for p, pids in listening.items() if p not in public} == {}, listening
+        assert {port, collector_port, superset_port} <= set(listening)
+        run_dir = Path(os.environ["SITELINE_HOME"]) / "run"
+        assert run_dir.stat().st_mode & 0o777 == 0o700
+        assert (run_dir / "dagster-webserver.sock").is_socket()
+
+        # A live panel's event stream is open when the stop comes, and the collector holds
+        # an event in its open segment.
+        collector_url = f"http://127.0.0.1:{collector_port}"
+        seen, stream_ended = [], threading.Event()
+        reader = threading.Thread(target=read_stream, daemon=True,
+                                  args=(collector_url, API_KEY, seen, stream_ended))  # fmt: skip
+        reader.start()
+        page_view = {"site_id": "demo", "events": [{
+            "event_id": "0c1f6f4e-6b7a-4d0e-9a51-3f2b8c0d7e11", "type": "page_view",
+            "occurred_at": datetime.now(UTC).isoformat(), "visitor_id": "v-stop",
+            "url": "https://shop.siteline.test/p/stop",
+        }]}  # fmt: skip
+        while "active" not in seen and time.monotonic() < deadline + 300:
+            time.sleep(0.2)
+        accepted = httpx.post(f"{collector_url}/collect", json=page_view,
+                              headers={"user-agent": BROWSER}, timeout=30)  # fmt: skip
+        assert accepted.json() == {"accepted": 1, "rejected": 0}, accepted.text
+        while "session" not in seen and time.monotonic() < deadline + 300:
+            time.sleep(0.2)
+        assert seen[:2] == ["active", "session"]
+        stopped_at = time.time()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)  # a hang guard: up must stop its services
@@ -256,7 +336,19 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
                  "superset"):  # fmt: skip
         assert (log_dir / f"{name}.log").read_text().startswith(f"---- siteline up: {name}")
     # The collector was stopped alone, its fsync helpers by itself: no helper died under it.
-    assert "Traceback" not in (log_dir / "collector.log").read_text()
+    collector_log = (log_dir / "collector.log").read_text()
+    assert "Traceback" not in collector_log
+    # It stopped cleanly with the stream open: the stream ended when the stop began (not
+    # cancelled at the graceful timeout), the open segment was closed with its event, the
+    # engine's snapshot was written on the way out.
+    assert stream_ended.is_set()
+    assert "timeout graceful shutdown exceeded" not in collector_log, collector_log
+    assert [p for p in landing.rglob("*.open") if p.stat().st_size > 0] == []
+    closed = [p for p in landing.rglob("*") if p.is_file() and b"v-stop" in p.read_bytes()]
+    assert len(closed) == 1, closed
+    snapshots = list((landing.parent / "realtime").glob("sessions-*.json"))
+    assert len(snapshots) == 1 and snapshots[0].stat().st_mtime > stopped_at, snapshots
+    assert b"v-stop" in snapshots[0].read_bytes()
     daemon_log = (log_dir / "dagster-daemon.log").read_text()
     assert " - DEBUG - load_collector_events - " in daemon_log  # the run's own output
     run_log = (log_dir / "runs" / f"{run.run_id}.log").read_text()
@@ -301,3 +393,32 @@ def test_up_stops_every_service_when_its_terminal_closes(warehouse):
     assert proc.returncode == 0, out.text()
     assert len(children) >= 5
     assert [pid for pid in children if alive(pid)] == []
+
+
+SLOW_STOPPER = """
+import signal, sys, time
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))  # a second one changes nothing
+print("ready", flush=True)
+while not stopping:
+    time.sleep(0.05)
+time.sleep(5)  # closing its files, as the collector closes segments and writes its snapshot
+open(sys.argv[1], "w").write("stopped cleanly")
+"""
+
+
+def test_a_service_gets_its_own_stop_grace(tmp_path):
+    """The collector's graceful stop outlasts the default 3 s: `siteline up` gives it its own
+    grace (8 s) before the second signal and the SIGKILL after it."""
+    from orchestration.supervisor import COLLECTOR_STOP_GRACE, Service, stop_services
+
+    done = tmp_path / "done"
+    service = Service("slow", [sys.executable, "-c", SLOW_STOPPER, str(done)],
+                      signal_group=False, stop_grace=COLLECTOR_STOP_GRACE)  # fmt: skip
+    service.start(tmp_path, dict(os.environ), tmp_path, verbose=False)
+    log = tmp_path / "slow.log"
+    while "ready" not in log.read_text() and service.proc.poll() is None:
+        time.sleep(0.05)
+    stop_services([service])
+    assert service.proc.returncode == 0, log.read_text()
+    assert done.read_text() == "stopped cleanly"

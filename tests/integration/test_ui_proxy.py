@@ -1,5 +1,5 @@
 """The Dagster UI's login proxy (`siteline dagster-ui-proxy`, a real process) in front of a
-real HTTP + websocket server on loopback: Host, Origin, login and GraphQL-by-GET checks, and
+real HTTP + websocket server on a Unix socket: Host, Origin, login and GraphQL-by-GET checks, and
 what passes is relayed unchanged (the real dagster-webserver behind it: test_services)."""
 
 import base64
@@ -7,8 +7,10 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -71,16 +73,19 @@ def proxy():
 @contextlib.contextmanager
 def _proxy(**settings):
     upstream = Upstream()
-    upstream_port, port = free_port(), free_port()
-    server = uvicorn.Server(uvicorn.Config(upstream, host="127.0.0.1", port=upstream_port,
-                                           log_level="warning", lifespan="off"))  # fmt: skip
+    port = free_port()
+    # The webserver's place: a Unix socket, as `siteline up` serves dagster-webserver.
+    folder = tempfile.mkdtemp(prefix="ui-proxy-")
+    upstream_socket = os.path.join(folder, "upstream.sock")
+    server = uvicorn.Server(uvicorn.Config(upstream, uds=upstream_socket, log_level="warning",
+                                           lifespan="off"))  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     env = {**os.environ, "SITELINE_UI_PASSWORD": PASSWORD, "SITELINE_UI_HOSTS": "ui.example.org",
            **settings}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cli", "dagster-ui-proxy", "--port", str(port),
-         "--upstream-port", str(upstream_port)],
+         "--upstream-socket", upstream_socket],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -98,6 +103,8 @@ def _proxy(**settings):
         proc.terminate()
         proc.wait(timeout=30)
         server.should_exit = True
+        thread.join(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
         thread.join(timeout=30)
 
 
