@@ -10,7 +10,7 @@
         'connect_ms', 'ttfb_ms', 'dom_interactive_ms', 'page_load_ms', 'screen_resolution',
         'viewport_size', 'browser_language', 'connection_type', 'ip_address', 'user_agent',
         'browser', 'os', 'device_type', 'country_code', 'http_status', 'is_bot', 'bot_reason',
-        'is_late', 'is_superseded', 'referrer_host', 'referrer_medium', 'referrer_source',
+        'is_late', 'is_superseded', 'matched_view_id', 'referrer_host', 'referrer_medium', 'referrer_source',
         'campaign_name', 'campaign_source', 'campaign_medium', 'campaign_term', 'campaign_content'
     ] -%}
     {%- for column in columns -%}

@@ -255,7 +255,9 @@ candidate_pairs as (
 superseding as (
 
     -- Views and hits matched one to one, closest pairs first (same_request.sql).
-    select closest.hit_id as event_id
+    select
+        closest.hit_id as event_id,
+        closest.view_id
     from {{ closest_pairs('candidate_pairs') }} as closest
 
 ),
@@ -264,8 +266,10 @@ log_superseded as (
 
     select
         log_page_views.*,
-        log_page_views.event_id in (select superseding.event_id from superseding) as is_superseded
+        superseding.view_id is not null as is_superseded,
+        superseding.view_id as matched_view_id
     from log_page_views
+    left join superseding on log_page_views.event_id = superseding.event_id
 
 ),
 
@@ -273,7 +277,8 @@ unioned as (
 
     select
         *,
-        false as is_superseded
+        false as is_superseded,
+        null::text as matched_view_id
     from tracker_events
     union all
     select * from log_superseded

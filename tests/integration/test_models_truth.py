@@ -96,6 +96,15 @@ def customer_value_counts(url: str) -> tuple[int, int]:
     return rows, differ
 
 
+def matched_requests(url: str) -> list[tuple[str, str]]:
+    """The (log hit, tracker page view) pairs the models matched as one request."""
+    with connect(url) as conn:
+        return conn.execute(
+            "select event_id, matched_view_id from intermediate.int_events_sessionised "
+            "where event_source = 'logfile' and is_superseded order by event_id"
+        ).fetchall()
+
+
 @pytest.fixture(scope="module")
 def demo(warehouse, tmp_path_factory):
     home = tmp_path_factory.mktemp("truth-home")
@@ -123,6 +132,7 @@ def demo(warehouse, tmp_path_factory):
         siteline(env, "run")
         runs += 1
     incremental = snapshot(url)
+    incremental_matches = matched_requests(url)
     value_counts = customer_value_counts(url)
     execute(  # what a back-office system writes
         url, "insert into crm.customer_attributes values ('demo', 'cust-0000001', "
@@ -132,7 +142,7 @@ def demo(warehouse, tmp_path_factory):
     siteline(env, "dbt", "run", "--full-refresh")
     yield {
         "url": url, "truth": truth, "stats": stats, "runs": runs, "incremental": incremental,
-        "env": env, "value_counts": value_counts,
+        "env": env, "value_counts": value_counts, "incremental_matches": incremental_matches,
     }  # fmt: skip
     with connect(with_database(warehouse, "postgres"), autocommit=True) as conn:
         for db in ("siteline_truth", "siteline_truth_dagster"):
@@ -212,6 +222,38 @@ def test_visits_match_the_truth_one_by_one(demo):
         for s in blocked
     )
     assert from_logs == expected_logs
+
+
+def test_log_hits_and_tracker_page_views_are_matched_one_to_one(demo):
+    """The audit's check: no log hit is matched to two page views and no page view to two
+    hits, and the pairs are exactly the requests both sources saw: every tracked page view
+    (quick reloads included, two views near two hits) has its own log line in the demo."""
+    sessions = read(demo["truth"], "sessions")
+    expected = sum(int(s["page_views"]) for s in sessions if s["tracked"] == "True")
+    assert demo["stats"]["reloads"] > 10
+    pairs = matched_requests(demo["url"])
+    assert pairs == demo["incremental_matches"]  # the incremental runs matched the same
+    hits = Counter(hit for hit, _ in pairs)
+    views = Counter(view for _, view in pairs)
+    assert [h for h, n in hits.items() if n > 1] == []
+    assert [v for v, n in views.items() if n > 1] == []
+    assert None not in views
+    (unmatched,) = query(
+        demo["url"],
+        "select count(*) from intermediate.int_events_sessionised as hit "
+        "where hit.is_superseded and not exists (select 1 from "
+        "intermediate.int_events_sessionised as view where view.event_id = hit.matched_view_id "
+        "and view.event_source = 'tracker' and view.event_type = 'page_view')",
+    )[0]
+    assert unmatched == 0
+    assert len(pairs) == expected
+    # and a matched hit is no page view of its own
+    (counted,) = query(
+        demo["url"],
+        "select count(*) from web.fct_page_views where page_view_id in (select event_id from "
+        "intermediate.int_events_sessionised where is_superseded)",
+    )[0]
+    assert counted == 0
 
 
 def test_bots_are_kept_out_and_counted(demo):

@@ -1,7 +1,9 @@
 """The first slice end to end: demo traffic -> dlt -> raw_collector.events -> dbt -> web.*."""
 
 import csv
+import json
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -390,6 +392,105 @@ def test_a_device_clock_out_of_any_range_is_placed_at_its_arrival(warehouse, tra
     finally:
         with connect(warehouse, autocommit=True) as conn:
             conn.execute("delete from raw_collector.events where event_id = %s", (event_id,))
+
+
+def test_client_numbers_no_column_can_hold_are_null_and_the_models_build(warehouse, traffic):
+    """Numbers a client sent that no column can hold (loaded before the collector bounded
+    them, or by another path): a revenue of 1e13, a string or huge timing, a fractional or
+    huge quantity, items that are no list. The models build; such values are NULL, a
+    fractional timing is rounded to the millisecond, an amount to the cent."""
+    from orchestration.cli import run_pipeline
+
+    assert run_pipeline() is True
+    view_id = "7a2c9b63-1e6f-4d5a-8b62-2a5c3a1d0f02"
+    order_ids = ["8b3d0c74-2f70-4e6b-9c73-3b6d4b2e1a03", "9c4e1d85-3a81-4f7c-8d84-4c7e5c3f2b04"]
+    performance = {"dns_ms": "x", "connect_ms": 1.5, "ttfb_ms": 1e20, "load_ms": -5,
+                   "dom_interactive_ms": 120.4}  # fmt: skip
+    items = [
+        {"sku": "a", "price": 1e13, "quantity": 3},
+        {"sku": "b", "price": 2.5, "quantity": 1.5},
+        {"sku": "c", "price": "x", "quantity": 3e9},
+        {"sku": "d", "price": 9e11, "quantity": 2},
+        {"sku": "e", "price": 10},
+    ]
+    order = {"order_id": "robust-1", "revenue": 1e13, "shipping": "x", "tax": 1.005,
+             "value": "huge", "items": items}  # fmt: skip
+    # 1e400 has no float: written into the JSON text as it would arrive
+    order_json = json.dumps(order).replace('"huge"', "1e400")
+    not_a_list = {"order_id": "robust-2", "revenue": 12.5, "items": {"sku": "f"}}
+    rows = [
+        (view_id, "page_view", json.dumps({"performance": performance})),
+        (order_ids[0], "transaction", order_json),
+        (order_ids[1], "transaction", json.dumps(not_a_list)),
+    ]
+    with connect(warehouse, autocommit=True) as conn:
+        (load_id,) = conn.execute("select max(load_id) from raw_collector._dlt_loads").fetchone()
+        new_load = load_id + "2"
+        conn.execute(
+            "insert into raw_collector._dlt_loads select %s, schema_name, status, inserted_at, "
+            "schema_version_hash from raw_collector._dlt_loads where load_id = %s",
+            (new_load, load_id),
+        )
+        # a page view of a human visitor, then two orders, a second apart, in its visit
+        conn.execute(
+            "create temporary table odd as select * from raw_collector.events "
+            "where type = 'page_view' and not is_bot order by event_id limit 1"
+        )
+        for event_id, kind, attributes in rows:
+            conn.execute(
+                "update odd set event_id = %s, type = %s, attributes = %s::jsonb, "
+                "_dlt_load_id = %s, _dlt_id = %s, occurred_at = occurred_at + interval '1 s', "
+                "sent_at = sent_at + interval '1 s', received_at = received_at + interval '1 s'",
+                (event_id, kind, attributes, new_load, event_id[:14]),
+            )
+            conn.execute("insert into raw_collector.events select * from odd")
+    try:
+        assert run_pipeline() is True
+        with connect(warehouse) as conn:
+            timings = conn.execute(
+                "select dns_ms, connect_ms, ttfb_ms, dom_interactive_ms, page_load_ms "
+                "from web.fct_page_views where page_view_id = %s",
+                (view_id,),
+            ).fetchall()
+            values = conn.execute(
+                "select event_value from staging.stg_collector__events where event_id = %s",
+                (order_ids[0],),
+            ).fetchall()
+            orders = conn.execute(
+                "select order_id, revenue, shipping, tax, item_lines, quantity "
+                "from web.fct_transactions where order_id like 'robust-%%' order by order_id"
+            ).fetchall()
+            lines = conn.execute(
+                "select sku, price, quantity, line_revenue from web.fct_transaction_items "
+                "where order_id like 'robust-%%' order by order_id, line_number"
+            ).fetchall()
+            sessions = conn.execute(
+                "select s.revenue, (select sum(t.revenue) from web.fct_transactions as t "
+                "where t.session_id = s.session_id) from web.fct_sessions as s "
+                "where s.session_id in (select session_id from web.fct_transactions "
+                "where order_id like 'robust-%%')"
+            ).fetchall()
+        assert timings == [(None, 2, None, 120, None)]
+        assert values == [(None,)]
+        assert orders == [
+            ("robust-1", None, None, Decimal("1.01"), 5, 6),  # 3 + 2 + 1 whole quantities
+            ("robust-2", Decimal("12.50"), None, None, 0, 0),
+        ]
+        assert lines == [
+            ("a", None, 3, None),
+            ("b", Decimal("2.50"), None, None),
+            ("c", None, None, None),
+            ("d", Decimal("900000000000.00"), 2, None),  # 1.8e12 fits no amount
+            ("e", Decimal("10.00"), 1, Decimal("10.00")),
+        ]
+        # the session's revenue: its orders that have one (12.50 with any others)
+        assert len(sessions) == 1 and sessions[0][0] == sessions[0][1] >= Decimal("12.50")
+    finally:
+        with connect(warehouse, autocommit=True) as conn:
+            conn.execute(
+                "delete from raw_collector.events where event_id = any(%s)",
+                ([view_id, *order_ids],),
+            )
 
 
 def test_unknown_asset_selection_names_the_known_ones(warehouse):

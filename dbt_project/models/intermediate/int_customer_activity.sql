@@ -94,7 +94,7 @@ combined as (
     select
         activity.*,
         coalesce(purchases.transactions, 0) as transactions,
-        coalesce(purchases.revenue, 0)::numeric(14, 2) as revenue,
+        {{ client_amount('coalesce(purchases.revenue, 0)', json=false) }} as revenue,
         purchases.first_transaction_at,
         purchases.last_transaction_at
     from activity

@@ -157,7 +157,9 @@ linked_pairs as (
 
 choices as (
 
-    select closest.hit_id as event_id
+    select
+        closest.hit_id as event_id,
+        closest.view_id
     from {{ closest_pairs('linked_pairs') }} as closest
 
 ),
@@ -166,21 +168,24 @@ decided as (
 
     select
         linked_requests.event_id,
-        linked_requests.event_id in (select choices.event_id from choices) as is_superseded
+        choices.view_id is not null as is_superseded,
+        choices.view_id as matched_view_id
     from linked_requests
+    left join choices on linked_requests.event_id = choices.event_id
     where linked_requests.request_kind = 'hit'
 
 ),
 
 flipped as (
 
-    -- already sessionised hits whose superseded flag changes
+    -- already sessionised hits whose match changes (superseded or not, or by another view)
     select
-        {{ unified_columns('hit.') | replace('hit.is_superseded', 'decided.is_superseded') }}
+        {{ unified_columns('hit.') | replace('hit.is_superseded', 'decided.is_superseded')
+            | replace('hit.matched_view_id', 'decided.matched_view_id') }}
     from {{ this }} as hit
     inner join decided on hit.event_id = decided.event_id
     where
-        hit.is_superseded <> decided.is_superseded
+        hit.matched_view_id is distinct from decided.matched_view_id
         and not exists (
             select 1 from new_rows as n
             where n.event_id = hit.event_id
@@ -195,6 +200,10 @@ changed as (
             'n.is_superseded',
             "case when n.event_source = 'logfile' then coalesce(decided.is_superseded, false)
             else n.is_superseded end as is_superseded"
+        ) | replace(
+            'n.matched_view_id',
+            "case when n.event_source = 'logfile' then decided.matched_view_id
+            else n.matched_view_id end as matched_view_id"
         ) }}
     from new_rows as n
     left join decided on n.event_id = decided.event_id

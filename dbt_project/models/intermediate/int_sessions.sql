@@ -131,7 +131,7 @@ final as (
         end as {{ column }},
         {%- endfor %}
         coalesce(session_orders.transactions, 0) as transactions,
-        coalesce(session_orders.revenue, 0)::numeric(14, 2) as revenue,
+        {{ client_amount('coalesce(session_orders.revenue, 0)', json=false) }} as revenue,
         visits.is_bot
     from visits
     inner join sites on visits.site_id = sites.site_id

@@ -21,7 +21,7 @@ final as (
         sum(engaged_seconds) as engaged_seconds,
         sum(goal_conversions) as goal_conversions,
         sum(transactions) as transactions,
-        sum(revenue)::numeric(14, 2) as revenue
+        {{ client_amount('sum(revenue)', json=false) }} as revenue
     from sessions
     group by site_id, customer_key, session_date
 

@@ -188,7 +188,7 @@ figures as (
         round(coalesce(converting.converting_visits, 0)::numeric / nullif(visits.visits, 0), 4)
             as conversion_rate,
         coalesce(visits.transactions, 0) as transactions,
-        coalesce(visits.revenue, 0)::numeric(14, 2) as revenue,
+        {{ client_amount('coalesce(visits.revenue, 0)', json=false) }} as revenue,
         round(visits.revenue / nullif(visits.transactions, 0), 2) as average_order_value,
         coalesce(visits.bot_visits, 0) as bot_visits,
         coalesce(visits.bot_page_views, 0) as bot_page_views
@@ -274,7 +274,7 @@ final as (
         coalesce(figures.converting_visits, 0) as converting_visits,
         figures.conversion_rate,
         coalesce(figures.transactions, 0) as transactions,
-        coalesce(figures.revenue, 0)::numeric(14, 2) as revenue,
+        {{ client_amount('coalesce(figures.revenue, 0)', json=false) }} as revenue,
         figures.average_order_value,
         coalesce(figures.bot_visits, 0) as bot_visits,
         coalesce(figures.bot_page_views, 0) as bot_page_views,

@@ -25,7 +25,7 @@ final as (
         sum(page_views) as page_views,
         sum(engaged_seconds) as engaged_seconds,
         sum(transactions) as transactions,
-        sum(revenue)::numeric(14, 2) as revenue,
+        {{ client_amount('sum(revenue)', json=false) }} as revenue,
         (array_agg(channel_id order by started_at, session_id))[1] as first_channel_id,
         (array_agg(campaign_name order by started_at, session_id))[1] as first_campaign_name,
         (array_agg(device_sk order by started_at desc, session_id asc))[1] as device_sk,

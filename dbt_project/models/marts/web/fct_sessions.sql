@@ -78,7 +78,7 @@ final as (
         sessions.screen_resolution,
         sessions.browser_language,
         coalesce(conversions.goal_conversions, 0) as goal_conversions,
-        coalesce(conversions.goal_value, 0)::numeric(14, 2) as goal_value,
+        {{ client_amount('coalesce(conversions.goal_value, 0)', json=false) }} as goal_value,
         sessions.transactions,
         sessions.revenue
     from sessions

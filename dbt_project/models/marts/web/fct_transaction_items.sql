@@ -48,9 +48,10 @@ final as (
         item ->> 'sku' as sku,
         item ->> 'name' as product_name,
         item ->> 'category' as product_category,
-        (item ->> 'price')::numeric(14, 2) as price,
-        coalesce((item ->> 'quantity')::integer, 1) as quantity,
-        ((item ->> 'price')::numeric * coalesce((item ->> 'quantity')::integer, 1))::numeric(14, 2)
+        -- NULL where the client's value is not a number in bounds (client_number.sql)
+        {{ client_amount("item -> 'price'") }} as price,
+        {{ client_quantity('item') }} as quantity,
+        {{ client_amount(client_amount("item -> 'price'") ~ ' * ' ~ client_quantity('item'), json=false) }}
             as line_revenue,
         last_touch_channel_id
     from items

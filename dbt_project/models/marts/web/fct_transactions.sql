@@ -97,7 +97,7 @@ final as (
         coalesce(order_sessions.currency, sites.currency) as currency,
         coalesce(jsonb_array_length(order_sessions.items), 0) as item_lines,
         coalesce((
-            select sum(coalesce((item ->> 'quantity')::integer, 1))
+            select sum({{ client_quantity('item') }})
             from jsonb_array_elements(order_sessions.items) as item
         ), 0) as quantity,
         order_sessions.session_channel_id as channel_id,
