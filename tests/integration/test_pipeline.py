@@ -348,6 +348,27 @@ def test_docs_site_is_generated_with_the_column_descriptions(warehouse, traffic)
     assert sessions["channel_id"]["comment"].startswith("Channel of the visit")
 
 
+def _a_new_load(conn) -> str:
+    """A load id after every other, recorded as dlt records a finished load: rows inserted
+    by hand under it are what the next incremental run reads."""
+    (load_id,) = conn.execute("select max(load_id) from raw_collector._dlt_loads").fetchone()
+    new_load = load_id + "1"
+    conn.execute(
+        "insert into raw_collector._dlt_loads select %s, schema_name, status, inserted_at, "
+        "schema_version_hash from raw_collector._dlt_loads where load_id = %s",
+        (new_load, load_id),
+    )
+    return new_load
+
+
+def _copy_a_human_page_view(conn, table: str) -> None:
+    """A temporary ``table`` holding one loaded page view of a human visitor, to change."""
+    conn.execute(
+        f"create temporary table {table} as select * from raw_collector.events "
+        "where type = 'page_view' and not is_bot order by event_id limit 1"
+    )
+
+
 def test_a_device_clock_out_of_any_range_is_placed_at_its_arrival(warehouse, traffic):
     """sent_at 9999-12-31 with occurred_at 0001-01-01 (what a loaded row can hold): the
     models build, and the event is placed when the collector received it."""
@@ -356,18 +377,9 @@ def test_a_device_clock_out_of_any_range_is_placed_at_its_arrival(warehouse, tra
     assert run_pipeline() is True
     event_id = "6f1b8a52-0d5e-4c59-9a51-1f4b2f0c9e01"
     with connect(warehouse, autocommit=True) as conn:
-        (load_id,) = conn.execute("select max(load_id) from raw_collector._dlt_loads").fetchone()
-        new_load = load_id + "1"
-        conn.execute(
-            "insert into raw_collector._dlt_loads select %s, schema_name, status, inserted_at, "
-            "schema_version_hash from raw_collector._dlt_loads where load_id = %s",
-            (new_load, load_id),
-        )
+        new_load = _a_new_load(conn)
         # a page view of a human visitor, two hours after its original arrived
-        conn.execute(
-            "create temporary table extreme as select * from raw_collector.events "
-            "where type = 'page_view' and not is_bot order by event_id limit 1"
-        )
+        _copy_a_human_page_view(conn, "extreme")
         conn.execute(
             "update extreme set event_id = %s, _dlt_load_id = %s, _dlt_id = %s, "
             "occurred_at = '0001-01-01 00:00:00+00', sent_at = '9999-12-31 23:59:59+00', "
@@ -424,18 +436,9 @@ def test_client_numbers_no_column_can_hold_are_null_and_the_models_build(warehou
         (order_ids[1], "transaction", json.dumps(not_a_list)),
     ]
     with connect(warehouse, autocommit=True) as conn:
-        (load_id,) = conn.execute("select max(load_id) from raw_collector._dlt_loads").fetchone()
-        new_load = load_id + "2"
-        conn.execute(
-            "insert into raw_collector._dlt_loads select %s, schema_name, status, inserted_at, "
-            "schema_version_hash from raw_collector._dlt_loads where load_id = %s",
-            (new_load, load_id),
-        )
+        new_load = _a_new_load(conn)
         # a page view of a human visitor, then two orders, a second apart, in its visit
-        conn.execute(
-            "create temporary table odd as select * from raw_collector.events "
-            "where type = 'page_view' and not is_bot order by event_id limit 1"
-        )
+        _copy_a_human_page_view(conn, "odd")
         for event_id, kind, attributes in rows:
             conn.execute(
                 "update odd set event_id = %s, type = %s, attributes = %s::jsonb, "

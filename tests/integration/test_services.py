@@ -157,6 +157,25 @@ class Lines:
         return "\n".join(self.lines)
 
 
+def _start_up(env: dict) -> tuple[subprocess.Popen, Lines]:
+    """`siteline up` as a real process, its output read as it comes (a pipe that nobody read
+    would fill up and block the writer)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", "up"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    return proc, Lines(proc.stdout)
+
+
+def _wait_for_services(proc: subprocess.Popen, out: Lines) -> float:
+    """Wait (at most 300 s) for the status line; returns that deadline, for later waits."""
+    deadline = time.monotonic() + 300
+    while not out.find("services running") and proc.poll() is None:
+        assert time.monotonic() < deadline, "siteline up did not report its services"
+        time.sleep(0.5)
+    return deadline
+
+
 def test_up_serves_the_graph_with_recorded_runs(warehouse):
     import dagster as dg
 
@@ -185,18 +204,10 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
     env.pop("SITELINE_UI_PASSWORD", None)
     password_file().unlink(missing_ok=True)  # a first start: the password is generated
     log_dir = Path(os.environ["SITELINE_HOME"]) / "logs"
-    # A pipe that nobody read would fill up and block the writer: read it as it comes.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cli", "up"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    out = Lines(proc.stdout)
+    proc, out = _start_up(env)
     children: set[int] = set()
     try:
-        deadline = time.monotonic() + 300
-        while not out.find("services running") and proc.poll() is None:
-            assert time.monotonic() < deadline, "siteline up did not report its services"
-            time.sleep(0.5)
+        deadline = _wait_for_services(proc, out)
         login = out.find(rf"^dagster    http://127\.0\.0\.1:{port}  \(admin / (\S+)  \(generated")
         assert login, out.text()
         password = login.group(1)
@@ -233,6 +244,9 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         assert run_id in {m["runId"] for m in nodes["config/sites"]["assetMaterializations"]}
 
         # One GET with a mutation (a link or an image on any page) must not launch a run.
+        # (Other tests of this worker may have run the asset job before: count new runs.)
+        with dg.DagsterInstance.get() as instance:
+            earlier = {r.run_id for r in instance.get_runs(dg.RunsFilter(job_name="__ASSET_JOB"))}
         mutation = ('mutation { launchRun(executionParams: {selector: {repositoryLocationName: '
                     '"orchestration.definitions", repositoryName: "__repository__", '
                     'jobName: "__ASSET_JOB", assetSelection: [{path: ["config", "sites"]}]}}) '
@@ -263,8 +277,8 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
         assert run.tags.get("dagster/sensor_name") == "new_landing_segments"
         with dg.DagsterInstance.get() as instance:
-            launched = instance.get_runs(dg.RunsFilter(job_name="__ASSET_JOB"), limit=50)
-            assert [r.run_id for r in launched if r.run_id != run_id] == []
+            launched = instance.get_runs(dg.RunsFilter(job_name="__ASSET_JOB"))
+            assert [r.run_id for r in launched if r.run_id not in earlier] == []
         # Its line on the terminal (the reporter polls every 2 s).
         line = rf"^run {run.run_id[:8]} load_collector_events: success in \d+ s, (\d+) assets$"
         while not out.find(line) and proc.poll() is None:
@@ -367,17 +381,10 @@ def test_up_stops_every_service_when_its_terminal_closes(warehouse):
         "SITELINE_SUPERSET_PORT": str(superset_port),
         "SITELINE_UI_PASSWORD": "a password for this test",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cli", "up"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    out = Lines(proc.stdout)
+    proc, out = _start_up(env)
     children: set[int] = set()
     try:
-        deadline = time.monotonic() + 300
-        while not out.find("services running") and proc.poll() is None:
-            assert time.monotonic() < deadline, "siteline up did not report its services"
-            time.sleep(0.5)
+        _wait_for_services(proc, out)
         assert out.find(
             rf"^dagster    http://127\.0\.0\.1:{port}  \(admin / \$SITELINE_UI_PASSWORD\)"
         )
