@@ -9,7 +9,9 @@ collector's fsync helpers are in it). Stopping sends each group its stop signal 
 SIGINT for gunicorn, whose SIGTERM waits 30 s for requests), waits each service's
 ``stop_grace`` (:data:`STOP_GRACE` seconds; the collector :data:`COLLECTOR_STOP_GRACE`) at most
 for them (they stop in parallel), then sends SIGTERM and, after :data:`KILL_GRACE` seconds,
-SIGKILL to whatever is left in each group. What used to hold the stop up for tens
+SIGKILL to whatever is left in each group, and to what had left its group (a process in a
+session of its own), then waits up to :data:`KILLED_WAIT` seconds for them to be gone (a
+process killed during an fsync ends only when the write does). What used to hold the stop up for tens
 of seconds: a code server signalled by nobody, waiting for its RPCs (up to 60 s) while the
 webserver waited for it, the daemon finishing its threads' iteration, gunicorn's graceful
 timeout. Nothing there needs more time: the collector has synced every event it
@@ -38,6 +40,7 @@ from pathlib import Path
 STOP_GRACE = 3.0
 COLLECTOR_STOP_GRACE = 8.0  # > its uvicorn timeout_graceful_shutdown (3 s) + closing, snapshot
 KILL_GRACE = 1.0
+KILLED_WAIT = 10.0  # at most, for killed processes to be gone
 
 
 @dataclass
@@ -103,9 +106,37 @@ def _group_alive(service: Service) -> bool:
     return True
 
 
+def _descendants(pids: set[int]) -> set[int]:
+    """Every process below ``pids`` (from /proc), also those in sessions of their own."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, todo = set(), list(pids)
+    while todo:
+        parent = todo.pop()
+        children = {child for child, ppid in parents.items() if ppid == parent}
+        todo += children - found
+        found |= children
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Not yet gone (a zombie is gone: only its parent's wait is missing)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def stop_services(services: list[Service]) -> None:
     """Stop every started service and everything it started, within a few seconds."""
     started = [s for s in services if s.proc is not None]
+    # What they run now, also what left their process groups (a new session of its own).
+    tree = _descendants({s.proc.pid for s in started}) if Path("/proc/self").exists() else set()
     for service in started:
         if service.signal_group:
             _signal_group(service, service.stop_signal)
@@ -129,9 +160,17 @@ def stop_services(services: list[Service]) -> None:
         time.sleep(0.05)
     for service in started:
         _signal_group(service, signal.SIGKILL)
+    for pid in tree:
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
     for service in started:
         with contextlib.suppress(subprocess.TimeoutExpired):
             service.proc.wait(5)
+    # A process killed in the middle of a disk write (an fsync) ends only when the write does.
+    deadline = time.monotonic() + KILLED_WAIT
+    while any(_running(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
         if service._tee is not None:
             service._tee.join(2)
 

@@ -92,6 +92,20 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def survivors(pids: set[int]) -> dict[int, str]:
+    """The running ones of ``pids``, each with its state and command line (for the report)."""
+    found = {}
+    for pid in sorted(pids):
+        if alive(pid):
+            try:
+                state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                command = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            found[pid] = f"{state} {command.decode(errors='replace')[:300]}"
+    return found
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for a reaper that is not ours counts as gone)."""
     try:
@@ -337,7 +351,7 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
     assert proc.returncode == 0, output
     # Every process it started (services, code servers, run workers, helpers) is gone.
     assert len(children) >= 5
-    assert [pid for pid in children if alive(pid)] == []
+    assert survivors(children) == {}
 
     # The terminal: the URLs, the login, the run line; none of the services' own lines.
     assert f"collector  http://127.0.0.1:{collector_port}/collect" in output
@@ -399,7 +413,7 @@ def test_up_stops_every_service_when_its_terminal_closes(warehouse):
         print(out.text())
     assert proc.returncode == 0, out.text()
     assert len(children) >= 5
-    assert [pid for pid in children if alive(pid)] == []
+    assert survivors(children) == {}
 
 
 SLOW_STOPPER = """
