@@ -11,10 +11,10 @@ SIGINT for gunicorn, whose SIGTERM waits 30 s for requests), waits each service'
 for them (they stop in parallel), then sends SIGTERM and, after :data:`KILL_GRACE` seconds,
 SIGKILL to whatever is left in each group, and to what had left its group (a process in a
 session of its own), then waits up to :data:`KILLED_WAIT` seconds for them to be gone (a
-process killed during an fsync ends only when the write does). What used to hold the stop up for tens
-of seconds: a code server signalled by nobody, waiting for its RPCs (up to 60 s) while the
-webserver waited for it, the daemon finishing its threads' iteration, gunicorn's graceful
-timeout. Nothing there needs more time: the collector has synced every event it
+process killed during an fsync ends only when the write does). What used to hold the stop
+up for tens of seconds: a code server signalled by nobody, waiting for its RPCs (up to 60 s)
+while the webserver waited for it, the daemon finishing its threads' iteration, gunicorn's
+graceful timeout. Nothing there needs more time: the collector has synced every event it
 acknowledged, and an interrupted run is recorded as failed and can be launched again. The
 collector's SIGTERMs go to it alone, not its group, so that it can still close its segments
 with its fsync helpers. Its grace is longer than its own graceful timeout (3 s for open
