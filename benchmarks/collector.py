@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from realtime.collector.landing import read_manifest
+from ingestion.core.landing import read_manifest
 from tests.integration.servers import free_port, start_collector, stop
 
 LUA = Path(__file__).with_name("collect.lua")

@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ingestion.core.sites import IpPolicy, LogSource
 from ingestion.demo_traffic.simulator import SimulationConfig
 from ingestion.demo_traffic.writer import write_simulation
 from ingestion.logfiles.columnar import Enricher, parse_batch
 from ingestion.logfiles.parsers import make_parser
 from ingestion.logfiles.pull import PullStats, line_batches
-from ingestion.site_config.schema import IpPolicy, LogSource
 
 
 def make_log(workdir: Path, lines: int) -> Path:

@@ -32,11 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ingestion.core.landing import SEGMENTS, read_manifest, write_manifest
+from ingestion.core.warehouse import connect, ensure_database, with_database
 from ingestion.demo_traffic.simulator import SimulationConfig
 from ingestion.demo_traffic.writer import write_simulation
 from orchestration.dbt_paths import PIPELINE_BUILD
-from orchestration.warehouse import connect, ensure_database, ensure_warehouse, with_database
-from realtime.collector.landing import SEGMENTS, read_manifest, write_manifest
+from orchestration.warehouse import ensure_warehouse
 
 MARTS = [
     "web.fct_sessions", "web.fct_page_views", "web.fct_events", "web.fct_transactions",

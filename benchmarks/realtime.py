@@ -84,7 +84,7 @@ def session_events(i: int, now: str) -> list[dict]:
 def memory(sessions: int) -> dict:
     """Resident memory growth for ``sessions`` sessions (no tracing), and Python's traced
     allocations per session on a sample of 10,000 (tracing slows and inflates RSS)."""
-    from ingestion.site_config import load_sites
+    from ingestion.core.sites import load_sites
     from realtime.engine.engine import Engine
 
     now = datetime.now(UTC).isoformat()

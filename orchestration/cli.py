@@ -19,18 +19,18 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from orchestration.home import PROJECT_ROOT, SitelineError, keep_data_private, siteline_home
-from orchestration.warehouse import (
+from ingestion.core.errors import SitelineError
+from ingestion.core.home import PROJECT_ROOT, keep_data_private, siteline_home
+from ingestion.core.warehouse import (
     BI_ROLE,
-    EmbeddedWarehouse,
     connect,
     ensure_bi_reader,
-    ensure_warehouse,
     is_external,
     mask_url,
     server_version,
     warehouse_url,
 )
+from orchestration.warehouse import EmbeddedWarehouse, ensure_warehouse
 
 # soft_wrap: a message stays one line, whatever the terminal width (scripts grep them).
 console = Console(highlight=False, soft_wrap=True)
@@ -187,7 +187,8 @@ def run_pipeline(selection: list[str] | None = None) -> bool:
     """
     url = ensure_warehouse()
     ensure_bi_reader(url)
-    from orchestration.runtime import configure_environment, data_dir
+    from ingestion.core.home import data_dir
+    from orchestration.runtime import configure_environment
 
     configure_environment()
     import dagster as dg
@@ -288,10 +289,10 @@ def import_logs_cmd(
     from dlt.pipeline.exceptions import PipelineStepFailed
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from ingestion.core.sites import load_sites
     from ingestion.logfiles import finish_interrupted_load, logfiles
     from ingestion.logfiles.remote import PullError
     from ingestion.pipelines import logfile_pipeline
-    from ingestion.site_config import load_sites
     from orchestration.runtime import configure_environment
 
     load_sites().site(site)  # unknown site: a one-line error naming the known ones
@@ -375,8 +376,8 @@ def prepare_demo_traffic(
     Same settings as last time: reused as they are. Other settings: the earlier demo segments
     and the rows loaded from them are removed first, so demo traffic is never doubled.
     """
+    from ingestion.core.home import data_dir, landing_dir
     from ingestion.demo_traffic.writer import write_simulation
-    from orchestration.runtime import data_dir, landing_dir
 
     summary = write_simulation(
         cfg, data_dir("demo"), landing_root=landing_dir(), progress=progress,
@@ -446,8 +447,8 @@ def collector_cmd(
     """Run the collection server (POST /collect, /t.js, /health) in the foreground."""
     import uvicorn
 
-    from ingestion.site_config import load_sites
-    from realtime.collector.enrich import country_of
+    from ingestion.core.enrich import country_of
+    from ingestion.core.sites import load_sites
 
     load_sites()  # a broken sites.yml is a one-line error here, not a traceback per worker
     country_of("127.0.0.1")  # so is a configured geo database that cannot be read
@@ -524,7 +525,7 @@ DAGSTER_PORT = int(os.environ.get("SITELINE_DAGSTER_PORT", "3000"))
 
 
 def _print_realtime() -> None:
-    from ingestion.site_config import load_sites
+    from ingestion.core.sites import load_sites
 
     sites = [site for site in load_sites().sites if site.api_key_env]
     if not sites:
@@ -548,8 +549,7 @@ _SITELINE = ".venv/bin/siteline"
 @app.command("api-key")
 def api_key_cmd(site: str = typer.Argument(..., help="Site id from sites.yml.")) -> None:
     """Print a site's real-time API key (from its api_key_env variable, else generated once)."""
-    from ingestion.site_config import load_sites
-    from realtime.engine.api import site_keys
+    from ingestion.core.sites import load_sites, site_keys
 
     config = load_sites()
     config.site(site)  # an unknown site is a one-line error naming the known ones
@@ -606,8 +606,9 @@ def up_cmd(
 ) -> None:
     """Start every service in the foreground (Ctrl-C stops them): the Dagster UI (behind a
     login) and daemon, the collector, Superset. Their logs go to $SITELINE_HOME/logs."""
+    from ingestion.core.home import data_dir
     from orchestration import dagster_webserver, ui_proxy
-    from orchestration.runtime import configure_environment, data_dir
+    from orchestration.runtime import configure_environment
     from orchestration.superset import DEFAULT_PORT as SUPERSET_PORT
     from orchestration.supervisor import (
         COLLECTOR_STOP_GRACE,
@@ -750,7 +751,7 @@ def doctor_cmd() -> None:
     report(sys.version_info[:2] == (3, 11), "python", sys.version.split()[0])
     report(True, "data directory", str(siteline_home()))
     try:
-        from ingestion.site_config import default_config_path, load_sites
+        from ingestion.core.sites import default_config_path, load_sites
 
         config = load_sites()
         report(True, "sites.yml", f"{default_config_path()}: {len(config.sites)} site(s)")
@@ -785,7 +786,7 @@ def doctor_cmd() -> None:
         report(False, "dbt project", str(exc))
 
     if warehouse_ok:
-        from orchestration.warehouse import dagster_storage_url
+        from ingestion.core.warehouse import dagster_storage_url
 
         try:
             with connect(dagster_storage_url()) as conn:

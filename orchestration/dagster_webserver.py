@@ -16,7 +16,8 @@ import contextlib
 import logging
 from pathlib import Path
 
-from orchestration.home import SitelineError, ensure_home
+from ingestion.core.errors import SitelineError
+from ingestion.core.home import ensure_home
 
 SOCKET_NAME = "dagster-webserver.sock"
 # sockaddr_un.sun_path holds 108 bytes with the terminating NUL.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from orchestration.home import PROJECT_ROOT
+from ingestion.core.home import PROJECT_ROOT
 
 DBT_DIR = PROJECT_ROOT / "dbt_project"
 
@@ -27,6 +27,6 @@ def cli_target_dir() -> Path:
     """Where `siteline dbt` and `siteline docs` write dbt's artifacts: under the data
     directory, not in the project's ``target/``, whose manifest Dagster reads (a dbt command
     rewriting it while a run loads it would be read half-written)."""
-    from orchestration.home import siteline_home
+    from ingestion.core.home import siteline_home
 
     return siteline_home() / "dbt" / "target"

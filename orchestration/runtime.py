@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from orchestration.home import PROJECT_ROOT, ensure_home
-from orchestration.warehouse import dagster_storage_url, warehouse_url
+from ingestion.core.home import PROJECT_ROOT, ensure_home, landing_dir
+from ingestion.core.warehouse import dagster_storage_url, warehouse_url
 
 DAGSTER_YAML = """\
 # Written by Siteline. Run, event-log and schedule storage live in the warehouse server;
@@ -31,17 +31,6 @@ run_coordinator:
 telemetry:
   enabled: false
 """
-
-
-def data_dir(*parts: str) -> Path:
-    path = ensure_home().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def landing_dir() -> Path:
-    """Where the local collector lands events (and the demo writes its traffic)."""
-    return Path(os.environ.get("SITELINE_LANDING_DIR") or data_dir("landing"))
 
 
 def configure_environment() -> dict[str, str]:

@@ -12,7 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from orchestration.home import PROJECT_ROOT, SitelineError, remembered_secret, siteline_home
+from ingestion.core.errors import SitelineError
+from ingestion.core.home import PROJECT_ROOT, remembered_secret, siteline_home
 
 SUPERSET_DIR = PROJECT_ROOT / "superset_config"
 BUNDLE = SUPERSET_DIR / "bundle"
@@ -56,7 +57,7 @@ def metadata_url() -> str | None:
         return value or None
     from urllib.parse import urlsplit
 
-    from orchestration.warehouse import ensure_database, warehouse_url, with_database
+    from ingestion.core.warehouse import ensure_database, warehouse_url, with_database
 
     warehouse = warehouse_url()
     url = with_database(warehouse, urlsplit(warehouse).path.lstrip("/") + "_superset")
@@ -101,7 +102,7 @@ def _run_provision(action: str, bundle: Path, env: dict[str, str]) -> str:
 def provision(bundle: Path = BUNDLE) -> str:
     """Migrate Superset's metadata, set up roles and the admin user, import the bundle with
     the warehouse connected as bi_reader. Idempotent: a re-import updates, never duplicates."""
-    from orchestration.warehouse import ensure_bi_reader
+    from ingestion.core.warehouse import ensure_bi_reader
 
     dsn = ensure_bi_reader()
     return _run_provision("setup", bundle, environment(dsn))

@@ -37,7 +37,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from orchestration.home import SitelineError, ensure_home
+from ingestion.core.errors import SitelineError
+from ingestion.core.home import ensure_home
 
 USERNAME = "admin"
 PASSWORD_ENV = "SITELINE_UI_PASSWORD"

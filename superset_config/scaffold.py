@@ -805,7 +805,7 @@ def write(path: Path, data: dict) -> None:
 
 def main(force: bool) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from orchestration.warehouse import connect, warehouse_url
+    from ingestion.core.warehouse import connect, warehouse_url
 
     if BUNDLE.exists():
         if not force:

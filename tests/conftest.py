@@ -32,12 +32,8 @@ for var in (
 @pytest.fixture(scope="session")
 def warehouse():
     """The DSN of this test run's own warehouse database (components use it too)."""
-    from orchestration.warehouse import (
-        EmbeddedWarehouse,
-        connect,
-        ensure_database,
-        with_database,
-    )
+    from ingestion.core.warehouse import connect, ensure_database, with_database
+    from orchestration.warehouse import EmbeddedWarehouse
 
     embedded = None
     base = os.environ.get("TEST_WAREHOUSE_URL")

@@ -1,6 +1,6 @@
 """dlt source: landed tracker events into ``raw_collector.events`` and ``raw_collector.bad_events``.
 
-Reads closed segments listed in a landing manifest (``realtime.collector.landing``), either
+Reads closed segments listed in a landing manifest (``ingestion.core.landing``), either
 from a local directory or from a remote Siteline collector over HTTP(S) (``/landing/<stream>/``
 with a bearer token; each segment is checked against the manifest's sha256). Segments already
 loaded are skipped (their names live in the resource's dlt state, committed with the load, so
@@ -23,8 +23,8 @@ from pathlib import Path
 import dlt
 import orjson
 
-from realtime.collector.enrich import url_parts, user_agent_facts
-from realtime.collector.landing import (
+from ingestion.core.enrich import url_parts, user_agent_facts
+from ingestion.core.landing import (
     READABLE_VERSIONS,
     SEGMENTS,
     SegmentInfo,
@@ -219,7 +219,7 @@ def _without_nul(value):
 
 
 def _event_rows(line: bytes, segment: str, number: int) -> list[dict]:
-    # A line holds one event or a whole request (realtime/collector/landing.py).
+    # A line holds one event or a whole request (ingestion/core/landing.py).
     records = landed_records(line)
     if b"\\u0000" in line:  # JSON writes U+0000 only as this escape
         records = [_without_nul(record) for record in records]

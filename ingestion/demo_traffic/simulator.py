@@ -2,7 +2,7 @@
 
 The same visits are written twice, as a real deployment would see them:
 
-* tracker events in the landing format the collector writes (``realtime.collector.landing``),
+* tracker events in the landing format the collector writes (``ingestion.core.landing``),
   with device clocks that drift, retried (duplicated) deliveries and late (offline) deliveries;
 * web-server access log lines (Apache/Nginx combined), including what no tracker sees:
   static assets, declared crawlers, vulnerability scanners and visitors who block tracking.

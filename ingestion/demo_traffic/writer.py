@@ -2,7 +2,7 @@
 
 Layout under the output directory::
 
-    landing/events/        what the collector would have landed (realtime.collector.landing);
+    landing/events/        what the collector would have landed (ingestion.core.landing);
                            or under ``landing_root`` when given (the demo uses the local
                            collector's landing directory, so both are loaded together)
     logs/access.log        the web server's combined log
@@ -22,11 +22,10 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ingestion.core.enrich import bot_reason, country_of, network_key, network_key_secret
+from ingestion.core.landing import SCHEMA_VERSION, SegmentWriter, remove_segments
+from ingestion.core.sites import IpPolicy
 from ingestion.demo_traffic.simulator import SimulationConfig, Simulator
-from ingestion.site_config import IpPolicy
-from realtime.collector.enrich import bot_reason, country_of, network_key, network_key_secret
-from realtime.collector.landing import SegmentWriter, remove_segments
-from realtime.collector.schema import SCHEMA_VERSION
 
 TRUTH_TABLES = ["sessions", "identities", "transactions", "transaction_items"]
 WRITER_ID = "sim"

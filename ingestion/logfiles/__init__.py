@@ -21,10 +21,10 @@ import dlt
 import orjson
 import pyarrow as pa
 
+from ingestion.core.enrich import network_key_secret
+from ingestion.core.sites import load_sites
 from ingestion.logfiles.pull import PullStats, pull_source
 from ingestion.logfiles.remote import credentials, open_remote
-from ingestion.site_config import load_sites
-from realtime.collector.enrich import network_key_secret
 
 HIT_COLUMNS = {
     # unique: an index, so the merge of a small pull into a large table does not scan it
@@ -50,7 +50,7 @@ HIT_COLUMNS = {
 def resolve_source(site, source_name: str, overrides: dict | None = None):
     """The configured source (``${VAR}`` in its URL expanded), or a one-off one when
     ``overrides`` carries a ``url`` for a name sites.yml does not define."""
-    from ingestion.site_config.schema import LogSource
+    from ingestion.core.sites import LogSource
 
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     matches = [s for s in site.logfiles if s.name == source_name]

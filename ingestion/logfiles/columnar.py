@@ -27,15 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingestion.core.enrich import bot_reason, country_of, network_key, url_parts, user_agent_facts
+from ingestion.core.sites import IpPolicy, LogSource, compile_pattern
 from ingestion.logfiles.parsers import Hit, RegexParser, Rejected, decode
-from ingestion.site_config.schema import IpPolicy, LogSource, compile_pattern
-from realtime.collector.enrich import (
-    bot_reason,
-    country_of,
-    network_key,
-    url_parts,
-    user_agent_facts,
-)
 
 STATIC = (
     r"\.(?:css|js|mjs|map|png|jpe?g|gif|svg|webp|avif|ico|woff2?|ttf|eot|otf|mp4|webm|mp3|"

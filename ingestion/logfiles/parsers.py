@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
-from ingestion.site_config.schema import compile_pattern
+from ingestion.core.sites import compile_pattern
 
 FORMATS = (
     "common", "combined", "vhost_combined", "iis", "w3c", "elb", "alb", "cloudfront", "s3",

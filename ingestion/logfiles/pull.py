@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingestion.core.sites import IpPolicy, LogSource
 from ingestion.logfiles.columnar import (
     HITS,
     OVERLONG,
@@ -44,7 +45,6 @@ from ingestion.logfiles.columnar import (
 )
 from ingestion.logfiles.parsers import detect_format, make_parser
 from ingestion.logfiles.remote import RemoteFile
-from ingestion.site_config.schema import IpPolicy, LogSource
 
 FINGERPRINT_BYTES = 1024
 

@@ -1,12 +1,4 @@
-"""Site configuration (``sites.yml``): the validated schema, and the dlt source for ``config.*``."""
+"""The dlt source that loads ``sites.yml`` into ``config.*`` (``source.py``).
 
-from ingestion.site_config.schema import (
-    IpPolicy,
-    SessionRules,
-    Site,
-    SitesConfig,
-    default_config_path,
-    load_sites,
-)
-
-__all__ = ["IpPolicy", "SessionRules", "Site", "SitesConfig", "default_config_path", "load_sites"]
+The schema and loading of ``sites.yml`` are in ``ingestion.core.sites``: every part uses them.
+"""

@@ -11,7 +11,7 @@ import math
 
 import dlt
 
-from ingestion.site_config.schema import Match, SitesConfig, load_sites
+from ingestion.core.sites import Match, SitesConfig, load_sites
 
 
 def _text(*names: str) -> dict:

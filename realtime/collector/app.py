@@ -26,9 +26,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from ingestion.site_config import Site, SitesConfig, load_sites
-from realtime.collector.durable import DurableStream, LandingUnavailable
-from realtime.collector.enrich import (
+from ingestion.core.enrich import (
     MAX_USER_AGENT,
     bot_reason,
     client_ip,
@@ -36,17 +34,19 @@ from realtime.collector.enrich import (
     network_key,
     network_key_secret,
 )
-from realtime.collector.landing import (
+from ingestion.core.landing import (
     FORMAT_VERSION,
+    SCHEMA_VERSION,
     SEGMENTS,
     RequestRecords,
     read_manifest,
     request_line,
 )
+from ingestion.core.sites import Site, SitesConfig, load_sites, site_keys
+from realtime.collector.durable import DurableStream, LandingUnavailable
 from realtime.collector.ratelimit import RateLimiter
 from realtime.collector.schema import (
     MAX_URL,
-    SCHEMA_VERSION,
     Batch,
     Invalid,
     batch_valid,
@@ -56,7 +56,7 @@ from realtime.collector.schema import (
     validate_event,
 )
 from realtime.collector.throttled_log import ThrottledLog, ThrottleFilter
-from realtime.engine.api import EngineAPI, add_routes, site_keys
+from realtime.engine.api import EngineAPI, add_routes
 from realtime.engine.bus import EventBus, make_bus
 from realtime.engine.engine import Engine
 from realtime.replies import Reply
@@ -502,7 +502,7 @@ def engine_warehouse_url() -> str | None:
     url = os.environ.get("SITELINE_ENGINE_WAREHOUSE_URL")
     if url:
         return None if url == "none" else url
-    from orchestration.warehouse import bi_reader_url
+    from ingestion.core.warehouse import bi_reader_url
 
     return bi_reader_url()
 
@@ -530,7 +530,7 @@ def create_app(
     bus: EventBus | None = None,
 ) -> FastAPI:
     if settings is None:
-        from orchestration.runtime import landing_dir
+        from ingestion.core.home import landing_dir
 
         settings = CollectorSettings(landing_dir=landing_dir())
     sites = sites or load_sites()

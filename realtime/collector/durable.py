@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from realtime.collector.landing import (
+from ingestion.core.landing import (
     SEGMENTS,
     OpenSegment,
     SegmentInfo,

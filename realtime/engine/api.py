@@ -21,24 +21,11 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from ingestion.site_config import Site, SitesConfig
+from ingestion.core.sites import Site, SitesConfig
 from realtime.engine.engine import Engine
 from realtime.replies import Reply, error_reply, json_reply
 
 log = logging.getLogger("siteline.engine.api")
-
-
-def site_keys(sites: SitesConfig) -> dict[str, str]:
-    """site id → API key: the variable named by ``api_key_env``, else a key generated once
-    and remembered under ``$SITELINE_HOME/secrets`` (``siteline api-key SITE`` prints it).
-    Sites without ``api_key_env`` have no API access."""
-    from orchestration.home import remembered_secret
-
-    return {
-        site.id: remembered_secret(f"api-key-{site.id}", site.api_key_env)
-        for site in sites.sites
-        if site.api_key_env
-    }
 
 
 class EngineAPI:

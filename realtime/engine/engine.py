@@ -26,8 +26,8 @@ from pathlib import Path
 
 import orjson
 
-from ingestion.site_config import SitesConfig
-from realtime.collector.enrich import url_parts
+from ingestion.core.enrich import url_parts
+from ingestion.core.sites import SitesConfig
 from realtime.engine.bus import backlog_limit_bytes
 from realtime.engine.customers import CustomerStates
 from realtime.engine.rules import (
@@ -692,7 +692,7 @@ class Engine:
         return restored
 
     def _replay(self, landing: Path, since: float) -> int:
-        from realtime.collector.landing import (
+        from ingestion.core.landing import (
             SEGMENTS,
             UnreadableLine,
             iter_segment,

@@ -32,9 +32,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ingestion.site_config import Site
-from ingestion.site_config.schema import Match, compile_pattern
-from orchestration.home import PROJECT_ROOT
+from ingestion.core.home import PROJECT_ROOT
+from ingestion.core.sites import Match, Site, compile_pattern
 
 REFERRER_SEED = PROJECT_ROOT / "dbt_project" / "seeds" / "referrer_hosts.csv"
 

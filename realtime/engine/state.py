@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from realtime.collector.enrich import url_parts, user_agent_facts
+from ingestion.core.enrich import url_parts, user_agent_facts
 from realtime.engine.rules import NO_CAMPAIGN, Campaign, SiteRules, Track, channel_of, iso
 
 _intern = sys.intern

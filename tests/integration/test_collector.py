@@ -9,14 +9,14 @@ import orjson
 import pytest
 
 from ingestion.collector_events import collector_events
-from orchestration.warehouse import connect
-from realtime.collector.landing import (
+from ingestion.core.landing import (
     SEGMENTS,
     SegmentWriter,
     expire_segments,
     landed_records,
     read_manifest,
 )
+from ingestion.core.warehouse import connect
 from tests.integration.servers import collector, isolated_pipeline
 
 pytestmark = pytest.mark.integration

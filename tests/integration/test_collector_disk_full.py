@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from ingestion.collector_events import collector_events
-from orchestration.warehouse import connect
-from realtime.collector.landing import read_manifest
+from ingestion.core.landing import read_manifest
+from ingestion.core.warehouse import connect
 from tests.integration.servers import free_port, isolated_pipeline, start_collector
 
 pytestmark = pytest.mark.integration

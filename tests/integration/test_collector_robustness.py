@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingestion.collector_events import collector_events
-from orchestration.warehouse import connect
-from realtime.collector.landing import read_manifest
+from ingestion.core.landing import read_manifest
+from ingestion.core.warehouse import connect
 from tests.integration.servers import collector, free_port, isolated_pipeline, start_collector, stop
 
 pytestmark = pytest.mark.integration

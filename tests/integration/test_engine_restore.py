@@ -10,8 +10,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from ingestion.site_config.schema import SitesConfig
-from realtime.collector.landing import SegmentWriter, read_manifest
+from ingestion.core.landing import SegmentWriter, read_manifest
+from ingestion.core.sites import SitesConfig
 from realtime.engine.engine import Engine
 from realtime.engine.store import MemoryStore
 

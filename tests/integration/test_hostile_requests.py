@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from ingestion.collector_events import collector_events
-from orchestration.warehouse import connect
-from realtime.collector.landing import SEGMENTS, SegmentWriter, request_line
+from ingestion.core.landing import SEGMENTS, SegmentWriter, request_line
+from ingestion.core.warehouse import connect
 from tests.integration.servers import free_port, isolated_pipeline, start_collector, stop
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from ingestion.core.warehouse import connect
 from ingestion.logfiles import logfiles
-from orchestration.warehouse import connect
 from tests.integration.servers import (
     free_port,
     ftp_server,

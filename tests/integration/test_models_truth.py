@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from orchestration.warehouse import connect, ensure_database, with_database
+from ingestion.core.warehouse import connect, ensure_database, with_database
 
 pytestmark = pytest.mark.integration
 

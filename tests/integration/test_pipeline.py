@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from ingestion.core.warehouse import connect
 from ingestion.demo_traffic.simulator import SimulationConfig
 from ingestion.demo_traffic.writer import write_simulation
-from orchestration.warehouse import connect
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ def test_every_mart_column_is_in_the_data_dictionary(warehouse, traffic):
 def test_bi_reader_reads_the_marts_and_nothing_else(warehouse, traffic):
     import psycopg
 
-    from orchestration.warehouse import bi_reader_url
+    from ingestion.core.warehouse import bi_reader_url
 
     with psycopg.connect(bi_reader_url(warehouse), autocommit=True) as conn:
         assert conn.execute("select count(*) from web.fct_sessions").fetchone()[0] > 0
@@ -150,8 +150,8 @@ def test_the_real_time_engine_sessionises_exactly_as_the_warehouse(warehouse, tr
     """Every landed tracker event, replayed through the engine in time order, lands in the
     visit the warehouse put it in (same session id), and each visit gets the same channel."""
 
-    from ingestion.site_config import load_sites
-    from realtime.collector.landing import SEGMENTS, iter_segment, landed_records, read_manifest
+    from ingestion.core.landing import SEGMENTS, iter_segment, landed_records, read_manifest
+    from ingestion.core.sites import load_sites
     from realtime.engine.engine import Engine
     from realtime.engine.rules import corrected_time
 
@@ -200,8 +200,8 @@ def test_the_real_time_engine_serves_customer_state_and_survives_a_warehouse_out
     import httpx
     import psycopg
 
-    from orchestration.home import PROJECT_ROOT
-    from orchestration.warehouse import bi_reader_url
+    from ingestion.core.home import PROJECT_ROOT
+    from ingestion.core.warehouse import bi_reader_url
     from tests.integration.servers import TcpProxy, collector, free_port
 
     with connect(warehouse) as conn:
@@ -497,8 +497,8 @@ def test_client_numbers_no_column_can_hold_are_null_and_the_models_build(warehou
 
 
 def test_unknown_asset_selection_names_the_known_ones(warehouse):
+    from ingestion.core.errors import SitelineError
     from orchestration.cli import run_pipeline
-    from orchestration.home import SitelineError
 
     with pytest.raises(
         SitelineError,

@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from orchestration.warehouse import connect
+from ingestion.core.warehouse import connect
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,9 @@ import httpx
 import pytest
 import yaml
 
-from orchestration.home import PROJECT_ROOT, SitelineError
-from orchestration.warehouse import bi_reader_password, connect
+from ingestion.core.errors import SitelineError
+from ingestion.core.home import PROJECT_ROOT
+from ingestion.core.warehouse import bi_reader_password, connect
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import free_port
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ingestion.collector_events import collector_events
-from orchestration.warehouse import connect
+from ingestion.core.warehouse import connect
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import collector, isolated_pipeline
 

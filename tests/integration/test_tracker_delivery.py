@@ -9,8 +9,8 @@ import httpx
 import orjson
 import pytest
 
+from ingestion.core.landing import SEGMENTS, landed_records
 from realtime.collector.app import _minified_tracker
-from realtime.collector.landing import SEGMENTS, landed_records
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import collector, free_port, start_collector, stop
 

@@ -7,16 +7,15 @@ import sys
 import psycopg
 import pytest
 
-from orchestration.home import SitelineError
-from orchestration.warehouse import (
-    EmbeddedWarehouse,
+from ingestion.core.errors import SitelineError
+from ingestion.core.warehouse import (
     connect,
     ensure_bi_reader,
     ensure_database,
-    ensure_warehouse,
     mask_url,
     with_database,
 )
+from orchestration.warehouse import EmbeddedWarehouse, ensure_warehouse
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from hypothesis import event as note_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingestion.site_config import Site
-from realtime.collector.enrich import bot_reason, client_ip, country_of
+from ingestion.core.enrich import bot_reason, client_ip, country_of
+from ingestion.core.sites import Site
 from realtime.collector.ratelimit import RateLimiter
 from realtime.collector.schema import (
     MAX_AMOUNT,
@@ -326,7 +326,7 @@ def test_a_configured_maxmind_database_is_used(tmp_path, monkeypatch):
     from mmdb_writer import MMDBWriter
     from netaddr import IPSet
 
-    from realtime.collector import enrich
+    from ingestion.core import enrich
 
     writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-Country")
     writer.insert_network(IPSet(["203.0.113.0/24"]), {"country": {"iso_code": "NZ"}})
@@ -344,8 +344,8 @@ def test_a_configured_maxmind_database_is_used(tmp_path, monkeypatch):
 
 
 def test_an_unreadable_maxmind_database_is_a_clear_error(tmp_path, monkeypatch):
-    from orchestration.home import SitelineError
-    from realtime.collector import enrich
+    from ingestion.core import enrich
+    from ingestion.core.errors import SitelineError
 
     bad = tmp_path / "broken.mmdb"
     bad.write_bytes(b"not a database")

@@ -11,15 +11,16 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from realtime.collector import durable, landing
-from realtime.collector.durable import DurableStream, LandingUnavailable
-from realtime.collector.landing import (
+from ingestion.core import landing
+from ingestion.core.landing import (
     SEGMENTS,
     SegmentWriter,
     iter_segment,
     read_manifest,
     write_manifest,
 )
+from realtime.collector import durable
+from realtime.collector.durable import DurableStream, LandingUnavailable
 
 
 def _lines(n: int, start: int = 0) -> list[bytes]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from ingestion.site_config.schema import SitesConfig
+from ingestion.core.sites import SitesConfig
 from realtime.engine.engine import Engine, _matches
 from realtime.engine.rules import Sessioniser, SiteRules, channel_of, corrected_time, session_id_of
 
@@ -392,7 +392,7 @@ def test_the_backlog_is_bounded_in_bytes_and_sheds_its_oldest_batches(monkeypatc
 
     import orjson
 
-    from realtime.collector.landing import RequestRecords
+    from ingestion.core.landing import RequestRecords
 
     monkeypatch.setenv("SITELINE_ENGINE_BACKLOG_MB", "1")
     eng = engine()

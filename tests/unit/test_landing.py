@@ -8,8 +8,8 @@ from datetime import datetime
 import orjson
 import pytest
 
-from realtime.collector import landing
-from realtime.collector.landing import (
+from ingestion.core import landing
+from ingestion.core.landing import (
     MANIFEST,
     SEGMENTS,
     RequestRecords,

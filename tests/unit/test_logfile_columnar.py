@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ingestion.core.sites import IpPolicy, LogSource
 from ingestion.logfiles.columnar import Enricher, anonymise, arrow_lines, decode_lines, parse_batch
 from ingestion.logfiles.parsers import Rejected, make_parser
-from ingestion.site_config.schema import IpPolicy, LogSource
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.site_config import IpPolicy, load_sites
-from orchestration.home import PROJECT_ROOT, SitelineError
+from ingestion.core.errors import SitelineError
+from ingestion.core.home import PROJECT_ROOT
+from ingestion.core.sites import IpPolicy, load_sites
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -122,7 +123,7 @@ HOSTILE_PATH = "/" + "a" * 40 + "!"  # re: 5.6 s at 28 characters, x4 per 2 more
 def test_operator_patterns_are_compiled_by_re2_and_rejected_when_re2_cannot_match_them(tmp_path):
     import re2
 
-    from ingestion.site_config.schema import compile_pattern
+    from ingestion.core.sites import compile_pattern
 
     assert isinstance(compile_pattern(NESTED_QUANTIFIER), re2._Regexp)
     path = write(
@@ -153,7 +154,7 @@ def test_operator_patterns_are_compiled_by_re2_and_rejected_when_re2_cannot_matc
 
 @pytest.mark.timeout(60)  # before RE2 this test did not end (hours at 40 characters)
 def test_a_nested_quantifier_label_meets_a_hostile_path_in_linear_time():
-    from ingestion.site_config.schema import SitesConfig
+    from ingestion.core.sites import SitesConfig
     from realtime.engine.rules import SiteRules
 
     site = {
@@ -172,8 +173,8 @@ def test_a_nested_quantifier_label_meets_a_hostile_path_in_linear_time():
 
 @pytest.mark.timeout(60)
 def test_log_exclusions_match_hostile_paths_in_linear_time():
+    from ingestion.core.sites import IpPolicy, LogSource
     from ingestion.logfiles.columnar import Enricher
-    from ingestion.site_config.schema import IpPolicy, LogSource
 
     source = LogSource(
         name="web",

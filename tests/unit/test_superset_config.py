@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from orchestration.home import PROJECT_ROOT
+from ingestion.core.home import PROJECT_ROOT
 
 CONFIG = PROJECT_ROOT / "superset_config" / "superset_config.py"
 GOOD_KEY = "k" * 20 + "-random-enough-0123456789"

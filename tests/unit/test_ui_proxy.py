@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestration.home import SitelineError
+from ingestion.core.errors import SitelineError
 from orchestration.supervisor import run_line
 from orchestration.ui_proxy import (
     LoginThrottle,

@@ -4,8 +4,8 @@
 import dagster as dg
 from dagster_dlt import DagsterDltResource, dlt_assets
 
+from ingestion.core.sites import load_sites
 from ingestion.logfiles import finish_interrupted_load, logfiles
-from ingestion.site_config import load_sites
 from orchestration.defs.resources import SitelineDltTranslator, logfile_pipeline
 
 

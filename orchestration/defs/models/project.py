@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 from dagster_dbt import DbtProject
 
+from ingestion.core.errors import SitelineError
 from orchestration.dbt_paths import DBT_DIR, DBT_EXECUTABLE, cli_target_dir
-from orchestration.home import SitelineError
 
 __all__ = ["DBT_DIR", "DBT_EXECUTABLE", "cli_target_dir", "dbt_project", "ensure_manifest"]
 

@@ -20,7 +20,7 @@ def _check_for(suite: Suite) -> dg.AssetChecksDefinition:
         description=f"Great Expectations suite {suite.name}: {suite.description}",
     )
     def _check() -> dg.AssetCheckResult:
-        from orchestration.warehouse import warehouse_url
+        from ingestion.core.warehouse import warehouse_url
 
         result = validate_suite(suite, warehouse_url())
         metadata = {

@@ -1,4 +1,4 @@
-"""Where Siteline keeps its local state, and the one error type the CLI shows without a traceback.
+"""Where Siteline keeps its local state, and the secrets it generates for itself.
 
 Everything a running Siteline writes (embedded warehouse data, Dagster instance, landing
 segments, demo traffic, generated secrets) lives under ``SITELINE_HOME``, by default the
@@ -13,15 +13,9 @@ import secrets
 import stat
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from ingestion.core.errors import SitelineError
 
-
-class SitelineError(Exception):
-    """An expected failure with a message that names the problem and the fix.
-
-    The CLI prints these as one line and exits non-zero; anything else is a bug and keeps
-    its traceback.
-    """
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def siteline_home() -> Path:
@@ -45,6 +39,18 @@ def ensure_home() -> Path:
             "run as its owner or set SITELINE_HOME to a directory you can write"
         )
     return home
+
+
+def data_dir(*parts: str) -> Path:
+    """A folder under the data directory, created if missing."""
+    path = ensure_home().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def landing_dir() -> Path:
+    """Where the local collector lands events (and the demo writes its traffic)."""
+    return Path(os.environ.get("SITELINE_LANDING_DIR") or data_dir("landing"))
 
 
 # Written once the data of an install made before files were private has been tightened.

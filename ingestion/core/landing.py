@@ -45,6 +45,9 @@ from pathlib import Path
 
 import orjson
 
+# The version of the event record's fields, written into every landed record.
+SCHEMA_VERSION = 1
+
 log = logging.getLogger("siteline.collector")
 
 FORMAT_VERSION = 2

@@ -16,7 +16,8 @@ import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from orchestration.home import PROJECT_ROOT, SitelineError
+from ingestion.core.errors import SitelineError
+from ingestion.core.home import PROJECT_ROOT
 
 SITE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -633,3 +634,16 @@ def load_sites(path: Path | str | None = None) -> SitesConfig:
     except ValidationError as exc:
         problems = [_describe(err, raw, path.name) for err in exc.errors()]
         raise SitelineError("; ".join(problems)) from None
+
+
+def site_keys(sites: SitesConfig) -> dict[str, str]:
+    """site id → API key: the variable named by ``api_key_env``, else a key generated once
+    and remembered under ``$SITELINE_HOME/secrets`` (``siteline api-key SITE`` prints it).
+    Sites without ``api_key_env`` have no API access."""
+    from ingestion.core.home import remembered_secret
+
+    return {
+        site.id: remembered_secret(f"api-key-{site.id}", site.api_key_env)
+        for site in sites.sites
+        if site.api_key_env
+    }

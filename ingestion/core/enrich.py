@@ -14,8 +14,9 @@ import re
 from functools import cache, lru_cache
 from urllib.parse import urlsplit
 
-from ingestion.site_config import Site
-from orchestration.home import SitelineError, remembered_secret
+from ingestion.core.errors import SitelineError
+from ingestion.core.home import remembered_secret
+from ingestion.core.sites import Site
 
 
 @cache
