@@ -15,7 +15,7 @@ help:
 	@echo "make demo       install, start the warehouse, run the pipeline on demo traffic, serve (SERVE=0: run once and exit)"
 	@echo "make test       install and run every test (own embedded Postgres, or TEST_WAREHOUSE_URL)"
 	@echo "make system-packages  install the Debian packages the tests need (as root), or say which"
-	@echo "make lint       ruff + sqlfluff"
+	@echo "make lint       ruff + sqlfluff + import-linter (the layers)"
 	@echo "make up         start all services on the existing data"
 	@echo "make doctor     check every component"
 
@@ -87,6 +87,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff check --fix .
