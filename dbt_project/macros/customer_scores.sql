@@ -103,8 +103,8 @@
     part 'joins': the joins that give the rows of `alias` (rows of int_customer_activity)
     their scores, recency.score, frequency.score and monetary.score. Every customer has its
     values in those tables: the joins are left joins only so the planner counts a row per
-    customer (it cannot estimate a join on these expressions: it took a site's customers for a
-    few hundred rows and probed crm.customers once per customer).
+    customer (it cannot estimate a join on these expressions: it expected a few hundred rows
+    where there were a site's customers, and probed crm.customers once per customer).
     part 'moved': a condition true for the rows of `alias` whose score moved.
     One macro, so the measures are written once. -#}
 {% macro customer_score_sql(part, alias=none) -%}

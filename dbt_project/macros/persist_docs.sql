@@ -3,9 +3,10 @@
     written again, and in one statement. dbt comments every incremental model's table and
     columns in every run; COMMENT takes a lock that waits for a running autovacuum of the
     table to give way (deadlock_timeout), and the sessionised events and page views, on the
-    build's longest path, are vacuumed after nearly every incremental run. Reading pg_description takes no such lock. dbt also reads the
-    relation's columns (twice, into tables in Python) to leave out documented columns the
-    relation does not have; here the statement itself does that. -#}
+    build's longest path, are vacuumed after nearly every incremental run. Reading
+    pg_description takes no such lock. dbt also reads the relation's columns (twice, into
+    tables in Python) to leave out documented columns the relation does not have; here the
+    statement itself does that. -#}
 
 {% macro postgres__persist_docs(relation, model, for_relation, for_columns) -%}
     {%- set statements = [] %}
