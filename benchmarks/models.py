@@ -97,11 +97,11 @@ def count(url: str, table: str) -> int:
 def settle(url: str) -> float:
     """What the warehouse does after a full build, done now rather than during the incremental
     build: vacuum every model table (autovacuum's insert threshold sends it to each table the
-    full build wrote, the sessionised events are 8 GB at 10M events) and a checkpoint (the
+    full build wrote) and a checkpoint (the
     full build's tests and models read each table right after it was written, setting hint
     bits: gigabytes of dirty buffers for the next checkpoint). Left to the server, both ran
     during the incremental build that followed at once (a vacuum of the sessionised events
-    and of the page views, and a checkpoint writing 4.3 GB). An incremental run in
+    and of the page views, and a large checkpoint). An incremental run in
     production comes minutes after the last build, on tables autovacuum has been through;
     this times it so, and prints how long settling took. The vacuum fills each table's free
     space map; incremental models' new rows still go to the end of their tables (fill factor

@@ -7,7 +7,7 @@
 ``SUPERSET_ADMIN_PASSWORD`` and ``SITELINE_SUPERSET_WAREHOUSE_URL`` (the bi_reader DSN with
 its password; only the password is injected at import, never written to the bundle).
 
-Everything happens in one process: each ``superset`` CLI command pays ~12 s of imports.
+Everything happens in one process: each ``superset`` CLI command would import Superset again.
 """
 
 from __future__ import annotations

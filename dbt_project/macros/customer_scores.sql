@@ -7,10 +7,10 @@
     The pre-hook scores each distinct value (a window over the few values, from the
     customers per value that int_customer_activity keeps: customer_value_counts), in three
     small temporary tables; the model and its extra scope join them to the customers they
-    read. (Three ntile windows, one sort of every customer each, took 15 s of the 10M-event
-    incremental build: most customers share a value - no revenue, one visit - and the sort
-    then compares their keys row by row. A hash aggregate of every customer per value in
-    the pre-hook, 0.7 s, was on the longest path of that build too.) -#}
+    read. (Not ntile windows: each sorts every customer, and most customers share a value -
+    no revenue, one visit - so the sort compares their keys row by row. Not a hash
+    aggregate of every customer per value in the pre-hook either: it sits on the longest
+    path of the build.) -#}
 
 {% macro customer_score_relation(measure) -%}
     {{ this.identifier }}__{{ measure }}
@@ -103,8 +103,8 @@
     part 'joins': the joins that give the rows of `alias` (rows of int_customer_activity)
     their scores, recency.score, frequency.score and monetary.score. Every customer has its
     values in those tables: the joins are left joins only so the planner counts a row per
-    customer (it cannot estimate a join on these expressions, took 1.16M rows for 369 and
-    probed crm.customers once per customer).
+    customer (it cannot estimate a join on these expressions: it expected a few hundred rows
+    where there were a site's customers, and probed crm.customers once per customer).
     part 'moved': a condition true for the rows of `alias` whose score moved.
     One macro, so the measures are written once. -#}
 {% macro customer_score_sql(part, alias=none) -%}
@@ -226,8 +226,8 @@
 {#- crm.customers' extra scope: customers whose scores moved since the last run (a new
     customer moves the quintiles' edges: only the values near an edge change score, found
     per value, not per customer), or every customer on the first run of a day (it moves
-    every customer's days since the last visit). (It compared every customer's scores with
-    crm.customers': a join of 1.16M customers with 1.16M, about 3 s at 10M events.) -#}
+    every customer's days since the last visit). (Not by comparing every customer's scores
+    with crm.customers': a join of every customer with every customer.) -#}
 {% macro customers_rescored() -%}
     select c.site_id, c.customer_key
     from {{ ref('int_customer_activity') }} as c

@@ -66,8 +66,8 @@
 {#- The new loads of `loads` (as note_loads), noted when the model compiles, on the
     connection its hooks run on, and returned as {raw_schema: [load ids]} for its query:
     as literals the planner sees how few rows they are and reads them through the raw
-    table's load-id index. (Through the noted table, an IN it cannot see into, the 65k hits
-    of a new load were found by scanning all 6.5M, 4.7 s.) Noted once: a load that commits
+    table's load-id index. (Through the noted table, an IN it cannot see into, the hits of a
+    new load were found by scanning every hit.) Noted once: a load that commits
     after this is read by the next run. forget: the model reads everything this run, and
     forgets the loads it recorded first. -#}
 {% macro new_load_ids(loads, forget=false) -%}

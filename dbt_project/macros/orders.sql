@@ -3,9 +3,8 @@
     macros/scopes.sql): every run rebuilds the orders with a transaction on a device the
     sessionisation (re)wrote since int_orders' own last run, and no other. An order's
     transactions change only with the rows of their devices, and an order tracked twice on
-    two devices is rebuilt from all of its transactions. (Built whole, each run read the
-    55k transactions of 13.5M sessionised events through a partial index, then their rows
-    from the heap: 4.3 s at 10M events, 52k pages read from disk.)
+    two devices is rebuilt from all of its transactions. (Built whole, each run read every
+    transaction's row from the sessionised events' heap, mostly from disk.)
 
     The orders of the scope's devices, through the sessionised table's
     (site_id, device_key, order_id) partial index. -#}

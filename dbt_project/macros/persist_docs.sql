@@ -2,11 +2,11 @@
 {#- persist_docs, as dbt-postgres writes it, except that a comment already in place is not
     written again, and in one statement. dbt comments every incremental model's table and
     columns in every run; COMMENT takes a lock that waits for a running autovacuum of the
-    table to give way (deadlock_timeout, 1 s), and the sessionised events and page views are
-    vacuumed after nearly every incremental run: 1 s each on the longest path of the
-    10M-event build. Reading pg_description takes no such lock. dbt also reads the
-    relation's columns (twice, into tables in Python) to leave out documented columns the
-    relation does not have; here the statement itself does that. -#}
+    table to give way (deadlock_timeout), and the sessionised events and page views, on the
+    build's longest path, are vacuumed after nearly every incremental run. Reading
+    pg_description takes no such lock. dbt also reads the relation's columns (twice, into
+    tables in Python) to leave out documented columns the relation does not have; here the
+    statement itself does that. -#}
 
 {% macro postgres__persist_docs(relation, model, for_relation, for_columns) -%}
     {%- set statements = [] %}

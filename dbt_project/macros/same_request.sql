@@ -56,9 +56,8 @@
     as it is; the others go in rounds: each round takes every pair that is the closest left
     of both its view and its hit (the pairs greedy would take next, wherever they are), then
     drops the pairs of the views and hits taken. (Each view taking its nearest hit gave two
-    reloads of a page one hit, and the other hit stayed a one-page visit of its own. All
-    pairs in rounds took 6.8 s for 2.1M pairs, 5% contested; alone ones apart 4.5 s; the
-    nearest hit per view 1.4 s.) -#}
+    reloads of a page one hit, and the other hit stayed a one-page visit of its own. The
+    pairs alone are taken apart, before the rounds: most pairs are.) -#}
 {% macro closest_pairs(candidates) -%}
     (
         with recursive per_view as (

@@ -27,8 +27,7 @@
     {{ scope_prune() }}
     {{ scope_done(scope=none, configs=sessionised_configs(), built_whole=whole) }};
     -- partial indexes over the few rows two models read: late events (agg_late_events)
-    -- and transactions in order of order id (int_orders: it read them by a scan of every
-    -- event, 4.7 s at 10M events)
+    -- and transactions in order of order id (int_orders: else a scan of every event)
     {{ partial_index('(site_id, occurred_at)', 'is_late') }};
     {{ partial_index(
         '(site_id, order_id, occurred_at, event_id)',
@@ -64,8 +63,7 @@
     completed load in its pre-hook, before the query runs (the query may see a load
     committed since: it is read again next run and replaces its rows by event id). The
     post-hook records them. (It asked for "the first row of each recent load" in this
-    table, with ten minutes' overlap: a seq scan of the whole table for every new load,
-    20 s at 10M events.) -#}
+    table, with ten minutes' overlap: a seq scan of the whole table for every new load.) -#}
 {% macro sessionised_loads() -%}
     {{- return({
         'raw_collector': ref('stg_collector__loads'), 'raw_logfiles': ref('stg_logfiles__loads')
@@ -85,12 +83,11 @@
     in new_loads_relation), copied into two temporary tables when the model compiles (on
     the connection its hooks run on) and analyzed, so the planner knows how many they are
     and what they hold. Returns {'tracker': copy, 'log': copy} for unified_events().
-    (Before, the raw tables' load ids were analyzed to the same end, 2.4-4.3 s at 10M
-    events: without, the planner takes a load it has no statistics of for a row or two and
+    (Before, the raw tables' load ids were analyzed to the same end, slowly; without, the planner takes a load it has no statistics of for a row or two and
     plans nested loops over thousands; a load may have come before its loader created the
     table.) The copies are read through the raw tables' load-id indexes. Only the columns
     the query joins, filters or groups on are analyzed: all of them (jsonb properties,
-    items, URLs) took 0.8 s of the 1% increment's 1.4 s at 10M events, these 0.2 s. -#}
+    items, URLs) took most of the copies' time. -#}
 {% macro sessionised_new_rows() -%}
     {%- set copies = {
         'tracker': this.identifier ~ '__new_tracker_rows',

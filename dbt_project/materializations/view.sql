@@ -2,8 +2,8 @@
     are already those of the model is left as it is.
 
     dbt replaces every view in every run (create beside it, rename both, comment, commit, drop
-    the old one): about a dozen statements, 0.4-0.7 s of dbt's time a view while the other
-    threads hold the interpreter, and the staging views are the first step of every build's
+    the old one): about a dozen statements of dbt's time a view while the other threads hold
+    the interpreter, and the staging views are the first step of every build's
     longest path. Here the model's SQL is first created as a temporary view, and PostgreSQL's
     own rendering of both definitions (pg_get_viewdef: comments, layout and `*` resolved) is
     compared, with the comments persist_docs would write, in one statement. Equal: nothing is

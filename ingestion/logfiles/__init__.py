@@ -177,7 +177,7 @@ def logfiles(
     # Hits come as Arrow tables, written as parquet and loaded with binary COPY (ADBC); the
     # models read each row's load id. Files of 100k rows are copied on two connections at a
     # time: both cores busy, and memory bounded whatever the size of the pull (each file in
-    # flight holds its rows; dlt's default of 20 at a time took 4.9 GB for 5M lines).
+    # flight holds its rows, and dlt's default is 20 at a time).
     os.environ["NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"] = "true"
     os.environ.setdefault("DATA_WRITER__FILE_MAX_ITEMS", "100000")
     os.environ.setdefault("LOAD__WORKERS", "2")

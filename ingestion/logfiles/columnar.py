@@ -122,8 +122,8 @@ def _nullify(arr: pa.Array, *empty: str) -> pa.Array:
 def _split(arr: pa.Array, sep: str, count: int, max_splits: int | None = None) -> list:
     """The first ``count`` parts of each value split at ``sep``, as columns. Each column is
     a ``take`` from the split's flat values (at each list's start + i): the same result as
-    ``list_element``, which took three to eight times longer (0.3-0.5 s of a million-line
-    parse). Every value must have ``count`` parts (the strict shape guarantees it)."""
+    ``list_element``, which is slower. Every value must have ``count`` parts (the strict
+    shape guarantees it)."""
     parts = pc.split_pattern(arr, sep, max_splits=max_splits)
     if isinstance(parts, pa.ChunkedArray):
         parts = parts.combine_chunks()

@@ -264,7 +264,7 @@ def _connect(url: str, username: str | None, password: str | None, key: str | No
 
 
 def _transient(scheme: str) -> tuple[type[BaseException], ...]:
-    """The errors worth another try; asyncssh's only for SFTP (importing it costs 0.1 s)."""
+    """The errors worth another try; asyncssh's only for SFTP (its import is slow)."""
     import httpx
 
     errors = (

@@ -1,7 +1,6 @@
 {#- Rows that share the same values in all of the given columns (a composite key). A valid
     unique index whose key columns are all among them answers it without a scan, as for
-    `unique` (macros/tests/unique.sql): crm.customer_daily_activity's test took 1.3 s of an
-    incremental build at 10M events. -#}
+    `unique` (macros/tests/unique.sql). -#}
 {% test unique_combination(model, columns) %}
     select {{ columns | join(', ') }}
     from {{ model }}

@@ -1,7 +1,7 @@
 -- Every event that matches a funnel step (funnels from sites.yml), outside bots. A table with
 -- an index on (session, funnel, step, time): fct_funnel_steps looks up "the first match of
 -- step n after step n-1 was reached" once per visit and step; over a CTE each lookup scanned
--- every match (1M events: over 8 minutes), over the index it is one probe. Incremental by
+-- every match, over the index it is one probe. Incremental by
 -- device (macros/scopes.sql).
 {{ scoped_model(indexes=[
     {'columns': ['session_id', 'funnel_id', 'step_number', 'occurred_at']},

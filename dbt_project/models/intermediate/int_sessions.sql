@@ -14,7 +14,7 @@
     done='after=days_log',
 ) }}
 {#- the visits with orders, which int_sessions_orders_moved compares with int_orders on every
-    run: an index-only scan of them, not a scan of every visit (0.4 s at 10M events) -#}
+    run: an index-only scan of them, not a scan of every visit -#}
 {{ config(post_hook="{{ partial_index(
     '(session_id, site_id, visitor_id, transactions, revenue)', 'transactions > 0'
 ) }}") }}

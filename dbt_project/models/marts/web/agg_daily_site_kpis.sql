@@ -62,7 +62,7 @@ daily_log_hits as (
 visits as (
 
     -- per day by hash aggregates: the visitors are counted apart (visitor_days), where a
-    -- count(distinct) sorted every visit (11 s of the 10M-event incremental build)
+    -- count(distinct) sorted every visit
     select
         site_id,
         session_date as kpi_date,

@@ -114,7 +114,7 @@ final as (
             and reached_steps.funnel_id = funnel_lengths.funnel_id
     -- each step's visit by its id (one probe per step: the recursive CTE above is
     -- estimated at a hundred rows whatever it holds, and a join planned on that sorted
-    -- the steps once per visit of the scope, 76 s at 10M events)
+    -- the steps once per visit of the scope)
     cross join
         lateral (
             select
