@@ -1,6 +1,6 @@
 """The collector's HTTP plumbing, shared by the ASGI fast path and the FastAPI routes: what
-the collector reads of a request (:class:`Req`), its body (:func:`read_body`), CORS headers
-(:func:`cors_headers`) and sending a :class:`~realtime.replies.Reply` over ASGI."""
+the collector reads of a request (:class:`Req`), its body (:func:`read_body`) and sending a
+:class:`~realtime.replies.Reply` over ASGI. CORS headers: ``realtime.replies.cors_headers``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ MAX_BODY = 1024 * 1024
 # Header values the collector keeps, parses, caches or lands, cut to these lengths first: a
 # client string is not the collector's to store whole (docs/tracker.md).
 CLIENT_HEADER_LIMITS = {"user-agent": MAX_USER_AGENT, "origin": 512}
-# For what any page may load (the tracker script).
-ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
 
 
 @dataclass(frozen=True)
@@ -61,23 +59,6 @@ async def read_body(scope, receive, limit: int = MAX_BODY) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
-
-
-def cors_headers(origin: str | None, preflight: str | None = None) -> dict[str, str]:
-    """The CORS headers of an answer to ``origin`` (none without one): the origin is allowed
-    and caches keep answers apart by origin. With ``preflight`` (the methods allowed), those
-    of a preflight's answer. Whether the origin may send is the caller's check."""
-    if not origin:
-        return {}
-    if preflight is None:
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Methods": preflight,
-        "Access-Control-Allow-Headers": "Content-Type",
-        "Access-Control-Max-Age": "86400",
-        "Vary": "Origin",
-    }
 
 
 async def send_reply(send, reply: Reply) -> None:

@@ -19,7 +19,7 @@ import orjson
 from ingestion.core.enrich import bot_reason, client_ip, country_of, network_key, network_key_secret
 from ingestion.core.landing import SCHEMA_VERSION, RequestRecords, request_line
 from ingestion.core.sites import Site, SitesConfig
-from realtime.collector.asgi import MAX_BODY, Req, cors_headers
+from realtime.collector.asgi import MAX_BODY, Req
 from realtime.collector.durable import DurableStream, LandingUnavailable
 from realtime.collector.ratelimit import RateLimiter
 from realtime.collector.schema import (
@@ -35,7 +35,7 @@ from realtime.collector.settings import CollectorSettings
 from realtime.collector.throttled_log import ThrottledLog
 from realtime.engine.bus import EventBus
 from realtime.engine.engine import Engine
-from realtime.replies import Reply
+from realtime.replies import Reply, cors_headers
 from realtime.replies import error_reply as _error
 from realtime.replies import json_reply as _json
 

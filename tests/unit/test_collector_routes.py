@@ -10,7 +10,6 @@ import pytest
 from ingestion.core.errors import SitelineError
 from ingestion.core.sites import Site, SitesConfig
 from realtime.collector.app import create_app
-from realtime.collector.asgi import cors_headers
 from realtime.collector.fastpath import (
     COLLECT,
     ENGINE_GET,
@@ -22,6 +21,7 @@ from realtime.collector.fastpath import (
 from realtime.collector.routes.landing import denial
 from realtime.collector.settings import CollectorSettings, default_writer_id
 from realtime.engine.bus import InProcessBus
+from realtime.replies import cors_headers
 
 SITES = SitesConfig(sites=[Site(id="shop", domains=["shop.example"])])
 
@@ -143,6 +143,9 @@ def test_cors_headers():
         "Access-Control-Max-Age": "86400",
         "Vary": "Origin",
     }
+    engine = cors_headers("https://shop.example", "GET, OPTIONS", "Authorization, Content-Type")
+    assert engine["Access-Control-Allow-Headers"] == "Authorization, Content-Type"
+    assert engine["Access-Control-Allow-Methods"] == "GET, OPTIONS"
 
 
 def test_the_landing_export_opens_only_with_its_token():

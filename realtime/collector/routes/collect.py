@@ -9,10 +9,11 @@ import uuid
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from realtime.collector.asgi import Req, cors_headers, read_body
+from realtime.collector.asgi import Req, read_body
 from realtime.collector.durable import LandingUnavailable
 from realtime.collector.fastpath import route
 from realtime.collector.service import PIXEL, Collector, iso, unavailable, utc_now
+from realtime.replies import cors_headers
 
 COLLECT = route("POST /collect")
 

@@ -11,8 +11,8 @@ import orjson
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from realtime.collector.asgi import ANY_ORIGIN
 from realtime.engine.api import EngineAPI
+from realtime.replies import ANY_ORIGIN
 
 STATIC = Path(__file__).parent.parent / "static"
 
