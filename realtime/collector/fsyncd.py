@@ -4,7 +4,7 @@ The collector's event loop writes each group of accepted events to the open segm
 (a ``write`` to the page cache costs microseconds) and asks this process to ``fdatasync``
 it, so the loop never blocks on the disk. A thread would do the same without a process,
 but a thread needs the interpreter lock to report back, and under load waiting for that
-lock cost more than the sync (measured in benchmarks/RESULTS.md, 2026-11-28).
+lock cost more than the sync (benchmarks/RESULTS.md).
 
 Protocol, over one ``SOCK_SEQPACKET`` socket (argv[1] is its descriptor):
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from ingestion.core.landing import SEGMENTS, landed_records
-from realtime.collector.app import _minified_tracker
+from realtime.collector.routes.pages import minified_tracker
 from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import collector, free_port, start_collector, stop
 
@@ -34,7 +34,7 @@ def requests_seen(base: str) -> int:
 
 def serve_page(docroot: Path, name: str, options: dict) -> None:
     """The page and a self-hosted copy of the tracker on the shop's own origin."""
-    (docroot / "t.js").write_bytes(_minified_tracker())
+    (docroot / "t.js").write_bytes(minified_tracker())
     (docroot / name).write_text(PLAIN.replace("{options}", json.dumps(options)))
 
 

@@ -1,0 +1,161 @@
+"""The collector's assembly: the fast path's route table against the FastAPI routes, its
+settings view, CORS headers and the landing export's token check."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ingestion.core.errors import SitelineError
+from ingestion.core.sites import Site, SitesConfig
+from realtime.collector.app import create_app
+from realtime.collector.fastpath import (
+    COLLECT,
+    ENGINE_GET,
+    ENGINE_PREFLIGHT,
+    NOOP,
+    ROUTES,
+    FastPath,
+)
+from realtime.collector.routes.landing import denial
+from realtime.collector.settings import CollectorSettings, default_writer_id
+from realtime.engine.bus import InProcessBus
+from realtime.replies import cors_headers
+
+SITES = SitesConfig(sites=[Site(id="shop", domains=["shop.example"])])
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    for name in ("SITELINE_COLLECTOR_ID", "SITELINE_ENGINE_SNAPSHOT", "SITELINE_LANDING_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SITELINE_HOME", str(tmp_path / "home"))
+
+
+def app(tmp_path, **given) -> FastPath:
+    settings = CollectorSettings.from_environment(
+        landing_dir=tmp_path / "landing", engine_warehouse_url="none", **given
+    )
+    return create_app(SITES, settings, InProcessBus())
+
+
+def sample(path: str) -> str:
+    """A request path that an OpenAPI path template matches."""
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+@pytest.mark.parametrize("noop", [False, True])
+def test_the_fast_path_answers_exactly_the_fastapi_routes_of_its_table(tmp_path, noop):
+    fast = app(tmp_path, noop_endpoint=noop)
+    # The routes OpenAPI documents that the fast path answers before FastAPI is reached.
+    shadowed = {
+        (method.upper(), path): operation["summary"]
+        for path, operations in fast.app.openapi()["paths"].items()
+        for method, operation in operations.items()
+        if fast.handler(method.upper(), sample(path)) is not None
+    }
+    documented = {(r.method, r.path): r.summary for r in ROUTES if r.summary is not None}
+    assert shadowed == documented
+    assert set(documented) == {
+        ("POST", "/collect"),
+        ("GET", "/v1/sessions/{session_id}"),
+        ("GET", "/v1/visitors/{visitor_id}/state"),
+        ("GET", "/v1/active"),
+    }
+    for row in ROUTES:
+        expected = None if row.handler == NOOP and not noop else row.handler
+        assert fast.handler(row.method, sample(row.path)) == expected
+
+
+def test_what_the_fast_path_leaves_to_fastapi(tmp_path):
+    fast = app(tmp_path)
+    assert fast.handler("POST", "/collect") == COLLECT
+    assert fast.handler("GET", "/collect") is None  # the pixel
+    assert fast.handler("OPTIONS", "/collect") is None
+    assert fast.handler("GET", "/v1/no-such-thing") == ENGINE_GET  # the engine's own 404
+    assert fast.handler("GET", "/v1/stream") is None
+    assert fast.handler("OPTIONS", "/v1/stream") == ENGINE_PREFLIGHT
+    assert fast.handler("POST", "/v1/active") is None
+    assert fast.handler("POST", "/noop") is None
+    assert fast.handler("GET", "/health") is None
+    without_engine = app(tmp_path, engine=False)
+    assert without_engine.handler("GET", "/v1/active") is None
+    assert without_engine.handler("POST", "/collect") == COLLECT
+
+
+def test_collector_settings_defaults(tmp_path):
+    settings = CollectorSettings.from_environment(landing_dir=tmp_path / "landing")
+    assert settings.writer_id == default_writer_id()
+    assert re.fullmatch(r"collector_\w+", settings.writer_id)
+    assert (settings.segment_max_seconds, settings.segment_max_mb) == (60, 64)
+    assert (settings.retention_days, settings.rate_per_ip, settings.rate_burst) == (30, 50, 200)
+    assert (settings.durable, settings.engine) == (True, True)
+    assert (settings.noop_endpoint, settings.demo_page, settings.landing_token) == (
+        False, False, None,
+    )  # fmt: skip
+    assert settings.engine_snapshot == tmp_path / "realtime" / f"sessions-{settings.writer_id}.json"
+    assert settings.engine_snapshot_seconds == 60
+    assert settings.engine_warehouse_url is None
+
+
+def test_collector_settings_from_the_environment(tmp_path, monkeypatch):
+    for name, value in {
+        "SITELINE_LANDING_DIR": str(tmp_path / "land"),
+        "SITELINE_COLLECTOR_ID": "edge1",
+        "SITELINE_SEGMENT_MAX_SECONDS": "0.5",
+        "SITELINE_RATE_LIMIT": "0",
+        "SITELINE_DURABLE": "0",
+        "SITELINE_ENGINE": "0",
+        "SITELINE_COLLECTOR_NOOP": "1",
+        "SITELINE_LANDING_TOKEN": "",  # empty counts as unset
+        "SITELINE_ENGINE_WAREHOUSE_URL": "none",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = CollectorSettings.from_environment()
+    assert settings.landing_dir == tmp_path / "land"
+    assert settings.writer_id == "edge1"
+    assert settings.segment_max_seconds == 0.5
+    assert settings.rate_per_ip == 0  # the limit is off
+    assert (settings.durable, settings.engine, settings.noop_endpoint) == (False, False, True)
+    assert settings.landing_token is None
+    assert settings.engine_snapshot == tmp_path / "realtime" / "sessions-edge1.json"
+    assert settings.engine_warehouse_url == "none"
+
+
+def test_a_bad_collector_setting_names_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("SITELINE_SEGMENT_MAX_MB", "lots")
+    with pytest.raises(SitelineError, match=r"SITELINE_SEGMENT_MAX_MB='lots'"):
+        CollectorSettings.from_environment(landing_dir=tmp_path)
+
+
+def test_cors_headers():
+    assert cors_headers(None) == {}
+    assert cors_headers("") == {}
+    assert cors_headers("https://shop.example") == {
+        "Access-Control-Allow-Origin": "https://shop.example",
+        "Vary": "Origin",
+    }
+    assert cors_headers("https://shop.example", "POST, GET, OPTIONS") == {
+        "Access-Control-Allow-Origin": "https://shop.example",
+        "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "86400",
+        "Vary": "Origin",
+    }
+    engine = cors_headers("https://shop.example", "GET, OPTIONS", "Authorization, Content-Type")
+    assert engine["Access-Control-Allow-Headers"] == "Authorization, Content-Type"
+    assert engine["Access-Control-Allow-Methods"] == "GET, OPTIONS"
+
+
+def test_the_landing_export_opens_only_with_its_token():
+    off = denial(None, "Bearer anything")
+    assert (off.status, off.body) == (
+        404, b'{"error":"landing export is disabled (set SITELINE_LANDING_TOKEN)","status":404}',
+    )  # fmt: skip
+    for authorization in (None, "", "Bearer wrong", "secret-but-longer"):
+        refused = denial("secret", authorization)
+        assert refused.status == 401
+        assert refused.body == b'{"error":"missing or wrong bearer token","status":401}'
+    assert denial("secret", "Bearer secret") is None
+    assert denial("secret", "secret") is None  # the scheme is optional, as before
