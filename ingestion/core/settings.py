@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     landing_retention_days: float = Field(
         30, ge=0, description="Closed segments older than this are deleted (0 keeps all)."
     )
-    rate_limit: float = Field(50, gt=0, description="Requests per second and client IP.")
+    rate_limit: float = Field(
+        50, ge=0, description="Requests per second and client IP (`0`: no limit)."
+    )
     rate_burst: float = Field(200, gt=0, description="Burst of requests per client IP.")
     durable: bool = Field(True, description="Answer only once the events are on disk (fsync).")
     landing_token: str | None = _secret("Bearer token that opens the collector's landing export.")

@@ -68,3 +68,9 @@ def test_a_bad_value_names_the_variable_and_the_value(unset):
     unset.setenv("SITELINE_ENGINE_STORE", "disk")
     with pytest.raises(ValueError, match="SITELINE_ENGINE_STORE='disk' is not supported"):
         make_store()
+
+
+def test_a_collector_without_rate_limit_starts_its_engine(unset):
+    """``SITELINE_RATE_LIMIT=0`` turns the limit off; the engine reads the same settings."""
+    unset.setenv("SITELINE_RATE_LIMIT", "0")
+    assert Engine(SITES).max_backlog_bytes == 64 * 1024 * 1024
