@@ -25,6 +25,8 @@ from typing import Protocol
 
 import orjson
 
+from ingestion.core.settings import settings
+
 log = logging.getLogger("siteline.bus")
 
 Subscriber = Callable[[Sequence[dict]], None]
@@ -35,14 +37,7 @@ def backlog_limit_bytes() -> int:
     """``SITELINE_ENGINE_BACKLOG_MB`` (default 64) in bytes: the most the real-time path of a
     process keeps queued (the engine's backlog, the Redis bus's send queue), as the events'
     JSON size. Large events fill memory long before their count bounds do."""
-    raw = os.environ.get("SITELINE_ENGINE_BACKLOG_MB") or "64"
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        megabytes = -1.0
-    if not megabytes > 0:
-        raise ValueError(f"SITELINE_ENGINE_BACKLOG_MB='{raw}' is not a positive number of MiB")
-    return int(megabytes * 1024 * 1024)
+    return int(settings().engine_backlog_mb * 1024 * 1024)
 
 
 class EventBus(Protocol):
@@ -211,7 +206,7 @@ class RedisStreamBus:
 
 def make_bus(spec: str | None = None) -> EventBus:
     """The bus named by ``SITELINE_EVENT_BUS``: ``inprocess`` (default) or a ``redis://`` URL."""
-    spec = spec if spec is not None else os.environ.get("SITELINE_EVENT_BUS", "inprocess")
+    spec = spec if spec is not None else settings().event_bus
     if spec in ("", "inprocess"):
         return InProcessBus()
     if spec.startswith(("redis://", "rediss://", "unix://")):

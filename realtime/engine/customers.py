@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from decimal import Decimal
+
+from ingestion.core.settings import settings
 
 log = logging.getLogger("siteline.engine.customers")
 
@@ -72,7 +73,7 @@ class CustomerStates:
         on_update=None,
     ) -> None:
         self.url = url
-        self.ttl = ttl if ttl is not None else float(os.environ.get("SITELINE_CUSTOMER_TTL", 300))
+        self.ttl = ttl if ttl is not None else settings().customer_ttl
         self.max_entries = max_entries
         self.on_update = on_update  # called (site, visitor, state) after a fetch
         self._cache: OrderedDict[tuple, dict] = OrderedDict()

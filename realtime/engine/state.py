@@ -1,9 +1,10 @@
 """Live state of one visit, and how an event changes it.
 
 :class:`SessionState` is kept for every active session. It is small on purpose (slots,
-shared strings, nothing derived stored): the engine holds 100k of them in well under 2 KB
-each (benchmarks/realtime.py measures it). Derived figures - duration, idle time, the
-real-time model outputs - are computed when the state is read (:func:`scores`).
+shared strings, nothing derived stored): the engine holds one per active visit, so its
+size bounds the engine's memory (benchmarks/realtime.py measures it). Derived figures -
+duration, idle time, the real-time model outputs - are computed when the state is read
+(:func:`scores`).
 
 The real-time models (documented in docs/realtime.md, formulas here only):
 

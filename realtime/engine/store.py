@@ -27,6 +27,7 @@ from typing import Protocol
 
 import orjson
 
+from ingestion.core.settings import settings
 from realtime.engine.state import SessionState
 
 log = logging.getLogger("siteline.engine")
@@ -70,9 +71,7 @@ class MemoryStore:
         self.snapshots = snapshot is not None
         # A hard bound on memory (a flood of new visitors): beyond it the least recently
         # active visit of the site is dropped early, and counted.
-        self.max_sessions = max_sessions or int(
-            os.environ.get("SITELINE_ENGINE_MAX_SESSIONS", 1_000_000)
-        )
+        self.max_sessions = max_sessions or settings().engine_max_sessions
         self.count = 0
         self.evicted = 0
 
@@ -318,7 +317,7 @@ class _Expired:
 
 def make_store(spec: str | None = None, snapshot: Path | None = None):
     """The store named by ``SITELINE_ENGINE_STORE``: ``memory`` (default) or a redis:// URL."""
-    spec = spec if spec is not None else os.environ.get("SITELINE_ENGINE_STORE", "memory")
+    spec = spec if spec is not None else settings().engine_store
     if spec in ("", "memory"):
         return MemoryStore(snapshot)
     if spec.startswith(("redis://", "rediss://", "unix://")):

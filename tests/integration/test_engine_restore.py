@@ -89,7 +89,7 @@ def test_the_replay_reads_only_segments_after_the_snapshot_and_a_restart_renews_
     assert a.page_views == 3 and a.landing_path == "/p/1"
     assert restarted.store.get("shop", "v-b").page_views == 1
     assert restarted.store.get("shop", "old-0") is None
-    restarted._reap(wait=True)  # the snapshot written at restore (by a forked child)
+    restarted.snapshots.reap(wait=True)  # the snapshot written at restore (by a forked child)
 
     # A crash before the first periodic snapshot: the next start replays from the snapshot
     # written at restore, not again from the old one (the replay grew with every restart).
@@ -102,4 +102,4 @@ def test_the_replay_reads_only_segments_after_the_snapshot_and_a_restart_renews_
         and a.landing_path == "/p/1"
         and a.session_id == (restarted.store.get("shop", "v-a").session_id)
     )
-    again._reap(wait=True)
+    again.snapshots.reap(wait=True)

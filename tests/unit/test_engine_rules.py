@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from ingestion.core.sites import SitesConfig
-from realtime.engine.engine import Engine, _matches
+from realtime.engine.engine import Engine
+from realtime.engine.personalisation import matches
 from realtime.engine.rules import Sessioniser, SiteRules, channel_of, corrected_time, session_id_of
 
 SITE = {
@@ -312,12 +313,12 @@ def test_expired_visits_are_swept_and_active_counts_humans_by_page_and_channel()
 
 
 def test_rule_conditions():
-    assert _matches(120, {"gt": 100, "lte": 120})
-    assert not _matches(100, {"gt": 100})
-    assert _matches("champion", {"in": ["champion", "loyal customer"]})
-    assert _matches(["purchase"], {"contains": "purchase"})
-    assert _matches(None, {"exists": False}) and not _matches(None, {"gte": 0})
-    assert not _matches("text", {"gt": 1})  # a type mismatch is no match, not an error
+    assert matches(120, {"gt": 100, "lte": 120})
+    assert not matches(100, {"gt": 100})
+    assert matches("champion", {"in": ["champion", "loyal customer"]})
+    assert matches(["purchase"], {"contains": "purchase"})
+    assert matches(None, {"exists": False}) and not matches(None, {"gte": 0})
+    assert not matches("text", {"gt": 1})  # a type mismatch is no match, not an error
 
 
 def test_rules_name_unknown_fields_and_operators():
@@ -369,7 +370,7 @@ def test_an_event_applied_out_of_order_joins_the_visit_and_the_earliest_names_it
 def test_listeners_see_the_changes_of_a_visit_in_revision_order():
     import asyncio
 
-    from realtime.engine.engine import Hub
+    from realtime.engine.hub import Hub
 
     async def run() -> list[bytes]:
         hub = Hub()
