@@ -235,7 +235,8 @@ def test_landing_export_needs_the_token_and_loads_remotely_without_duplicates(se
 
 
 def test_rate_limit_answers_429_and_quarantines(tmp_path):
-    with collector(tmp_path, SITELINE_RATE_LIMIT="5", SITELINE_RATE_BURST="10") as (url, _):
+    # One request back every 10 s: a loaded machine's slow requests cannot refill the burst.
+    with collector(tmp_path, SITELINE_RATE_LIMIT="0.1", SITELINE_RATE_BURST="10") as (url, _):
         statuses = [
             httpx.post(f"{url}/collect", json=batch(page_view()), timeout=5).status_code
             for _ in range(30)
@@ -243,8 +244,8 @@ def test_rate_limit_answers_429_and_quarantines(tmp_path):
         assert statuses[:10] == [200] * 10
         assert 429 in statuses[10:]
         limited = httpx.post(f"{url}/collect", json=batch(page_view()), timeout=5)
-        if limited.status_code == 429:
-            assert int(limited.headers["retry-after"]) >= 1
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
     reasons = [r["reason"] for r in landed(tmp_path, "bad_events")]
     assert reasons.count("rate limit exceeded") == statuses.count(429) + (
         limited.status_code == 429
