@@ -87,12 +87,12 @@
 
 
 {#- The configuration the scoped models read, directly or through their inputs. A change to
-    any of it rebuilds them all: sites.yml changes are rare, and a partial rule (this model
-    reads goals, that one reads funnels) would have to follow every ref. -#}
+    any of it rebuilds them all: sites.yml and channel rule changes are rare, and a partial
+    rule (this model reads goals, that one reads funnels) would have to follow every ref. -#}
 {% macro scope_configs() -%}
     {{ return([
         'stg_config__sites', 'stg_config__goals', 'stg_config__funnel_steps',
-        'stg_config__page_labels', 'stg_config__campaign_parameters',
+        'stg_config__page_labels', 'stg_config__campaign_parameters', 'channel_rules',
     ]) }}
 {%- endmacro %}
 
