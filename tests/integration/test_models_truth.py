@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from ingestion.core.warehouse import connect, ensure_database, with_database
+from tests.cases.generate import load_cases
 
 pytestmark = pytest.mark.integration
 
@@ -475,6 +476,27 @@ def test_funnel_counts_match_the_truth(demo):
     assert [r[2] for r in rows] == [
         a - b for a, b in zip(expected, [*expected[1:], 0], strict=True)
     ]
+
+
+def test_the_table_of_visit_rule_cases_runs_as_dbt_unit_tests(demo):
+    """The unit tests generated from tests/cases/visit_rules.yml run with the others (the
+    pipeline's build leaves unit tests out; `siteline dbt build` and this run them)."""
+    output = siteline(demo["env"], "dbt", "test", "--select", "test_type:unit")
+    cases, _ = load_cases()
+    lines = output.splitlines()
+    for name in [case.name for case in cases] + ["channels_follow_the_seed_channel_rules"]:
+        assert any(" PASS " in line and f"::{name} " in line for line in lines), name
+
+
+def test_dim_channels_describes_each_channel_by_its_rules(demo):
+    rows = dict(query(demo["url"], "select channel_id, definition from web.dim_channels"))
+    assert rows["organic_search"] == "Campaign medium organic; or referrer search"
+    assert rows["affiliate"] == "Campaign medium affiliate, affiliates, partner"
+    assert rows["other"] == (
+        "A campaign medium or source that no campaign medium or referrer rule matches"
+    )
+    assert rows["direct"] == "No campaign medium or source, and no referrer rule matching"
+    assert len(rows) == 9
 
 
 def test_data_tests_read_what_changed_since_the_last_passing_run(demo):
