@@ -201,8 +201,7 @@
     for scope_done's `after` - a macro called with whether the model was built whole - to
     log or count what changed (macros/day_scopes.sql, macros/customer_scores.sql); kept as
     the delete returns them, so the rows are probed once (after a full build most of the
-    pages they are on are read from disk: a separate copy first took about 1 s a model at
-    10M events). -#}
+    pages they are on are read from disk: a separate copy would read them twice). -#}
 {% macro scope_start(
     scope='device', column='visitor_id', extra=none, publish_extra=false, keys=none,
     keep_deleted=false
@@ -330,14 +329,14 @@
     index, driven by the scope table (analyzed: the planner knows how many keys, and from
     the key column's statistics how many rows). "offset 0" keeps each probe a subquery run
     per key, and the whole a subquery the joins above take as it is: flattened, the loop
-    over the keys could end up outside a join - fct_funnel_steps sorted its 7,397 funnel
-    steps once per key, 76 s. Earlier forms, measured at 10M events:
+    over the keys could end up outside a join - fct_funnel_steps sorted all its funnel
+    steps once per key. Earlier forms:
     - an IN over the scope's (site_id, key) pairs: a semi-join estimated at a quarter of the
-      table, read by full scans (6-12 s in each of five models);
+      table, read by full scans;
     - the keys as an array (`key = any(array(select ...))`): one index scan, but the planner
       takes an array it cannot see for ten elements, so every join above it was planned
       for a handful of rows; and a lookup joined by key to the scoped rows repeated the
-      whole array in each of its probes (9 s for 1,920 probes of int_identity_map). -#}
+      whole array in each of its probes. -#}
 {% macro scoped_rows(relation, key='device_key', site_id='site_id', own_keys=false, where=none) -%}
     {%- if is_incremental() and run_query is defined and scoped() -%}
     (
