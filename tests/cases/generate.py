@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ SOURCE_FIELDS = (
 )  # fmt: skip
 HIT_FIELDS = {"id", "at", "site", "device", "type", "late", "superseded", *SOURCE_FIELDS}
 CHANNEL_FIELDS = {"campaign_medium", "campaign_source", "referrer_medium", "channel"}
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 class CaseError(ValueError):
@@ -97,6 +99,12 @@ def load_cases(path: Path = CASES) -> tuple[list[Case], list[dict]]:
     names = [case.name for case in cases]
     if len(set(names)) != len(names):
         raise CaseError(f"{path.name}: two cases share a name; names must be unique")
+    for name in names:
+        if not NAME.match(name):
+            raise CaseError(
+                f"{path.name}: case {name!r}: a name is lower-case letters, digits and _, "
+                "at most 63 characters (dbt makes a PostgreSQL relation of it)"
+            )
     channels = table.get("channels", [])
     for number, row in enumerate(channels):
         unknown = set(row) - CHANNEL_FIELDS

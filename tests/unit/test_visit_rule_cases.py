@@ -92,3 +92,10 @@ def test_the_table_refuses_unknown_hit_fields(tmp_path):
     table.write_text(CASE.replace("{id: b,", "{id: b, referer: x,") % "[[a, b]]")
     with pytest.raises(CaseError, match=r"hit 'b': unknown field\(s\) \['referer'\]"):
         load_cases(table)
+
+
+def test_the_table_refuses_names_dbt_cannot_make_a_relation_of(tmp_path):
+    table = tmp_path / "cases.yml"
+    table.write_text((CASE % "[[a, b]]").replace("two_hits", "a" * 64))
+    with pytest.raises(CaseError, match="at most 63 characters"):
+        load_cases(table)
