@@ -794,6 +794,36 @@ def test_visits_across_local_midnight_split_when_the_site_asks(demo, tmp_path):
     assert query(demo["url"], tracker_visits) == [(len(truth),)]
 
 
+def test_a_changed_channel_rule_regroups_every_visit_it_concerns(demo):
+    """Seed channel_rules is configuration int_sessions reads (macros/scopes.sql): a changed
+    rule rebuilds the visits' channels, not only those of devices with new events; the seed
+    as shipped brings every channel back."""
+    env, url = demo["env"], demo["url"]
+
+    def searches_in(channel: str) -> int:
+        """Visits from a search engine, without campaign parameters, in the channel."""
+        return query(
+            url, "select count(*) from web.fct_sessions where campaign_medium is null and "
+            f"campaign_source is null and referrer_medium = 'search' and channel_id = '{channel}'",
+        )[0][0]  # fmt: skip
+
+    found = searches_in("organic_search")
+    assert found > 0
+    before = snapshot(url)
+    execute(
+        url,
+        "update reference.channel_rules set channel_id = 'referral' "
+        "where match_kind = 'referrer_medium' and match_value = 'search'",
+    )
+    try:
+        siteline(env, "dbt", "run", "--select", "int_sessions+")
+        assert (searches_in("referral"), searches_in("organic_search")) == (found, 0)
+    finally:
+        siteline(env, "dbt", "seed", "--select", "channel_rules")
+        siteline(env, "dbt", "run", "--select", "int_sessions+")
+    assert snapshot(url) == before
+
+
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):
     """Last in the module: it changes the configuration. A shorter inactivity timeout and a
     new goal, then an ordinary `siteline run`: the incremental models see that the rules
