@@ -19,17 +19,16 @@ from pathlib import Path
 
 import yaml
 
+from ingestion.core.sites import SessionRules
+
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "cases" / "visit_rules.yml"
 CHANNEL_RULES = ROOT / "dbt_project" / "seeds" / "channel_rules.csv"
 GENERATED = ROOT / "dbt_project" / "models" / "intermediate" / "_visit_rules__unit_tests.yml"
 
-SESSION_DEFAULTS = {
-    "inactivity_timeout_minutes": 30,
-    "new_session_on_campaign_change": True,
-    "split_at_midnight": False,
-    "max_session_hours": 12,
-}
+# The visit settings a case may set, with sites.yml's defaults (allowed lateness is the
+# engine's alone: a case marks a late hit itself).
+SESSION_DEFAULTS = SessionRules().model_dump(exclude={"allowed_lateness_hours"})
 SOURCE_FIELDS = (
     "referrer_medium", "referrer_host", "campaign_source", "campaign_medium", "campaign_name",
 )  # fmt: skip
@@ -119,10 +118,14 @@ def load_cases(path: Path = CASES) -> tuple[list[Case], list[dict]]:
 def _case(raw: dict) -> Case:
     name = raw.get("name", "?")
     where = f"case {name!r}"
-    sites = {
-        site_id: {"timezone": "UTC", **SESSION_DEFAULTS, **settings}
-        for site_id, settings in raw["sites"].items()
-    }
+    sites = {}
+    for site_id, settings in raw["sites"].items():
+        sessions = {k: v for k, v in settings.items() if k != "timezone"}
+        unknown = set(sessions) - set(SESSION_DEFAULTS)
+        if unknown:
+            raise CaseError(f"{where}: site {site_id!r}: unknown setting(s) {sorted(unknown)}")
+        checked = SessionRules.model_validate(sessions).model_dump(include=set(SESSION_DEFAULTS))
+        sites[site_id] = {"timezone": settings.get("timezone", "UTC"), **checked}
     hits = []
     for given in raw["hits"]:
         unknown = set(given) - HIT_FIELDS
