@@ -9,13 +9,14 @@ SUPERSET_VENV := .superset-venv
 SERVE  ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: install system-packages demo test unit integration lint format up doctor clean-data help
+.PHONY: install system-packages demo test unit integration lint format cases up doctor clean-data help
 
 help:
 	@echo "make demo       install, start the warehouse, run the pipeline on demo traffic, serve (SERVE=0: run once and exit)"
 	@echo "make test       install and run every test (own embedded Postgres, or TEST_WAREHOUSE_URL)"
 	@echo "make system-packages  install the Debian packages the tests need (as root), or say which"
 	@echo "make lint       ruff + sqlfluff + import-linter (the layers)"
+	@echo "make cases      write the dbt unit tests of tests/cases/visit_rules.yml"
 	@echo "make up         start all services on the existing data"
 	@echo "make doctor     check every component"
 
@@ -92,6 +93,11 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The visit rules' table of cases -> dbt_project/models/intermediate/_visit_rules__unit_tests.yml
+# (tests/unit/test_visit_rule_cases.py fails while that file is stale).
+cases: install
+	$(BIN)/python tests/cases/generate.py
 
 up: install
 	$(BIN)/siteline up

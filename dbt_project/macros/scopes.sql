@@ -88,12 +88,16 @@
 
 {#- The configuration the scoped models read, directly or through their inputs. A change to
     any of it rebuilds them all: sites.yml changes are rare, and a partial rule (this model
-    reads goals, that one reads funnels) would have to follow every ref. -#}
+    reads goals, that one reads funnels) would have to follow every ref. A model may name
+    more that only it reads (`meta: {scope_configs: [...]}` in its YAML: int_sessions, the
+    channel rules); a change to that rebuilds it, and the models above follow it as after
+    any whole build. -#}
 {% macro scope_configs() -%}
-    {{ return([
+    {%- set own = model.config.meta.get('scope_configs', []) if execute else [] %}
+    {{- return([
         'stg_config__sites', 'stg_config__goals', 'stg_config__funnel_steps',
         'stg_config__page_labels', 'stg_config__campaign_parameters',
-    ]) }}
+    ] + own) }}
 {%- endmacro %}
 
 

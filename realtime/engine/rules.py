@@ -5,7 +5,7 @@ Each function here mirrors one definition in the dbt project and is tested to ag
 landed events through :class:`Sessioniser` and compares every session id with the
 warehouse's):
 
-* :func:`channel_of` - ``macros/channel_grouping.sql``
+* :func:`channel_of` - the channel of ``int_sessions``: both read the seed ``channel_rules``
 * :meth:`SiteRules.referrer` - the ``referrer_medium`` of ``int_events_unified`` with the
   ``referrer_hosts`` seed
 * :meth:`SiteRules.campaign` - the campaign fields of ``int_events_unified``
@@ -17,7 +17,7 @@ warehouse's):
   ``md5(site | visitor | first event id)`` as in the warehouse, so a live session and its row
   in ``web.fct_sessions`` share the id.
 
-Pure functions and small classes: no I/O besides reading the seed once.
+Pure functions and small classes: no I/O besides reading each seed once.
 """
 
 from __future__ import annotations
@@ -32,44 +32,80 @@ from functools import cache, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from ingestion.core.errors import SitelineError
 from ingestion.core.home import PROJECT_ROOT
 from ingestion.core.sites import Match, Site, compile_pattern
 
-REFERRER_SEED = PROJECT_ROOT / "dbt_project" / "seeds" / "referrer_hosts.csv"
+SEEDS = PROJECT_ROOT / "dbt_project" / "seeds"
+REFERRER_SEED = SEEDS / "referrer_hosts.csv"
+CHANNEL_RULES_SEED = SEEDS / "channel_rules.csv"
+CHANNELS_SEED = SEEDS / "channels.csv"
+MATCH_KINDS = ("campaign_medium", "referrer_medium", "any_campaign", "none")
 
-_PAID_SEARCH = frozenset({"cpc", "ppc", "paid", "paidsearch", "paid_search", "sem"})
-_DISPLAY = frozenset({"display", "banner", "cpm", "programmatic"})
-_AFFILIATE = frozenset({"affiliate", "partner", "affiliates"})
-_EMAIL = frozenset({"email", "e-mail", "e_mail", "newsletter"})
-_SOCIAL = frozenset({"social", "social-network", "social_network", "sm", "paid_social"})
-_BY_REFERRER = {
-    "search": "organic_search",
-    "social": "social",
-    "email": "email",
-    "other_site": "referral",
-}
+
+@dataclass(frozen=True)
+class ChannelRules:
+    """The channel grouping of seed ``channel_rules``, compiled to lookups (see the seed's
+    description in ``seeds/_seeds.yml`` for which rule applies first)."""
+
+    by_campaign_medium: dict[str, str]
+    by_referrer_medium: dict[str, str]
+    any_campaign: str
+    no_source: str
+
+
+@cache
+def channel_rules(
+    path: Path = CHANNEL_RULES_SEED, channels_path: Path = CHANNELS_SEED
+) -> ChannelRules:
+    """The channel rules of the dbt seed the warehouse uses, checked as dbt's tests check it
+    (one rule per kind and lower-cased value, known kinds and channels, one any_campaign
+    and one none rule)."""
+    with open(channels_path, newline="") as fh:
+        channels = {row["channel_id"] for row in csv.DictReader(fh)}
+    lookups: dict[str, dict[str, str]] = {kind: {} for kind in MATCH_KINDS}
+    with open(path, newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            kind, value, channel = row["match_kind"], row["match_value"].lower(), row["channel_id"]
+            where = f"{path.name}: line {line}"
+            if kind not in lookups:
+                raise SitelineError(
+                    f"{where}: match_kind {kind!r} is not one of {', '.join(MATCH_KINDS)}"
+                )
+            if channel not in channels:
+                raise SitelineError(
+                    f"{where}: channel_id {channel!r} is not in {channels_path.name}; add it there"
+                )
+            if value in lookups[kind]:
+                raise SitelineError(f"{where}: a second {kind} rule for {value!r}; keep one")
+            lookups[kind][value] = channel
+    for kind in ("any_campaign", "none"):
+        if len(lookups[kind]) != 1:
+            raise SitelineError(f"{path.name}: needs exactly one {kind} rule (with no value)")
+    return ChannelRules(
+        by_campaign_medium=lookups["campaign_medium"],
+        by_referrer_medium=lookups["referrer_medium"],
+        any_campaign=next(iter(lookups["any_campaign"].values())),
+        no_source=next(iter(lookups["none"].values())),
+    )
 
 
 def channel_of(
     campaign_medium: str | None, campaign_source: str | None, referrer_medium: str | None
 ) -> str:
     """The channel of a visit from its landing page's campaign medium/source and referrer."""
-    medium = campaign_medium.lower() if campaign_medium is not None else None
-    if medium in _PAID_SEARCH:
-        return "paid_search"
-    if medium in _DISPLAY:
-        return "display"
-    if medium in _AFFILIATE:
-        return "affiliate"
-    if medium in _EMAIL:
-        return "email"
-    if medium in _SOCIAL:
-        return "social"
-    if medium == "organic":
-        return "organic_search"
+    rules = channel_rules()
+    if campaign_medium is not None:
+        channel = rules.by_campaign_medium.get(campaign_medium.lower())
+        if channel is not None:
+            return channel
+    if referrer_medium is not None:
+        channel = rules.by_referrer_medium.get(referrer_medium)
+        if channel is not None:
+            return channel
     if campaign_medium is not None or campaign_source is not None:
-        return _BY_REFERRER.get(referrer_medium, "other")
-    return _BY_REFERRER.get(referrer_medium, "direct")
+        return rules.any_campaign
+    return rules.no_source
 
 
 @cache

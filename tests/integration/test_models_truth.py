@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from ingestion.core.warehouse import connect, ensure_database, with_database
+from tests.cases.generate import load_cases
 
 pytestmark = pytest.mark.integration
 
@@ -477,6 +478,27 @@ def test_funnel_counts_match_the_truth(demo):
     ]
 
 
+def test_the_table_of_visit_rule_cases_runs_as_dbt_unit_tests(demo):
+    """The unit tests generated from tests/cases/visit_rules.yml run with the others (the
+    pipeline's build leaves unit tests out; `siteline dbt build` and this run them)."""
+    output = siteline(demo["env"], "dbt", "test", "--select", "test_type:unit")
+    cases, _ = load_cases()
+    lines = output.splitlines()
+    for name in [case.name for case in cases] + ["channels_follow_the_seed_channel_rules"]:
+        assert any(" PASS " in line and f"::{name} " in line for line in lines), name
+
+
+def test_dim_channels_describes_each_channel_by_its_rules(demo):
+    rows = dict(query(demo["url"], "select channel_id, definition from web.dim_channels"))
+    assert rows["organic_search"] == "Campaign medium organic; or referrer search"
+    assert rows["affiliate"] == "Campaign medium affiliate, affiliates, partner"
+    assert rows["other"] == (
+        "A campaign medium or source that no campaign medium or referrer rule matches"
+    )
+    assert rows["direct"] == "No campaign medium or source, and no referrer rule matching"
+    assert len(rows) == 9
+
+
 def test_data_tests_read_what_changed_since_the_last_passing_run(demo):
     """An ordinary build's data tests read the rows of devices changed since the last run
     that passed every test (macros/test_scopes.sql); a build after a full refresh reads
@@ -770,6 +792,36 @@ def test_visits_across_local_midnight_split_when_the_site_asks(demo, tmp_path):
     finally:
         siteline(demo["env"], "run")
     assert query(demo["url"], tracker_visits) == [(len(truth),)]
+
+
+def test_a_changed_channel_rule_regroups_every_visit_it_concerns(demo):
+    """Seed channel_rules is configuration int_sessions reads (macros/scopes.sql): a changed
+    rule rebuilds the visits' channels, not only those of devices with new events; the seed
+    as shipped brings every channel back."""
+    env, url = demo["env"], demo["url"]
+
+    def searches_in(channel: str) -> int:
+        """Visits from a search engine, without campaign parameters, in the channel."""
+        return query(
+            url, "select count(*) from web.fct_sessions where campaign_medium is null and "
+            f"campaign_source is null and referrer_medium = 'search' and channel_id = '{channel}'",
+        )[0][0]  # fmt: skip
+
+    found = searches_in("organic_search")
+    assert found > 0
+    before = snapshot(url)
+    execute(
+        url,
+        "update reference.channel_rules set channel_id = 'referral' "
+        "where match_kind = 'referrer_medium' and match_value = 'search'",
+    )
+    try:
+        siteline(env, "dbt", "run", "--select", "int_sessions+")
+        assert (searches_in("referral"), searches_in("organic_search")) == (found, 0)
+    finally:
+        siteline(env, "dbt", "seed", "--select", "channel_rules")
+        siteline(env, "dbt", "run", "--select", "int_sessions+")
+    assert snapshot(url) == before
 
 
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):

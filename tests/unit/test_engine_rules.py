@@ -1,9 +1,14 @@
-"""The real-time engine's visit rules, state changes, models and rules hook (pure parts)."""
+"""The real-time engine's visit rules, state changes, models and rules hook (pure parts).
+
+The visit rules' and channel grouping's cases are in tests/cases/visit_rules.yml, the table
+the warehouse's dbt unit tests are generated from too.
+"""
 
 import hashlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 
 import pytest
 import yaml
@@ -11,7 +16,15 @@ import yaml
 from ingestion.core.sites import SitesConfig
 from realtime.engine.engine import Engine
 from realtime.engine.personalisation import matches
-from realtime.engine.rules import Sessioniser, SiteRules, channel_of, corrected_time, session_id_of
+from realtime.engine.rules import (
+    Campaign,
+    Sessioniser,
+    SiteRules,
+    channel_of,
+    corrected_time,
+    session_id_of,
+)
+from tests.cases.generate import SESSION_DEFAULTS, Case, load_cases
 
 SITE = {
     "id": "shop",
@@ -56,19 +69,55 @@ def at(minutes: float) -> float:
     return (T0 + timedelta(minutes=minutes)).timestamp()
 
 
-def test_channel_grouping_follows_the_warehouse_macro():
-    assert channel_of("CPC", "google", "search") == "paid_search"
-    assert channel_of("newsletter", None, None) == "email"
-    assert channel_of("banner", "x", "other_site") == "display"
-    assert channel_of("partner", None, None) == "affiliate"
-    assert channel_of("paid_social", None, None) == "social"
-    assert channel_of("organic", None, None) == "organic_search"
-    assert channel_of("weird", None, "search") == "organic_search"
-    assert channel_of(None, "spring", None) == "other"  # a campaign, no known medium
-    assert channel_of(None, None, "social") == "social"
-    assert channel_of(None, None, "other_site") == "referral"
-    assert channel_of(None, None, "internal") == "direct"
-    assert channel_of(None, None, None) == "direct"
+VISIT_CASES, CHANNEL_CASES = load_cases()
+
+
+def sessionise(case: Case) -> list[list[str]]:
+    """The visits the engine's Sessioniser makes of a case's hits (as lists of hit ids), fed
+    per device in the warehouse's order; late and superseded hits are not fed (the engine
+    counts late events and never receives log hits)."""
+    config = SitesConfig.model_validate({"sites": [
+        {"id": site_id, "domains": [f"{site_id}.example"], "timezone": settings["timezone"],
+         "sessions": {name: settings[name] for name in SESSION_DEFAULTS}}
+        for site_id, settings in case.sites.items()
+    ]})  # fmt: skip
+    rules = {site.id: SiteRules(site) for site in config.sites}
+    fed = sorted(
+        (h for h in case.hits if not h.held_out), key=lambda h: (h.site, h.device, h.order)
+    )
+    visits: list[list[str]] = []
+    for (site_id, _device), hits in groupby(fed, key=lambda h: (h.site, h.device)):
+        site, sessioniser, track = rules[site_id], Sessioniser(rules[site_id]), None
+        for hit in hits:
+            source = hit.source
+            campaign = Campaign(
+                name=source.get("campaign_name"),
+                source=source.get("campaign_source"),
+                medium=source.get("campaign_medium"),
+            )
+            touch = site.touch_key(
+                campaign, source.get("referrer_medium"), source.get("referrer_host")
+            )
+            is_page_view = hit.type == "page_view"
+            track, new = sessioniser.step(track, hit.at.timestamp(), is_page_view, touch)
+            if new:
+                visits.append([hit.id])
+            else:
+                visits[-1].append(hit.id)
+    return visits
+
+
+@pytest.mark.parametrize("case", VISIT_CASES, ids=lambda case: case.name)
+def test_visit_rules_agree_with_the_table_of_cases(case):
+    assert sorted(sessionise(case)) == sorted(case.visits)
+
+
+@pytest.mark.parametrize(
+    "case", CHANNEL_CASES, ids=lambda case: "-".join(str(v) for v in case.values())
+)
+def test_channel_grouping_agrees_with_the_table_of_cases(case):
+    medium, source = case.get("campaign_medium"), case.get("campaign_source")
+    assert channel_of(medium, source, case.get("referrer_medium")) == case["channel"]
 
 
 def test_referrers_and_campaigns_are_read_as_the_warehouse_reads_them():
@@ -87,78 +136,13 @@ def test_referrers_and_campaigns_are_read_as_the_warehouse_reads_them():
 
 def test_campaigns_differing_in_which_field_is_set_are_different_sources():
     """The key joined the fields without the missing ones: (source=x, name=y) and
-    (medium=x, name=y) were one campaign, and no new visit started (as in the warehouse)."""
+    (medium=x, name=y) were one campaign, and no new visit started (as in the warehouse;
+    the visits are case a_new_campaign_or_external_referrer_starts_a_new_visit)."""
     rules = site_rules()
     by_source = rules.touch_key(rules.campaign("utm_source=x&utm_campaign=y"), None, None)
     by_medium = rules.touch_key(rules.campaign("utm_medium=x&utm_campaign=y"), None, None)
     assert by_source == 'campaign|["x", null, "y"]'
     assert by_medium == 'campaign|[null, "x", "y"]'
-    device = Device(rules)
-    device(0, touch=by_source)
-    assert device(1, touch=by_medium) is True
-
-
-class Device:
-    """Feeds one device's events through the sessioniser, as the engine does."""
-
-    def __init__(self, rules: SiteRules) -> None:
-        self.sessioniser = Sessioniser(rules)
-        self.track = None
-        self.starts = []
-
-    def __call__(self, minutes: float, page_view=True, touch=None) -> bool:
-        self.track, new = self.sessioniser.step(self.track, at(minutes), page_view, touch)
-        self.starts.append(new)
-        return new
-
-
-def test_a_visit_ends_only_after_more_than_the_inactivity_timeout():
-    device = Device(site_rules())
-    assert device(0) is True
-    assert device(30) is False  # exactly the timeout: same visit
-    assert device(60.001) is True
-
-
-def test_a_new_campaign_or_external_referrer_starts_a_visit_internal_navigation_does_not():
-    device = Device(site_rules())
-    device(0, touch=None)  # direct
-    assert device(1, touch=None) is False  # internal click
-    assert device(2, touch="referrer|www.google.com") is True
-    assert device(3, touch="referrer|www.google.com") is False  # same source again
-    assert device(4, touch="campaign|nl|email|spring") is True
-    assert device(5, page_view=False) is False  # events never split by source
-    off = Device(site_rules(sessions={"new_session_on_campaign_change": False}))
-    off(0)
-    assert off(1, touch="campaign|nl|email|spring") is False
-
-
-def test_midnight_in_the_site_time_zone_splits_when_asked():
-    rules = site_rules(sessions={"split_at_midnight": True})
-    device = Device(rules)
-    # 22:50 and 23:10 UTC are 23:50 and 00:10 in Berlin (CET)
-    device.track, _ = device.sessioniser.step(
-        None, (T0.replace(hour=22, minute=50)).timestamp(), True, None
-    )
-    _, new = device.sessioniser.step(
-        device.track, (T0.replace(hour=23, minute=10)).timestamp(), True, None
-    )
-    assert new is True
-    plain = Device(site_rules())
-    plain.track, _ = plain.sessioniser.step(
-        None, T0.replace(hour=22, minute=50).timestamp(), True, None
-    )
-    assert (
-        plain.sessioniser.step(plain.track, T0.replace(hour=23, minute=10).timestamp(), True, None)[
-            1
-        ]
-        is False
-    )
-
-
-def test_long_visits_are_cut_into_pieces_of_the_maximum_length():
-    device = Device(site_rules())  # max 2 hours
-    starts = [device(m) for m in range(0, 300, 20)]  # every 20 minutes for 5 hours
-    assert [i * 20 for i, new in enumerate(starts) if new] == [0, 120, 240]
 
 
 def test_session_ids_are_the_warehouse_ids():

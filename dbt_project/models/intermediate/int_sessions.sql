@@ -48,6 +48,27 @@ orders as (
 
 ),
 
+channel_rules as (
+
+    -- the channel grouping (seed channel_rules: which rule applies first is described there)
+    select
+        match_kind,
+        lower(match_value) as match_value,
+        channel_id
+    from {{ ref('channel_rules') }}
+
+),
+
+channel_fallbacks as (
+
+    -- always one row, whatever the seed holds
+    select
+        max(channel_id) filter (where match_kind = 'any_campaign') as campaign_channel_id,
+        max(channel_id) filter (where match_kind = 'none') as no_source_channel_id
+    from channel_rules
+
+),
+
 visits as (
 
     -- One sort of the events by visit and time feeds every aggregate (PostgreSQL presorts
@@ -121,10 +142,17 @@ final as (
         {%- for column in landing_columns if column != 'page_url' %}
         visits.page_view_{{ column }}s[1] as {{ column }},
         {%- endfor %}
-        {{ channel_grouping(
-            'visits.page_view_campaign_mediums[1]', 'visits.page_view_campaign_sources[1]',
-            'visits.page_view_referrer_mediums[1]'
-        ) }} as channel_id,
+        coalesce(
+            by_campaign_medium.channel_id,
+            by_referrer_medium.channel_id,
+            case
+                when
+                    visits.page_view_campaign_mediums[1] is not null
+                    or visits.page_view_campaign_sources[1] is not null
+                    then channel_fallbacks.campaign_channel_id
+            end,
+            channel_fallbacks.no_source_channel_id
+        ) as channel_id,
         {%- for column in device_columns %}
         case
             when visits.knows_device then visits.known_{{ column }}s[1] else visits.all_{{ column }}s[1]
@@ -136,6 +164,15 @@ final as (
     from visits
     inner join sites on visits.site_id = sites.site_id
     left join session_orders on visits.session_id = session_orders.session_id
+    left join channel_rules as by_campaign_medium
+        on
+            by_campaign_medium.match_kind = 'campaign_medium'
+            and lower(visits.page_view_campaign_mediums[1]) = by_campaign_medium.match_value
+    left join channel_rules as by_referrer_medium
+        on
+            by_referrer_medium.match_kind = 'referrer_medium'
+            and visits.page_view_referrer_mediums[1] = by_referrer_medium.match_value
+    cross join channel_fallbacks
 
 )
 
