@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ingestion.core.home import PROJECT_ROOT, ensure_home, landing_dir
+from ingestion.core.settings import settings
 from ingestion.core.warehouse import dagster_storage_url, warehouse_url
 
 DAGSTER_YAML = """\
@@ -35,6 +36,7 @@ telemetry:
 
 def configure_environment() -> dict[str, str]:
     """Set the variables dlt, dbt and Dagster read; returns the ones it set."""
+    config = settings()
     home = ensure_home()
     url = warehouse_url()
     parts = urlsplit(url)
@@ -59,13 +61,12 @@ def configure_environment() -> dict[str, str]:
         "DBT_PROFILES_DIR": str(PROJECT_ROOT / "dbt_project"),
         "SITELINE_DLT_DIR": str(home / "dlt"),
         # A remote collector's export (https://host/landing) instead of the local landing.
-        "SOURCES__COLLECTOR_EVENTS__LANDING_DIR": os.environ.get("SITELINE_REMOTE_LANDING_URL")
-        or str(landing_dir()),
+        "SOURCES__COLLECTOR_EVENTS__LANDING_DIR": config.remote_landing_url or str(landing_dir()),
         "RUNTIME__LOG_LEVEL": os.environ.get("RUNTIME__LOG_LEVEL", "WARNING"),
         # Load packages live seconds on local disk: gzip would cost more than it saves.
         "DATA_WRITER__DISABLE_COMPRESSION": "true",
-        # Nothing of a finished load stays behind: its package files (7.5 GB after 10M
-        # tracker events) and the merge's copy in the *_staging schemas (11 GB) are deleted.
+        # Nothing of a finished load stays behind: its package files and the merge's copy in
+        # the *_staging schemas (both several GB at millions of events) are deleted.
         "LOAD__DELETE_COMPLETED_JOBS": "true",
         "LOAD__TRUNCATE_STAGING_DATASET": "true",
         "DO_NOT_TRACK": "1",  # no usage telemetry from dbt/dlt/Dagster
@@ -74,16 +75,13 @@ def configure_environment() -> dict[str, str]:
         "RUNTIME__DLTHUB_TELEMETRY": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         # dbt's file log (dbt_project/logs/dbt.log) at info, not debug: debug writes every
-        # statement's SQL, and the threads queue on its lock (0.6 s of a 10M-event
-        # incremental build). The SQL each node ran is in target/run; set it to debug to
-        # trace a run statement by statement.
+        # statement's SQL, and the threads queue on its lock. The SQL each node ran is in
+        # target/run; set it to debug to trace a run statement by statement.
         "DBT_LOG_LEVEL_FILE": os.environ.get("DBT_LOG_LEVEL_FILE", "info"),
         "DAGSTER_DISABLE_TELEMETRY": "1",
     }
-    if os.environ.get("SITELINE_REMOTE_LANDING_TOKEN"):
-        wanted["SOURCES__COLLECTOR_EVENTS__LANDING_TOKEN"] = os.environ[
-            "SITELINE_REMOTE_LANDING_TOKEN"
-        ]
+    if config.remote_landing_token:
+        wanted["SOURCES__COLLECTOR_EVENTS__LANDING_TOKEN"] = config.remote_landing_token
     applied = {}
     for key, value in wanted.items():
         if key not in os.environ:

@@ -14,15 +14,24 @@ from pathlib import Path
 
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import PROJECT_ROOT, remembered_secret, siteline_home
+from ingestion.core.settings import settings
 
 SUPERSET_DIR = PROJECT_ROOT / "superset_config"
 BUNDLE = SUPERSET_DIR / "bundle"
-VENV = Path(os.environ.get("SITELINE_SUPERSET_VENV") or PROJECT_ROOT / ".superset-venv")
-DEFAULT_PORT = int(os.environ.get("SITELINE_SUPERSET_PORT", "8088"))
+
+
+def venv() -> Path:
+    """Superset's virtual environment: ``SITELINE_SUPERSET_VENV`` or ``.superset-venv``."""
+    return settings().superset_venv or PROJECT_ROOT / ".superset-venv"
+
+
+def default_port() -> int:
+    """Superset's port: ``SITELINE_SUPERSET_PORT``, default 8088."""
+    return settings().superset_port
 
 
 def superset_bin(name: str = "python") -> Path:
-    path = VENV / "bin" / name
+    path = venv() / "bin" / name
     if not path.exists():
         raise SitelineError(
             f"Superset is not installed ({path} is missing); `make install` creates its "

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import ensure_home
+from ingestion.core.settings import settings
 from ingestion.core.warehouse import (
     SUPERUSER,
     EmbeddedAddress,
@@ -51,7 +52,7 @@ def shared_buffers() -> str:
     for a dedicated server). At 256MB an incremental build's writes - index entries of
     10M-row tables at random places - evicted dirty pages all the time, and each eviction
     first flushes the WAL up to that page."""
-    configured = os.environ.get("SITELINE_WAREHOUSE_SHARED_BUFFERS", "").strip()
+    configured = (settings().warehouse_shared_buffers or "").strip()
     if configured:
         return configured
     return f"{min(max(_memory_mb() // 4, 256), 8192)}MB"
@@ -77,10 +78,7 @@ def data_checksums() -> bool:
     the incremental build too (without checksums: once in the whole full build). Checksums
     detect a disk that corrupts pages silently; this node's raw data can be loaded again from
     the landing and the logs. Turn them on where that trade is the other way."""
-    value = os.environ.get("SITELINE_WAREHOUSE_CHECKSUMS", "off").strip().lower()
-    if value not in ("on", "off"):
-        raise SitelineError(f"SITELINE_WAREHOUSE_CHECKSUMS={value}: use on or off")
-    return value == "on"
+    return settings().warehouse_checksums == "on"
 
 
 # The embedded server's settings, given at every start (so a warehouse initialised by an
@@ -367,6 +365,6 @@ def ensure_warehouse(start: bool = True) -> str:
             if is_external() or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    if not os.environ.get("DAGSTER_PG_URL"):
+    if not settings().dagster_pg_url:
         ensure_database(dagster_storage_url())
     return url

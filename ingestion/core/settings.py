@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestion.core.errors import SitelineError
@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     landing_retention_days: float = Field(
         30, ge=0, description="Closed segments older than this are deleted (0 keeps all)."
     )
-    rate_limit: float = Field(50, gt=0, description="Requests per second and client IP.")
+    rate_limit: float = Field(
+        50, ge=0, description="Requests per second and client IP (0 turns the limit off)."
+    )
     rate_burst: float = Field(200, gt=0, description="Burst of requests per client IP.")
     durable: bool = Field(True, description="Answer only once the events are on disk (fsync).")
     landing_token: str | None = _secret("Bearer token that opens the collector's landing export.")
@@ -181,6 +183,15 @@ class Settings(BaseSettings):
     ui_login_limit: int = Field(
         10, ge=1, description="Wrong UI logins per client per minute before 429."
     )
+    up: bool = Field(
+        False, description="Set by `siteline up` for its services (they leave the URLs to it)."
+    )
+
+    @field_validator("warehouse_checksums", mode="before")
+    @classmethod
+    def _on_or_off(cls, value):
+        # `ON`, ` off ` were accepted before there was a settings object
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 def env_name(field: str) -> str:
