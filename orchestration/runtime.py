@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from ingestion.core.home import PROJECT_ROOT, ensure_home, landing_dir
@@ -88,3 +89,31 @@ def configure_environment() -> dict[str, str]:
             os.environ[key] = value
             applied[key] = value
     return applied
+
+
+_LEVELS = {"no": 0, "started": 1, "ready": 2}
+_prepared: dict[tuple[str, str], int] = {}  # (warehouse DSN, data directory) -> level
+
+
+def prepare(warehouse: Literal["no", "started", "ready"] = "no") -> str:
+    """Make this process ready for a command; returns the warehouse DSN.
+
+    ``warehouse``: ``"ready"`` - started if embedded and its databases created, also on an
+    external server (:func:`ensure_warehouse`); ``"started"`` - the same for the embedded
+    warehouse, an external one is used as it is (``siteline dbt``, ``psql``); ``"no"`` - not
+    touched. Then :func:`configure_environment`. Done once per process, warehouse and data
+    directory: a command that runs another (``demo`` runs the pipeline, then ``up``)
+    prepares once.
+    """
+    from ingestion.core.warehouse import is_external
+    from orchestration.warehouse import ensure_warehouse
+
+    url = warehouse_url()
+    where = (url, str(ensure_home()))
+    if _prepared.get(where, -1) >= _LEVELS[warehouse]:
+        return url
+    if warehouse == "ready" or (warehouse == "started" and not is_external()):
+        ensure_warehouse()
+    configure_environment()
+    _prepared[where] = _LEVELS[warehouse]
+    return url

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from ingestion.core.errors import SitelineError
@@ -135,3 +136,27 @@ def serve_command(host: str, port: int, workers: int = 2) -> list[str]:
         "--log-level", "warning",
         "superset.app:create_app()",
     ]  # fmt: skip
+
+
+def login(port: int) -> str:
+    """Superset's address and login, as ``siteline up`` and ``siteline superset`` print them."""
+    who = "admin / $SUPERSET_ADMIN_PASSWORD"
+    if admin_password_is_generated():
+        who = f"admin / {admin_password()}  (generated; set SUPERSET_ADMIN_PASSWORD)"
+    return f"http://127.0.0.1:{port}  ({who})"
+
+
+def serve(host: str, port: int, say: Callable[[str], None], announce: Callable[[], None]):
+    """``siteline superset``: provision Superset (``say`` hears each step), ``announce`` its
+    address (unless ``siteline up`` runs it: that prints every address itself), then hand
+    this process over to gunicorn. The process must be prepared (the warehouse running)."""
+    from orchestration.supervisor import port_free
+
+    if not port_free(port):
+        raise SitelineError(f"port {port} is in use; stop what uses it or pass --port")
+    for line in provision().splitlines():
+        say(line)
+    if not settings().up:
+        announce()
+    command = serve_command(host, port)
+    os.execve(command[0], command, environment())

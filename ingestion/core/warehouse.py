@@ -138,8 +138,8 @@ def ensure_database(url: str) -> None:
 
     It is created with code-point collation (PostgreSQL's builtin C.UTF-8 provider from 17,
     else ``LC_COLLATE C``): text is compared byte by byte, so the models' sorts by device,
-    visit and event id and their indexes on them run 1.5-2.3x faster than under a libc
-    locale (PostgreSQL compares those with strcoll, without abbreviated keys). Text sorts
+    visit and event id and their indexes on them run much faster than under a libc locale
+    (PostgreSQL compares those with strcoll, without abbreviated keys). Text sorts
     in code-point order, as in most warehouses. A database that exists is used as it is.
     """
     dbname = urlsplit(url).path.lstrip("/") or "postgres"
