@@ -115,7 +115,7 @@ def run_assets(
 
     Unpartitioned assets run as one run of the implicit asset job; a partitioned asset (the
     logfile pulls, a partition per source) runs once per partition. ``on_run`` hears of each
-    run as it finishes. The process must be prepared (``runtime.prepare(warehouse=True)``).
+    run as it finishes. The process must be prepared (``runtime.prepare("ready")``).
     """
     from ingestion.core.warehouse import ensure_bi_reader
 
