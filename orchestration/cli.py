@@ -175,12 +175,10 @@ def _print_run(run) -> None:
     from orchestration.pipeline import run_log
     from orchestration.supervisor import run_line
 
-    log_path = run_log()
-
     line = run_line(run.run_id, run.name, "success" if run.success else "failure", run.seconds,
                     len(run.materialised))  # fmt: skip
     passed = run.checks - len(run.failed_checks)
-    console.print(f"{line}, {passed}/{run.checks} checks passed (log: {log_path})", markup=False)
+    console.print(f"{line}, {passed}/{run.checks} checks passed (log: {run_log()})", markup=False)
     for check in run.failed_checks:
         err.print(f"[red]check failed:[/] {check}")
     for step, message in run.failed_steps:
