@@ -4,10 +4,9 @@ dbt hands its threads the ready nodes in order of their depth in the graph, ties
 a ``dbt build`` a model's tests sit between it and the models above it, so the tests of a
 model that nothing waits for (fct_page_views) come before the deepest models, and among
 models of one depth ``customer_daily_activity`` comes before ``int_customer_activity``,
-which the last model of the build waits for. With 6 threads on 2 cores the node started
-last also gets the least of the processors: at 10M events ``int_customer_activity`` started
-about 1 s after the tests it waited for had passed, behind five models and a test nothing
-after them waited for.
+which the last model of the build waits for. With more threads than cores the node started
+last also gets the least of the processors: ``int_customer_activity`` waited behind models
+and tests that nothing after them waited for.
 
 Here a ready node's priority is the length of the longest path from it to the end of the
 build, counting a model as 1 and any other node (a test, a seed, a hook) as a quarter: the

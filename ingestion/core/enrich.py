@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import re
 from functools import cache, lru_cache
 from urllib.parse import urlsplit
 
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import remembered_secret
+from ingestion.core.settings import settings
 from ingestion.core.sites import Site
 
 
@@ -23,7 +23,7 @@ from ingestion.core.sites import Site
 def _geo():
     """The lookup: a MaxMind-format database when ``SITELINE_GEOIP_MMDB`` names one
     (GeoLite2/GeoIP2 Country or City), else the database shipped inside geoip2fast."""
-    path = os.environ.get("SITELINE_GEOIP_MMDB")
+    path = settings().geoip_mmdb
     if path:
         import maxminddb
 
@@ -182,7 +182,7 @@ def network_key_secret() -> bytes:
     """The key of the IP + user-agent hash: ``SITELINE_VISITOR_KEY``, else generated once and
     kept under the data directory. The collector and the logfile loader of one installation
     share it, so a tracker event and the log line of the same request carry the same key."""
-    return remembered_secret("logfile-visitor-key", "SITELINE_VISITOR_KEY").encode()
+    return (settings().visitor_key or remembered_secret("logfile-visitor-key")).encode()
 
 
 def network_key(ip: str | None, user_agent: str | None, secret: bytes) -> str:

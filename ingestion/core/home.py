@@ -14,13 +14,14 @@ import stat
 from pathlib import Path
 
 from ingestion.core.errors import SitelineError
+from ingestion.core.settings import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def siteline_home() -> Path:
     """The data directory: ``$SITELINE_HOME`` or ``<project>/.siteline``."""
-    home = Path(os.environ.get("SITELINE_HOME") or PROJECT_ROOT / ".siteline").expanduser()
+    home = (settings().home or PROJECT_ROOT / ".siteline").expanduser()
     return home.resolve()
 
 
@@ -50,7 +51,7 @@ def data_dir(*parts: str) -> Path:
 
 def landing_dir() -> Path:
     """Where the local collector lands events (and the demo writes its traffic)."""
-    return Path(os.environ.get("SITELINE_LANDING_DIR") or data_dir("landing"))
+    return settings().landing_dir or data_dir("landing")
 
 
 # Written once the data of an install made before files were private has been tightened.
@@ -72,8 +73,8 @@ def keep_data_private() -> None:
     home = siteline_home()
     if not home.is_dir() or (home / PRIVATE_MARK).exists():
         return
-    landing = os.environ.get("SITELINE_LANDING_DIR")
-    roots = [home, *([Path(landing)] if landing and Path(landing).is_dir() else [])]
+    landing = settings().landing_dir
+    roots = [home, *([landing] if landing and landing.is_dir() else [])]
     pgdata = home / "warehouse" / "pgdata"
     # the directories the embedded server's user passes through when Siteline runs as root
     passed = {home, home / "warehouse"} if os.geteuid() == 0 else set()

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestion.core.errors import SitelineError
@@ -183,6 +183,15 @@ class Settings(BaseSettings):
     ui_login_limit: int = Field(
         10, ge=1, description="Wrong UI logins per client per minute before 429."
     )
+    up: bool = Field(
+        False, description="Set by `siteline up` for its services (they leave the URLs to it)."
+    )
+
+    @field_validator("warehouse_checksums", mode="before")
+    @classmethod
+    def _on_or_off(cls, value):
+        # `ON`, ` off ` were accepted before there was a settings object
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 def env_name(field: str) -> str:

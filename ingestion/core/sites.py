@@ -504,9 +504,9 @@ class SitesConfig(_Strict):
 
 
 def default_config_path() -> Path:
-    import os
+    from ingestion.core.settings import settings
 
-    return Path(os.environ.get("SITELINE_SITES_FILE") or PROJECT_ROOT / "sites.yml")
+    return settings().sites_file or PROJECT_ROOT / "sites.yml"
 
 
 def _describe(error: dict, raw: dict, filename: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import remembered_secret, siteline_home
+from ingestion.core.settings import settings
 
 WAREHOUSE_DB = "siteline"
 DAGSTER_DB = "dagster"
@@ -59,7 +59,7 @@ class EmbeddedAddress:
     # -- remembered settings ---------------------------------------------------------
     @property
     def password(self) -> str:
-        return remembered_secret("warehouse-superuser", "SITELINE_WAREHOUSE_PASSWORD")
+        return settings().warehouse_password or remembered_secret("warehouse-superuser")
 
     def _state(self) -> dict:
         if self.state_file.exists():
@@ -68,9 +68,8 @@ class EmbeddedAddress:
 
     @property
     def port(self) -> int:
-        env_port = os.environ.get("SITELINE_WAREHOUSE_PORT")
-        if env_port:
-            return int(env_port)
+        if settings().warehouse_port:
+            return settings().warehouse_port
         state = self._state()
         if "port" not in state:
             state["port"] = _free_port()
@@ -87,7 +86,7 @@ class EmbeddedAddress:
 
 
 def is_external() -> bool:
-    return bool(os.environ.get("WAREHOUSE_URL"))
+    return bool(settings().warehouse_url)
 
 
 def warehouse_url(database: str | None = None) -> str:
@@ -95,7 +94,7 @@ def warehouse_url(database: str | None = None) -> str:
 
     ``WAREHOUSE_URL`` when set (any PostgreSQL >= 14), otherwise the embedded server.
     """
-    external = os.environ.get("WAREHOUSE_URL")
+    external = settings().warehouse_url
     if external:
         return with_database(external, database) if database else external
     return EmbeddedAddress().url(database or WAREHOUSE_DB)
@@ -103,7 +102,7 @@ def warehouse_url(database: str | None = None) -> str:
 
 def dagster_storage_url() -> str:
     """Dagster's run/event/schedule storage: ``DAGSTER_PG_URL`` or a ``dagster`` database."""
-    return os.environ.get("DAGSTER_PG_URL") or warehouse_url(DAGSTER_DB)
+    return settings().dagster_pg_url or warehouse_url(DAGSTER_DB)
 
 
 def connect(url: str, **kwargs):
@@ -139,8 +138,8 @@ def ensure_database(url: str) -> None:
 
     It is created with code-point collation (PostgreSQL's builtin C.UTF-8 provider from 17,
     else ``LC_COLLATE C``): text is compared byte by byte, so the models' sorts by device,
-    visit and event id and their indexes on them run 1.5-2.3x faster than under a libc
-    locale (PostgreSQL compares those with strcoll, without abbreviated keys). Text sorts
+    visit and event id and their indexes on them run much faster than under a libc locale
+    (PostgreSQL compares those with strcoll, without abbreviated keys). Text sorts
     in code-point order, as in most warehouses. A database that exists is used as it is.
     """
     dbname = urlsplit(url).path.lstrip("/") or "postgres"
@@ -184,27 +183,18 @@ LARGE_OBJECT_CREATORS = ("lo_creat(integer)", "lo_create(oid)", "lo_from_bytea(o
 
 def bi_reader_password() -> str:
     """``SITELINE_BI_READER_PASSWORD``, else generated once and remembered (mode 0600)."""
-    return remembered_secret("bi-reader-password", "SITELINE_BI_READER_PASSWORD")
+    return settings().bi_reader_password or remembered_secret("bi-reader-password")
 
 
 def bi_reader_statement_timeout() -> str:
     """``SITELINE_BI_READER_STATEMENT_TIMEOUT`` (a PostgreSQL duration), default ``5min``."""
-    return os.environ.get("SITELINE_BI_READER_STATEMENT_TIMEOUT", "").strip() or "5min"
+    return settings().bi_reader_statement_timeout.strip() or "5min"
 
 
 def bi_reader_connection_limit() -> int:
     """``SITELINE_BI_READER_CONNECTION_LIMIT``, default 20: the most sessions bi_reader may
     hold at once, so BI tools cannot use up the server's ``max_connections``."""
-    value = os.environ.get("SITELINE_BI_READER_CONNECTION_LIMIT", "").strip() or "20"
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise SitelineError(
-            f"SITELINE_BI_READER_CONNECTION_LIMIT={value}: use a whole number of at least 1"
-        )
-    return limit
+    return settings().bi_reader_connection_limit
 
 
 def bi_reader_url(url: str | None = None) -> str:

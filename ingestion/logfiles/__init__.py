@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 
 from ingestion.core.enrich import network_key_secret
+from ingestion.core.settings import settings
 from ingestion.core.sites import load_sites
 from ingestion.logfiles.pull import PullStats, pull_source
 from ingestion.logfiles.remote import credentials, open_remote
@@ -71,10 +72,8 @@ LOAD_FORMATS = ("parquet", "csv", "insert_values")
 
 
 def load_format() -> str:
-    value = os.environ.get("SITELINE_LOGS_LOAD_FORMAT", "parquet")
-    if value not in LOAD_FORMATS:
-        raise ValueError(f"SITELINE_LOGS_LOAD_FORMAT={value}: use one of {', '.join(LOAD_FORMATS)}")
-    return value
+    """``SITELINE_LOGS_LOAD_FORMAT``: one of :data:`LOAD_FORMATS` (default parquet)."""
+    return settings().logs_load_format
 
 
 def recover_interrupted_load(pipeline: dlt.Pipeline) -> dict[str, int]:

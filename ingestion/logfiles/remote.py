@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ingestion.core.settings import settings
+
 CHUNK = 1 << 20
 log = logging.getLogger("siteline.logfiles")
 
@@ -192,8 +194,9 @@ class SftpRemote:
         parts = urlsplit(url)
         self.loop = asyncio.new_event_loop()
         options = {}
-        if os.environ.get("SITELINE_SSH_KNOWN_HOSTS"):  # else ~/.ssh/known_hosts is checked
-            options["known_hosts"] = os.environ["SITELINE_SSH_KNOWN_HOSTS"]
+        known_hosts = settings().ssh_known_hosts
+        if known_hosts:  # else ~/.ssh/known_hosts is checked
+            options["known_hosts"] = str(known_hosts)
         if key:
             options["client_keys"] = [key]
         try:
@@ -305,11 +308,8 @@ class Retrying:
     def __init__(self, url: str, connect, retries: int | None = None, backoff=None) -> None:
         self.url = url
         self.connect = connect
-        env = os.environ
-        self.retries = retries if retries is not None else int(env.get("SITELINE_PULL_RETRIES", 4))
-        self.backoff = (
-            backoff if backoff is not None else float(env.get("SITELINE_PULL_BACKOFF_SECONDS", 1))
-        )
+        self.retries = retries if retries is not None else settings().pull_retries
+        self.backoff = backoff if backoff is not None else settings().pull_backoff_seconds
         self.remote = None
         self.retried = 0  # tries that failed and were repeated (for the pull report)
         self.transient = _transient(urlsplit(url).scheme)

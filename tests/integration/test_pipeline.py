@@ -508,7 +508,8 @@ def test_unknown_asset_selection_names_the_known_ones(warehouse):
 
 
 def test_demo_traffic_is_replaced_not_doubled_when_its_settings_change(warehouse, traffic):
-    from orchestration.cli import prepare_demo_traffic, run_pipeline
+    from ingestion.demo_traffic import prepare_demo_traffic
+    from orchestration.cli import run_pipeline
 
     first = prepare_demo_traffic(
         SimulationConfig(days=1, visits_per_day=60, seed=11), warehouse, progress=False

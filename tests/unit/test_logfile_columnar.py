@@ -158,10 +158,13 @@ def test_lines_are_decoded_one_by_one_when_the_batch_is_not_utf8():
 
 
 def test_an_unknown_load_format_is_refused(monkeypatch):
+    from ingestion.core.errors import SitelineError
     from ingestion.logfiles import load_format
 
     monkeypatch.setenv("SITELINE_LOGS_LOAD_FORMAT", "jsonl")
-    with pytest.raises(ValueError, match="SITELINE_LOGS_LOAD_FORMAT=jsonl: use one of parquet"):
+    with pytest.raises(
+        SitelineError, match="SITELINE_LOGS_LOAD_FORMAT='jsonl': Input should be 'parquet'"
+    ):
         load_format()
 
 

@@ -1,0 +1,141 @@
+"""``siteline doctor``'s checks: each returns a :class:`Check` saying what it found and, when
+something is wrong, how to fix it. The CLI prints them; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingestion.core.errors import SitelineError
+
+TABLES = ("raw_collector.events", "web.fct_page_views")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding. ``ok`` None: not a problem, only not there (a service that is not up)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+    @property
+    def problem(self) -> bool:
+        return self.ok is False
+
+
+def check_python(version: str | None = None) -> Check:
+    """Siteline runs on Python 3.11 (``version``: this interpreter's, e.g. ``3.11.9``)."""
+    version = version or sys.version.split()[0]
+    return Check("python", version.split(".")[:2] == ["3", "11"], version)
+
+
+def check_data_directory() -> Check:
+    from ingestion.core.home import siteline_home
+
+    return Check("data directory", True, str(siteline_home()))
+
+
+def check_sites(path: Path | None = None) -> Check:
+    """``sites.yml`` (or ``path``) loads: how many sites, else every problem it has."""
+    from ingestion.core.sites import default_config_path, load_sites
+
+    try:
+        config = load_sites(path)
+    except SitelineError as exc:
+        return Check("sites.yml", False, str(exc))
+    return Check("sites.yml", True, f"{path or default_config_path()}: {len(config.sites)} site(s)")
+
+
+def check_warehouse() -> Check:
+    """The warehouse accepts connections: the external one (``WAREHOUSE_URL``) or the
+    embedded one, which must be initialised and running."""
+    from ingestion.core.warehouse import is_external, mask_url, server_version, warehouse_url
+    from orchestration.warehouse import EmbeddedWarehouse
+
+    if is_external():
+        name = "warehouse (WAREHOUSE_URL)"
+    else:
+        name = "warehouse (embedded)"
+        embedded = EmbeddedWarehouse()
+        if not embedded.is_initialised():
+            return Check(name, False, "not initialised — run `siteline warehouse start`")
+        if not embedded.is_running():
+            return Check(name, False, "stopped — run `siteline warehouse start`")
+    try:
+        url = warehouse_url()
+        return Check(name, True, f"PostgreSQL {server_version(url)} at {mask_url(url)}")
+    except SitelineError as exc:
+        return Check(name, False, str(exc))
+
+
+def check_dbt_project() -> Check:
+    """The dbt project parses into a manifest (with the warehouse's settings)."""
+    try:
+        from orchestration.defs.models.project import ensure_manifest
+        from orchestration.runtime import prepare
+
+        prepare()  # dbt's profile reads the connection from the environment
+        return Check("dbt project", True, f"manifest {ensure_manifest()}")
+    except SitelineError as exc:
+        return Check("dbt project", False, str(exc))
+
+
+def check_dagster_storage() -> Check:
+    """Dagster's run storage (``DAGSTER_PG_URL`` or the warehouse's ``dagster`` database)."""
+    from ingestion.core.warehouse import connect, dagster_storage_url, mask_url
+
+    try:
+        with connect(dagster_storage_url()) as conn:
+            conn.execute("select 1")
+        return Check("dagster storage", True, mask_url(dagster_storage_url()))
+    except SitelineError as exc:
+        return Check("dagster storage", False, str(exc))
+
+
+def check_tables(tables: tuple[str, ...] = TABLES) -> list[Check]:
+    """Each table exists (with how many rows) in the warehouse database."""
+    from ingestion.core.warehouse import connect, warehouse_url
+
+    found = []
+    with connect(warehouse_url()) as conn:
+        for table in tables:
+            if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]:
+                rows = conn.execute(f"select count(*) from {table}").fetchone()[0]
+                found.append(Check(table, True, f"{rows:,} rows"))
+            else:
+                found.append(
+                    Check(table, False, "missing — run `siteline run` (or `siteline demo`)")
+                )
+    return found
+
+
+def check_service(name: str, port: int) -> Check:
+    """Whether a service answers on its loopback port (not running is not a problem)."""
+    from orchestration.supervisor import listening
+
+    if listening(port):
+        return Check(name, True, f"http://127.0.0.1:{port}")
+    return Check(name, None, "not running (`siteline up`)")
+
+
+def run_checks() -> Iterator[Check]:
+    """Every check, in the order ``siteline doctor`` prints them (as each finishes)."""
+    from ingestion.core.settings import settings
+
+    yield check_python()
+    yield check_data_directory()
+    yield check_sites()
+    warehouse = check_warehouse()
+    yield warehouse
+    yield check_dbt_project()
+    if warehouse.ok:
+        yield check_dagster_storage()
+        yield from check_tables()
+    config = settings()
+    for name, port in (("dagster UI", config.dagster_port), ("collector", config.collector_port),
+                       ("superset", config.superset_port)):  # fmt: skip
+        yield check_service(name, port)
