@@ -2,12 +2,14 @@
 
 ``settings()`` reads the environment when called: a command or a service reads it once at
 start and passes the values on; hot paths never call it per request. A value that does not
-fit raises :class:`SitelineError` naming the variable, the value and what is allowed. An empty
-variable counts as unset.
+fit raises :class:`SitelineError` naming the variable, the value and what is allowed - when
+it is read, so a bad variable stops only what uses it (a collector does not refuse to start
+over the UI proxy's login limit). An empty variable counts as unset. Switches take 1/0,
+true/false, yes/no or on/off.
 
 Secrets (passwords, tokens, keys, URLs that may carry a password) are only ever read from the
 environment, never from a file of the repository, and are left out of ``repr``.
-``python -m ingestion.core.settings`` prints the table that ``docs/configuration.md`` holds.
+``python -m ingestion.core.settings`` prints the table that ``docs/settings.md`` holds.
 """
 
 from __future__ import annotations
@@ -184,7 +186,9 @@ class Settings(BaseSettings):
         10, ge=1, description="Wrong UI logins per client per minute before 429."
     )
     up: bool = Field(
-        False, description="Set by `siteline up` for its services (they leave the URLs to it)."
+        False,
+        description="Set by `siteline up` for its services (they leave the URLs to it).",
+        json_schema_extra={"internal": True},
     )
 
     @field_validator("warehouse_checksums", mode="before")
@@ -192,6 +196,14 @@ class Settings(BaseSettings):
     def _on_or_off(cls, value):
         # `ON`, ` off ` were accepted before there was a settings object
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("dlt_progress", mode="before")
+    @classmethod
+    def _any_value_but_off(cls, value):
+        # dlt's own spelling is SITELINE_DLT_PROGRESS=log: any value but a "no" turns it on
+        if isinstance(value, str):
+            return value.strip().lower() not in ("0", "false", "no", "off")
+        return value
 
 
 def env_name(field: str) -> str:
@@ -203,14 +215,52 @@ def env_name(field: str) -> str:
 
 
 _ALIASES = ("WAREHOUSE_URL", "DAGSTER_PG_URL")
-_cache: tuple[tuple, Settings] | None = None
+# What each kind of refusal should tell the operator to write instead.
+_HINTS = {
+    "bool_parsing": "use 1 or 0 (or true/false, yes/no, on/off)",
+    "int_parsing": "use a whole number",
+    "int_from_float": "use a whole number",
+    "float_parsing": "use a number",
+}
+
+
+class CheckedSettings:
+    """The settings, where a variable with a bad value raises when it is read.
+
+    One bad variable then stops only the code that reads it, with the variable, the value
+    and what is allowed; every other value is there as parsed."""
+
+    __slots__ = ("_bad", "_good")
+
+    def __init__(self, good: Settings, bad: dict[str, str]) -> None:
+        self._good = good
+        self._bad = bad
+
+    def __getattr__(self, name: str):
+        problem = self._bad.get(name)
+        if problem is not None:
+            raise SitelineError(problem)
+        return getattr(self._good, name)
+
+    def __repr__(self) -> str:
+        return repr(self._good)
+
+
+_cache: tuple[tuple, CheckedSettings] | None = None
+
+
+def _problem(field: str, error: dict) -> str:
+    hint = _HINTS.get(error["type"])
+    message = f"{env_name(field)}={error.get('input')!r}: {error['msg']}"
+    return f"{message}; {hint}" if hint else message
 
 
 def settings() -> Settings:
-    """The settings as the environment has them now; a bad value raises ``SitelineError``.
+    """The settings as the environment has them now.
 
-    Built again only when a variable it reads changed (building costs milliseconds, looking
-    at the environment microseconds)."""
+    Reading a variable whose value does not fit raises ``SitelineError`` (see
+    :class:`CheckedSettings`). Built again only when a variable it reads changed (building
+    costs milliseconds, looking at the environment microseconds)."""
     global _cache
     key = tuple(
         sorted(
@@ -220,26 +270,42 @@ def settings() -> Settings:
         )
     )
     if _cache is not None and _cache[0] == key:
-        return _cache[1]
+        return _cache[1]  # type: ignore[return-value]
+    bad: dict[str, str] = {}
     try:
-        value = Settings()
+        good = Settings()
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            name = env_name(field) if field in Settings.model_fields else field
-            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
-        raise SitelineError("; ".join(problems)) from None
-    _cache = (key, value)
-    return value
+            field = str(error["loc"][0]) if error["loc"] else ""
+            if field in Settings.model_fields:
+                bad.setdefault(field, _problem(field, error))
+        # the others as the environment has them, the bad ones at their defaults
+        good = Settings(**{_init_key(field): Settings.model_fields[field].default for field in bad})
+    checked = CheckedSettings(good, bad)
+    _cache = (key, checked)
+    return checked  # type: ignore[return-value]
+
+
+def _init_key(field: str) -> str:
+    alias = Settings.model_fields[field].validation_alias
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else field
+
+
+def _shown(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return f"`{int(value)}`"
+    return f"`{value}`"
 
 
 def markdown_table() -> str:
-    """The table of every variable, its default and meaning (``docs/configuration.md``)."""
+    """The table of every variable, its default and meaning (``docs/settings.md``)."""
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
-        default = "" if field.default is None else f"`{field.default}`"
-        rows.append(f"| `{env_name(name)}` | {default} | {field.description} |")
+        if (field.json_schema_extra or {}).get("internal"):
+            continue
+        rows.append(f"| `{env_name(name)}` | {_shown(field.default)} | {field.description} |")
     return "\n".join(rows) + "\n"
 
 

@@ -1,7 +1,8 @@
 """The schema of ``sites.yml``: every site ("dataset") Siteline collects and models.
 
 Validation errors name the file, the site and the field, and say what is allowed, e.g.
-``sites.yml: site 'shop': sessions.inactivity_timeout_minutes: must be between 1 and 1440``.
+``sites.yml: site 'shop': sessions.inactivity_timeout_minutes: Input should be less than or
+equal to 1440``.
 """
 
 from __future__ import annotations
