@@ -32,12 +32,12 @@ from realtime.collector.schema import (
     validate_event,
 )
 from realtime.collector.settings import CollectorSettings
-from realtime.collector.throttled_log import ThrottledLog
 from realtime.engine.bus import EventBus
 from realtime.engine.engine import Engine
 from realtime.replies import Reply, cors_headers
 from realtime.replies import error_reply as _error
 from realtime.replies import json_reply as _json
+from realtime.throttled_log import ThrottledLog
 
 log = logging.getLogger("siteline.collector")
 throttled = ThrottledLog(log)
