@@ -196,7 +196,8 @@ class _Read:
         self.name = segments[2]
         self.count = len(segments)
         self.param = 3 if params else 0  # 0: none (the first segment is always empty)
-        self.suffix = "/" + "/".join(segments[4:]) if self.count > 4 else ""
+        after = segments[4:] if params else segments[3:]  # literal: checked as the path's end
+        self.suffix = "/" + "/".join(after) if after else ""
         self.answer = getattr(EngineAPI, route.handler)
         self.awaits = inspect.iscoroutinefunction(self.answer)
 

@@ -24,7 +24,7 @@ from realtime.collector.fastpath import (
 )
 from realtime.collector.routes.landing import denial
 from realtime.collector.settings import CollectorSettings, default_writer_id
-from realtime.engine.api import ENGINE_ROUTES, PREFLIGHT, STREAM
+from realtime.engine.api import ENGINE_ROUTES, PREFLIGHT, STREAM, EngineRoute, _reads
 from realtime.engine.bus import InProcessBus
 from realtime.replies import cors_headers
 
@@ -142,6 +142,22 @@ def test_the_engine_routes_are_the_ones_answered_and_documented(tmp_path):
     }
     assert documented == {(r.method, r.path): r.summary for r in ENGINE_ROUTES if r.summary}
     assert {r.handler for r in ENGINE_ROUTES if r.summary is None} == {PREFLIGHT}
+
+
+def test_the_engine_api_matches_a_read_by_its_first_segment_count_and_suffix():
+    table = (
+        EngineRoute("GET", "/v1/a/b", "active", None),
+        EngineRoute("GET", "/v1/c/{id}/d/e", "session", None),
+    )
+    reads = _reads(table)
+    assert {name: (r.count, r.param, r.suffix) for name, r in reads.items()} == {
+        "a": (4, 0, "/b"), "c": (6, 3, "/d/e"),
+    }  # fmt: skip
+    for path in ("/v1/{x}", "/v1/a/{x}/{y}", "/v1/a/b/{x}", "/v2/a"):
+        with pytest.raises(ValueError, match="a read is /v1/<name>"):
+            _reads((EngineRoute("GET", path, "active", None),))
+    with pytest.raises(ValueError, match="another read starts /v1/a"):
+        _reads((*table, EngineRoute("GET", "/v1/a", "active", None)))
 
 
 # Where "Access-Control-" may appear outside realtime/replies.py, and why: reading a header,
