@@ -1,7 +1,12 @@
-"""What the collector adds to an accepted event: client IP, geography, bot flag.
+"""Hit enrichment, the same functions for every source of hits: the client's IP, country,
+bot reason, user-agent facts, the network key (a keyed hash of IP and user agent) and URL parts.
 
-Applied once per request, before anything is written: the IP address is reduced by the
-site's IP policy here, so no full address reaches the landing (unless the policy is ``full``).
+Callers: the collector (``realtime/collector/service.py``, once per request, before anything
+is landed), the logfile import (``ingestion/logfiles/columnar.py``, once per distinct value)
+and the demo traffic writer (``ingestion/demo_traffic/writer.py``); the engine and the events
+loader use its URL and user-agent parsing. The country and the network key come from the
+full address; each caller stores only what the site's IP policy keeps of it
+(``ingestion/core/sites.py``), so no full address is stored unless the policy is ``full``.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from realtime.collector.fastpath import FastPath
 from realtime.collector.routes import collect, health, landing, pages
 from realtime.collector.service import Collector, build_engine, log
 from realtime.collector.settings import CollectorSettings
-from realtime.collector.throttled_log import ThrottleFilter
 from realtime.engine.api import EngineAPI, add_routes
 from realtime.engine.bus import EventBus, make_bus
+from realtime.throttled_log import ThrottleFilter
 
 
 def create_app(

@@ -2,9 +2,11 @@
 before FastAPI, whose routing, dependency injection and response classes cost more than the
 collector's own work. Everything else goes to the FastAPI app.
 
-:data:`ROUTES` is the one table of what the fast path answers: the fast path dispatches from
-it, the FastAPI routes that document these requests in OpenAPI carry its paths and summaries,
-and ``tests/unit/test_collector_routes.py`` fails when the two differ.
+:data:`ROUTES` is the one table of what the fast path answers: the collector's rows and the
+engine's (``realtime/engine/api.py``'s ``ENGINE_ROUTES``, from which the engine API also
+answers its reads). The fast path dispatches from it, the FastAPI routes that document these
+requests in OpenAPI carry its paths and summaries, and ``tests/unit/test_collector_routes.py``
+fails when they differ.
 """
 
 from __future__ import annotations
@@ -17,13 +19,20 @@ from fastapi import FastAPI
 
 from realtime.collector.asgi import Req, read_body, send_reply
 from realtime.collector.service import Collector, throttled
-from realtime.engine.api import EngineAPI
+from realtime.engine.api import (
+    API_PREFIX,
+    ENGINE_ROUTES,
+    PREFLIGHT,
+    STREAM,
+    EngineAPI,
+    EngineRoute,
+)
 from realtime.replies import Reply, error_reply
 
 # The fast path's handlers.
 COLLECT = "collect"  # the collector takes the request (Collector.collect)
 NOOP = "noop"  # read the body, land nothing (benchmarks only: this server's ceiling)
-ENGINE_GET = "engine_get"  # the engine API answers (EngineAPI.get, which routes /v1 itself)
+ENGINE_GET = "engine_get"  # the engine API answers (EngineAPI.get, from ENGINE_ROUTES)
 ENGINE_PREFLIGHT = "engine_preflight"  # the engine API's CORS preflight
 
 
@@ -38,19 +47,21 @@ class FastRoute:
     summary: str | None
 
 
-# The engine's rows are documented by realtime/engine/api.py (add_routes). The fast path
-# takes every GET and OPTIONS under ENGINE_PREFIX but the GET of the event stream (a streaming
-# response, FastAPI's): the engine API answers a path it does not know with its own 404.
+def _engine_row(row: EngineRoute) -> FastRoute:
+    """The fast path's row of a route of the engine API: EngineAPI.get answers every read."""
+    handler = ENGINE_PREFLIGHT if row.handler == PREFLIGHT else ENGINE_GET
+    return FastRoute(row.method, row.path, handler, row.summary)
+
+
+# The engine's rows: ENGINE_ROUTES but the event stream (a streaming response, FastAPI's). The
+# fast path takes every GET and OPTIONS under API_PREFIX but the stream's: the engine API
+# answers a path it does not know with its own 404.
 ROUTES = (
     FastRoute("POST", "/collect", COLLECT, "Receive a batch of tracker events"),
     FastRoute("POST", "/noop", NOOP, None),
-    FastRoute("GET", "/v1/sessions/{session_id}", ENGINE_GET, "A live session's state"),
-    FastRoute("GET", "/v1/visitors/{visitor_id}/state", ENGINE_GET, "Live and customer state"),
-    FastRoute("GET", "/v1/active", ENGINE_GET, "Active sessions and visitors now"),
-    FastRoute("OPTIONS", "/v1/{path}", ENGINE_PREFLIGHT, None),
+    *(_engine_row(row) for row in ENGINE_ROUTES if row.handler != STREAM),
 )
-ENGINE_PREFIX = "/v1/"
-ENGINE_STREAM = "/v1/stream"
+(ENGINE_STREAM,) = (row.path for row in ENGINE_ROUTES if row.handler == STREAM)
 _ENGINE_HANDLERS = frozenset({ENGINE_GET, ENGINE_PREFLIGHT})
 
 # The headers the engine API reads: decoding every header costs more than its lookup.
@@ -87,7 +98,7 @@ class FastPath:
         exact = self._exact.get(path)
         if exact is not None:
             return exact[1] if exact[0] == method else None
-        if self._engine is not None and path.startswith(ENGINE_PREFIX):
+        if self._engine is not None and path.startswith(API_PREFIX):
             handler = self._engine.get(method)
             return None if handler is ENGINE_GET and path == ENGINE_STREAM else handler
         return None

@@ -21,9 +21,6 @@ from typing import Annotated
 import msgspec
 import orjson
 
-from ingestion.core.landing import SCHEMA_VERSION
-
-__all__ = ["SCHEMA_VERSION"]
 EVENT_TYPES = frozenset({"page_view", "event", "transaction", "identify", "page_ping", "consent"})
 MAX_EVENTS_PER_BATCH = 500
 MAX_ID = 128

@@ -32,12 +32,10 @@ from realtime.collector.schema import (
     validate_event,
 )
 from realtime.collector.settings import CollectorSettings
-from realtime.collector.throttled_log import ThrottledLog
 from realtime.engine.bus import EventBus
 from realtime.engine.engine import Engine
-from realtime.replies import Reply, cors_headers
-from realtime.replies import error_reply as _error
-from realtime.replies import json_reply as _json
+from realtime.replies import Reply, cors_headers, error_reply, json_reply
+from realtime.throttled_log import ThrottledLog
 
 log = logging.getLogger("siteline.collector")
 throttled = ThrottledLog(log)
@@ -132,15 +130,15 @@ class Collector:
         }
 
     async def start(self) -> None:
-        s = self.settings
+        settings = self.settings
         common = {
-            "max_bytes": int(s.segment_max_mb * 1024 * 1024),
-            "max_seconds": s.segment_max_seconds,
-            "durable": s.durable,
-            "retention_days": s.retention_days,
+            "max_bytes": int(settings.segment_max_mb * 1024 * 1024),
+            "max_seconds": settings.segment_max_seconds,
+            "durable": settings.durable,
+            "retention_days": settings.retention_days,
         }
-        self.events = DurableStream(s.landing_dir / "events", s.writer_id, **common)
-        self.bad = DurableStream(s.landing_dir / "bad_events", s.writer_id, **common)
+        self.events = DurableStream(settings.landing_dir / "events", settings.writer_id, **common)
+        self.bad = DurableStream(settings.landing_dir / "bad_events", settings.writer_id, **common)
         for stream in (self.events, self.bad):
             stream.start()
             if stream.recovered:
@@ -195,30 +193,32 @@ class Collector:
             site_id, sent_at, events = validate_envelope(payload, received)
         except Invalid as exc:
             await self.quarantine(request, 400, str(exc), body)
-            return _error(400, str(exc))
+            return error_reply(400, str(exc))
         site = self.sites.get(site_id)
         if site is None:
             message = f"site_id: unknown site '{site_id[:64]}'"
             await self.quarantine(request, 400, message, body, site_id=site_id[:64])
-            return _error(400, message)
+            return error_reply(400, message)
         origin = request.headers.get("origin")
         if origin and origin not in site.origins and not pixel:
             message = f"origin '{origin[:200]}' is not allowed for site '{site.id}'"
             await self.quarantine(request, 403, message, body, site=site)
-            return _error(403, message)
+            return error_reply(403, message)
         cors = cors_headers(origin)
         if site.respect_do_not_track and (
             request.headers.get("dnt") == "1" or request.headers.get("sec-gpc") == "1"
         ):
             # The visitor asked not to be tracked: store nothing, and say so.
             self.counters["dropped_dnt"] += len(events)
-            return _json({"accepted": 0, "dropped": len(events), "reason": "do_not_track"}, cors)
+            return json_reply(
+                {"accepted": 0, "dropped": len(events), "reason": "do_not_track"}, cors
+            )
         if len(body) > MAX_EVENT:
             for index, event in enumerate(events):
                 if len(orjson.dumps(event)) > MAX_EVENT:
                     message = f"events[{index}]: larger than {MAX_EVENT // 1024} KB"
                     await self.quarantine(request, 413, message, body, site=site)
-                    return _error(413, message, cors)
+                    return error_reply(413, message, cors)
         enrichment = self.enrichment(request, site, sent_at, received_at)
         accepted: list[dict] = []
         lines: list[bytes] = []
@@ -237,7 +237,7 @@ class Collector:
         for message in errors:
             await self.quarantine(request, 400, message, body, site=site)
         if not accepted:
-            return _error(400, "; ".join(errors[:5]), cors)
+            return error_reply(400, "; ".join(errors[:5]), cors)
         await self.events.append(lines, received_at)
         self.counters["accepted"] += len(accepted)
         self.bus.publish(accepted)
@@ -245,7 +245,7 @@ class Collector:
             return Reply(200, PIXEL, {"Cache-Control": "no-store"}, "image/gif")
         if not errors:
             return Reply(200, _ACCEPTED.get(len(accepted)) or _accepted(len(accepted)), cors)
-        return _json(
+        return json_reply(
             {"accepted": len(accepted), "rejected": len(errors), "errors": errors[:20]}, cors
         )
 
@@ -331,16 +331,18 @@ class Collector:
         if not self.limiter.allow(key):
             retry = self.limiter.retry_after(key)
             await self.quarantine(request, 429, "rate limit exceeded", b"")
-            return _error(429, "too many requests from this address", {"Retry-After": str(retry)})
+            return error_reply(
+                429, "too many requests from this address", {"Retry-After": str(retry)}
+            )
         if body is None:
             message = f"body larger than {MAX_BODY // 1024} KB"
             await self.quarantine(request, 413, message, None)
-            return _error(413, message)
+            return error_reply(413, message)
         try:
             payload = decode_body(body)
         except Invalid as exc:
             await self.quarantine(request, 400, str(exc), body)
-            return _error(400, str(exc))
+            return error_reply(400, str(exc))
         batch = compiled_batch(payload)
         if batch is not None:
             reply = await self.accept_batch(request, body, batch)
@@ -363,7 +365,7 @@ _DEFAULT_SITE_POLICY = Site(id="unknown", domains=["unknown"]).ip_policy
 def unavailable(exc: LandingUnavailable) -> Reply:
     """The landing cannot take the request now (a full disk): nothing of it is kept, and the
     tracker sends it again (it retries 5xx answers)."""
-    return _error(503, str(exc), {"Retry-After": "10"})
+    return error_reply(503, str(exc), {"Retry-After": "10"})
 
 
 def _accepted(n: int) -> bytes:

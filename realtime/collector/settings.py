@@ -44,26 +44,28 @@ class CollectorSettings:
     @classmethod
     def from_environment(cls, **given) -> CollectorSettings:
         """The settings the environment has now; keyword arguments replace fields."""
-        s = settings()
+        core_settings = settings()
         landing = given.pop("landing_dir", None) or default_landing_dir()
-        writer_id = given.pop("writer_id", None) or s.collector_id or default_writer_id()
+        writer_id = (
+            given.pop("writer_id", None) or core_settings.collector_id or default_writer_id()
+        )
         view = cls(
             landing_dir=landing,
             writer_id=writer_id,
-            segment_max_seconds=s.segment_max_seconds,
-            segment_max_mb=s.segment_max_mb,
-            retention_days=s.landing_retention_days,
-            rate_per_ip=s.rate_limit,
-            rate_burst=s.rate_burst,
-            durable=s.durable,
-            landing_token=s.landing_token,
-            noop_endpoint=s.collector_noop,
-            demo_page=s.demo_page,
-            engine=s.engine,
-            engine_snapshot=s.engine_snapshot
+            segment_max_seconds=core_settings.segment_max_seconds,
+            segment_max_mb=core_settings.segment_max_mb,
+            retention_days=core_settings.landing_retention_days,
+            rate_per_ip=core_settings.rate_limit,
+            rate_burst=core_settings.rate_burst,
+            durable=core_settings.durable,
+            landing_token=core_settings.landing_token,
+            noop_endpoint=core_settings.collector_noop,
+            demo_page=core_settings.demo_page,
+            engine=core_settings.engine,
+            engine_snapshot=core_settings.engine_snapshot
             or landing.parent / "realtime" / f"sessions-{writer_id}.json",
-            engine_snapshot_seconds=s.engine_snapshot_seconds,
-            engine_warehouse_url=s.engine_warehouse_url,
+            engine_snapshot_seconds=core_settings.engine_snapshot_seconds,
+            engine_warehouse_url=core_settings.engine_warehouse_url,
         )
         return replace(view, **given)
 

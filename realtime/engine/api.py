@@ -1,8 +1,10 @@
 """The real-time HTTP API (``/v1/...``), served by the collector process.
 
-Reads are answered on the collector's ASGI fast path (no framework routing: a lookup costs
-less than the framework would); the FastAPI routes in :func:`add_routes` document them in
-OpenAPI (``/docs``) and serve the server-sent-event stream.
+:data:`ENGINE_ROUTES` is its one route table. :meth:`EngineAPI.get` answers the reads from it
+on the collector's ASGI fast path (no framework routing: a lookup costs less than the framework
+would), the collector's fast path takes its rows into its own table, and :func:`add_routes`
+registers from it the FastAPI routes that document the reads in OpenAPI (``/docs``) and serve
+the server-sent-event stream.
 
 Every route but ``/health`` needs the site's API key as ``Authorization: Bearer <key>``;
 ``sites.yml`` names the environment variable holding each site's key (``api_key_env``).
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
+from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
 import orjson
@@ -23,9 +27,27 @@ from fastapi.responses import Response, StreamingResponse
 
 from ingestion.core.sites import Site, SitesConfig
 from realtime.engine.engine import Engine
-from realtime.replies import Reply, error_reply, json_reply
+from realtime.replies import Reply, cors_headers, error_reply, json_reply
 
 log = logging.getLogger("siteline.engine.api")
+
+API_PREFIX = "/v1/"
+# What answers a row of ENGINE_ROUTES besides the reads (EngineAPI methods of that name).
+STREAM = "stream"  # the event stream: a streaming response, FastAPI's route (add_routes)
+PREFLIGHT = "preflight"  # the CORS preflight of every /v1 path (EngineAPI.preflight)
+
+
+@dataclass(frozen=True)
+class EngineRoute:
+    """A request of the real-time API: its method, its path as OpenAPI writes it (``{name}``
+    is one path segment, passed to the handler unquoted), what answers it (the name of the
+    :class:`EngineAPI` method answering a read, :data:`STREAM` or :data:`PREFLIGHT`), and
+    the summary of its OpenAPI operation (None: not documented)."""
+
+    method: str
+    path: str
+    handler: str
+    summary: str | None
 
 
 class EngineAPI:
@@ -41,7 +63,7 @@ class EngineAPI:
 
         The query's ``access_token`` counts only where passed (the SSE stream)."""
         origin = headers.get("origin")
-        cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
+        cors = cors_headers(origin)
         given = headers.get("authorization", "")
         token = given[7:].strip() if given[:7].lower() == "bearer " else ""
         if not token and query:
@@ -66,43 +88,41 @@ class EngineAPI:
         origin = headers.get("origin")
         if not origin or origin not in self.origins:
             return Reply(403, b"", {})
-        return Reply(
-            204,
-            b"",
-            {
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": "GET, OPTIONS",
-                "Access-Control-Allow-Headers": "Authorization, Content-Type",
-                "Access-Control-Max-Age": "86400",
-                "Vary": "Origin",
-            },
-        )
+        return Reply(204, b"", cors_headers(origin, "GET, OPTIONS", "Authorization, Content-Type"))
 
     # -- reads ------------------------------------------------------------------------------------
     async def get(self, path: str, query_string: str, headers: dict) -> Reply:
-        """Answer ``GET /v1/...`` (everything but the stream)."""
+        """Answer ``GET /v1/...`` (everything but the stream; ``path`` is under ``/v1/``, as
+        the caller routed it): the read of :data:`ENGINE_ROUTES` whose path matches, else a
+        404."""
         query = parse_qs(query_string, keep_blank_values=True) if query_string else {}
         site, denied = self.authorise(headers)
         if denied is not None:
             return denied
-        origin = headers.get("origin")
-        cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
+        cors = cors_headers(headers.get("origin"))
         cors["Cache-Control"] = "no-store"
         parts = path.split("/")
-        if len(parts) == 4 and parts[2] == "sessions" and parts[3]:
-            session_id = unquote(parts[3])
-            data = self.engine.session(site.id, session_id)
-            if data is None:
-                message = f"no active session '{session_id[:128]}' on site '{site.id}'"
-                return error_reply(404, message, cors)
-            return json_reply(data, cors)
-        if len(parts) == 5 and parts[2] == "visitors" and parts[4] == "state" and parts[3]:
-            return await self._visitor(site, unquote(parts[3]), cors)
-        if parts == ["", "v1", "active"]:
-            return self._active(site, query, cors)
-        return error_reply(404, f"no such resource '{path[:200]}'; see /docs", cors)
+        read = _READS.get(parts[2]) if len(parts) > 2 else None
+        if (
+            read is None
+            or len(parts) != read.count
+            or (read.param and not parts[read.param])
+            or (read.suffix and not path.endswith(read.suffix))
+        ):
+            return error_reply(404, f"no such resource '{path[:200]}'; see /docs", cors)
+        argument = unquote(parts[read.param]) if read.param else ""
+        answer = read.answer(self, site, argument, query, cors)
+        return await answer if read.awaits else answer
 
-    async def _visitor(self, site: Site, visitor_id: str, cors: dict) -> Reply:
+    # Each read: (site, the path's parameter or "", the query, the answer's headers) → Reply.
+    def session(self, site: Site, session_id: str, query: dict, cors: dict) -> Reply:
+        data = self.engine.session(site.id, session_id)
+        if data is None:
+            message = f"no active session '{session_id[:128]}' on site '{site.id}'"
+            return error_reply(404, message, cors)
+        return json_reply(data, cors)
+
+    async def visitor(self, site: Site, visitor_id: str, query: dict, cors: dict) -> Reply:
         engine = self.engine
         state = engine.visitor_session(site.id, visitor_id)
         user_id = state.user_id if state else None
@@ -138,7 +158,7 @@ class EngineAPI:
             cors,
         )
 
-    def _active(self, site: Site, query: dict, cors: dict) -> Reply:
+    def active(self, site: Site, _: str, query: dict, cors: dict) -> Reply:
         try:
             minutes = float(query["minutes"][0]) if "minutes" in query else None
             limit = int(query["limit"][0]) if "limit" in query else 50
@@ -152,33 +172,75 @@ class EngineAPI:
         return json_reply(self.engine.active(site.id, window, limit), cors)
 
 
+ENGINE_ROUTES = (
+    EngineRoute("GET", "/v1/sessions/{session_id}", "session", "A live session's state"),
+    EngineRoute("GET", "/v1/visitors/{visitor_id}/state", "visitor", "Live and customer state"),
+    EngineRoute("GET", "/v1/active", "active", "Active sessions and visitors now"),
+    EngineRoute("GET", "/v1/stream", STREAM, "Server-sent events of state changes"),
+    EngineRoute("OPTIONS", "/v1/{path}", PREFLIGHT, None),
+)
+
+
+class _Read:
+    """A read of :data:`ENGINE_ROUTES`, ready to match a request path split at ``/``: found by
+    its first segment after ``/v1/``, then checked by its count of segments and the literal
+    text after its parameter (``/v1/<name>[/{parameter}[/<literal>...]]``)."""
+
+    __slots__ = ("answer", "awaits", "count", "name", "param", "suffix")
+
+    def __init__(self, route: EngineRoute) -> None:
+        segments = route.path.split("/")
+        params = [i for i, segment in enumerate(segments) if segment.startswith("{")]
+        if not route.path.startswith(API_PREFIX) or params not in ([], [3]):
+            raise ValueError(f"{route.path}: a read is /v1/<name>, optionally /{{parameter}}/...")
+        self.name = segments[2]
+        self.count = len(segments)
+        self.param = 3 if params else 0  # 0: none (the first segment is always empty)
+        after = segments[4:] if params else segments[3:]  # literal: checked as the path's end
+        self.suffix = "/" + "/".join(after) if after else ""
+        self.answer = getattr(EngineAPI, route.handler)
+        self.awaits = inspect.iscoroutinefunction(self.answer)
+
+
+def _reads(routes: tuple[EngineRoute, ...]) -> dict[str, _Read]:
+    """The reads of ``routes`` by their first segment after ``/v1/`` (one each: the lookup is
+    one dict lookup)."""
+    reads: dict[str, _Read] = {}
+    for route in routes:
+        if route.handler not in (STREAM, PREFLIGHT):
+            read = _Read(route)
+            if read.name in reads:
+                raise ValueError(f"{route.path}: another read starts /v1/{read.name}")
+            reads[read.name] = read
+    return reads
+
+
+_READS = _reads(ENGINE_ROUTES)
+
+
 def add_routes(app, api: EngineAPI) -> None:
-    """OpenAPI documentation of the fast-path reads (the collector's ASGI fast path answers
-    them before these routes are reached), and the SSE stream."""
+    """The FastAPI routes of :data:`ENGINE_ROUTES` (path, method and summary from the table):
+    OpenAPI documentation of the reads (the collector's ASGI fast path answers them before
+    these routes are reached) and the SSE stream."""
 
     async def read(request: Request) -> Response:
         headers = dict(request.headers)
         return (await api.get(request.url.path, request.url.query, headers)).to_response()
 
-    @app.get("/v1/sessions/{session_id}", tags=["real-time"], summary="A live session's state")
+    # The functions document the parameters and name the operations.
     async def session(session_id: str, request: Request) -> Response:
         """The state of an active session, by its id (the warehouse's session id) or the
         tracker's client session id, with the visitor's customer state."""
         return await read(request)
 
-    @app.get(
-        "/v1/visitors/{visitor_id}/state", tags=["real-time"], summary="Live and customer state"
-    )
     async def visitor(visitor_id: str, request: Request) -> Response:
         """The visitor's open session (or null) and customer state from the warehouse."""
         return await read(request)
 
-    @app.get("/v1/active", tags=["real-time"], summary="Active sessions and visitors now")
     async def active(request: Request, minutes: float | None = None, limit: int = 50) -> Response:
         """Counts by page, channel and device, and the most recent sessions."""
         return await read(request)
 
-    @app.get("/v1/stream", tags=["real-time"], summary="Server-sent events of state changes")
     async def stream(request: Request) -> Response:
         """``event: session`` with the full state after every event of a visit,
         ``event: session_ended`` when a visit ends; first an ``event: active`` summary.
@@ -205,9 +267,20 @@ def add_routes(app, api: EngineAPI) -> None:
             finally:
                 api.engine.hub.discard(site.id, queue)
 
-        cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
+        cors = cors_headers(origin)
         return StreamingResponse(
             events(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **cors},
         )
+
+    endpoints = {"session": session, "visitor": visitor, "active": active, STREAM: stream}
+    for route in ENGINE_ROUTES:
+        if route.summary is not None:
+            app.add_api_route(
+                route.path,
+                endpoints[route.handler],
+                methods=[route.method],
+                tags=["real-time"],
+                summary=route.summary,
+            )

@@ -72,7 +72,7 @@ class Snapshots:
             landed_records,
             read_manifest,
         )
-        from realtime.collector.throttled_log import ThrottledLog
+        from realtime.throttled_log import ThrottledLog
 
         engine = self.engine
         counters = engine.counters

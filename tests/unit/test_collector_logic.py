@@ -431,7 +431,7 @@ def test_the_earliest_and_latest_times_are_accepted():
 def test_a_throttled_log_says_each_kind_once_per_interval_with_a_count(caplog):
     import logging
 
-    from realtime.collector.throttled_log import ThrottledLog
+    from realtime.throttled_log import ThrottledLog
 
     log = ThrottledLog(logging.getLogger("test.throttled"), interval=60)
     with caplog.at_level(logging.WARNING, logger="test.throttled"):
@@ -450,7 +450,7 @@ def test_a_throttled_log_says_each_kind_once_per_interval_with_a_count(caplog):
 def test_a_throttle_filter_passes_each_template_once_per_interval():
     import logging
 
-    from realtime.collector.throttled_log import ThrottleFilter
+    from realtime.throttled_log import ThrottleFilter
 
     throttle = ThrottleFilter(interval=3600)
 

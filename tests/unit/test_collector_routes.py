@@ -1,10 +1,14 @@
-"""The collector's assembly: the fast path's route table against the FastAPI routes, its
-settings view, CORS headers and the landing export's token check."""
+"""The collector's assembly: the fast path's route table (with the engine API's) against the
+FastAPI routes and the engine API's dispatch, its settings view, CORS headers (built in one
+place) and the landing export's token check."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
 
+import orjson
 import pytest
 
 from ingestion.core.errors import SitelineError
@@ -20,10 +24,13 @@ from realtime.collector.fastpath import (
 )
 from realtime.collector.routes.landing import denial
 from realtime.collector.settings import CollectorSettings, default_writer_id
+from realtime.engine.api import ENGINE_ROUTES, PREFLIGHT, STREAM, EngineRoute, _reads
 from realtime.engine.bus import InProcessBus
 from realtime.replies import cors_headers
 
-SITES = SitesConfig(sites=[Site(id="shop", domains=["shop.example"])])
+ROOT = Path(__file__).resolve().parents[2]
+SITES = SitesConfig(sites=[Site(id="shop", domains=["shop.example"], api_key_env="SHOP_KEY")])
+KEY = "k" * 32
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +38,7 @@ def _clean_env(monkeypatch, tmp_path):
     for name in ("SITELINE_COLLECTOR_ID", "SITELINE_ENGINE_SNAPSHOT", "SITELINE_LANDING_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SITELINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SHOP_KEY", KEY)
 
 
 def app(tmp_path, **given) -> FastPath:
@@ -82,6 +90,96 @@ def test_what_the_fast_path_leaves_to_fastapi(tmp_path):
     without_engine = app(tmp_path, engine=False)
     assert without_engine.handler("GET", "/v1/active") is None
     assert without_engine.handler("POST", "/collect") == COLLECT
+
+
+def asgi_get(fast: FastPath, path: str) -> tuple[int, dict]:
+    """GET ``path`` with the site's key from the ASGI application ``fast``: status, JSON body."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "GET", "path": path, "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {KEY}".encode())], "client": ("127.0.0.1", 1),
+    }  # fmt: skip
+    asyncio.run(fast(scope, receive, send))
+    return sent[0]["status"], orjson.loads(sent[1]["body"])
+
+
+def test_the_engine_routes_are_the_ones_answered_and_documented(tmp_path):
+    fast = app(tmp_path)
+    no_such = "no such resource"
+    reads = [r for r in ENGINE_ROUTES if r.method == "GET" and r.handler != STREAM]
+    assert [r.path for r in reads] == [
+        "/v1/sessions/{session_id}", "/v1/visitors/{visitor_id}/state", "/v1/active",
+    ]  # fmt: skip
+    headers = {"authorization": f"Bearer {KEY}"}
+    for row in reads:
+        status, body = asgi_get(fast, sample(row.path))  # through the fast path
+        assert no_such not in body.get("error", ""), row
+        direct = asyncio.run(fast.api.get(sample(row.path), "", headers))
+        assert no_such not in orjson.loads(direct.body).get("error", ""), row
+        assert direct.status == status
+    assert asgi_get(fast, "/v1/sessions/x") == (
+        404, {"error": "no active session 'x' on site 'shop'", "status": 404},
+    )  # fmt: skip
+    assert asgi_get(fast, "/v1/active")[0] == 200
+    # What no row matches: the engine API's own 404.
+    for path in ("/v1/sessions/", "/v1/visitors/x/other", "/v1/visitors//state", "/v1/active/",
+                 "/v1/", "/v1/stream/x", "/v1/nothing"):  # fmt: skip
+        message = f"no such resource '{path}'; see /docs"
+        assert asgi_get(fast, path) == (404, {"error": message, "status": 404}), path
+    # OpenAPI documents exactly the rows with a summary, with their paths and summaries.
+    documented = {
+        (method.upper(), path): operation["summary"]
+        for path, operations in fast.app.openapi()["paths"].items()
+        if path.startswith("/v1/")
+        for method, operation in operations.items()
+    }
+    assert documented == {(r.method, r.path): r.summary for r in ENGINE_ROUTES if r.summary}
+    assert {r.handler for r in ENGINE_ROUTES if r.summary is None} == {PREFLIGHT}
+
+
+def test_the_engine_api_matches_a_read_by_its_first_segment_count_and_suffix():
+    table = (
+        EngineRoute("GET", "/v1/a/b", "active", None),
+        EngineRoute("GET", "/v1/c/{id}/d/e", "session", None),
+    )
+    reads = _reads(table)
+    assert {name: (r.count, r.param, r.suffix) for name, r in reads.items()} == {
+        "a": (4, 0, "/b"), "c": (6, 3, "/d/e"),
+    }  # fmt: skip
+    for path in ("/v1/{x}", "/v1/a/{x}/{y}", "/v1/a/b/{x}", "/v2/a"):
+        with pytest.raises(ValueError, match="a read is /v1/<name>"):
+            _reads((EngineRoute("GET", path, "active", None),))
+    with pytest.raises(ValueError, match="another read starts /v1/a"):
+        _reads((*table, EngineRoute("GET", "/v1/a", "active", None)))
+
+
+# Where "Access-Control-" may appear outside realtime/replies.py, and why: reading a header,
+# never building one.
+CORS_READS = {
+    "realtime/collector/service.py": "collect() checks whether an answer carries CORS headers",
+}
+
+
+def test_cors_headers_are_built_only_in_replies():
+    found = {}
+    for path in sorted((ROOT / "realtime").rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        lines = [
+            line.strip() for line in path.read_text().splitlines() if "Access-Control-" in line
+        ]
+        if lines and name != "realtime/replies.py":
+            found[name] = lines
+    assert set(found) == set(CORS_READS)
+    for name, lines in found.items():
+        for line in lines:  # a membership test of a header name only
+            assert re.search(r'"Access-Control-[\w-]+" (not )?in ', line), (name, line)
 
 
 def test_collector_settings_defaults(tmp_path):

@@ -2,7 +2,8 @@
 
 A public endpoint can be made to fail the same way thousands of times a second; one line (and
 one traceback) per kind and interval keeps the log readable and its size bounded, and the count
-of the lines left out says how often it happened.
+of the lines left out says how often it happened. Used by the collector (client trouble) and
+the engine (lines its replay skips).
 """
 
 from __future__ import annotations
