@@ -20,14 +20,8 @@ from rich.console import Console
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import PROJECT_ROOT, keep_data_private
 from ingestion.core.settings import settings
-from ingestion.core.warehouse import (
-    BI_ROLE,
-    ensure_bi_reader,
-    is_external,
-    mask_url,
-    server_version,
-    warehouse_url,
-)
+from ingestion.core.warehouse import BI_ROLE, ensure_bi_reader, is_external, mask_url, warehouse_url
+from orchestration.demo import DEMO_DAYS, DEMO_SEED, DEMO_VISITS_PER_DAY, SEGMENT_EVENTS
 from orchestration.runtime import prepare
 
 # soft_wrap: a message stays one line, whatever the terminal width (scripts grep them).
@@ -47,8 +41,6 @@ superset_app = typer.Typer(
 )
 app.add_typer(superset_app, name="superset")
 
-DEMO_DAYS = 14
-DEMO_VISITS_PER_DAY = 400
 _SITELINE = ".venv/bin/siteline"
 
 
@@ -95,14 +87,14 @@ def warehouse_stop() -> None:
 @warehouse_app.command("status")
 def warehouse_status() -> None:
     """Say whether the warehouse accepts connections (exit 1 when it does not)."""
-    from orchestration.warehouse import EmbeddedWarehouse
+    from orchestration.doctor import warehouse_status
 
-    url = warehouse_url()
-    if not is_external() and not EmbeddedWarehouse().is_running():
+    status = warehouse_status()
+    if status.state in ("not initialised", "stopped"):
         _fail("embedded warehouse is not running — start it with `siteline warehouse start`")
-    version = server_version(url)
-    kind = "external" if is_external() else "embedded"
-    console.print(f"{kind} warehouse up: PostgreSQL {version} at {mask_url(url)}")
+    if not status.up:
+        _fail(status.detail)
+    console.print(f"{'external' if status.external else 'embedded'} warehouse up: {status.detail}")
 
 
 @warehouse_app.command("url")
@@ -248,15 +240,15 @@ def simulate_cmd(
     events: int = typer.Option(
         0, help="Target number of tracker events; sets visits per day (≈13 events a visit)."
     ),
-    seed: int = typer.Option(42),
+    seed: int = typer.Option(DEMO_SEED),
     start: str = typer.Option("2026-11-01", help="First day (site time zone)."),
 ) -> None:
     """Write deterministic demo traffic: tracker events, an access log and the ground truth."""
-    from ingestion.demo_traffic.simulator import SimulationConfig
+    from ingestion.demo_traffic.simulator import SimulationConfig, visits_for_events
     from ingestion.demo_traffic.writer import write_simulation
 
     if events:
-        visits_per_day = max(1, round(events / 13.0 / days))
+        visits_per_day = visits_for_events(events, days)
     cfg = SimulationConfig(
         days=days, visits_per_day=visits_per_day, seed=seed, start=date.fromisoformat(start)
     )
@@ -269,39 +261,41 @@ def demo_cmd(
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the services afterwards."),
     days: int = typer.Option(DEMO_DAYS, min=1, help="Days of demo traffic."),
     visits_per_day: int = typer.Option(DEMO_VISITS_PER_DAY, min=1),
-    seed: int = typer.Option(42, help="Seed of the simulator (same seed, same traffic)."),
-    segment_events: int = typer.Option(50_000, hidden=True, help="Events per landing segment."),
+    seed: int = typer.Option(DEMO_SEED, help="Seed of the simulator (same seed, same traffic)."),
+    segment_events: int = typer.Option(
+        SEGMENT_EVENTS, hidden=True, help="Events per landing segment."
+    ),
     verbose: bool = typer.Option(
         False, "--verbose", help="Also copy every service's log lines to the terminal."
     ),
 ) -> None:
     """Warehouse, demo traffic, the whole pipeline, then the services (unless --no-serve)."""
-    url = prepare(warehouse="ready")
-    console.print(f"[bold]warehouse[/] {mask_url(url)}")
-    from ingestion.demo_traffic import prepare_demo_traffic
-    from ingestion.demo_traffic.simulator import SimulationConfig
+    from orchestration.demo import run_demo
 
-    summary = prepare_demo_traffic(
-        SimulationConfig(days=days, visits_per_day=visits_per_day, seed=seed), url,
-        segment_events=segment_events,
+    result = run_demo(
+        days, visits_per_day, seed, segment_events, on_warehouse=_print_warehouse,
+        on_traffic=_print_traffic, on_run=_print_run,
     )  # fmt: skip
+    if not result.ok:
+        _fail("the pipeline run failed; open the run in the Dagster UI (`siteline up`) for details")
+    console.print(f"[bold]web.fct_page_views[/] {result.page_views:,} rows")
+    if serve:
+        _up(verbose)
+    else:
+        _print_urls(services=False)
+
+
+def _print_warehouse(url: str) -> None:
+    console.print(f"[bold]warehouse[/] {mask_url(url)}")
+
+
+def _print_traffic(summary: dict) -> None:
     stats = summary["stats"]
     verb = "reusing" if summary["reused"] else "generated"
     console.print(
         f"[bold]demo traffic[/] {verb}: {stats['visits']:,} visits, {stats['events']:,} tracker "
         f"events, {stats['log_lines']:,} log lines"
     )
-    if not run_pipeline():
-        _fail("the pipeline run failed; open the run in the Dagster UI (`siteline up`) for details")
-    from ingestion.core.warehouse import connect
-
-    with connect(url) as conn:
-        rows = conn.execute("select count(*) from web.fct_page_views").fetchone()[0]
-    console.print(f"[bold]web.fct_page_views[/] {rows:,} rows")
-    if serve:
-        up_cmd(verbose=verbose)
-    else:
-        _print_urls(services=False)
 
 
 # -- services ------------------------------------------------------------------------------------
@@ -314,12 +308,9 @@ def collector_cmd(
     workers: int = typer.Option(1, help="Worker processes (each needs its own landing writer)."),
 ) -> None:
     """Run the collection server (POST /collect, /t.js, /health) in the foreground."""
-    # The collector is the real-time part's: this process becomes it (same pid, same
-    # signals), so that orchestration never imports realtime.
-    port = port or settings().collector_port
-    command = [sys.executable, "-m", "realtime.collector", "--host", host, "--port", str(port),
-               "--workers", str(workers)]  # fmt: skip
-    os.execv(command[0], command)
+    from orchestration.supervisor import exec_collector
+
+    exec_collector(host, port, workers)
 
 
 @superset_app.callback(invoke_without_command=True)
@@ -425,9 +416,13 @@ def up_cmd(
 ) -> None:
     """Start every service in the foreground (Ctrl-C stops them): the Dagster UI (behind a
     login) and daemon, the collector, Superset. Their logs go to $SITELINE_HOME/logs."""
+    prepare(warehouse="ready")
+    _up(verbose)
+
+
+def _up(verbose: bool) -> None:
     from orchestration import supervisor
 
-    prepare(warehouse="ready")
     supervisor.up(
         verbose, say=console.print, failed=_service_exited,
         ready=lambda ui_password: _print_urls(ui_password=ui_password),

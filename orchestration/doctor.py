@@ -50,26 +50,48 @@ def check_sites(path: Path | None = None) -> Check:
     return Check("sites.yml", True, f"{path or default_config_path()}: {len(config.sites)} site(s)")
 
 
-def check_warehouse() -> Check:
-    """The warehouse accepts connections: the external one (``WAREHOUSE_URL``) or the
-    embedded one, which must be initialised and running."""
+@dataclass(frozen=True)
+class WarehouseStatus:
+    """Whether the warehouse accepts connections (``siteline warehouse status`` prints it)."""
+
+    external: bool  # the server of WAREHOUSE_URL, not the embedded one
+    state: str  # "up", "not initialised", "stopped" (embedded only) or "unreachable"
+    detail: str = ""  # up: "PostgreSQL <version> at <masked DSN>"; unreachable: why
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"
+
+
+def warehouse_status() -> WarehouseStatus:
+    """The external warehouse (``WAREHOUSE_URL``) or the embedded one, which must be
+    initialised and running, and whether it answers."""
     from ingestion.core.warehouse import is_external, mask_url, server_version, warehouse_url
     from orchestration.warehouse import EmbeddedWarehouse
 
-    if is_external():
-        name = "warehouse (WAREHOUSE_URL)"
-    else:
-        name = "warehouse (embedded)"
+    external = is_external()
+    if not external:
         embedded = EmbeddedWarehouse()
         if not embedded.is_initialised():
-            return Check(name, False, "not initialised — run `siteline warehouse start`")
+            return WarehouseStatus(external, "not initialised")
         if not embedded.is_running():
-            return Check(name, False, "stopped — run `siteline warehouse start`")
+            return WarehouseStatus(external, "stopped")
     try:
         url = warehouse_url()
-        return Check(name, True, f"PostgreSQL {server_version(url)} at {mask_url(url)}")
+        return WarehouseStatus(
+            external, "up", f"PostgreSQL {server_version(url)} at {mask_url(url)}"
+        )
     except SitelineError as exc:
-        return Check(name, False, str(exc))
+        return WarehouseStatus(external, "unreachable", str(exc))
+
+
+def check_warehouse(status: WarehouseStatus | None = None) -> Check:
+    """The warehouse accepts connections (``status``: :func:`warehouse_status`'s finding)."""
+    status = status or warehouse_status()
+    name = "warehouse (WAREHOUSE_URL)" if status.external else "warehouse (embedded)"
+    if status.state in ("not initialised", "stopped"):
+        return Check(name, False, f"{status.state} — run `siteline warehouse start`")
+    return Check(name, status.up, status.detail)
 
 
 def check_dbt_project() -> Check:
@@ -96,21 +118,27 @@ def check_dagster_storage() -> Check:
         return Check("dagster storage", False, str(exc))
 
 
-def check_tables(tables: tuple[str, ...] = TABLES) -> list[Check]:
-    """Each table exists (with how many rows) in the warehouse database."""
+def table_rows(tables: tuple[str, ...], url: str | None = None) -> dict[str, int | None]:
+    """How many rows each table has in the warehouse database (``url``); None: no such table."""
     from ingestion.core.warehouse import connect, warehouse_url
 
-    found = []
-    with connect(warehouse_url()) as conn:
+    rows: dict[str, int | None] = {}
+    with connect(url or warehouse_url()) as conn:
         for table in tables:
+            rows[table] = None
             if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]:
-                rows = conn.execute(f"select count(*) from {table}").fetchone()[0]
-                found.append(Check(table, True, f"{rows:,} rows"))
-            else:
-                found.append(
-                    Check(table, False, "missing — run `siteline run` (or `siteline demo`)")
-                )
-    return found
+                rows[table] = conn.execute(f"select count(*) from {table}").fetchone()[0]
+    return rows
+
+
+def check_tables(tables: tuple[str, ...] = TABLES) -> list[Check]:
+    """Each table exists (with how many rows) in the warehouse database."""
+    return [
+        Check(table, True, f"{rows:,} rows")
+        if rows is not None
+        else Check(table, False, "missing — run `siteline run` (or `siteline demo`)")
+        for table, rows in table_rows(tables).items()
+    ]
 
 
 def check_service(name: str, port: int) -> Check:

@@ -195,6 +195,18 @@ def listening(where: int | Path) -> bool:
         return sock.connect_ex(str(where)) == 0
 
 
+def exec_collector(host: str, port: int | None = None, workers: int = 1) -> None:
+    """Become the collector (``siteline collector``): this process runs ``python -m
+    realtime.collector`` in its place (same pid, same signals). The collector is the real-time
+    part's; orchestration starts it as a program and never imports it."""
+    from ingestion.core.settings import settings
+
+    port = port or settings().collector_port
+    command = [sys.executable, "-m", "realtime.collector", "--host", host, "--port", str(port),
+               "--workers", str(workers)]  # fmt: skip
+    os.execv(command[0], command)
+
+
 # -- siteline up ---------------------------------------------------------------------------------
 
 READY_TIMEOUT = 240  # seconds; Superset provisions (migrations, bundle import) before it listens

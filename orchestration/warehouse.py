@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.core.errors import SitelineError
@@ -121,13 +120,6 @@ def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-@dataclass(frozen=True)
-class WarehouseStatus:
-    mode: str  # "embedded" or "external"
-    running: bool
-    detail: str
 
 
 class EmbeddedWarehouse(EmbeddedAddress):

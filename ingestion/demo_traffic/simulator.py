@@ -68,6 +68,14 @@ class SimulationConfig:
     population: int = 100_000  # people who may come back; beyond it the oldest drift away
 
 
+EVENTS_PER_VISIT = 13.0  # about, in the simulated shop's traffic
+
+
+def visits_for_events(events: int, days: int) -> int:
+    """The visits a day that give about ``events`` tracker events over ``days`` days."""
+    return max(1, round(events / EVENTS_PER_VISIT / days))
+
+
 @dataclass
 class Device:
     visitor_id: str

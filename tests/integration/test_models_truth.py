@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from ingestion.core.warehouse import connect, ensure_database, with_database
+from ingestion.core.warehouse import connect, ensure_database, mask_url, with_database
 from tests.cases.generate import load_cases
 
 pytestmark = pytest.mark.integration
@@ -120,9 +120,26 @@ def demo(warehouse, tmp_path_factory):
         SITELINE_HOME=str(home), WAREHOUSE_URL=url, DAGSTER_PG_URL=dagster_url,
         SOURCES__COLLECTOR_EVENTS__MAX_SEGMENTS="3",
     )  # fmt: skip
-    siteline(env, "demo", "--no-serve", *SIM)
+    output = siteline(env, "demo", "--no-serve", *SIM)
     truth = home / "demo" / "truth"
     stats = json.loads((truth / "summary.json").read_text())["stats"]
+    # What run_demo (orchestration/demo.py) returned, printed as each step ends.
+    with connect(url) as conn:
+        page_views = conn.execute("select count(*) from web.fct_page_views").fetchone()[0]
+    assert page_views > 0
+    lines = output.splitlines()
+    traffic = (
+        f"demo traffic generated: {stats['visits']:,} visits, {stats['events']:,} tracker "
+        f"events, {stats['log_lines']:,} log lines"
+    )
+    first_run = next(i for i, line in enumerate(lines) if line.startswith("run "))
+    assert ": success in " in lines[first_run]
+    assert (
+        lines.index(f"warehouse {mask_url(url)}")
+        < lines.index(traffic)
+        < first_run
+        < lines.index(f"web.fct_page_views {page_views:,} rows")
+    )
     runs = 1
     while True:
         with connect(url) as conn:

@@ -106,6 +106,20 @@ def test_run_loads_models_and_a_rerun_adds_nothing(warehouse, traffic):
         assert len(instance.get_runs()) >= 2
 
 
+def test_the_doctor_counts_the_rows_of_the_tables_that_exist(warehouse, traffic):
+    from orchestration.doctor import Check, check_tables, table_rows
+
+    with connect(warehouse) as conn:
+        page_views = conn.execute("select count(*) from web.fct_page_views").fetchone()[0]
+    assert page_views > 0
+    rows = table_rows(("web.fct_page_views", "web.no_such_table"), warehouse)
+    assert rows == {"web.fct_page_views": page_views, "web.no_such_table": None}
+    assert check_tables(("web.fct_page_views", "web.no_such_table")) == [
+        Check("web.fct_page_views", True, f"{page_views:,} rows"),
+        Check("web.no_such_table", False, "missing — run `siteline run` (or `siteline demo`)"),
+    ]
+
+
 def test_mart_columns_carry_their_descriptions(warehouse, traffic):
     with connect(warehouse) as conn:
         comment = conn.execute(

@@ -4,10 +4,12 @@ import socket
 
 from orchestration.doctor import (
     Check,
+    WarehouseStatus,
     check_python,
     check_service,
     check_sites,
     check_warehouse,
+    warehouse_status,
 )
 
 
@@ -60,8 +62,31 @@ def test_a_bad_warehouse_url_fails_with_the_masked_url_and_the_hint(monkeypatch)
 def test_an_embedded_warehouse_never_started_says_how_to_start_it(tmp_path, monkeypatch):
     monkeypatch.delenv("WAREHOUSE_URL", raising=False)
     monkeypatch.setenv("SITELINE_HOME", str(tmp_path / "home"))
+    assert warehouse_status() == WarehouseStatus(external=False, state="not initialised")
+    assert not warehouse_status().up
     assert check_warehouse() == Check(
         "warehouse (embedded)", False, "not initialised — run `siteline warehouse start`"
+    )
+
+
+def test_an_unreachable_external_warehouse_is_its_own_state(monkeypatch):
+    port = closed_port()
+    monkeypatch.setenv("WAREHOUSE_URL", f"postgresql://analyst:s3cret@127.0.0.1:{port}/siteline")
+    status = warehouse_status()
+    assert status.external is True and status.state == "unreachable" and not status.up
+    assert status.detail.startswith(
+        f"cannot connect to the warehouse at postgresql://analyst:***@127.0.0.1:{port}/siteline: "
+    )
+
+
+def test_the_warehouse_check_reads_the_status():
+    stopped = WarehouseStatus(external=False, state="stopped")
+    assert check_warehouse(stopped) == Check(
+        "warehouse (embedded)", False, "stopped — run `siteline warehouse start`"
+    )
+    up = WarehouseStatus(True, "up", "PostgreSQL 18.1 at postgresql://a:***@db:5432/siteline")
+    assert check_warehouse(up) == Check(
+        "warehouse (WAREHOUSE_URL)", True, "PostgreSQL 18.1 at postgresql://a:***@db:5432/siteline"
     )
 
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from ingestion.demo_traffic.simulator import SimulationConfig, Simulator
+from ingestion.demo_traffic.simulator import SimulationConfig, Simulator, visits_for_events
 
 COMBINED = re.compile(
     r'^(?P<ip>\S+) - - \[(?P<ts>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/1\.1" '
@@ -208,3 +208,9 @@ def test_a_site_that_splits_at_midnight_gets_two_visits_in_the_truth():
         assert ts(first["ended_at"]).astimezone(berlin).hour == 23
         assert ts(second["started_at"]).astimezone(berlin).hour == 0
         assert (first["page_views"], second["page_views"]) == (3, 2)
+
+
+def test_a_target_of_tracker_events_gives_the_visits_a_day():
+    assert visits_for_events(1_300_000, 10) == 10_000  # about 13 events a visit
+    assert visits_for_events(1_000_000, 14) == 5_495
+    assert visits_for_events(5, 14) == 1  # at least one visit a day

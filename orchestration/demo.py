@@ -1,0 +1,65 @@
+"""``siteline demo``: demo traffic written where a real installation's data arrives, the whole
+pipeline run on it, and what that gave (:class:`DemoResult`); printing it and starting the
+services afterwards are the CLI's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestration.pipeline import JobRun, PipelineResult
+
+DEMO_DAYS = 14
+DEMO_VISITS_PER_DAY = 400
+DEMO_SEED = 42
+SEGMENT_EVENTS = 50_000  # tracker events per landing segment
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`run_demo` did."""
+
+    url: str  # the warehouse DSN (with its password)
+    traffic: dict  # the writer's summary: ``stats``, ``reused``, ``replaced_segments``
+    pipeline: PipelineResult
+    page_views: int | None  # rows of web.fct_page_views; None when the pipeline failed
+
+    @property
+    def ok(self) -> bool:
+        return self.pipeline.ok
+
+
+def run_demo(
+    days: int = DEMO_DAYS,
+    visits_per_day: int = DEMO_VISITS_PER_DAY,
+    seed: int = DEMO_SEED,
+    segment_events: int = SEGMENT_EVENTS,
+    on_warehouse: Callable[[str], None] | None = None,
+    on_traffic: Callable[[dict], None] | None = None,
+    on_run: Callable[[JobRun], None] | None = None,
+) -> DemoResult:
+    """Start the warehouse, write the demo traffic (the same settings as last time reuse it),
+    materialise every asset once and count the page views the marts hold.
+
+    The callbacks hear of each step as it ends, so that a terminal shows progress: the
+    warehouse DSN, the writer's summary, each finished run (``pipeline.run_assets``).
+    """
+    from ingestion.demo_traffic import prepare_demo_traffic
+    from ingestion.demo_traffic.simulator import SimulationConfig
+    from orchestration.doctor import table_rows
+    from orchestration.pipeline import run_assets
+    from orchestration.runtime import prepare
+
+    url = prepare(warehouse="ready")
+    if on_warehouse is not None:
+        on_warehouse(url)
+    cfg = SimulationConfig(days=days, visits_per_day=visits_per_day, seed=seed)
+    traffic = prepare_demo_traffic(cfg, url, segment_events=segment_events)
+    if on_traffic is not None:
+        on_traffic(traffic)
+    pipeline = run_assets(on_run=on_run)
+    page_views = None
+    if pipeline.ok:
+        page_views = table_rows(("web.fct_page_views",), url)["web.fct_page_views"]
+    return DemoResult(url, traffic, pipeline, page_views)
