@@ -33,6 +33,16 @@ def check_python(version: str | None = None) -> Check:
     return Check("python", version.split(".")[:2] == ["3", "11"], version)
 
 
+def check_settings() -> Check:
+    """Every ``SITELINE_*`` variable whose value does not fit (each stops what reads it)."""
+    from ingestion.core.settings import settings
+
+    problems = settings().problems()  # type: ignore[attr-defined]
+    if problems:
+        return Check("settings", False, "; ".join(problems))
+    return Check("settings", True, "every SITELINE_* variable fits (docs/settings.md)")
+
+
 def check_data_directory() -> Check:
     from ingestion.core.home import siteline_home
 
@@ -155,6 +165,7 @@ def run_checks() -> Iterator[Check]:
     from ingestion.core.settings import settings
 
     yield check_python()
+    yield check_settings()
     yield check_data_directory()
     yield check_sites()
     warehouse = check_warehouse()
@@ -164,6 +175,9 @@ def run_checks() -> Iterator[Check]:
         yield check_dagster_storage()
         yield from check_tables()
     config = settings()
-    for name, port in (("dagster UI", config.dagster_port), ("collector", config.collector_port),
-                       ("superset", config.superset_port)):  # fmt: skip
-        yield check_service(name, port)
+    for name, port in (("dagster UI", "dagster_port"), ("collector", "collector_port"),
+                       ("superset", "superset_port")):  # fmt: skip
+        try:
+            yield check_service(name, getattr(config, port))
+        except SitelineError as exc:  # named by the settings check already
+            yield Check(name, False, str(exc))

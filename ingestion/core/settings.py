@@ -237,16 +237,23 @@ class CheckedSettings:
         self._bad = bad
 
     def __getattr__(self, name: str):
+        if name.startswith("_"):  # the slots themselves, before they are set (copy, pickle)
+            raise AttributeError(name)
         problem = self._bad.get(name)
         if problem is not None:
             raise SitelineError(problem)
         return getattr(self._good, name)
+
+    def problems(self) -> list[str]:
+        """Every variable whose value does not fit, with what is allowed (``siteline doctor``)."""
+        return list(self._bad.values())
 
     def __repr__(self) -> str:
         return repr(self._good)
 
 
 _cache: tuple[tuple, CheckedSettings] | None = None
+_FIELD_OF: dict[str, str] = {}
 
 
 def _problem(field: str, error: dict) -> str:
@@ -256,12 +263,15 @@ def _problem(field: str, error: dict) -> str:
 
 
 def settings() -> Settings:
-    """The settings as the environment has them now.
+    """The settings as the environment has them now (a :class:`CheckedSettings`, read like
+    :class:`Settings`: by attribute).
 
     Reading a variable whose value does not fit raises ``SitelineError`` (see
     :class:`CheckedSettings`). Built again only when a variable it reads changed (building
     costs milliseconds, looking at the environment microseconds)."""
     global _cache
+    if not _FIELD_OF:
+        _FIELD_OF.update(_field_of())
     key = tuple(
         sorted(
             (name, value)
@@ -276,14 +286,22 @@ def settings() -> Settings:
         good = Settings()
     except ValidationError as exc:
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else ""
+            where = str(error["loc"][0]) if error["loc"] else ""
+            field = _FIELD_OF.get(where, where)
             if field in Settings.model_fields:
                 bad.setdefault(field, _problem(field, error))
+            else:  # not one variable's fault (a rule over several): nothing to fall back to
+                raise SitelineError(f"the settings: {error['msg']}") from None
         # the others as the environment has them, the bad ones at their defaults
         good = Settings(**{_init_key(field): Settings.model_fields[field].default for field in bad})
     checked = CheckedSettings(good, bad)
     _cache = (key, checked)
     return checked  # type: ignore[return-value]
+
+
+def _field_of() -> dict[str, str]:
+    """A validation error's location -> the field: a field with an alias is named by it."""
+    return {_init_key(field): field for field in Settings.model_fields}
 
 
 def _init_key(field: str) -> str:

@@ -7,6 +7,7 @@ from orchestration.doctor import (
     WarehouseStatus,
     check_python,
     check_service,
+    check_settings,
     check_sites,
     check_warehouse,
     warehouse_status,
@@ -102,3 +103,20 @@ def test_a_service_that_is_not_up_is_not_a_problem():
         assert check_service("collector", port) == Check(
             "collector", True, f"http://127.0.0.1:{port}"
         )
+
+
+def test_the_settings_check_lists_every_variable_that_does_not_fit(monkeypatch) -> None:
+    for name in ("SITELINE_UI_LOGIN_LIMIT", "SITELINE_DURABLE"):
+        monkeypatch.delenv(name, raising=False)
+    assert check_settings() == Check(
+        "settings", True, "every SITELINE_* variable fits (docs/settings.md)"
+    )
+    monkeypatch.setenv("SITELINE_UI_LOGIN_LIMIT", "0")
+    monkeypatch.setenv("SITELINE_DURABLE", "maybe")
+    assert check_settings() == Check(
+        "settings",
+        False,
+        "SITELINE_DURABLE='maybe': Input should be a valid boolean, unable to interpret input; "
+        "use 1 or 0 (or true/false, yes/no, on/off); "
+        "SITELINE_UI_LOGIN_LIMIT='0': Input should be greater than or equal to 1",
+    )

@@ -126,3 +126,13 @@ def test_every_default_a_doc_states_is_the_settings_default() -> None:
             )
             checked += 1
     assert checked >= 30
+
+
+def test_the_settings_copy_and_pickle(monkeypatch) -> None:
+    import copy
+    import pickle
+
+    monkeypatch.setenv("SITELINE_RATE_LIMIT", "3")
+    current = settings()
+    assert copy.copy(current).rate_limit == 3
+    assert pickle.loads(pickle.dumps(current)).rate_limit == 3
