@@ -253,7 +253,6 @@ class CheckedSettings:
 
 
 _cache: tuple[tuple, CheckedSettings] | None = None
-_FIELD_OF: dict[str, str] = {}
 
 
 def _problem(field: str, error: dict) -> str:
@@ -270,8 +269,6 @@ def settings() -> Settings:
     :class:`CheckedSettings`). Built again only when a variable it reads changed (building
     costs milliseconds, looking at the environment microseconds)."""
     global _cache
-    if not _FIELD_OF:
-        _FIELD_OF.update(_field_of())
     key = tuple(
         sorted(
             (name, value)
@@ -299,14 +296,13 @@ def settings() -> Settings:
     return checked  # type: ignore[return-value]
 
 
-def _field_of() -> dict[str, str]:
-    """A validation error's location -> the field: a field with an alias is named by it."""
-    return {_init_key(field): field for field in Settings.model_fields}
-
-
 def _init_key(field: str) -> str:
     alias = Settings.model_fields[field].validation_alias
     return str(alias.choices[0]) if isinstance(alias, AliasChoices) else field
+
+
+# A validation error's location -> the field (a field with an alias is named by the alias).
+_FIELD_OF = {_init_key(field): field for field in Settings.model_fields}
 
 
 def _shown(value) -> str:
