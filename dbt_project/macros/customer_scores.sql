@@ -40,7 +40,8 @@
 
 {#- int_customer_activity's post-hook (scope_done(after=...)): the counts rebuilt (built whole,
     or none kept yet), or moved by the scope's customers as they are less as they were. -#}
-{% macro customer_values_after(whole) -%}
+{% macro customer_values_after() -%}
+    {%- set whole = built_whole() %}
     {%- set counts = customer_value_counts() %}
     {%- set columns = customer_value_columns() %}
     {%- if whole or (execute and not relation_exists(counts)) %}

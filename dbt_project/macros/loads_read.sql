@@ -100,20 +100,10 @@
 {%- endmacro %}
 
 
-{#- int_daily_log_hits counts every day again when the sites' configuration (their time
-    zones draw the days) changed since its last run. -#}
-{% macro daily_log_hits_whole() -%}
-    {{- return(not is_incremental() or configs_changed(['stg_config__sites'])) }}
-{%- endmacro %}
-
-
-{% macro daily_log_hits_start() -%}
-    {%- if is_incremental() and daily_log_hits_whole() %}
+{#- pre-hook of a model that reads loads: built whole, it deletes its rows first (its query
+    then reads everything). -#}
+{% macro delete_when_built_whole() -%}
+    {%- if is_incremental() and built_whole() %}
     delete from {{ this }}
     {%- endif %}
-{%- endmacro %}
-
-
-{% macro daily_log_hits_done() -%}
-    {{ scope_done(scope=none, configs=['stg_config__sites'], built_whole=daily_log_hits_whole()) }}
 {%- endmacro %}

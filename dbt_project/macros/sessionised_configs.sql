@@ -1,22 +1,9 @@
 -- noqa: disable=LT02
-{#- The configuration int_events_sessionised reads (its own and through the unified stream):
-    a change to any of it sessionises the history again. -#}
-{% macro sessionised_configs() -%}
-    {{ return(['stg_config__sites', 'stg_config__campaign_parameters', 'referrer_hosts']) }}
-{%- endmacro %}
-
-
-{#- Whether that configuration differs from the last run's. -#}
-{% macro sessionised_rules_changed() -%}
-    {{- return(configs_changed(sessionised_configs())) }}
-{%- endmacro %}
-
-
-{#- post-hook: the devices whose rows this run (re)wrote are logged for the scoped models
-    above (macros/scopes.sql); a run that sessionised everything again is recorded as built
-    whole, which the models above follow. -#}
+{#- post-hook: the loads read are recorded (macros/loads_read.sql), and the visitors whose
+    rows this run (re)wrote are logged for the models above (macros/incremental/); a run that
+    sessionised everything again logs none: the models above are built whole after it. -#}
 {% macro sessionised_done() -%}
-    {%- set whole = sessionised_whole() %}
+    {%- set whole = built_whole() %}
     {{ loads_done(forget=whole) }};
     {%- if not whole %}
     insert into {{ scope_changes('device') }} (site_id, device_key)
@@ -24,8 +11,6 @@
     from {{ this }}
     where sessionised_at = now();
     {%- endif %}
-    {{ scope_prune() }}
-    {{ scope_done(scope=none, configs=sessionised_configs(), built_whole=whole) }};
     -- partial indexes over the few rows two models read: late events (agg_late_events)
     -- and transactions in order of order id (int_orders: else a scan of every event)
     {{ partial_index('(site_id, occurred_at)', 'is_late') }};
@@ -33,27 +18,10 @@
         '(site_id, order_id, occurred_at, event_id)',
         "event_type = 'transaction' and order_id is not null and session_id is not null"
     ) }};
-    -- and the orders of a device (int_orders, incremental by order: macros/orders.sql)
+    -- and the orders of a visitor (int_orders_changed_this_run)
     {{ partial_index(
         '(site_id, device_key, order_id)', "event_type = 'transaction' and order_id is not null"
     ) }}
-{%- endmacro %}
-
-
-{#- Whether this run sessionises everything: no table yet (or --full-refresh), new visit
-    rules, or a table whose loads were never recorded (macros/loads_read.sql; built before
-    loads were tracked by id). Asked when the model compiles and again in its post-hook,
-    before that records anything. -#}
-{% macro sessionised_whole() -%}
-    {%- if not is_incremental() or sessionised_rules_changed() %}{{ return(true) }}{% endif %}
-    {%- if execute and run_query is defined %}
-        {%- set known = run_query(
-            "select exists (select 1 from " ~ loads_read() ~ " where reader = '"
-            ~ this.identifier ~ "')"
-        ) %}
-        {{- return(not known.columns[0].values()[0]) }}
-    {%- endif %}
-    {{- return(false) }}
 {%- endmacro %}
 
 
@@ -73,7 +41,7 @@
 
 {#- pre-hook: a run that reads everything notes the loads first. -#}
 {% macro sessionised_start() -%}
-    {%- if sessionised_whole() %}
+    {%- if built_whole() %}
     {{ note_loads(sessionised_loads(), only_new=false) }}
     {%- endif %}
 {%- endmacro %}

@@ -1,11 +1,18 @@
 -- One row per customer (site + customer key): lifetime activity and purchases, the part of
 -- crm.customers that depends on the customer's own visits only. Incremental by customer
--- (macros/scopes.sql); crm.customers adds the scores that compare customers of a site.
+-- (int_customers_changed_this_run); crm.customers adds the scores that compare customers of
+-- a site.
 -- It keeps the customers per value of each RFM measure, which crm.customers scores
 -- (intermediate.customer_value_counts, macros/customer_scores.sql).
-{{ scoped_model(
-    'customer', indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}],
-    start='keep_deleted=true', done='after=customer_values_after',
+-- depends_on: {{ ref('int_customers_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'customer'},
+    pre_hook="{{ delete_changed_rows('customer_key', keep_deleted=true) }}",
+    post_hook="{{ customer_values_after() }}",
+    indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}],
 ) }}
 
 with

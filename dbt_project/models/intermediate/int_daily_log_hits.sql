@@ -7,7 +7,7 @@
     (site_id, requested_at) index. That covers every day whose counts can change: hits are
     only ever added (appended; hit_id is unique, so a line is never loaded twice). A change
     of the sites' time zones counts every day again. -#}
-{%- set whole = daily_log_hits_whole() %}
+{%- set whole = built_whole() %}
 {%- set load_ids = new_load_ids(
     {'raw_logfiles': ref('stg_logfiles__loads')}, forget=not is_incremental()
 )['raw_logfiles'] %}
@@ -16,8 +16,9 @@
     unique_key=['site_id', 'kpi_date'],
     incremental_strategy='delete+insert',
     indexes=[{'columns': ['site_id', 'kpi_date'], 'unique': True}],
-    pre_hook="{{ daily_log_hits_start() }}",
-    post_hook="{{ loads_done() }}; {{ daily_log_hits_done() }}",
+    meta={'scope': 'loads', 'configs': ['stg_config__sites']},
+    pre_hook="{{ delete_when_built_whole() }}",
+    post_hook="{{ loads_done() }}",
 ) }}
 
 with

@@ -11,7 +11,7 @@
        that holds its earliest new row, and sessionise them again with the new rows;
     3. replace those rows (delete+insert on event_id), stamped with the run's time
        (sessionised_at), except re-read rows whose visit did not change: the models above
-       rebuild the devices it logs (scopes.sql).
+       rebuild the devices it logs (int_visitors_changed_this_run).
 
     A visit ends after the site's inactivity timeout, at local midnight when the site asks,
     and when a page view brings a different campaign or external referrer than the visit's
@@ -28,7 +28,7 @@
 {#- When the configuration read here (visit rules, campaign parameters, referrer classes)
     changed since the last run, the history is sessionised again under the new rules: the
     full query, replacing every row (delete+insert). -#}
-{%- set whole = sessionised_whole() %}
+{%- set whole = built_whole() %}
 {{ config(
     materialized='incremental',
     unique_key='event_id',
@@ -40,7 +40,11 @@
         {'columns': ['site_id', 'page_path', 'occurred_at']},
         {'columns': ['sessionised_at']},
     ],
-    pre_hook="{{ scope_tables() }}; {{ sessionised_start() }}",
+    meta={
+        'scope': 'loads',
+        'configs': ['stg_config__sites', 'stg_config__campaign_parameters', 'referrer_hosts'],
+    },
+    pre_hook="{{ sessionised_start() }}",
     post_hook="{{ sessionised_done() }}",
 ) }}
 

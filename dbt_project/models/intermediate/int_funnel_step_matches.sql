@@ -2,11 +2,19 @@
 -- an index on (session, funnel, step, time): fct_funnel_steps looks up "the first match of
 -- step n after step n-1 was reached" once per visit and step; over a CTE each lookup scanned
 -- every match, over the index it is one probe. Incremental by
--- device (macros/scopes.sql).
-{{ scoped_model(indexes=[
-    {'columns': ['session_id', 'funnel_id', 'step_number', 'occurred_at']},
-    {'columns': ['site_id', 'visitor_id']},
-]) }}
+-- visitor (int_visitors_changed_this_run).
+-- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'visitor'},
+    pre_hook="{{ delete_changed_rows('visitor_id') }}",
+    indexes=[
+        {'columns': ['session_id', 'funnel_id', 'step_number', 'occurred_at']},
+        {'columns': ['site_id', 'visitor_id']},
+    ],
+) }}
 
 
 with

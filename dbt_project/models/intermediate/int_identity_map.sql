@@ -1,7 +1,15 @@
 -- Which user each visitor id (browser) belongs to: the user id of its latest identify
 -- (login). Applied to all of that visitor's sessions, past ones too, and merging every
--- device of one user under one customer key. Incremental by device (macros/scopes.sql).
-{{ scoped_model(indexes=[{'columns': ['site_id', 'visitor_id'], 'unique': True}]) }}
+-- device of one user under one customer key. Incremental by visitor (int_visitors_changed_this_run).
+-- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'visitor'},
+    pre_hook="{{ delete_changed_rows('visitor_id') }}",
+    indexes=[{'columns': ['site_id', 'visitor_id'], 'unique': True}],
+) }}
 
 with
 

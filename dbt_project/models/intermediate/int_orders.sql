@@ -1,10 +1,18 @@
 -- One row per order: a transaction tracked twice (a reloaded thank-you page, a retry with
--- a new event id) counts once, at its first occurrence. Scoped by device, keyed by order
--- (macros/orders.sql): each order is read through the sessionised table's
--- (site_id, order_id, occurred_at, event_id) partial index.
-{{ scoped_model(
-    column='order_id', indexes=[{'columns': ['site_id', 'order_id'], 'unique': True}],
-    start='keys=orders_of_scope()',
+-- a new event id) counts once, at its first occurrence. Incremental by order: a run rebuilds
+-- the orders of int_orders_changed_this_run, each read through the sessionised table's
+-- (site_id, order_id, occurred_at, event_id) partial index, and logs the visitors of the
+-- orders that moved to another visit (log_moved_orders), whose visits int_sessions counts
+-- again.
+-- depends_on: {{ ref('int_orders_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'order'},
+    pre_hook="{{ delete_changed_rows('order_id', keep_deleted=true) }}",
+    post_hook="{{ log_moved_orders() }}",
+    indexes=[{'columns': ['site_id', 'order_id'], 'unique': True}],
 ) }}
 
 with
@@ -13,7 +21,7 @@ transactions as (
 
     select *
     from {{ scoped_rows(
-        ref('int_events_sessionised'), key='order_id', own_keys=true,
+        ref('int_events_sessionised'), key='order_id',
         where="event_type = 'transaction' and session_id is not null",
     ) }}
     where event_type = 'transaction' and session_id is not null and order_id is not null

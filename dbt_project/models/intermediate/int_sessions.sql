@@ -1,23 +1,22 @@
--- noqa: disable=LT02
 -- One row per visit (bots included; the marts leave them out): counts, timing, the landing
--- page's traffic source and the visitor's device and place. Incremental by device
--- (macros/scopes.sql); an order first counted in another device's visit (the same order id
--- tracked twice) brings that device into scope too, and is logged for the models above.
--- The local days of the visits a run changed are logged for agg_daily_site_kpis
--- (macros/day_scopes.sql), which reads the visits of those days by (site_id, session_date).
-{{ scoped_model(
+-- page's traffic source and the visitor's device and place. Incremental by visitor: a run
+-- rebuilds the visitors of int_visitors_changed_this_run (among them those whose orders
+-- int_orders moved to another visit), and logs the local days of the visits it changed
+-- (log_changed_days) for agg_daily_site_kpis, which reads the visits of those days by
+-- (site_id, session_date).
+-- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'visitor', 'more_configs': ['channel_rules']},
+    pre_hook="{{ delete_changed_rows('visitor_id', keep_deleted=true) }}",
+    post_hook="{{ log_changed_days() }}",
     indexes=[
         {'columns': ['session_id'], 'unique': True}, {'columns': ['site_id', 'visitor_id']},
         {'columns': ['site_id', 'session_date']},
     ],
-    start='extra=int_sessions_orders_moved(), publish_extra=true, keep_deleted=true',
-    done='after=days_log',
 ) }}
-{#- the visits with orders, which int_sessions_orders_moved compares with int_orders on every
-    run: an index-only scan of them, not a scan of every visit -#}
-{{ config(post_hook="{{ partial_index(
-    '(session_id, site_id, visitor_id, transactions, revenue)', 'transactions > 0'
-) }}") }}
 
 {%- set landing_columns = [
     'page_url', 'referrer_url', 'referrer_host', 'referrer_medium', 'referrer_source',

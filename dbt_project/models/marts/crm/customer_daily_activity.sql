@@ -1,6 +1,13 @@
 -- One row per customer and local day with activity: visits, page views, engaged time,
--- conversions, orders and revenue. Incremental by customer (macros/scopes.sql).
-{{ scoped_model('customer') }}
+-- conversions, orders and revenue. Incremental by customer (int_customers_changed_this_run).
+-- depends_on: {{ ref('int_customers_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'customer'},
+    pre_hook="{{ delete_changed_rows('customer_key') }}",
+) }}
 
 with
 

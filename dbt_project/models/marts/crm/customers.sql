@@ -8,13 +8,17 @@
 -- the usual RFM grid; customers without a purchase are "visitor" (one visit) or "engaged
 -- visitor" (returning).
 --
--- Incremental by customer (macros/scopes.sql): the scores compare a site's customers, so
+-- Incremental by customer (int_customers_changed_this_run): the scores compare a site's customers, so
 -- every run scores each distinct value again (customer_scores, small temporary tables), and
 -- rewrites the customers whose activity changed plus those whose scores or days since the
 -- last visit moved (customers_rescored); the rest stay as they are.
-{{ scoped_model(
-    'customer', column='customer_key', prepare='customer_scores',
-    start='extra=customers_rescored()',
+-- depends_on: {{ ref('int_customers_changed_this_run') }}, {{ ref('int_customers_rescored_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'customer', 'also_rebuilds': ['int_customers_rescored_this_run']},
+    pre_hook=["{{ customer_scores() }}", "{{ delete_changed_rows('customer_key') }}"],
 ) }}
 
 with

@@ -1,17 +1,12 @@
--- noqa: disable=LT02
 -- One row per site and local day: the KPIs dashboards and alerts watch, plus what was kept
 -- out of them (bots, late events, rejected log lines, quarantined payloads). Incremental by
--- day (macros/day_scopes.sql): a run recomputes the days whose visits changed, carries the
--- visits' figures of the other days, and counts the small tables again; every row is
--- written again (one per site and day).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    pre_hook="{{ days_start() }}",
-    post_hook="{{ scope_done(scope='day') }}",
-) }}
-{%- set by_day = is_incremental() and scoped() %}
+-- day: a run recomputes the days of int_days_changed_this_run from all of their visits and
+-- conversions, carries the other days' figures of visits and conversions from the table as
+-- it was (the table is written whole again, one row per site and day, while the old one is
+-- still there), and counts the small tables again.
+-- depends_on: {{ ref('int_days_changed_this_run') }}
+{{ config(meta={'scope': 'day'}) }}
+{%- set by_day = not built_whole() %}
 
 with
 
@@ -24,7 +19,7 @@ sites as (
 sessions as not materialized (
 
     -- read twice (visits, visitor_days): else PostgreSQL copies every visit first
-    select * from {{ days_rows(ref('int_sessions'), 'session_date') }}
+    select * from {{ scoped_rows(ref('int_sessions'), key='session_date') }}
 
 ),
 
@@ -217,11 +212,11 @@ figures as (
         kept.average_order_value,
         kept.bot_visits,
         kept.bot_page_views
-    from {{ days_stored_relation() }} as kept
+    from {{ this }} as kept
     where
         (kept.visits > 0 or kept.bot_visits > 0 or kept.goal_conversions > 0)
         and not exists (
-            select 1 from {{ days_relation() }} as recomputed
+            select 1 from {{ ref('int_days_changed_this_run') }} as recomputed
             where recomputed.site_id = kept.site_id and recomputed.kpi_date = kept.kpi_date
         )
     {%- endif %}

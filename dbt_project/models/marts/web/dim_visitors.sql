@@ -1,7 +1,14 @@
 -- One row per visitor id: a browser (the tracker's first-party id) or, for visits only the
 -- logs saw, a keyed hash of IP + user agent ("log:..."). customer_key ties visitors of one
--- identified user together. Incremental by device (macros/scopes.sql).
-{{ scoped_model() }}
+-- identified user together. Incremental by visitor (int_visitors_changed_this_run).
+-- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'visitor'},
+    pre_hook="{{ delete_changed_rows('visitor_id') }}",
+) }}
 
 with
 

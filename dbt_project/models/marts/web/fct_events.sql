@@ -1,6 +1,13 @@
 -- One row per custom event of a person (category, action, label, value, properties).
--- Incremental by device (macros/scopes.sql).
-{{ scoped_model() }}
+-- Incremental by visitor (int_visitors_changed_this_run).
+-- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'visitor'},
+    pre_hook="{{ delete_changed_rows('visitor_id') }}",
+) }}
 
 with
 

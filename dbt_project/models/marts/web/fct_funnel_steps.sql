@@ -1,8 +1,15 @@
 -- One row per funnel step a visit reached, funnels from sites.yml. Steps count in order: a
 -- visit reaches step n at its first match of step n after it reached step n-1. Drop-off
 -- per step = visits reaching it that do not reach the next (reached_next_step false).
--- Incremental by device (macros/scopes.sql).
-{{ scoped_model() }}
+-- Incremental by visitor (int_visitors_changed_this_run).
+-- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'visitor'},
+    pre_hook="{{ delete_changed_rows('visitor_id') }}",
+) }}
 
 with recursive
 

@@ -1,7 +1,14 @@
 -- One row per goal reached in a visit (a goal converts at most once per visit), goals from
 -- sites.yml. A goal without a fixed value is worth the visit's revenue when it is a
--- purchase goal, else nothing. Incremental by device (macros/scopes.sql).
-{{ scoped_model() }}
+-- purchase goal, else nothing. Incremental by visitor (int_visitors_changed_this_run).
+-- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'visitor'},
+    pre_hook="{{ delete_changed_rows('visitor_id') }}",
+) }}
 
 with
 

@@ -1,10 +1,17 @@
 -- noqa: disable=LT02
 -- One row per page view of a person (tracker page views, and log hits no tracker saw), with
 -- its place in the visit, time on page, engaged time and page performance. Incremental by
--- device (macros/scopes.sql). The visit's columns come from int_sessions and the identity
+-- visitor (int_visitors_changed_this_run). The visit's columns come from int_sessions and the identity
 -- map, as fct_sessions has them, not from fct_sessions: this model, one of the longest, then
 -- starts without waiting for the goal conversions and fct_sessions.
-{{ scoped_model() }}
+-- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'visitor'},
+    pre_hook="{{ delete_changed_rows('visitor_id') }}",
+) }}
 
 with
 

@@ -1,7 +1,16 @@
 -- One row per visit of a person (bots left out): when, how long, what was seen, where the
 -- visitor came from, on which device, which goals were reached and what was bought.
--- Incremental by device; logs the customers of the devices it rebuilds (macros/scopes.sql).
-{{ scoped_model(start='keep_deleted=true', done='after=scope_log_customers') }}
+-- Incremental by visitor (int_visitors_changed_this_run); logs the customers of the visitors
+-- it rebuilds, as they were and as they are (log_changed_customers).
+-- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'visitor'},
+    pre_hook="{{ delete_changed_rows('visitor_id', keep_deleted=true) }}",
+    post_hook="{{ log_changed_customers() }}",
+) }}
 {#- the visits from a campaign, for dim_campaigns' loose index scan (as dim_devices reads the
     (device_sk, device_type, browser, os) index) -#}
 {{ config(post_hook="{{ partial_index(

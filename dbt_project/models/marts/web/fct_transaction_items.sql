@@ -1,6 +1,13 @@
 -- One row per line of an order: product, price, quantity and line revenue. Incremental by
--- customer (macros/scopes.sql).
-{{ scoped_model('customer') }}
+-- customer (int_customers_changed_this_run).
+-- depends_on: {{ ref('int_customers_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'customer'},
+    pre_hook="{{ delete_changed_rows('customer_key') }}",
+) }}
 
 with
 

@@ -1,8 +1,15 @@
 -- One row per order (a transaction tracked twice counts once), with the customer's
 -- first-touch channel (their first visit) and last-touch channel (the last visit up to the
 -- order that came from somewhere other than direct, else direct: "last non-direct click").
--- Incremental by customer (macros/scopes.sql).
-{{ scoped_model('customer') }}
+-- Incremental by customer (int_customers_changed_this_run).
+-- depends_on: {{ ref('int_customers_changed_this_run') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    meta={'scope': 'customer'},
+    pre_hook="{{ delete_changed_rows('customer_key') }}",
+) }}
 
 with
 
