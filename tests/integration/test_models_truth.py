@@ -433,6 +433,10 @@ def test_customers_rewrites_only_moved_scores_and_everyone_on_a_new_day(demo):
     ) == [(total,)]  # fmt: skip
 
 
+# int_sessions and agg_daily_site_kpis alone, with the run's plan and scopes
+SCOPED_RUN = ("int_sessions", "agg_daily_site_kpis", "tag:incremental_scope")
+
+
 def test_daily_kpis_recompute_only_the_days_whose_visits_changed(demo):
     """int_sessions logs the local days of the visits a run removed, added or altered
     (intermediate.changed_days); agg_daily_site_kpis recomputes those days and carries the
@@ -459,7 +463,7 @@ def test_daily_kpis_recompute_only_the_days_whose_visits_changed(demo):
     )
     # the device rebuilt, its visits as they were: no day logged, every day carried
     execute(url, rebuild_device, (site, visitor))
-    siteline(env, "dbt", "run", "--select", "int_sessions", "agg_daily_site_kpis")
+    siteline(env, "dbt", "run", "--select", *SCOPED_RUN)
     assert query(url, logged, (last,)) == []
     assert query(url, kpis) == before
     # one visit altered where it is stored: rebuilt, it differs, and its day is logged; two
@@ -469,7 +473,7 @@ def test_daily_kpis_recompute_only_the_days_whose_visits_changed(demo):
     execute(url, "update web.agg_daily_site_kpis set page_views = page_views + 100000 "
             "where site_id = %s and kpi_date in (%s, %s)", (site, day, other))  # fmt: skip
     execute(url, rebuild_device, (site, visitor))
-    siteline(env, "dbt", "run", "--select", "int_sessions", "agg_daily_site_kpis")
+    siteline(env, "dbt", "run", "--select", *SCOPED_RUN)
     assert query(url, logged, (last,)) == [(site, day, day)]
     assert query(url, kpis) == [
         (s, d, v, p + 100000 if (s, d) == (site, other) else p) for (s, d, v, p) in before
@@ -841,6 +845,52 @@ def test_a_changed_channel_rule_regroups_every_visit_it_concerns(demo):
     assert snapshot(url) == before
 
 
+def plan(url: str) -> dict[str, tuple[bool, bool, str | None]]:
+    """The run's plan (int_incremental_this_run): per model, whether the run selected it,
+    whether it was built whole and why."""
+    rows = query(
+        url, "select model_name, is_selected, built_whole, whole_because "
+        "from intermediate.int_incremental_this_run",
+    )  # fmt: skip
+    return {name: (selected, whole, why) for name, selected, whole, why in rows}
+
+
+def built_whole_last(url: str, model: str) -> bool:
+    """Whether the last run that built `model` built it whole (int_incremental_manifest)."""
+    return query(
+        url, "select full_at = updated_at from intermediate.int_incremental_manifest "
+        "where model_name = %s", (model,),
+    )[0][0]  # fmt: skip
+
+
+def test_the_run_plan_says_which_models_are_built_whole_and_why(demo):
+    """int_incremental_this_run says, for every incremental model, whether a run builds it
+    whole and why; int_incremental_manifest keeps what each build was."""
+    env, url = demo["env"], demo["url"]
+    before = snapshot(url)
+    # selected without the run's scope models: built whole (the scope is not known)
+    siteline(env, "dbt", "run", "--select", "fct_page_views")
+    assert built_whole_last(url, "fct_page_views")
+    # with them: only the scope; the models not selected are planned, not built
+    siteline(env, "dbt", "run", "--select", "fct_page_views", "tag:incremental_scope")
+    assert not built_whole_last(url, "fct_page_views")
+    planned = plan(url)
+    assert planned["fct_page_views"] == (True, False, None)
+    assert planned["int_sessions"][0:2] == (False, False)
+    assert len(planned) == 18
+    # an input built whole since: the model is built whole once, then by its scope again
+    siteline(env, "dbt", "run", "--select", "int_sessions", "--full-refresh")
+    siteline(env, "dbt", "run", "--select", "fct_sessions", "tag:incremental_scope")
+    assert plan(url)["fct_sessions"] == (True, True, "int_sessions built whole since")
+    siteline(env, "dbt", "run", "--select", "int_sessions+", "tag:incremental_scope")
+    planned = plan(url)
+    assert planned["fct_sessions"] == (True, False, None)
+    assert planned["fct_page_views"] == (True, True, "int_sessions built whole since")
+    assert planned["int_customer_activity"] == (True, True, "fct_sessions built whole since")
+    assert planned["customers"] == (True, True, "int_customer_activity built whole this run")
+    assert snapshot(url) == before
+
+
 def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):
     """Last in the module: it changes the configuration. A shorter inactivity timeout and a
     new goal, then an ordinary `siteline run`: the incremental models see that the rules
@@ -859,6 +909,8 @@ def test_editing_sites_yml_rebuilds_the_history_it_changes(demo, tmp_path):
 
     siteline(env, "run")
     incremental = snapshot(url)
+    # every incremental model reads the sites' configuration
+    assert {why for _, _, why in plan(url).values()} == {"configuration changed"}
     visits_after = query(url, "select count(*) from web.fct_sessions")[0][0]
     blog_visits = query(
         url, "select count(distinct session_id) from web.fct_page_views where page_path ~ '^/blog/'"

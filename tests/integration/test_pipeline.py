@@ -67,13 +67,25 @@ def test_definitions_form_one_connected_graph(warehouse):
     assert parents("intermediate/int_events_unified") >= {
         "staging/stg_collector__events", "staging/stg_logfiles__hits", "reference/referrer_hosts",
     }  # fmt: skip
-    # its data, and every configuration whose change rebuilds it (macros/scopes.sql)
+    # its data, the visitors a run rebuilds and the run's plan, which reads every
+    # configuration whose change rebuilds it (models/intermediate/incremental/)
     assert parents("web/fct_page_views") == {
         "intermediate/int_events_sessionised", "intermediate/int_sessions",
-        "intermediate/int_identity_map", "staging/stg_config__sites",
+        "intermediate/int_identity_map", "intermediate/int_visitors_changed_this_run",
+        "intermediate/int_incremental_this_run",
+    }  # fmt: skip
+    assert parents("intermediate/int_visitors_changed_this_run") == {
+        "intermediate/int_events_sessionised", "intermediate/int_orders",
+        "intermediate/int_incremental_this_run",
+    }  # fmt: skip
+    assert parents("intermediate/int_incremental_this_run") == {
+        "intermediate/int_incremental_manifest", "staging/stg_config__sites",
         "staging/stg_config__goals", "staging/stg_config__funnel_steps",
         "staging/stg_config__page_labels", "staging/stg_config__campaign_parameters",
+        "reference/referrer_hosts", "reference/channel_rules",
     }  # fmt: skip
+    assert "intermediate/int_days_changed_this_run" in parents("web/agg_daily_site_kpis")
+    assert "intermediate/int_customers_changed_this_run" in parents("crm/customers")
     checks = {c.to_user_string() for c in graph.asset_check_keys}
     assert "web/fct_page_views:unique_fct_page_views_page_view_id" in checks
 

@@ -115,10 +115,11 @@
     when the plan is not part of the run. -#}
 {% macro built_whole() -%}
     {%- set plan = ref('int_incremental_this_run') %}
+    {#- parsing, or the linter's templater (no database) -#}
+    {%- if not execute or run_query is not defined %}{{ return(true) }}{% endif %}
     {%- if model.config.materialized == 'incremental' and not is_incremental() %}
         {{- return(true) }}
     {%- endif %}
-    {%- if not execute or run_query is not defined %}{{ return(true) }}{% endif %}
     {%- if 'model.siteline.int_incremental_this_run' not in selected_resources %}
         {{- return(true) }}
     {%- endif %}
