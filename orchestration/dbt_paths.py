@@ -26,6 +26,33 @@ DBT_EXECUTABLE = str(Path(sys.executable).with_name("siteline-dbt"))
 PIPELINE_BUILD = ("build", "--exclude-resource-type", "unit_test")
 
 
+# The run's plan, manifest and scope models (dbt_project/models/intermediate/incremental/):
+# an incremental model selected without them is built whole.
+SCOPE_SELECTOR = "tag:incremental_scope"
+SELECTING_COMMANDS = {"run", "build"}
+
+
+def with_scope_models(args: list[str]) -> list[str]:
+    """``args`` of a ``dbt run`` or ``dbt build`` that selects models (``-s``/``--select``),
+    with :data:`SCOPE_SELECTOR` added to the selection, so the incremental models it selects
+    rebuild only what changed; unchanged when the command names the tag itself (e.g. to
+    exclude it) or selects nothing."""
+    if not SELECTING_COMMANDS & set(args) or any(SCOPE_SELECTOR in a for a in args):
+        return list(args)
+    out: list[str] = []
+    selecting = False
+    for arg in args:
+        if selecting and arg.startswith("-"):
+            out.append(SCOPE_SELECTOR)
+            selecting = False
+        out.append(arg)
+        if arg in ("-s", "--select", "-m", "--models"):
+            selecting = True
+    if selecting:
+        out.append(SCOPE_SELECTOR)
+    return out
+
+
 def cli_target_dir() -> Path:
     """Where `siteline dbt` and `siteline docs` write dbt's artifacts: under the data
     directory, not in the project's ``target/``, whose manifest Dagster reads (a dbt command
@@ -37,10 +64,11 @@ def cli_target_dir() -> Path:
 
 def exec_dbt(args: list[str]):
     """``siteline dbt ARGS``: hand this process over to dbt in the project, its artifacts in
-    :func:`cli_target_dir`. The process must be prepared (``runtime.prepare``)."""
+    :func:`cli_target_dir`; a selection of models gets the run's scope models
+    (:func:`with_scope_models`). The process must be prepared (``runtime.prepare``)."""
     os.environ["DBT_TARGET_PATH"] = str(cli_target_dir())
     os.chdir(DBT_DIR)
-    os.execv(DBT_EXECUTABLE, [DBT_EXECUTABLE, *args])
+    os.execv(DBT_EXECUTABLE, [DBT_EXECUTABLE, *with_scope_models(args)])
 
 
 def generate_docs() -> Path:

@@ -433,10 +433,6 @@ def test_customers_rewrites_only_moved_scores_and_everyone_on_a_new_day(demo):
     ) == [(total,)]  # fmt: skip
 
 
-# int_sessions and agg_daily_site_kpis alone, with the run's plan and scopes
-SCOPED_RUN = ("int_sessions", "agg_daily_site_kpis", "tag:incremental_scope")
-
-
 def test_daily_kpis_recompute_only_the_days_whose_visits_changed(demo):
     """int_sessions logs the local days of the visits a run removed, added or altered
     (intermediate.changed_days); agg_daily_site_kpis recomputes those days and carries the
@@ -463,7 +459,7 @@ def test_daily_kpis_recompute_only_the_days_whose_visits_changed(demo):
     )
     # the device rebuilt, its visits as they were: no day logged, every day carried
     execute(url, rebuild_device, (site, visitor))
-    siteline(env, "dbt", "run", "--select", *SCOPED_RUN)
+    siteline(env, "dbt", "run", "--select", "int_sessions", "agg_daily_site_kpis")
     assert query(url, logged, (last,)) == []
     assert query(url, kpis) == before
     # one visit altered where it is stored: rebuilt, it differs, and its day is logged; two
@@ -473,7 +469,7 @@ def test_daily_kpis_recompute_only_the_days_whose_visits_changed(demo):
     execute(url, "update web.agg_daily_site_kpis set page_views = page_views + 100000 "
             "where site_id = %s and kpi_date in (%s, %s)", (site, day, other))  # fmt: skip
     execute(url, rebuild_device, (site, visitor))
-    siteline(env, "dbt", "run", "--select", *SCOPED_RUN)
+    siteline(env, "dbt", "run", "--select", "int_sessions", "agg_daily_site_kpis")
     assert query(url, logged, (last,)) == [(site, day, day)]
     assert query(url, kpis) == [
         (s, d, v, p + 100000 if (s, d) == (site, other) else p) for (s, d, v, p) in before
@@ -865,29 +861,35 @@ def built_whole_last(url: str, model: str) -> bool:
 
 def test_the_run_plan_says_which_models_are_built_whole_and_why(demo):
     """int_incremental_this_run says, for every incremental model, whether a run builds it
-    whole and why; int_incremental_manifest keeps what each build was."""
+    whole and why; int_incremental_manifest keeps what each build was. `siteline dbt` adds
+    the run's scope models to a selection (orchestration/dbt_paths.py)."""
     env, url = demo["env"], demo["url"]
     before = snapshot(url)
-    # selected without the run's scope models: built whole (the scope is not known)
-    siteline(env, "dbt", "run", "--select", "fct_page_views")
+    # selected without the run's scope models: built whole (what changed is not known)
+    siteline(env, "dbt", "run", "--select", "fct_page_views", "--exclude", "tag:incremental_scope")
     assert built_whole_last(url, "fct_page_views")
-    # with them: only the scope; the models not selected are planned, not built
-    siteline(env, "dbt", "run", "--select", "fct_page_views", "tag:incremental_scope")
+    # with them: only what changed; the models not selected are planned, not built
+    siteline(env, "dbt", "run", "--select", "fct_page_views")
     assert not built_whole_last(url, "fct_page_views")
     planned = plan(url)
-    assert planned["fct_page_views"] == (True, False, None)
-    assert planned["int_sessions"][0:2] == (False, False)
     assert len(planned) == 18
-    # an input built whole since: the model is built whole once, then by its scope again
+    assert planned["fct_page_views"] == (True, False, None)
+    assert planned["int_sessions"] == (False, False, None)
+    # an input built whole since a model's last run: the model is built whole, and so is every
+    # model of the run that reads it
     siteline(env, "dbt", "run", "--select", "int_sessions", "--full-refresh")
-    siteline(env, "dbt", "run", "--select", "fct_sessions", "tag:incremental_scope")
+    siteline(env, "dbt", "run", "--select", "fct_sessions")
     assert plan(url)["fct_sessions"] == (True, True, "int_sessions built whole since")
-    siteline(env, "dbt", "run", "--select", "int_sessions+", "tag:incremental_scope")
+    siteline(env, "dbt", "run", "--select", "int_sessions+")
     planned = plan(url)
-    assert planned["fct_sessions"] == (True, False, None)
+    assert planned["int_sessions"] == (True, False, None)
     assert planned["fct_page_views"] == (True, True, "int_sessions built whole since")
+    assert planned["fct_sessions"] == (True, True, "fct_goal_conversions built whole this run")
     assert planned["int_customer_activity"] == (True, True, "fct_sessions built whole since")
     assert planned["customers"] == (True, True, "int_customer_activity built whole this run")
+    # then by what changed again
+    siteline(env, "dbt", "run", "--select", "int_sessions+")
+    assert {whole for selected, whole, _ in plan(url).values() if selected} == {False}
     assert snapshot(url) == before
 
 

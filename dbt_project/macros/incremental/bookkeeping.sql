@@ -83,7 +83,8 @@
         from_day date not null,
         to_day date not null
     );
-    {{ loads_read_table() }}
+    {{ loads_read_table() }};
+    {{ prune_changes() }}
 {%- endmacro %}
 
 
@@ -99,8 +100,8 @@
 {#- on-run-end: every incremental model this run built successfully moves its watermark to
     the newest change of its scope's log (the changes a run logs are all logged before the
     scope models that pass them on are built: the models that log them come first in the
-    graph), records its configuration's hash, and, when it was built whole, when. Then the
-    changes every model has taken in are deleted. A model that failed keeps its watermark:
+    graph), records its configuration's hash, and, when it was built whole, when. A model
+    that failed keeps its watermark:
     its next run takes the same changes again (rebuilding a visitor, customer or day twice
     gives the same rows). -#}
 {% macro update_incremental_manifest() -%}
@@ -150,14 +151,14 @@
         config_hash = excluded.config_hash,
         change_id = excluded.change_id,
         full_at = coalesce(excluded.full_at, m.full_at),
-        updated_at = excluded.updated_at;
-    {{ prune_changes() }}
+        updated_at = excluded.updated_at
         {%- endif %}
     {%- endif %}
 {%- endmacro %}
 
 
-{#- Changes every model of the log has taken in are deleted; a model not run for 30 days
+{#- Changes every model of the log has taken in are deleted, when the next run starts (until
+    then they say what the last run changed); a model not run for 30 days
     does not hold them back (it is built whole when it runs again). The data tests'
     bookkeeping (macros/test_scopes.sql) holds back the visitors' changes it has not tested. -#}
 {% macro prune_changes() -%}

@@ -114,9 +114,11 @@
 {#- Whether the model being built is built whole this run (int_incremental_this_run); always
     when the plan is not part of the run. -#}
 {% macro built_whole() -%}
-    {%- set plan = ref('int_incremental_this_run') %}
-    {#- parsing, or the linter's templater (no database) -#}
-    {%- if not execute or run_query is not defined %}{{ return(true) }}{% endif %}
+    {#- parsing (the plan declared: in the lineage, built first), or the linter's templater -#}
+    {%- if not execute or run_query is not defined %}
+        {%- do ref('int_incremental_this_run') %}
+        {{- return(true) }}
+    {%- endif %}
     {%- if model.config.materialized == 'incremental' and not is_incremental() %}
         {{- return(true) }}
     {%- endif %}
@@ -124,7 +126,7 @@
         {{- return(true) }}
     {%- endif %}
     {%- set found = run_query(
-        "select p.built_whole from " ~ plan ~ " as p where p.model_name = '" ~ this.identifier ~ "'"
+        "select p.built_whole from " ~ ref('int_incremental_this_run') ~ " as p where p.model_name = '" ~ this.identifier ~ "'"
     ) %}
     {{- return(found.rows | length == 0 or found.columns[0].values()[0]) }}
 {%- endmacro %}

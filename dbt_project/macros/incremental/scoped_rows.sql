@@ -14,6 +14,17 @@
     scans), and the keys as an array (the planner takes an array it cannot see for ten
     elements, and planned every join above it for a handful of rows). -#}
 
+{#- Declares to dbt's parser the scope model `scope_model` this model rebuilds from (and, for
+    crm.customers, `also`: more keys it rebuilds): in the lineage, and built before it. Read
+    only in a run not built whole, so a dbt unit test needs no input for them. -#}
+{% macro incremental_by(scope_model, also=[]) -%}
+    {%- if not execute %}
+        {%- do ref(scope_model) %}
+        {%- for name in also %}{% do ref(name) %}{% endfor %}
+    {%- endif %}
+{%- endmacro %}
+
+
 {#- The keys this model rebuilds: its scope model's, plus those of the models named in
     `meta: {also_rebuilds: [...]}` (crm.customers: the customers whose scores moved). A FROM
     item of (site_id, scope_key). -#}

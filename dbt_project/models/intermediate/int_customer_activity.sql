@@ -4,7 +4,7 @@
 -- a site.
 -- It keeps the customers per value of each RFM measure, which crm.customers scores
 -- (intermediate.customer_value_counts, macros/customer_scores.sql).
--- depends_on: {{ ref('int_customers_changed_this_run') }}
+{{ incremental_by('int_customers_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

@@ -3,7 +3,7 @@
 -- step n after step n-1 was reached" once per visit and step; over a CTE each lookup scanned
 -- every match, over the index it is one probe. Incremental by
 -- visitor (int_visitors_changed_this_run).
--- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ incremental_by('int_visitors_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

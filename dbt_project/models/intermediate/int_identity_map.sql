@@ -1,7 +1,7 @@
 -- Which user each visitor id (browser) belongs to: the user id of its latest identify
 -- (login). Applied to all of that visitor's sessions, past ones too, and merging every
 -- device of one user under one customer key. Incremental by visitor (int_visitors_changed_this_run).
--- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ incremental_by('int_visitors_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

@@ -4,7 +4,7 @@
 -- (site_id, order_id, occurred_at, event_id) partial index, and logs the visitors of the
 -- orders that moved to another visit (log_moved_orders), whose visits int_sessions counts
 -- again.
--- depends_on: {{ ref('int_orders_changed_this_run') }}
+{{ incremental_by('int_orders_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

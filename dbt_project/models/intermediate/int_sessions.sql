@@ -4,7 +4,7 @@
 -- int_orders moved to another visit), and logs the local days of the visits it changed
 -- (log_changed_days) for agg_daily_site_kpis, which reads the visits of those days by
 -- (site_id, session_date).
--- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ incremental_by('int_visitors_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

@@ -1,6 +1,6 @@
 -- One row per customer and local day with activity: visits, page views, engaged time,
 -- conversions, orders and revenue. Incremental by customer (int_customers_changed_this_run).
--- depends_on: {{ ref('int_customers_changed_this_run') }}
+{{ incremental_by('int_customers_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

@@ -12,7 +12,7 @@
 -- every run scores each distinct value again (customer_scores, small temporary tables), and
 -- rewrites the customers whose activity changed plus those whose scores or days since the
 -- last visit moved (customers_rescored); the rest stay as they are.
--- depends_on: {{ ref('int_customers_changed_this_run') }}, {{ ref('int_customers_rescored_this_run') }}
+{{ incremental_by('int_customers_changed_this_run', also=['int_customers_rescored_this_run']) }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

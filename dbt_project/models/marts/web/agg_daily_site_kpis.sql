@@ -4,7 +4,7 @@
 -- conversions, carries the other days' figures of visits and conversions from the table as
 -- it was (the table is written whole again, one row per site and day, while the old one is
 -- still there), and counts the small tables again.
--- depends_on: {{ ref('int_days_changed_this_run') }}
+{{ incremental_by('int_days_changed_this_run') }}
 {{ config(meta={'scope': 'day'}) }}
 {%- set by_day = not built_whole() %}
 

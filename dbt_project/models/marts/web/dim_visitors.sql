@@ -1,7 +1,7 @@
 -- One row per visitor id: a browser (the tracker's first-party id) or, for visits only the
 -- logs saw, a keyed hash of IP + user agent ("log:..."). customer_key ties visitors of one
 -- identified user together. Incremental by visitor (int_visitors_changed_this_run).
--- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ incremental_by('int_visitors_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

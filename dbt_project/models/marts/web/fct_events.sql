@@ -1,6 +1,6 @@
 -- One row per custom event of a person (category, action, label, value, properties).
 -- Incremental by visitor (int_visitors_changed_this_run).
--- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ incremental_by('int_visitors_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

@@ -2,7 +2,7 @@
 -- visit reaches step n at its first match of step n after it reached step n-1. Drop-off
 -- per step = visits reaching it that do not reach the next (reached_next_step false).
 -- Incremental by visitor (int_visitors_changed_this_run).
--- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ incremental_by('int_visitors_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

@@ -1,7 +1,7 @@
 -- One row per goal reached in a visit (a goal converts at most once per visit), goals from
 -- sites.yml. A goal without a fixed value is worth the visit's revenue when it is a
 -- purchase goal, else nothing. Incremental by visitor (int_visitors_changed_this_run).
--- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ incremental_by('int_visitors_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

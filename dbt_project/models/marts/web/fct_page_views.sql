@@ -4,7 +4,7 @@
 -- visitor (int_visitors_changed_this_run). The visit's columns come from int_sessions and the identity
 -- map, as fct_sessions has them, not from fct_sessions: this model, one of the longest, then
 -- starts without waiting for the goal conversions and fct_sessions.
--- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ incremental_by('int_visitors_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

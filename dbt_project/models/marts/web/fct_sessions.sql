@@ -2,7 +2,7 @@
 -- visitor came from, on which device, which goals were reached and what was bought.
 -- Incremental by visitor (int_visitors_changed_this_run); logs the customers of the visitors
 -- it rebuilds, as they were and as they are (log_changed_customers).
--- depends_on: {{ ref('int_visitors_changed_this_run') }}
+{{ incremental_by('int_visitors_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

@@ -1,6 +1,6 @@
 -- One row per line of an order: product, price, quantity and line revenue. Incremental by
 -- customer (int_customers_changed_this_run).
--- depends_on: {{ ref('int_customers_changed_this_run') }}
+{{ incremental_by('int_customers_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

@@ -2,7 +2,7 @@
 -- first-touch channel (their first visit) and last-touch channel (the last visit up to the
 -- order that came from somewhere other than direct, else direct: "last non-direct click").
 -- Incremental by customer (int_customers_changed_this_run).
--- depends_on: {{ ref('int_customers_changed_this_run') }}
+{{ incremental_by('int_customers_changed_this_run') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
