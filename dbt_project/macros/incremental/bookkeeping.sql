@@ -101,58 +101,48 @@
     the newest change of its scope's log (the changes a run logs are all logged before the
     scope models that pass them on are built: the models that log them come first in the
     graph), records its configuration's hash, and, when it was built whole, when. A model
-    that failed keeps its watermark:
-    its next run takes the same changes again (rebuilding a visitor, customer or day twice
-    gives the same rows). -#}
+    that failed keeps its watermark: its next run takes the same changes again (rebuilding a
+    visitor, customer or day twice gives the same rows). -#}
 {% macro update_incremental_manifest() -%}
-    {%- if execute %}
-        {%- set built = [] %}
-        {%- set plan_built = [] %}
-        {%- for result in results if result.node.resource_type == 'model' and result.status == 'success' %}
-            {%- if result.node.config.meta.get('scope') %}
-                {%- do built.append(result.node) %}
-            {%- elif result.node.name == 'int_incremental_this_run' %}
-                {%- do plan_built.append(result.node) %}
-            {%- endif %}
-        {%- endfor %}
-        {%- if built %}
-    insert into {{ incremental_manifest() }} as m (
-        model_name, scope, config_hash, change_id, full_at, updated_at
-    )
-            {%- for node in built %}
-    select
-        '{{ node.alias }}',
-        '{{ node.config.meta.scope }}',
-        {{ scope_config_hash(model_configs(node)) }},
-                {%- if scope_log(node.config.meta.scope) %}
-        (select coalesce(max(c.change_id), 0) from {{ scope_changes(scope_log(node.config.meta.scope)) }} as c),
-                {%- else %}
-        null::bigint,
-                {%- endif %}
-                {%- if plan_built %}
-        case
-            when (
-                select p.built_whole from {{ plan_built[0].relation_name }} as p
-                where p.model_name = '{{ node.alias }}'
-            ) is not false then '{{ run_started_at }}'::timestamptz
-        end,
-                {%- else %}
-        -- the plan was not part of this run: the model was built whole (built_whole())
-        '{{ run_started_at }}'::timestamptz,
-                {%- endif %}
-        '{{ run_started_at }}'::timestamptz
-                {%- if not loop.last %}
-    union all
-                {%- endif %}
-            {%- endfor %}
-    on conflict (model_name) do update
-    set
-        scope = excluded.scope,
-        config_hash = excluded.config_hash,
-        change_id = excluded.change_id,
-        full_at = coalesce(excluded.full_at, m.full_at),
-        updated_at = excluded.updated_at
+    {%- set built = [] %}
+    {%- set plan = [] %}
+    {%- for result in (results if execute else []) if result.status == 'success' %}
+        {%- if result.node.resource_type == 'model' and result.node.config.meta.get('scope') %}
+            {%- do built.append(result.node) %}
+        {%- elif result.node.name == 'int_incremental_this_run' %}
+            {%- do plan.append(result.node.relation_name) %}
         {%- endif %}
+    {%- endfor %}
+
+    {% if built -%}
+        insert into {{ incremental_manifest() }} as m (
+            model_name, scope, config_hash, change_id, full_at, updated_at
+        )
+        {%- for node in built %}
+            {%- set log = scope_log(node.config.meta.scope) %}
+            select
+                '{{ node.alias }}',
+                '{{ node.config.meta.scope }}',
+                {{ scope_config_hash(model_configs(node)) }},
+                {{ '(select coalesce(max(c.change_id), 0) from ' ~ scope_changes(log) ~ ' as c)'
+                    if log else 'null::bigint' }},
+                -- when built whole; without the plan in the run, it was (built_whole())
+                case
+                    when
+                        {{ 'true' if not plan else '(select p.built_whole from ' ~ plan[0]
+                            ~ " as p where p.model_name = '" ~ node.alias ~ "') is not false" }}
+                        then '{{ run_started_at }}'::timestamptz
+                end,
+                '{{ run_started_at }}'::timestamptz
+            {{ 'union all' if not loop.last }}
+        {%- endfor %}
+        on conflict (model_name) do update
+        set
+            scope = excluded.scope,
+            config_hash = excluded.config_hash,
+            change_id = excluded.change_id,
+            full_at = coalesce(excluded.full_at, m.full_at),
+            updated_at = excluded.updated_at
     {%- endif %}
 {%- endmacro %}
 

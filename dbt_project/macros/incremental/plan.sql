@@ -37,8 +37,8 @@
 {#- The relation of the configuration model or seed `name` (hooks have no ref()). -#}
 {% macro config_relation(name) -%}
     {%- if execute %}
-        {%- for node in graph.nodes.values() if node.name == name and node.resource_type in ('model', 'seed') %}
-            {{- return(node.relation_name) }}
+        {%- for node in graph.nodes.values() if node.name == name %}
+            {%- if node.resource_type in ('model', 'seed') %}{{ return(node.relation_name) }}{% endif %}
         {%- endfor %}
         {{- exceptions.raise_compiler_error('no configuration model or seed named ' ~ name) }}
     {%- endif %}
@@ -62,8 +62,8 @@
 {% macro incremental_models() -%}
     {%- set found = [] %}
     {%- if execute %}
-        {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.config.meta.get('scope') %}
-            {%- do found.append(node) %}
+        {%- for node in graph.nodes.values() if node.resource_type == 'model' %}
+            {%- if node.config.meta.get('scope') %}{% do found.append(node) %}{% endif %}
         {%- endfor %}
     {%- endif %}
     {{- return(found | sort(attribute='name')) }}

@@ -35,13 +35,13 @@
             s.site_id,
             s.{{ key }} as scope_key
         from {{ ref(scope_name) }} as s
-        {%- for extra in model.config.meta.get('also_rebuilds', []) %}
+    {%- for extra in model.config.meta.get('also_rebuilds', []) %}
         union
         select
             e.site_id,
             e.{{ key }}
         from {{ ref(extra) }} as e
-        {%- endfor %}
+    {%- endfor %}
     )
 {%- endmacro %}
 
@@ -61,7 +61,7 @@
             from {{ relation }} as r
             where
                 r.{{ site_id }} = scope.site_id and r.{{ key }} = scope.scope_key
-                {%- if where %} and {{ where }}{% endif %}
+                and {{ where or 'true' }}
             offset 0  -- noqa: AM09
         ) as scoped
         offset 0  -- noqa: AM09
@@ -98,28 +98,24 @@
     log_changed_customers, log_moved_orders) or moves counts (customer_values_after); kept
     as the delete returns them, so each row is probed once. -#}
 {% macro delete_changed_rows(column, keep_deleted=false) -%}
-    {%- if is_incremental() %}
-        {%- if built_whole() %}
+    {%- if is_incremental() and built_whole() %}
     delete from {{ this }}
-        {%- else %}
-            {%- if keep_deleted %}
+    {%- elif is_incremental() and keep_deleted %}
     drop table if exists {{ deleted_relation() }};
     create temporary table {{ deleted_relation() }} as
     select * from {{ this }}
     with no data;
     with deleted as (
-            {%- endif %}
-    delete from {{ this }}
-    where ctid = any (array(
-        {{ scope_this_rows(column, 'found.ctid', row='t.ctid') }}
-    ))
-            {%- if keep_deleted %}
-    returning *
+        delete from {{ this }}
+        where ctid = any(array({{ scope_this_rows(column, 'found.ctid', row='t.ctid') }}))
+        returning *
     )
+
     insert into {{ deleted_relation() }}
     select * from deleted
-            {%- endif %}
-        {%- endif %}
+    {%- elif is_incremental() %}
+    delete from {{ this }}
+    where ctid = any(array({{ scope_this_rows(column, 'found.ctid', row='t.ctid') }}))
     {%- endif %}
 {%- endmacro %}
 

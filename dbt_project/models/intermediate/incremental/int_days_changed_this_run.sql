@@ -21,12 +21,12 @@ final as (
 
     select
         changes.site_id,
-        days.day::date as kpi_date,
+        series.kpi_day::date as kpi_date,
         max(changes.change_id) as last_change_id
     from {{ scope_changes('day') }} as changes
-    cross join lateral generate_series(changes.from_day, changes.to_day, interval '1 day') as days (day)
+    cross join lateral generate_series(changes.from_day, changes.to_day, interval '1 day') as series (kpi_day)
     where changes.change_id > (select readers.watermark from readers)
-    group by changes.site_id, days.day::date
+    group by changes.site_id, series.kpi_day::date
 
 )
 

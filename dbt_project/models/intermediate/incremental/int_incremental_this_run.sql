@@ -18,11 +18,16 @@ manifest as (
 
 ),
 
-{%- if models %}
-
 planned (model_name, scope, is_selected, forced_reason, config_hash) as (
 
     -- what the graph and the catalog say of each model
+    select
+        null::text,
+        null::text,
+        null::boolean,
+        null::text,
+        null::text
+    where false
     {%- for node in models %}
         {%- for name in model_configs(node) %}
             {%- if 'model.siteline.' ~ name not in model.depends_on.nodes
@@ -33,13 +38,13 @@ planned (model_name, scope, is_selected, forced_reason, config_hash) as (
                 ) }}
             {%- endif %}
         {%- endfor %}
+    union all
     select
         '{{ node.alias }}',
         '{{ node.config.meta.scope }}',
         {{ node.unique_id in selected_resources }},
         {{ "'" ~ forced_whole_reason(node) ~ "'" if forced_whole_reason(node) else 'null::text' }},
         {{ scope_config_hash(model_configs(node)) }}
-        {{- '\n    union all' if not loop.last }}
     {%- endfor %}
 
 ),
@@ -61,31 +66,6 @@ inputs (model_name, input_name) as (
     {%- endfor %}
 
 ),
-
-{%- else %}
-
-planned (model_name, scope, is_selected, forced_reason, config_hash) as (
-
-    select
-        null::text,
-        null::text,
-        null::boolean,
-        null::text,
-        null::text
-    where false
-
-),
-
-inputs (model_name, input_name) as (
-
-    select
-        null::text,
-        null::text
-    where false
-
-),
-
-{%- endif %}
 
 own_reasons as (
 
