@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         1.0, ge=0, description="First wait between pull retries (doubles)."
     )
 
+    # -- models (dbt) --------------------------------------------------------------------------
+    dbt_longest_path_first: bool = Field(
+        True,
+        description="`siteline-dbt` starts the ready node on the longest remaining path first "
+        "(0: dbt's own order).",
+    )
+
     # -- collector -----------------------------------------------------------------------------
     collector_port: int = Field(8000, ge=1, le=65535, description="The collector's port.")
     collector_id: str | None = Field(
