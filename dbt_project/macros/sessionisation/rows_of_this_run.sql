@@ -197,6 +197,7 @@ changed_devices as (
             select p.occurred_at
             from {{ this }} as p
             where p.event_id = changed.event_id
+            -- the fence: not paging, so sqlfluff's AM09 (offset without order by) is wrong here
             offset 0  -- noqa: AM09
         ) as previous
         on true
@@ -256,6 +257,7 @@ batch as (
                 and d.device_key = restarts.device_key
                 and d.occurred_at >= restarts.restart_at
                 and d.session_id is not null
+            -- the fence: not paging, so sqlfluff's AM09 (offset without order by) is wrong here
             offset 0  -- noqa: AM09
         ) as done
     where not exists (

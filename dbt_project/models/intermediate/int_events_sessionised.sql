@@ -1,22 +1,26 @@
 {#- Every unified event with the visit (session) it belongs to. Incremental and correct
-    under late data, in the manner of the Snowplow web packages:
+    under late data, in the manner of the Snowplow web packages. The query has two parts:
 
-    1. new rows = rows of the dlt loads it has not read yet (by load id: intermediate.
-       loads_read, macros/sessionised_configs.sql), plus log hits whose
-       superseded flag the new rows change (either way: a new tracker page view may take a
-       hit, or a closer one, releasing a hit for another view);
-    2. for every device (tracker visitor id, or keyed hash of IP + user agent for log hits)
-       with new rows, re-read its events from the start of the inactivity-delimited run
-       that holds its earliest new row, and sessionise them again with the new rows;
-    3. replace those rows (delete+insert on event_id), stamped with the run's time
-       (sessionised_at), except re-read rows whose visit did not change: the models above
-       rebuild the devices it logs (scopes.sql).
+    * The rows of this run (`batch`). A run that sessionises everything (`whole`, decided
+      below) reads the whole unified stream, int_events_unified. Any other reads the rows
+      of the dlt loads it has not read yet (by load id: intermediate.loads_read,
+      macros/sessionised_configs.sql), decides again which log hits tracker page views
+      supersede wherever those rows can change it (a new view may take a hit, or a closer
+      one, releasing a hit for another view), and for every device (tracker visitor id, or
+      keyed hash of IP + user agent for log hits) with a changed row re-reads its events
+      from the start of the inactivity-delimited run that holds its earliest change. Those
+      steps read this model's own table, so they are a macro, not a model of their own:
+      macros/sessionisation/rows_of_this_run.sql.
+    * The visit rules, in this file (`eligible` .. `final`). A visit ends after the site's
+      inactivity timeout, at local midnight when the site asks, and when a page view brings
+      a different campaign or external referrer than the visit's previous ones (optional);
+      a visit longer than max_session_hours is cut into pieces of that length (bot guard).
+      Superseded log hits and late events keep a null session_id.
 
-    A visit ends after the site's inactivity timeout, at local midnight when the site asks,
-    and when a page view brings a different campaign or external referrer than the visit's
-    previous ones (optional); a visit longer than max_session_hours is cut into pieces of
-    that length (bot guard). Superseded log hits and late events keep a null session_id.
-    `dbt build --full-refresh` gives the same rows as any sequence of incremental runs. -#}
+    An incremental run replaces the rows it changes (delete+insert on event_id), stamped with
+    the run's time (sessionised_at), except re-read rows whose visit did not change: the
+    models above rebuild the devices it logs (scopes.sql). `dbt build --full-refresh` gives
+    the same rows as any sequence of incremental runs. -#}
 {#- what unified_events() reads in the incremental branch, declared to dbt's parser (only
     there: a unit test gives the full branch's inputs alone) -#}
 {%- if not execute %}
@@ -78,6 +82,7 @@ eligible as (
     select
         {{ unified_columns('batch.') }},
         {%- if not whole %}
+            -- a re-read row's visit as it was (null for a changed row), for final
             batch.previous_session_id,
             batch.previous_gap_started_at,
             batch.previous_session_started_at,
