@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 {#- A tracker page view and a log hit that are the same request (int_events_unified): same
     site, page and device (the keyed network hash; the anonymised IP + user agent when the
     tracker's collector has another key), the view within -10 s .. +60 s of the hit. The
@@ -22,6 +21,9 @@
 {%- endmacro %}
 
 
+{#- The columns probe_requests and the incremental superseding (rows_of_this_run) carry for
+    a request: its event id and what same_request compares, of the relation aliased
+    `prefix`. -#}
 {% macro request_columns(prefix) -%}
     {{ prefix }}.event_id, {{ prefix }}.site_id, {{ prefix }}.page_path, {{ prefix }}.page_query,
     {{ prefix }}.network_key, {{ prefix }}.ip_address, {{ prefix }}.user_agent,
@@ -34,14 +36,15 @@
 {% macro probe_requests(relation, kind, other) -%}
     select {{ request_columns('r') }}
     from {{ relation }} as r
+    {% if kind == 'views' -%}
     where
-        {%- if kind == 'views' %}
         r.event_source = 'tracker' and r.event_type = 'page_view'
         and {{ same_request('r', other) }}
-        {%- else %}
+    {% else -%}
+    where
         r.event_source = 'logfile'
         and {{ same_request(other, 'r') }}
-        {%- endif %}
+    {% endif %}
     -- a fence: kept as a subquery run per outer row (an index probe), never flattened into
     -- a join the planner may hash over the whole table
     offset 0

@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 {#- The unified event stream's query (int_events_unified is this, as a view).
 
     new_rows: when given, a mapping {'tracker': relation, 'log': relation} of copies of the
@@ -325,13 +324,14 @@ campaigns as (
 
     -- per field, the first configured parameter present
     select
-        event_id
-        {%- for field in ['campaign', 'source', 'medium', 'term', 'content'] %},
+        event_id,
+    {% for field in ['campaign', 'source', 'medium', 'term', 'content'] -%}
         (
             array_agg(nullif(parameter_value, '') order by parameter_position)
             filter (where campaign_field = '{{ field }}')
         )[1] as {{ 'campaign_name' if field == 'campaign' else 'campaign_' ~ field }}
-        {%- endfor %}
+        {{- ',' if not loop.last }}
+    {% endfor %}
     from query_parameters
     group by event_id
 

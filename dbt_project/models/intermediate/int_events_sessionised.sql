@@ -1,23 +1,26 @@
--- noqa: disable=LT02
 {#- Every unified event with the visit (session) it belongs to. Incremental and correct
-    under late data, in the manner of the Snowplow web packages:
+    under late data, in the manner of the Snowplow web packages. The query has two parts:
 
-    1. new rows = rows of the dlt loads it has not read yet (by load id: intermediate.
-       loads_read, macros/sessionised_configs.sql), plus log hits whose
-       superseded flag the new rows change (either way: a new tracker page view may take a
-       hit, or a closer one, releasing a hit for another view);
-    2. for every device (tracker visitor id, or keyed hash of IP + user agent for log hits)
-       with new rows, re-read its events from the start of the inactivity-delimited run
-       that holds its earliest new row, and sessionise them again with the new rows;
-    3. replace those rows (delete+insert on event_id), stamped with the run's time
-       (sessionised_at), except re-read rows whose visit did not change: the models above
-       rebuild the devices it logs (int_visitors_changed_this_run).
+    * The rows of this run (`batch`). A run that sessionises everything (`whole`, decided
+      below) reads the whole unified stream, int_events_unified. Any other reads the rows
+      of the dlt loads it has not read yet (by load id: intermediate.loads_read,
+      macros/sessionised_configs.sql), decides again which log hits tracker page views
+      supersede wherever those rows can change it (a new view may take a hit, or a closer
+      one, releasing a hit for another view), and for every device (tracker visitor id, or
+      keyed hash of IP + user agent for log hits) with a changed row re-reads its events
+      from the start of the inactivity-delimited run that holds its earliest change. Those
+      steps read this model's own table, so they are a macro, not a model of their own:
+      macros/sessionisation/rows_of_this_run.sql.
+    * The visit rules, in this file (`eligible` .. `final`). A visit ends after the site's
+      inactivity timeout, at local midnight when the site asks, and when a page view brings
+      a different campaign or external referrer than the visit's previous ones (optional);
+      a visit longer than max_session_hours is cut into pieces of that length (bot guard).
+      Superseded log hits and late events keep a null session_id.
 
-    A visit ends after the site's inactivity timeout, at local midnight when the site asks,
-    and when a page view brings a different campaign or external referrer than the visit's
-    previous ones (optional); a visit longer than max_session_hours is cut into pieces of
-    that length (bot guard). Superseded log hits and late events keep a null session_id.
-    `dbt build --full-refresh` gives the same rows as any sequence of incremental runs. -#}
+    An incremental run replaces the rows it changes (delete+insert on event_id), stamped with
+    the run's time (sessionised_at), except re-read rows whose visit did not change: the
+    models above rebuild the devices it logs (int_visitors_changed_this_run). `dbt build --full-refresh` gives
+    the same rows as any sequence of incremental runs. -#}
 {#- what unified_events() reads in the incremental branch, declared to dbt's parser (only
     there: a unit test gives the full branch's inputs alone) -#}
 {%- if not execute %}
@@ -56,256 +59,21 @@ sites as (
 
 ),
 
-{% if not whole %}
+{% if whole %}
 
-unified as (
+    batch as (
 
-    -- The stream's rows of the loads not read yet (copied and analyzed when the model
-    -- compiles), rather than the whole stream computed.
-    {{ unified_events(new_rows=sessionised_new_rows()) }}
+        -- the whole unified stream, sessionised again
+        select {{ unified_columns() }} from {{ ref('int_events_unified') }}
 
-),
-
-new_rows as (
-
-    -- none of these loads' rows is here yet (sessionised_new_rows)
-    select * from unified
-
-),
-
--- Which log hits are superseded (tracker page views and log hits matched one to one, closest
--- pairs first, as in int_events_unified), decided again wherever new rows can change it.
--- One match depends on every pair linked to it by a chain of possible pairs (a view taken
--- by a closer hit leaves its other hit to the next view): so the new views and hits are
--- taken with every view and hit already here that such a chain links to them, found one
--- link at a time until no new one appears, and matched together. The rows already here are
--- probed one request at a time (lateral), through the (site_id, page_path, occurred_at)
--- index.
-
-new_requests as (
-
-    select
-        'view' as request_kind,
-        {{ request_columns('n') }}
-    from new_rows as n
-    where n.event_source = 'tracker' and n.event_type = 'page_view'
-    union all
-    select
-        'hit' as request_kind,
-        {{ request_columns('n') }}
-    from new_rows as n
-    where n.event_source = 'logfile'
-
-),
-
-linked_requests as (
-
-    select * from (
-        with recursive linked as (
-            select * from new_requests
-            union
-            select found.*
-            from linked
-            cross join lateral (
-                select
-                    'hit' as request_kind,
-                    r.*
-                from ({{ probe_requests(this, 'hits', 'linked') }}) as r
-                where linked.request_kind = 'view'
-                union all
-                select
-                    'view' as request_kind,
-                    r.*
-                from ({{ probe_requests(this, 'views', 'linked') }}) as r
-                where linked.request_kind = 'hit'
-            ) as found
-            where not exists (
-                select 1 from new_rows as n
-                where n.event_id = found.event_id
-            )
-        )
-
-        select * from linked
-    ) as linked
-
-),
-
-linked_pairs as (
-
-    -- the two ways of being the same device, each a join of its own (nearby_requests)
-    select
-        v.event_id as view_id,
-        h.event_id as hit_id,
-        abs(extract(epoch from v.occurred_at - h.occurred_at)) as distance
-    from linked_requests as v
-    inner join linked_requests as h
-        on
-            {{ same_request('v', 'h') }}
-            and v.network_key = h.network_key
-    where v.request_kind = 'view' and h.request_kind = 'hit'
-    union all
-    select
-        v.event_id as view_id,
-        h.event_id as hit_id,
-        abs(extract(epoch from v.occurred_at - h.occurred_at)) as distance
-    from linked_requests as v
-    inner join linked_requests as h
-        on
-            {{ same_request('v', 'h') }}
-            and v.network_key is null
-            and v.ip_address = h.ip_address
-            and v.user_agent = h.user_agent
-    where v.request_kind = 'view' and h.request_kind = 'hit'
-
-),
-
-choices as (
-
-    select
-        closest.hit_id as event_id,
-        closest.view_id
-    from {{ closest_pairs('linked_pairs') }} as closest
-
-),
-
-decided as (
-
-    select
-        linked_requests.event_id,
-        choices.view_id is not null as is_superseded,
-        choices.view_id as matched_view_id
-    from linked_requests
-    left join choices on linked_requests.event_id = choices.event_id
-    where linked_requests.request_kind = 'hit'
-
-),
-
-flipped as (
-
-    -- already sessionised hits whose match changes (superseded or not, or by another view)
-    select
-        {{ unified_columns('hit.') | replace('hit.is_superseded', 'decided.is_superseded')
-            | replace('hit.matched_view_id', 'decided.matched_view_id') }}
-    from {{ this }} as hit
-    inner join decided on hit.event_id = decided.event_id
-    where
-        hit.matched_view_id is distinct from decided.matched_view_id
-        and not exists (
-            select 1 from new_rows as n
-            where n.event_id = hit.event_id
-        )
-
-),
-
-changed as (
-
-    select
-        {{ unified_columns('n.') | replace(
-            'n.is_superseded',
-            "case when n.event_source = 'logfile' then coalesce(decided.is_superseded, false)
-            else n.is_superseded end as is_superseded"
-        ) | replace(
-            'n.matched_view_id',
-            "case when n.event_source = 'logfile' then decided.matched_view_id
-            else n.matched_view_id end as matched_view_id"
-        ) }}
-    from new_rows as n
-    left join decided on n.event_id = decided.event_id
-    union all
-    select {{ unified_columns() }} from flipped
-
-),
-
-changed_devices as (
-
-    -- A changed row may move an event in time: restart from its old place too.
-    select
-        changed.site_id,
-        changed.device_key,
-        min(least(changed.occurred_at, previous.occurred_at)) as first_changed_at
-    -- by the event_id index, one row at a time (a fence: not flattened into a hash join), in
-    -- the index's order (its leaf pages are read forward)
-    from (
-        select * from changed
-        order by event_id
-    ) as changed
-    left join lateral (
-        select p.occurred_at
-        from {{ this }} as p
-        where p.event_id = changed.event_id
-        offset 0  -- noqa: AM09
-    ) as previous on true
-    group by changed.site_id, changed.device_key
-
-),
-
-restarts as (
-
-    select
-        changed_devices.site_id,
-        changed_devices.device_key,
-        coalesce((
-            select max(done.gap_started_at)
-            from {{ this }} as done
-            where
-                done.site_id = changed_devices.site_id
-                and done.device_key = changed_devices.device_key
-                and done.gap_started_at <= changed_devices.first_changed_at
-        ), '-infinity'::timestamptz) as restart_at
-    from (
-        select * from changed_devices
-        order by site_id, device_key
-    ) as changed_devices
-
-),
-
-batch as (
-
-    select
-        *,
-        null::text as previous_session_id,
-        null::timestamptz as previous_gap_started_at,
-        null::timestamptz as previous_session_started_at
-    from changed
-    union all
-    -- rows sessionised before, re-read from the restart: with their visit as it was, so
-    -- the rows whose visit stays as it was are not written again (final)
-    select
-        {{ unified_columns('done.') }},
-        done.session_id,
-        done.gap_started_at,
-        done.session_started_at
-    -- per device through the (site_id, device_key, gap_started_at) index, in its order;
-    -- "offset 0" is a fence that keeps it a per-row subquery (flattened into a join, the
-    -- planner may hash the whole table for a few thousand devices)
-    from (
-        select * from restarts
-        order by site_id, device_key
-    ) as restarts
-    cross join lateral (
-        select d.*
-        from {{ this }} as d
-        where
-            d.site_id = restarts.site_id
-            and d.device_key = restarts.device_key
-            and d.occurred_at >= restarts.restart_at
-            and d.session_id is not null
-        offset 0  -- noqa: AM09
-    ) as done
-    where not exists (
-        select 1 from changed
-        where changed.event_id = done.event_id
-    )
-
-),
+    ),
 
 {% else %}
 
-batch as (
-
-    select {{ unified_columns() }} from {{ ref('int_events_unified') }}
-
-),
+    -- The rows of this run, as CTEs ending in `batch`: the new rows of the loads not read
+    -- yet, the log hits whose superseding they change, and the rows re-read from each
+    -- changed device's restart (macros/sessionisation/rows_of_this_run.sql).
+    {{ rows_of_this_run() }},
 
 {% endif %}
 
@@ -318,9 +86,10 @@ eligible as (
     select
         {{ unified_columns('batch.') }},
         {%- if not whole %}
-        batch.previous_session_id,
-        batch.previous_gap_started_at,
-        batch.previous_session_started_at,
+            -- a re-read row's visit as it was (null for a changed row), for final
+            batch.previous_session_id,
+            batch.previous_gap_started_at,
+            batch.previous_session_started_at,
         {%- endif %}
         batch.is_superseded or batch.is_late as is_held_out,
         sites.inactivity_timeout,
@@ -481,8 +250,9 @@ assignments as (
         md5(site_id || '|' || device_key || '|' || substr(max(
             case
                 when is_piece_start = 1
-                    then lpad(session_number::text, 12, '0') || lpad(session_piece::text, 12, '0')
-                    || event_id
+                    then
+                        lpad(session_number::text, 12, '0') || lpad(session_piece::text, 12, '0')
+                        || event_id
             end
         ) over device_time, 25)) as assigned_session_id,
         max(case when is_piece_start = 1 then occurred_at end) over device_time as assigned_started_at
@@ -504,14 +274,14 @@ final as (
         now() as sessionised_at
     from assignments
     {%- if not whole %}
-    -- a row re-read from the restart whose visit did not change stays as it is (not deleted
-    -- and written again: most rows of a device that only got newer events)
-    where
-        previous_session_id is null
-        or is_held_out
-        or previous_session_id <> assigned_session_id
-        or previous_gap_started_at is distinct from gap_started_at
-        or previous_session_started_at is distinct from assigned_started_at
+        -- a row re-read from the restart whose visit did not change stays as it is (not deleted
+        -- and written again: most rows of a device that only got newer events)
+        where
+            previous_session_id is null
+            or is_held_out
+            or previous_session_id <> assigned_session_id
+            or previous_gap_started_at is distinct from gap_started_at
+            or previous_session_started_at is distinct from assigned_started_at
     {%- endif %}
 
 )
