@@ -42,7 +42,7 @@
     `__changed_rows__` in the `where` replaced by the changed-rows condition (or by `true`
     when the test must read everything). -#}
 {% macro get_where_subquery(relation) -%}
-    {%- set where = config.get('where', '') %}
+    {%- set where = config.get('where') or '' %}
     {%- if '__changed_rows__' in where %}
         {%- set where = where | replace(
             '__changed_rows__', '(' ~ (changed_rows_condition(relation) or 'true') ~ ')'
