@@ -1,43 +1,62 @@
 -- noqa: disable=LT02
-{#- Data tests read what changed since the last run whose tests all passed.
+{#- Data tests read every row of what they test, as dbt documents, unless a test opts in to
+    the rows changed since the last run whose tests all passed. The opt-in is the test's own,
+    next to it in the YAML, in dbt's `where` test config:
 
-    A model whose rows are rebuilt by device (macros/scopes.sql), or a staging view of a raw
-    table dlt appends to, says in its config what a test may restrict itself to:
+        - name: page_view_id
+          data_tests:
+            - unique_by_index: {config: {where: __changed_rows__}}
+            - not_null: {config: {where: __changed_rows__}}
+
+    `__changed_rows__` is a placeholder: dbt renders `where` when it parses the YAML, without
+    the project's macros, and documents get_where_subquery (below) as the place to fill it in
+    when the test runs. It may stand beside other conditions ("__changed_rows__ and ...").
+    A test without it (a test an analyst adds, `unique`, any other) reads everything.
+
+    How a model's changed rows are found is the model's config; a test that opts in on a
+    model without it stops with an error naming the model:
 
         config:
           meta:
             tests_read: {by: device, column: visitor_id}      # devices changed since
             tests_read: {by: load, column: load_id, raw: raw_collector}   # loads since
 
-    Every row such a test checks is a row that changed (or arrived) since the last `dbt build`
-    or `dbt test` that ran every test and passed them all (its start is the watermark, kept in
+    The changed rows are the rows that changed (or arrived) since the last `dbt build` or
+    `dbt test` that ran every test and passed them all (its start is the watermark, kept in
     intermediate.scope_watermarks as 'data_tests'); rows that did not change passed then. A
     key of these models never repeats across devices or loads (a page view, visit or event id
     belongs to one device; dlt merges a load's events on their id), so `unique` over the
-    changed rows, `not_null`, `accepted_values` and `relationships` from them stay exact.
-    Everything is tested again with --full-refresh, without a watermark, when the model was
-    built whole since (a full refresh, a configuration change), or when the last passing
-    run is 30 days old (older changes are pruned).
+    changed rows, `not_null`, `accepted_values` and `relationships` from them stay exact as
+    long as nothing writes to the tables behind the models' back. An opted-in test reads
+    everything with --full-refresh, without a watermark, when the model was built whole since
+    (a full refresh, a configuration change), or when the last passing run is 30 days old
+    (older changes are pruned).
 
     Loads are tracked by id, not by time (macros/loads_read.sql): every dbt invocation notes
     the raw loads it can see when it starts (on-run-start: note_tested_loads), and a run
-    that passes every test marks those as tested. A test reads the loads not marked yet. -#}
+    that passes every test marks those as tested. An opted-in test reads the loads not
+    marked yet. -#}
 
+{#- Returns what a generic test reads (dbt puts it where the test's macro says `model`): the
+    relation itself without a `where` config, else the subquery dbt's own macro returns, with
+    `__changed_rows__` in the `where` replaced by the changed-rows condition (or by `true`
+    when the test must read everything). -#}
 {% macro get_where_subquery(relation) -%}
-    {%- set conditions = [] %}
-    {%- set where = config.get('where', '') %}
-    {%- if where %}{% do conditions.append('(' ~ where ~ ')') %}{% endif %}
-    {%- set scoped = tests_read_condition(relation) %}
-    {%- if scoped %}{% do conditions.append(scoped) %}{% endif %}
-    {%- if conditions %}
-        {%- set filtered = conditions | join(' and ') %}
-        {#- tests/unique.sql (tested_relation) reads the relation back from this form -#}
-        {%- do return('(select * from ' ~ relation ~ ' where ' ~ filtered ~ ') dbt_subquery') %}
+    {%- set where = config.get('where') or '' %}
+    {%- if '__changed_rows__' in where %}
+        {%- set where = where | replace(
+            '__changed_rows__', '(' ~ (changed_rows_condition(relation) or 'true') ~ ')'
+        ) %}
+    {%- endif %}
+    {%- if where %}
+        {#- tests/unique_by_index.sql (tested_relation) reads the relation back from this form -#}
+        {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') %}
     {%- endif %}
     {%- do return(relation) %}
 {%- endmacro %}
 
 
+{#- Returns the `tests_read` meta of the model built as `relation` (none without one). -#}
 {% macro tests_read_meta(relation) -%}
     {%- for node in graph.nodes.values() if node.resource_type == 'model' %}
         {%- if node.alias == relation.identifier and node.schema == relation.schema %}
@@ -48,12 +67,21 @@
 {%- endmacro %}
 
 
-{% macro tests_read_condition(relation) -%}
-    {%- if not execute or flags.FULL_REFRESH or run_query is not defined %}
-        {%- do return('') %}
-    {%- endif %}
+{#- Returns the SQL condition that keeps the rows of `relation` changed since the last passing
+    run (its model's `tests_read` meta says how they are found), or '' when an opted-in test
+    must read every row (see above). -#}
+{% macro changed_rows_condition(relation) -%}
+    {%- if not execute or run_query is not defined %}{% do return('') %}{% endif %}
     {%- set rule = tests_read_meta(relation) %}
-    {%- if not rule %}{% do return('') %}{% endif %}
+    {%- if not rule %}
+        {%- do exceptions.raise_compiler_error(
+            relation ~ ': a data test of this model reads `where: __changed_rows__`, but the model '
+            ~ 'does not say how its changed rows are found; add `meta: {tests_read: {by: device, '
+            ~ 'column: ...}}` or `{by: load, column: load_id, raw: ...}` to its config '
+            ~ '(macros/test_scopes.sql), or remove __changed_rows__ from the test'
+        ) %}
+    {%- endif %}
+    {%- if flags.FULL_REFRESH %}{% do return('') %}{% endif %}
     {#- the watermark, and whether the model was built whole since (its rows all new) -#}
     {%- if not relation_exists(scope_watermarks()) %}{% do return('') %}{% endif %}
     {%- set watermark = run_query(
@@ -86,10 +114,14 @@
         {%- set ids = loads.columns[0].values() | list if loads else [] %}
         {%- do return(rule.column ~ ' in (' ~ sql_literals(ids) ~ ')') %}
     {%- endif %}
-    {%- do return('') %}
+    {%- do exceptions.raise_compiler_error(
+        relation ~ ': meta tests_read by ' ~ rule.by ~ ' is not known; by: device or by: load '
+        ~ '(macros/test_scopes.sql)'
+    ) %}
 {%- endmacro %}
 
 
+{#- Returns whether the relation `name` (schema.name) exists. -#}
 {% macro relation_exists(name) -%}
     {%- set found = run_query("select to_regclass('" ~ name ~ "') is not null") %}
     {%- do return(found.columns[0].values()[0]) %}

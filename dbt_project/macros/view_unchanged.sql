@@ -1,7 +1,8 @@
 -- noqa: disable=LT02
-{#- One row: whether the view `relation` has the definition of `sql` (as PostgreSQL renders
-    both), and whether its comments are those persist_docs writes (macros/persist_docs.sql:
-    the model's description, and each documented column that the view has). -#}
+{#- Returns the SQL of one row: whether the view `relation` has the definition of `sql` (as
+    PostgreSQL renders both), and whether its comments are those persist_docs writes
+    (macros/persist_docs.sql: the model's description, and each documented column that the
+    view has). The view_if_changed materialization reads it (materializations/). -#}
 {% macro view_unchanged_sql(relation, sql) -%}
     {%- set probe = 'siteline_view_probe_' ~ local_md5(relation.render()) %}
     {%- set view = "to_regclass('" ~ adapter.quote(relation.schema) ~ '.'

@@ -517,9 +517,10 @@ def test_dim_channels_describes_each_channel_by_its_rules(demo):
 
 
 def test_data_tests_read_what_changed_since_the_last_passing_run(demo):
-    """An ordinary build's data tests read the rows of devices changed since the last run
-    that passed every test (macros/test_scopes.sql); a build after a full refresh reads
-    everything. A row broken behind the models' back is found once its device changes."""
+    """An ordinary build's data tests that opt in (`where: __changed_rows__`) read the rows of
+    devices changed since the last run that passed every test (macros/test_scopes.sql); a
+    build after a full refresh reads everything. A row broken behind the models' back is
+    found once its device changes."""
     env, url = demo["env"], demo["url"]
     # after the fixture's full refresh: every test reads every row, all pass, the watermark moves
     siteline(env, "dbt", "build")
@@ -551,9 +552,9 @@ def test_data_tests_read_what_changed_since_the_last_passing_run(demo):
 
 
 def test_staging_tests_read_the_loads_no_passing_run_has_tested(demo):
-    """A staging view's tests read the raw loads not yet marked tested: a passing build marks
-    every load it saw at its start (intermediate.loads_read), so a raw row broken behind
-    the loaders' back is not read again until its load is unmarked."""
+    """A staging view's opted-in tests read the raw loads not yet marked tested: a passing
+    build marks every load it saw at its start (intermediate.loads_read), so a raw row broken
+    behind the loaders' back is not read again until its load is unmarked."""
     env, url = demo["env"], demo["url"]
     siteline(env, "dbt", "build")
     loads = query(
@@ -695,28 +696,91 @@ def check_unique_test_trusts_the_index(
     assert query(url, f"select count(*) - count(distinct {key}) from {table}") == [(0,)]
 
 
-def test_unique_tests_trust_a_unique_index_and_scan_a_table_without_one(demo):
-    """`unique` (macros/tests/unique.sql) is answered by a valid unique index on the column
-    without reading the table; without the index it scans and finds a duplicate."""
+def test_unique_by_index_tests_trust_a_unique_index_and_scan_a_table_without_one(demo):
+    """`unique_by_index` (macros/tests/unique_by_index.sql) is answered by a valid unique index
+    on the column without reading the table; without the index it scans and finds a
+    duplicate."""
     check_unique_test_trusts_the_index(
-        demo, "unique_fct_page_views_page_view_id", "web.fct_page_views", "page_view_id",
+        demo, "unique_by_index_fct_page_views_page_view_id", "web.fct_page_views", "page_view_id",
         scope="device", scope_key="visitor_id",
     )  # fmt: skip
 
 
-def test_unique_combination_tests_trust_a_unique_index_too(demo):
-    """`unique_combination` is answered by a unique index on its columns as `unique` is;
-    without the index it scans and finds a duplicate."""
+def test_unique_combination_by_index_tests_trust_a_unique_index_too(demo):
+    """`unique_combination_by_index` is answered by a unique index on its columns as
+    `unique_by_index` is; without the index it scans and finds a duplicate."""
     check_unique_test_trusts_the_index(
-        demo, "unique_combination_customers_site_id__customer_key", "crm.customers",
+        demo, "unique_combination_by_index_customers_site_id__customer_key", "crm.customers",
         "customer_key", scope="customer", scope_key="customer_key",
     )  # fmt: skip
 
 
+def test_a_new_unique_test_on_a_mart_column_reads_every_row(demo, tmp_path):
+    """A `unique` test an analyst adds to a mart column is dbt's own: it reads every row and
+    finds a duplicate planted in rows that no run changed since the last passing build,
+    which the project's test of that column, opted in to the changed rows, does not read."""
+    env, url = demo["env"], demo["url"]
+    siteline(env, "dbt", "build")  # every test passes: the next opted-in tests start here
+    project = tmp_path / "dbt_project"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "dbt_project", project,
+        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
+    )  # fmt: skip
+    models_yml = project / "models" / "marts" / "web" / "_web__models.yml"
+    models = yaml.safe_load(models_yml.read_text())
+    (fct_events,) = [m for m in models["models"] if m["name"] == "fct_events"]
+    (event_id,) = [c for c in fct_events["columns"] if c["name"] == "event_id"]
+    event_id["data_tests"] = ["unique"]  # as an analyst writes it
+    models_yml.write_text(yaml.safe_dump(models, sort_keys=False))
+    with connect(url, autocommit=True) as conn:
+        (planted,) = conn.execute(
+            "insert into web.fct_events select * from web.fct_events "
+            "order by event_id limit 1 returning ctid::text"
+        ).fetchone()
+    test = "unique_fct_events_event_id"
+    try:
+        siteline(env, "dbt", "test", "--select", test)
+        output = siteline_fails(
+            env, "dbt", "test", "--select", test, "--project-dir", str(project),
+            "--target-path", str(tmp_path / "target"),
+        )  # fmt: skip
+        assert f"Failure in test {test}" in output
+        assert "Got 1 result, configured to fail if != 0" in output
+    finally:
+        execute(url, "delete from web.fct_events where ctid = %s::tid", (planted,))
+    assert query(url, "select count(*) - count(distinct event_id) from web.fct_events") == [(0,)]
+
+
+def test_a_test_reads_changed_rows_only_on_a_model_that_says_how_to_find_them(demo, tmp_path):
+    """A test opting in to the changed rows of a model without `meta: tests_read` stops with
+    an error naming the model and the fix, rather than reading all rows or none."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "dbt_project", project,
+        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
+    )  # fmt: skip
+    models_yml = project / "models" / "marts" / "web" / "_web__models.yml"
+    models = yaml.safe_load(models_yml.read_text())
+    (fct_transactions,) = [m for m in models["models"] if m["name"] == "fct_transactions"]
+    assert "meta" not in fct_transactions["config"]
+    (order_id,) = [c for c in fct_transactions["columns"] if c["name"] == "order_id"]
+    order_id["data_tests"] = [{"not_null": {"config": {"where": "__changed_rows__"}}}]
+    models_yml.write_text(yaml.safe_dump(models, sort_keys=False))
+    output = siteline_fails(
+        demo["env"], "dbt", "test", "--select", "not_null_fct_transactions_order_id",
+        "--project-dir", str(project), "--target-path", str(tmp_path / "target"),
+    )  # fmt: skip
+    assert (
+        '"web"."fct_transactions": a data test of this model reads `where: __changed_rows__`, '
+        "but the model does not say how its changed rows are found"
+    ) in " ".join(output.split())
+
+
 def test_views_are_replaced_only_when_their_definition_changes(demo, tmp_path):
-    """A staging view whose SQL and comments are the model's is left in place (same oid,
-    'UNCHANGED VIEW'); a new column description is written to it without replacing it; new
-    SQL replaces it; and the project's own SQL replaces that again."""
+    """A staging view (materialized `view_if_changed`) whose SQL and comments are the model's
+    is left in place (same oid, 'UNCHANGED VIEW'); a new column description is written to it
+    without replacing it; new SQL replaces it; and the project's own SQL replaces that again.
+    A model that asks for dbt's `view` is replaced in every run, as dbt documents."""
     url, view = demo["url"], "staging.stg_collector__bad_events"
     project = tmp_path / "dbt_project"
     shutil.copytree(
@@ -725,6 +789,7 @@ def test_views_are_replaced_only_when_their_definition_changes(demo, tmp_path):
     )  # fmt: skip
     models_yml = project / "models" / "staging" / "collector" / "_collector__models.yml"
     model_sql = project / "models" / "staging" / "collector" / "stg_collector__bad_events.sql"
+    sql = model_sql.read_text()
 
     def build(project_dir: Path | None = None) -> str:
         # a target (and partial parse) of each project's own
@@ -770,6 +835,14 @@ def test_views_are_replaced_only_when_their_definition_changes(demo, tmp_path):
     assert build() == "CREATE VIEW"
     assert state()[1:] == ("Id of the rejected payload; unique.", columns)
     assert build() == "UNCHANGED VIEW"
+
+    model_sql.write_text("{{ config(materialized='view') }}\n" + sql)
+    assert build(project) == "CREATE VIEW"
+    replaced = state()[0]
+    assert build(project) == "CREATE VIEW"  # the same SQL: dbt's view replaces it anyway
+    assert state()[0] != replaced
+    assert build() == "UNCHANGED VIEW"
+    assert state()[1:] == ("Id of the rejected payload; unique.", columns)
 
 
 def test_visits_across_local_midnight_split_when_the_site_asks(demo, tmp_path):

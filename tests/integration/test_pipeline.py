@@ -87,7 +87,7 @@ def test_definitions_form_one_connected_graph(warehouse):
     assert "intermediate/int_days_changed_this_run" in parents("web/agg_daily_site_kpis")
     assert "intermediate/int_customers_changed_this_run" in parents("crm/customers")
     checks = {c.to_user_string() for c in graph.asset_check_keys}
-    assert "web/fct_page_views:unique_fct_page_views_page_view_id" in checks
+    assert "web/fct_page_views:unique_by_index_fct_page_views_page_view_id" in checks
 
 
 def test_run_loads_models_and_a_rerun_adds_nothing(warehouse, traffic):

@@ -1,10 +1,10 @@
-{#- Rows that share the same values in all of the given columns (a composite key). A valid
-    unique index whose key columns are all among them answers it without a scan, as for
-    `unique` (macros/tests/unique.sql). -#}
+{#- Returns the rows that share the same values in all of the given columns (a composite
+    key; a column may be an expression, such as lower(match_value)): a scan of every row the
+    test reads, as dbt's `unique` does for one column. `unique_combination_by_index` is the
+    same check answered by a unique index when the table has one. -#}
 {% test unique_combination(model, columns) %}
     select {{ columns | join(', ') }}
     from {{ model }}
-    where not {{ unique_index_answers(model, columns) }}
     group by {{ columns | join(', ') }}
     having count(*) > 1
 {% endtest %}

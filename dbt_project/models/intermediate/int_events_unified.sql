@@ -10,6 +10,6 @@
     * Tracker events sent later than the site's allowed lateness after they happened are
       marked late: counted (web.agg_late_events), not sessionised.
     * Campaign fields come from the page URL's query, per the site's campaign parameters. -#}
-{{ config(materialized='view') }}
+{{ config(materialized='view_if_changed') }}
 
 {{ unified_events() }}

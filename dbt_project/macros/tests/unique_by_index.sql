@@ -1,11 +1,15 @@
-{#- `unique`, as dbt's own test, except that a valid unique index whose key columns are all
-    the tested column answers it: PostgreSQL already refused every duplicate when it built
-    the index, and refuses each one inserted since (int_events_sessionised, fct_page_views
-    and the other models with a unique index in their config). The catalog is read when the
-    test runs; the scan underneath is then never executed (a one-time filter). A view, a
-    table without such an index, or an expression instead of a column is tested by a scan,
-    as dbt does. -#}
-{% test unique(model, column_name) %}
+{#- Returns the rows of a `unique` check, as dbt's `unique` test does (a duplicated value and
+    how often it occurs), trusting a unique index: when the tested table has a valid unique
+    index whose key columns are all the tested column, PostgreSQL refused every duplicate
+    when it built the index and refuses each one inserted since, so the table is not read
+    (the catalog is read when the test runs; the scan underneath is then never executed).
+
+    It falls back to dbt's scan when the index cannot answer: a view, a table without such an
+    index (or with only a partial or expression index, or one on more columns), an index
+    being built (not yet valid), or an expression instead of a column. Use it on the columns
+    of models that declare such an index in their config (indexes: unique: true); dbt's own
+    `unique` always scans. -#}
+{% test unique_by_index(model, column_name) %}
 select
     {{ column_name }} as unique_field,
     count(*) as n_records
@@ -18,9 +22,10 @@ having count(*) > 1
 {% endtest %}
 
 
-{#- An SQL condition: the tested relation has a valid unique index whose key columns are all
-    among `columns` (no partial or expression index). Its relation is the model itself, or
-    the one get_where_subquery (macros/test_scopes.sql) wraps. -#}
+{#- Returns an SQL condition: the tested relation has a valid unique index whose key columns
+    are all among `columns` (no partial or expression index); `false` when the relation is
+    not known or a column is an expression. The relation is the model itself, or the one
+    get_where_subquery (macros/test_scopes.sql) wraps. -#}
 {% macro unique_index_answers(model, columns) -%}
     {%- set relation = tested_relation(model) %}
     {%- if not relation %}{% do return('false') %}{% endif %}
@@ -43,6 +48,8 @@ having count(*) > 1
 {%- endmacro %}
 
 
+{#- Returns the relation a test's `model` stands for: the model itself, or the one inside the
+    subquery get_where_subquery wrapped it in (none when it is neither). -#}
 {% macro tested_relation(model) -%}
     {%- if model.identifier is defined %}{% do return(model) %}{% endif %}
     {%- set found = modules.re.match('^\(select \* from (\S+) where ', model | string) %}

@@ -1,16 +1,20 @@
-{#- The view materialization, as dbt's own, except that a view whose definition and comments
-    are already those of the model is left as it is.
+{#- `view_if_changed`: a view, built as dbt's `view` materialization builds it, except that a
+    view whose definition and comments are already those of the model is left as it is.
+    Returns the view's relation, as a materialization does.
 
-    dbt replaces every view in every run (create beside it, rename both, comment, commit, drop
-    the old one): about a dozen statements of dbt's time a view while the other threads hold
-    the interpreter, and the staging views are the first step of every build's
+    dbt's `view` replaces every view in every run (create beside it, rename both, comment,
+    commit, drop the old one): about a dozen statements of dbt's time a view while the other
+    threads hold the interpreter, and the staging views are the first step of every build's
     longest path. Here the model's SQL is first created as a temporary view, and PostgreSQL's
     own rendering of both definitions (pg_get_viewdef: comments, layout and `*` resolved) is
-    compared, with the comments persist_docs would write, in one statement. Equal: nothing is
-    written. Comments alone differ: they are written. Otherwise (or with --full-refresh, an
-    enforced contract, a sql_header, no view yet) the view is replaced as dbt replaces it. -#}
+    compared, with the comments persist_docs would write, in one statement
+    (macros/view_unchanged.sql). Equal: nothing is written ('UNCHANGED VIEW' in the run's
+    results). Comments alone differ: they are written. Otherwise (or with --full-refresh, an
+    enforced contract, a sql_header, no view yet) the view is replaced as dbt replaces it.
+    A model chooses it with `materialized: view_if_changed` (the staging folder in
+    dbt_project.yml); `materialized: view` is dbt's own. -#}
 
-{% materialization view, adapter='postgres' %}
+{% materialization view_if_changed, adapter='postgres' %}
 
     {%- set existing_relation = load_cached_relation(this) -%}
     {%- set target_relation = this.incorporate(type='view') -%}
