@@ -1,11 +1,13 @@
 -- One row per customer (site + customer key): lifetime activity and purchases, the part of
 -- crm.customers that depends on the customer's own visits only. Incremental by customer
 -- (macros/scopes.sql); crm.customers adds the scores that compare customers of a site.
--- It keeps the customers per value of each RFM measure, which crm.customers scores
--- (intermediate.customer_value_counts, macros/customer_scores.sql).
+-- Its post-hook keeps the customers per value of each RFM measure, moved by the customers
+-- it rebuilt as they were (the rows it deleted) and as they are
+-- (customer_value_counts_moved, macros/customer_scores.sql; int_customer_value_counts reads
+-- them, int_customer_scores scores them).
 {{ scoped_model(
     'customer', indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}],
-    start='keep_deleted=true', done='after=customer_values_after',
+    start='keep_deleted=true', done='after=customer_value_counts_moved',
 ) }}
 
 with
