@@ -138,9 +138,9 @@
 
 {#- Whether this model's table exists already (a table model reads the build it replaces
     through {{ this }}: int_customer_scores). Asked when the model runs; the linter's
-    templater has no database, hence the guard. -#}
+    templater has no database and a unit test no `this`, hence the guard. -#}
 {% macro previous_build_exists() -%}
-    {%- if execute and load_relation is defined %}
+    {%- if execute and load_relation is defined and this is not none %}
         {{- return(load_relation(this) is not none) }}
     {%- endif %}
     {{- return(false) }}

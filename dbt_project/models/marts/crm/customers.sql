@@ -26,8 +26,10 @@ customers as (
 
 ),
 
-scores as (
+scores as not materialized (
 
+    -- read by each of the three joins below as the table itself (with its statistics), not
+    -- as one materialized copy the planner knows nothing of
     select * from {{ ref('int_customer_scores') }}
 
 ),
