@@ -1,91 +1,115 @@
--- noqa: disable=LT02
-{#- crm.customers' RFM scores, 1-5 within the site (5 best): the quintile that holds the first
-    of the customer's equals - 1 + floor(5 * customers with a lower value / customers) - so
-    customers who did the same get the same score. Recency is the date of the last visit,
-    frequency the visits then the orders, monetary the revenue.
+{#- The RFM scores' bookkeeping, around the models that hold the rules: int_customer_scores
+    scores each distinct value of a measure (the quintile rule), int_customers_rescored_this_run
+    names the customers whose scores moved, crm.customers joins the scores.
 
-    The pre-hook scores each distinct value (a window over the few values, from the
-    customers per value that int_customer_activity keeps: customer_value_counts), in three
-    small temporary tables; the model and its extra scope join them to the customers they
-    read. (Not ntile windows: each sorts every customer, and most customers share a value -
-    no revenue, one visit - so the sort compares their keys row by row. Not a hash
-    aggregate of every customer per value in the pre-hook either: it sits on the longest
-    path of the build.) -#}
-
-{% macro customer_score_relation(measure) -%}
-    {{ this.identifier }}__{{ measure }}
-{%- endmacro %}
+    Two things only a hook can do stay here, each in one macro:
+    - customer_value_counts_moved: int_customer_activity's post-hook keeps the customers per
+      value of each measure (intermediate.customer_value_counts, read through the view
+      int_customer_value_counts), moved by the customers it rebuilt as they were - the rows
+      it deleted in its own transaction - and as they are. Counting every customer instead
+      would read all of them every run.
+    - record_customer_scores_given: crm.customers' post-hook records in int_customer_scores
+      the scores it gave, in its own transaction: a run that fails before it leaves them as
+      they were, and the next run rewrites those customers. -#}
 
 
-{#- The scores crm.customers holds, per measure and value, with the day they were given
-    (a table of the intermediate schema, written in the same transaction as crm.customers). -#}
-{% macro customer_scores_given(measure) -%}
-    {{ generate_schema_name('intermediate', none) }}.customer_{{ measure }}_scores
-{%- endmacro %}
-
-
-{#- The customers per value of each measure (one row per site and value; the other measures'
-    columns null), as int_customer_activity holds them: rebuilt when it is built whole, else
-    moved by its scope's customers as they were (the rows it deletes: scope_start's
-    keep_deleted) and as they are (customer_values_after), in the same transaction. -#}
+{#- The customers per value of each measure, as int_customer_activity keeps them (its
+    post-hook, customer_value_counts_moved): one row per site and value, the other measures'
+    columns null. Models read it as ref('int_customer_value_counts'). -#}
 {% macro customer_value_counts() -%}
     {{ generate_schema_name('intermediate', none) }}.customer_value_counts
 {%- endmacro %}
 
 
-{% macro customer_value_columns() -%}
-    {{- return(customer_score_sql('columns').strip().split(',')) }}
+{#- The query counting the customers of `relation` (int_customer_activity or rows of it) per
+    value of each measure, one grouping set per measure: recency the date of the last visit,
+    frequency the visits then the orders, monetary the revenue; a missing figure counts as
+    the lowest value. crm.customers and int_customers_rescored_this_run find a customer's
+    values with the same expressions. -#}
+{% macro count_customer_values(relation) -%}
+    select
+        a.site_id,
+        coalesce(a.last_seen_at::date, '-infinity'::date) as last_seen_date,
+        coalesce(a.visits, 0) as visits,
+        coalesce(a.transactions, 0) as transactions,
+        coalesce(a.revenue, 0) as revenue,
+        count(*) as customers
+    from {{ relation }} as a
+    group by grouping sets (
+        (a.site_id, coalesce(a.last_seen_at::date, '-infinity'::date)),
+        (a.site_id, coalesce(a.visits, 0), coalesce(a.transactions, 0)),
+        (a.site_id, coalesce(a.revenue, 0))
+    )
 {%- endmacro %}
 
 
-{#- int_customer_activity's post-hook (scope_done(after=...)): the counts rebuilt (built whole,
-    or none kept yet), or moved by the scope's customers as they are less as they were. -#}
-{% macro customer_values_after() -%}
-    {%- set whole = built_whole() %}
+{#- int_customer_activity's post-hook, called with whether the model was built whole: the
+    counts counted again when it was built whole, else moved by the customers of its scope as
+    they are (their rows now) less as they were (the rows delete_changed_rows(keep_deleted=
+    true) deleted); values left without customers are removed. Counted whole when there are
+    no counts yet too. Emptied rather than dropped: the view int_customer_value_counts reads
+    the table. -#}
+{% macro customer_value_counts_moved(whole) -%}
     {%- set counts = customer_value_counts() %}
-    {%- set columns = customer_value_columns() %}
-    {%- if whole or (execute and not relation_exists(counts)) %}
-    drop table if exists {{ counts }};
-    create table {{ counts }} as
-    {{ customer_score_sql('count', this) }}
+    {%- set kept = execute and run_query(
+        "select to_regclass('" ~ counts ~ "') is not null"
+    ).columns[0].values()[0] %}
+    {%- if whole or not kept %}
+    create table if not exists {{ counts }} as
+    {{ count_customer_values(this) }}
+    with no data;
+    truncate {{ counts }};
+    insert into {{ counts }}
+    {{ count_customer_values(this) }}
     {%- else %}
     drop table if exists {{ this.identifier }}__values_moved;
     create temporary table {{ this.identifier }}__values_moved as
     select
         moved.site_id,
-        moved.{{ columns | join(', moved.') }},
+        moved.last_seen_date,
+        moved.visits,
+        moved.transactions,
+        moved.revenue,
         sum(moved.customers) as customers
     from (
-        {{ customer_score_sql('count', '(' ~ scope_this_rows('customer_key') ~ ')') }}
+        {{ count_customer_values('(' ~ scope_this_rows('customer_key') ~ ')') }}
         union all
         select
             b.site_id,
-            b.{{ columns | join(', b.') }},
+            b.last_seen_date,
+            b.visits,
+            b.transactions,
+            b.revenue,
             -b.customers
-        from ({{ customer_score_sql('count', deleted_relation()) }}) as b
+        from ({{ count_customer_values(deleted_relation()) }}) as b
     ) as moved
-    group by moved.site_id, moved.{{ columns | join(', moved.') }}
+    group by moved.site_id, moved.last_seen_date, moved.visits, moved.transactions, moved.revenue
     having sum(moved.customers) <> 0;
     drop table if exists {{ this.identifier }}__values_new;
     create temporary table {{ this.identifier }}__values_new as
     select
         m.site_id,
-        m.{{ columns | join(', m.') }},
+        m.last_seen_date,
+        m.visits,
+        m.transactions,
+        m.revenue,
         coalesce(c.customers, 0) + m.customers as customers
     from {{ this.identifier }}__values_moved as m
     left join {{ counts }} as c
         on
             c.site_id = m.site_id
-            {%- for column in columns %}
-            and c.{{ column }} is not distinct from m.{{ column }}
-            {%- endfor %};
+            and c.last_seen_date is not distinct from m.last_seen_date
+            and c.visits is not distinct from m.visits
+            and c.transactions is not distinct from m.transactions
+            and c.revenue is not distinct from m.revenue;
     delete from {{ counts }} as c
     using {{ this.identifier }}__values_moved as m
     where
         c.site_id = m.site_id
-        {%- for column in columns %}
-        and c.{{ column }} is not distinct from m.{{ column }}
-        {%- endfor %};
+        and c.last_seen_date is not distinct from m.last_seen_date
+        and c.visits is not distinct from m.visits
+        and c.transactions is not distinct from m.transactions
+        and c.revenue is not distinct from m.revenue;
     insert into {{ counts }}
     select * from {{ this.identifier }}__values_new
     where customers <> 0
@@ -93,146 +117,24 @@
 {%- endmacro %}
 
 
-{#- part 'columns': the measures' columns, comma-separated.
-    part 'count': the customers of `alias` (a relation or subquery of int_customer_activity's
-    rows) per value of each measure, one grouping set per measure.
-    part 'prepare' (pre-hook of crm.customers):
-    - each measure's distinct values with their score go to a temporary table
-      (customer_score_relation), and the values whose score differs from the one given
-      last run (customer_scores_given) to another (`__moved`), before the given ones are
-      replaced.
-    part 'joins': the joins that give the rows of `alias` (rows of int_customer_activity)
-    their scores, recency.score, frequency.score and monetary.score. Every customer has its
-    values in those tables: the joins are left joins only so the planner counts a row per
-    customer (it cannot estimate a join on these expressions: it expected a few hundred rows
-    where there were a site's customers, and probed crm.customers once per customer).
-    part 'moved': a condition true for the rows of `alias` whose score moved.
-    One macro, so the measures are written once. -#}
-{% macro customer_score_sql(part, alias=none) -%}
-    {#- the measures, each one or more columns with its expression over a row `{a}` of
-        int_customer_activity -#}
-    {%- set measures = {
-        'recency': {'last_seen_date': "coalesce({a}.last_seen_at::date, '-infinity'::date)"},
-        'frequency': {
-            'visits': 'coalesce({a}.visits, 0)', 'transactions': 'coalesce({a}.transactions, 0)'
-        },
-        'monetary': {'revenue': 'coalesce({a}.revenue, 0)'},
-    } %}
-    {%- if part == 'columns' %}
-        {%- for columns in measures.values() -%}
-            {{ columns.keys() | join(',') }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    {%- endif %}
-    {%- if part == 'count' %}
-    select
-        a.site_id,
-        {%- for columns in measures.values() %}
-            {%- for column, expression in columns.items() %}
-        {{ expression.format(a='a') }} as {{ column }},
-            {%- endfor %}
-        {%- endfor %}
-        count(*) as customers
-    from {{ alias }} as a
-    group by grouping sets (
-        {%- for columns in measures.values() %}
-        (a.site_id, {{ columns.values() | join(', ') | replace('{a}', 'a') }}){{ "," if not loop.last }}
-        {%- endfor %}
-    )
-    {%- endif %}
-    {%- if part == 'prepare' and execute and not relation_exists(customer_value_counts()) %}
-    -- kept by int_customer_activity since a version that had not yet run
-    create table {{ customer_value_counts() }} as
-    {{ customer_score_sql('count', ref('int_customer_activity')) }};
-    {%- endif %}
-    {%- for measure, columns in measures.items() %}
-        {%- if part == 'prepare' %}
-    drop table if exists {{ customer_score_relation(measure) }};
-    create temporary table {{ customer_score_relation(measure) }} as
-    select
-        v.site_id,
-        {%- for column in columns %}
-        v.{{ column }},
-        {%- endfor %}
-        (1 + floor(
-            5 * coalesce(sum(v.customers) over lower_values, 0)
-            / sum(v.customers) over (partition by v.site_id)
-        ))::int as score
-    from {{ customer_value_counts() }} as v
-    -- this measure's grouping set: its columns are set, the others' null
-    where v.{{ columns | first }} is not null
-    window lower_values as (
-        partition by v.site_id order by {{ columns | join(', ') }}
-        rows between unbounded preceding and 1 preceding
-    );
-    analyze {{ customer_score_relation(measure) }};
-    create table if not exists {{ customer_scores_given(measure) }} as
-    select
-        s.*,
-        current_date as given_on
-    from {{ customer_score_relation(measure) }} as s
-    with no data;
-            {%- if loop.first %}
-    drop table if exists {{ customer_score_relation('given_on') }};
-    create temporary table {{ customer_score_relation('given_on') }} as
-    select max(g.given_on) as given_on from {{ customer_scores_given(measure) }} as g;
-            {%- endif %}
-    drop table if exists {{ customer_score_relation(measure ~ '_moved') }};
-    create temporary table {{ customer_score_relation(measure ~ '_moved') }} as
-    select
-        coalesce(s.site_id, g.site_id) as site_id,
-        {%- for column in columns %}
-        coalesce(s.{{ column }}, g.{{ column }}) as {{ column }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from {{ customer_score_relation(measure) }} as s
-    full join {{ customer_scores_given(measure) }} as g
-        on
-            s.site_id = g.site_id
-            {%- for column in columns %}
-            and s.{{ column }} = g.{{ column }}
-            {%- endfor %}
-    where s.score is distinct from g.score;
-    delete from {{ customer_scores_given(measure) }};
-    insert into {{ customer_scores_given(measure) }}
-    select
-        s.*,
-        current_date
-    from {{ customer_score_relation(measure) }} as s;
-        {%- elif part == 'joins' %}
-    left join {{ customer_score_relation(measure) }} as {{ measure }}
-        on
-            {{ alias }}.site_id = {{ measure }}.site_id
-            {%- for column, expression in columns.items() %}
-            and {{ expression.format(a=alias) }} = {{ measure }}.{{ column }}
-            {%- endfor %}
-        {%- elif part == 'moved' %}
-    {{ "or " if not loop.first }}({{ alias }}.site_id, {{ columns.values() | join(', ') | replace('{a}', alias) }}) in (
-        select m.site_id, m.{{ columns | join(', m.') }}
-        from {{ customer_score_relation(measure ~ '_moved') }} as m
-    )
-        {%- endif %}
-    {%- endfor %}
+{#- crm.customers' post-hook: the scores it gave, and the day, recorded on each value of
+    int_customer_scores (given_score, given_on); int_customers_rescored_this_run compares
+    the next run's scores with them. -#}
+{% macro record_customer_scores_given() -%}
+    update {{ ref('int_customer_scores') }} as s
+    set
+        given_score = s.score,
+        given_on = current_date
+    where s.given_score is distinct from s.score or s.given_on is distinct from current_date
 {%- endmacro %}
 
 
-{% macro customer_scores() -%}
-    {{ customer_score_sql('prepare') }}
-{%- endmacro %}
-
-
-{% macro customer_score_joins(alias) -%}
-    {{ customer_score_sql('joins', alias) }}
-{%- endmacro %}
-
-
-{#- crm.customers' extra scope: customers whose scores moved since the last run (a new
-    customer moves the quintiles' edges: only the values near an edge change score, found
-    per value, not per customer), or every customer on the first run of a day (it moves
-    every customer's days since the last visit). (Not by comparing every customer's scores
-    with crm.customers': a join of every customer with every customer.) -#}
-{% macro customers_rescored() -%}
-    select c.site_id, c.customer_key
-    from {{ ref('int_customer_activity') }} as c
-    where
-        (select g.given_on from {{ customer_score_relation('given_on') }} as g) < current_date
-        or {{ customer_score_sql('moved', 'c') }}
+{#- Whether this model's table exists already (a table model reads the build it replaces
+    through {{ this }}: int_customer_scores). Asked when the model runs; the linter's
+    templater has no database and a unit test no `this`, hence the guard. -#}
+{% macro previous_build_exists() -%}
+    {%- if execute and load_relation is defined and this is not none %}
+        {{- return(load_relation(this) is not none) }}
+    {%- endif %}
+    {{- return(false) }}
 {%- endmacro %}

@@ -95,7 +95,7 @@
     {%- set change_id = watermark.rows[0][0] %}
     {%- if rule.by == 'device' %}
         {#- the rows of the changed devices, probed device by device through the model's
-            (site_id, device) index and read by row id, as scoped models read (scopes.sql:
+            (site_id, device) index and read by row id, as scoped models read (macros/incremental/scoped_rows.sql:
             an IN over the pairs was planned as a scan of the whole table) -#}
         {%- do return(
             'ctid = any (array(select scoped.ctid from (select distinct c.site_id, c.device_key from '

@@ -395,7 +395,7 @@ def test_customer_value_counts_follow_the_incremental_runs(demo):
 
 
 def test_customers_rewrites_only_moved_scores_and_everyone_on_a_new_day(demo):
-    """crm.customers keeps the scores it gave per value (intermediate.customer_*_scores):
+    """crm.customers records the scores it gave per value (intermediate.int_customer_scores):
     a run rewrites the customers of a value whose score moved, and every customer on the
     first run of a day (their days since the last visit moved)."""
     env, url = demo["env"], demo["url"]
@@ -416,13 +416,13 @@ def test_customers_rewrites_only_moved_scores_and_everyone_on_a_new_day(demo):
         url, "select revenue, count(*) from crm.customers where revenue > 0 "
         "group by revenue order by count(*) desc, revenue limit 1",
     )[0]  # fmt: skip
-    execute(url, "update intermediate.customer_monetary_scores set score = score %% 5 + 1 "
-            "where revenue = %s", (revenue,))  # fmt: skip
+    execute(url, "update intermediate.int_customer_scores set given_score = given_score %% 5 + 1 "
+            "where measure = 'monetary' and revenue = %s", (revenue,))  # fmt: skip
     before = query(url, "select customer_key, monetary_score from crm.customers order by 1")
     assert query(url, rewritten, run_customers()) == [(customers,)]
     assert query(url, "select customer_key, monetary_score from crm.customers order by 1") == before
     # a new day: every customer, with today's days since the last visit
-    execute(url, "update intermediate.customer_recency_scores set given_on = given_on - 1")
+    execute(url, "update intermediate.int_customer_scores set given_on = given_on - 1")
     execute(url, "update crm.customers set days_since_last_visit = -1")
     total = query(url, "select count(*) from crm.customers")[0][0]
     assert total > 100

@@ -1,9 +1,10 @@
 -- One row per customer (site + customer key): lifetime activity and purchases, the part of
 -- crm.customers that depends on the customer's own visits only. Incremental by customer
 -- (int_customers_changed_this_run); crm.customers adds the scores that compare customers of
--- a site.
--- It keeps the customers per value of each RFM measure, which crm.customers scores
--- (intermediate.customer_value_counts, macros/customer_scores.sql).
+-- a site. Its post-hook keeps the customers per value of each RFM measure, moved by the
+-- customers it rebuilt as they were (the rows it deleted) and as they are
+-- (customer_value_counts_moved, macros/customer_scores.sql; int_customer_value_counts reads
+-- them, int_customer_scores scores them).
 {{ incremental_by('int_customers_changed_this_run') }}
 {{ config(
     materialized='incremental',
@@ -11,7 +12,7 @@
     on_schema_change='append_new_columns',
     meta={'scope': 'customer'},
     pre_hook="{{ delete_changed_rows('customer_key', keep_deleted=true) }}",
-    post_hook="{{ customer_values_after() }}",
+    post_hook="{{ customer_value_counts_moved(built_whole()) }}",
     indexes=[{'columns': ['site_id', 'customer_key'], 'unique': True}],
 ) }}
 

@@ -2,23 +2,23 @@
 -- of a browser that logged in, stitched) or else an anonymous visitor. Lifetime activity and
 -- value, RFM scores and segment, first- and last-touch channel and campaign.
 --
--- RFM: recency, frequency and monetary scores 1-5 are quintiles within the site (5 best);
--- customers with equal values share the quintile of the first of them; recency ranks the
--- dates of the last visits, so scores do not drift while no data arrives. Segments follow
--- the usual RFM grid; customers without a purchase are "visitor" (one visit) or "engaged
--- visitor" (returning).
+-- RFM: recency, frequency and monetary scores 1-5 are quintiles within the site (5 best),
+-- scored per distinct value in int_customer_scores (the rule is there); a customer gets the
+-- score of its values. Segments follow the usual RFM grid; customers without a purchase are
+-- "visitor" (one visit) or "engaged visitor" (returning).
 --
--- Incremental by customer (int_customers_changed_this_run): the scores compare a site's customers, so
--- every run scores each distinct value again (customer_scores, small temporary tables), and
--- rewrites the customers whose activity changed plus those whose scores or days since the
--- last visit moved (customers_rescored); the rest stay as they are.
+-- Incremental by customer (int_customers_changed_this_run): rewrites the customers whose
+-- activity changed and those int_customers_rescored_this_run names (a score or the days
+-- since the last visit moved); the rest stay as they are. Its post-hook records the scores it
+-- gave in int_customer_scores (record_customer_scores_given, macros/customer_scores.sql).
 {{ incremental_by('int_customers_changed_this_run', also=['int_customers_rescored_this_run']) }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='append_new_columns',
     meta={'scope': 'customer', 'also_rebuilds': ['int_customers_rescored_this_run']},
-    pre_hook=["{{ customer_scores() }}", "{{ delete_changed_rows('customer_key') }}"],
+    pre_hook="{{ delete_changed_rows('customer_key') }}",
+    post_hook="{{ record_customer_scores_given() }}",
 ) }}
 
 with
@@ -29,17 +29,42 @@ customers as (
 
 ),
 
+scores as not materialized (
+
+    -- read by each of the three joins below as the table itself (with its statistics), not
+    -- as one materialized copy the planner knows nothing of
+    select * from {{ ref('int_customer_scores') }}
+
+),
+
 scored as (
 
-    -- scores of each distinct value, from the pre-hook's temporary tables
-    -- (macros/customer_scores.sql)
+    -- each measure's score of the customer's value (found as int_customer_value_counts
+    -- counts it). Left joins, though every customer's values are scored: the planner cannot
+    -- estimate joins on these expressions, and only a left join keeps a row per customer in
+    -- its estimate.
     select
         customers.*,
         recency.score as recency_score,
         frequency.score as frequency_score,
         monetary.score as monetary_score
     from customers
-    {{ customer_score_joins('customers') }}
+    left join scores as recency
+        on
+            customers.site_id = recency.site_id
+            and recency.measure = 'recency'
+            and coalesce(customers.last_seen_at::date, '-infinity'::date) = recency.last_seen_date
+    left join scores as frequency
+        on
+            customers.site_id = frequency.site_id
+            and frequency.measure = 'frequency'
+            and coalesce(customers.visits, 0) = frequency.visits
+            and coalesce(customers.transactions, 0) = frequency.transactions
+    left join scores as monetary
+        on
+            customers.site_id = monetary.site_id
+            and monetary.measure = 'monetary'
+            and coalesce(customers.revenue, 0) = monetary.revenue
 
 ),
 
