@@ -119,6 +119,8 @@
         {%- do ref('int_incremental_this_run') %}
         {{- return(true) }}
     {%- endif %}
+    {#- a dbt unit test builds from its given rows, whole -#}
+    {%- if model.resource_type == 'unit_test' %}{{ return(true) }}{% endif %}
     {%- if model.config.materialized == 'incremental' and not is_incremental() %}
         {{- return(true) }}
     {%- endif %}
