@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 {#- Which raw dlt loads a reader has taken in, by load id (not by time: a load that commits
     while a reader is under way is simply taken in by its next run, and one taken in long
     ago is never read again - no overlap of time to guess).
@@ -44,21 +43,19 @@
     drop table if exists {{ new_loads_relation() }};
     create temporary table {{ new_loads_relation() }} as
     {%- for raw_schema, relation in loads.items() %}
-    select
-        '{{ raw_schema }}'::text as raw_schema,
-        l.load_id
-    from {{ relation }} as l
-        {%- if only_new %}
-    where not exists (
-        select 1 from {{ loads_read() }} as r
+        select
+            '{{ raw_schema }}'::text as raw_schema,
+            l.load_id
+        from {{ relation }} as l
         where
-            r.reader = '{{ this.identifier }}' and r.raw_schema = '{{ raw_schema }}'
-            and r.load_id = l.load_id
-    )
-        {%- endif %}
-        {%- if not loop.last %}
-    union all
-        {%- endif %}
+            not {{ only_new }}
+            or not exists (
+                select 1 from {{ loads_read() }} as r
+                where
+                    r.reader = '{{ this.identifier }}' and r.raw_schema = '{{ raw_schema }}'
+                    and r.load_id = l.load_id
+            )
+        {{ 'union all' if not loop.last }}
     {%- endfor %}
 {%- endmacro %}
 

@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 {#- The distinct values of `columns` in `relation` (alias `s` in `where`, a condition on its
     rows), one index probe each: a loose index scan, for a few distinct values among many
     rows. The relation needs an index whose leading columns are `columns`. The body of a
@@ -8,9 +7,7 @@
     (
         select {{ found }}
         from {{ relation }} as s
-        {%- if where %}
-        where {{ where }}
-        {%- endif %}
+        where {{ where or 'true' }}
         order by {{ found }}
         limit 1
     )
@@ -23,10 +20,8 @@
         select {{ found }}
         from {{ relation }} as s
         where
-            {%- if where %}
-            {{ where }} and
-            {%- endif %}
-            ({{ found }}) > ({{ name ~ '.' ~ columns | join(', ' ~ name ~ '.') }})
+            {{ where or 'true' }}
+            and ({{ found }}) > ({{ name ~ '.' ~ columns | join(', ' ~ name ~ '.') }})
         order by {{ found }}
         limit 1
     ) as next_value

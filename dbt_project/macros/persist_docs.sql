@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 {#- persist_docs, as dbt-postgres writes it, except that a comment already in place is not
     written again, and in one statement. dbt comments every incremental model's table and
     columns in every run; COMMENT takes a lock that waits for a running autovacuum of the

@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 {#- post-hook: the loads read are recorded (macros/loads_read.sql), and the visitors whose
     rows this run (re)wrote are logged for the models above (macros/incremental/); a run that
     sessionised everything again logs none: the models above are built whole after it. -#}
@@ -41,9 +40,9 @@
 
 {#- pre-hook: a run that reads everything notes the loads first. -#}
 {% macro sessionised_start() -%}
-    {%- if built_whole() %}
-    {{ note_loads(sessionised_loads(), only_new=false) }}
-    {%- endif %}
+    {% if built_whole() %}
+        {{ note_loads(sessionised_loads(), only_new=false) }}
+    {% endif %}
 {%- endmacro %}
 
 

@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 {#- Data tests read every row of what they test, as dbt documents, unless a test opts in to
     the rows changed since the last run whose tests all passed. The opt-in is the test's own,
     next to it in the YAML, in dbt's `where` test config:
@@ -150,29 +149,28 @@
     start (changes logged while it ran were tested by it, or are newer than it) and marks
     the loads it saw at its start as tested. -#}
 {% macro data_tests_done() -%}
-    {%- if execute %}
-        {%- set all_tests = graph.nodes.values() | selectattr('resource_type', 'equalto', 'test') | list %}
-        {%- set ran = results | selectattr('node.resource_type', 'equalto', 'test') | list %}
-        {%- set passed = ran | selectattr('status', 'equalto', 'pass') | list %}
-        {%- set failed_models = results | selectattr('status', 'in', ['error', 'skipped']) | list %}
-        {%- if all_tests | length > 0 and passed | length == all_tests | length and not failed_models %}
-    {{ scope_tables() }};
-    -- full_at: when this passing run ended; a model built whole before then was tested
-    -- whole by it (or by an earlier passing run), one built whole after must be again
-    insert into {{ scope_watermarks() }} as w (
-        model_name, scope, config_hash, change_id, full_at, updated_at
-    )
-    select
-        'data_tests',
-        'device',
-        '',
-        (select coalesce(max(c.change_id), 0) from {{ scope_changes('device') }} as c),
-        now(),
-        '{{ run_started_at }}'::timestamptz
-    on conflict (model_name) do update
-    set change_id = excluded.change_id, full_at = excluded.full_at, updated_at = excluded.updated_at;
-    update {{ loads_read() }} set done = true
-    where reader = 'data_tests' and not done and seen_at <= '{{ run_started_at }}'::timestamptz
-        {%- endif %}
+    {%- set finished = results if execute else [] %}
+    {%- set all_tests = graph.nodes.values() | selectattr('resource_type', 'equalto', 'test') | list %}
+    {%- set ran = finished | selectattr('node.resource_type', 'equalto', 'test') | list %}
+    {%- set passed = ran | selectattr('status', 'equalto', 'pass') | list %}
+    {%- set failed_models = finished | selectattr('status', 'in', ['error', 'skipped']) | list %}
+    {%- set all_passed = all_tests | length > 0 and passed | length == all_tests | length %}
+    {% if execute and all_passed and not failed_models -%}
+        -- full_at: when this passing run ended; a model built whole before then was tested
+        -- whole by it (or by an earlier passing run), one built whole after must be again
+        insert into {{ scope_watermarks() }} as w (
+            model_name, scope, config_hash, change_id, full_at, updated_at
+        )
+        select
+            'data_tests',
+            'device',
+            '',
+            (select coalesce(max(c.change_id), 0) from {{ scope_changes('device') }} as c),
+            now(),
+            '{{ run_started_at }}'::timestamptz
+        on conflict (model_name) do update
+        set change_id = excluded.change_id, full_at = excluded.full_at, updated_at = excluded.updated_at;
+        update {{ loads_read() }} set done = true
+        where reader = 'data_tests' and not done and seen_at <= '{{ run_started_at }}'::timestamptz
     {%- endif %}
 {%- endmacro %}

@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 {#- Returns the SQL of one row: whether the view `relation` has the definition of `sql` (as
     PostgreSQL renders both), and whether its comments are those persist_docs writes
     (macros/persist_docs.sql: the model's description, and each documented column that the
@@ -11,19 +10,18 @@
     create temporary view {{ probe }} as (
         {{ sql }}
     );
+    {%- set same_description = 'true' %}
+    {%- if config.persist_relation_docs() and model.description %}
+        {%- set same_description = 'obj_description(' ~ view ~ ", 'pg_class') is not distinct from "
+            ~ postgres_escape_comment(model.description) %}
+    {%- endif %}
+    {%- set same_column_comments = 'true' %}
+    {%- if config.persist_column_docs() and model.columns %}
+        {%- set same_column_comments = 'not exists (' ~ stale_column_comments(view, model.columns) ~ ')' %}
+    {%- endif %}
     select
         coalesce(
             pg_get_viewdef({{ view }}) = pg_get_viewdef('pg_temp.{{ probe }}'::regclass), false
         ) as same_definition,
-        {%- if config.persist_relation_docs() and model.description %}
-        obj_description({{ view }}, 'pg_class')
-        is not distinct from {{ postgres_escape_comment(model.description) }}
-        {%- else %}
-        true
-        {%- endif %}
-        {%- if config.persist_column_docs() and model.columns %}
-        and not exists (
-            {{ stale_column_comments(view, model.columns) | indent(12) }}
-        )
-        {%- endif %} as same_docs
+        {{ same_description }} and {{ same_column_comments }} as same_docs
 {%- endmacro %}

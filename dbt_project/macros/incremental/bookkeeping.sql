@@ -162,9 +162,3 @@
     );
     {%- endfor %}
 {%- endmacro %}
-
-
-{#- The bookkeeping tables, under the name the data tests' bookkeeping calls them by. -#}
-{% macro scope_tables() -%}
-    {{ bookkeeping_tables() }}
-{%- endmacro %}

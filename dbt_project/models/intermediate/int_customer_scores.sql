@@ -26,15 +26,15 @@ previous_build as (
 
     -- the scores given, as this table held them before this build (none in the first)
     {% if previous_build_exists() %}
-        select * from {{ this }}
+    select * from {{ this }}
     {% else %}
-        select
-            *,
-            null::int as score,
-            null::int as given_score,
-            null::date as given_on
-        from value_counts
-        where false
+    select
+        *,
+        null::int as score,
+        null::int as given_score,
+        null::date as given_on
+    from value_counts
+    where false
     {% endif %}
 
 ),

@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 {#- Web-server log hits per site and local day - all of them: bots, static assets and lines
     that are not page views included (agg_daily_site_kpis reports them).
 

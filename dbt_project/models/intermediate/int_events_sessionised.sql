@@ -19,14 +19,14 @@
 
     An incremental run replaces the rows it changes (delete+insert on event_id), stamped with
     the run's time (sessionised_at), except re-read rows whose visit did not change: the
-    models above rebuild the devices it logs (int_visitors_changed_this_run). `dbt build --full-refresh` gives
-    the same rows as any sequence of incremental runs. -#}
+    models above rebuild the devices it logs (int_visitors_changed_this_run).
+    `dbt build --full-refresh` gives the same rows as any sequence of incremental runs. -#}
 {#- what unified_events() reads in the incremental branch, declared to dbt's parser (only
     there: a unit test gives the full branch's inputs alone) -#}
 {%- if not execute %}
-    {%- do ref('stg_collector__events') %}{% do ref('stg_logfiles__hits') %}
-    {%- do ref('stg_collector__loads') %}{% do ref('stg_logfiles__loads') %}
-    {%- do ref('stg_config__campaign_parameters') %}{% do ref('referrer_hosts') %}
+{%- do ref('stg_collector__events') %}{% do ref('stg_logfiles__hits') %}
+{%- do ref('stg_collector__loads') %}{% do ref('stg_logfiles__loads') %}
+{%- do ref('stg_config__campaign_parameters') %}{% do ref('referrer_hosts') %}
 {%- endif %}
 {#- When the configuration read here (visit rules, campaign parameters, referrer classes)
     changed since the last run, the history is sessionised again under the new rules: the
@@ -61,19 +61,19 @@ sites as (
 
 {% if whole %}
 
-    batch as (
+batch as (
 
-        -- the whole unified stream, sessionised again
-        select {{ unified_columns() }} from {{ ref('int_events_unified') }}
+    -- the whole unified stream, sessionised again
+    select {{ unified_columns() }} from {{ ref('int_events_unified') }}
 
-    ),
+),
 
 {% else %}
 
-    -- The rows of this run, as CTEs ending in `batch`: the new rows of the loads not read
-    -- yet, the log hits whose superseding they change, and the rows re-read from each
-    -- changed device's restart (macros/sessionisation/rows_of_this_run.sql).
-    {{ rows_of_this_run() }},
+-- The rows of this run, as CTEs ending in `batch`: the new rows of the loads not read
+-- yet, the log hits whose superseding they change, and the rows re-read from each
+-- changed device's restart (macros/sessionisation/rows_of_this_run.sql).
+{{ rows_of_this_run() }},
 
 {% endif %}
 
@@ -86,10 +86,10 @@ eligible as (
     select
         {{ unified_columns('batch.') }},
         {%- if not whole %}
-            -- a re-read row's visit as it was (null for a changed row), for final
-            batch.previous_session_id,
-            batch.previous_gap_started_at,
-            batch.previous_session_started_at,
+        -- a re-read row's visit as it was (null for a changed row), for final
+        batch.previous_session_id,
+        batch.previous_gap_started_at,
+        batch.previous_session_started_at,
         {%- endif %}
         batch.is_superseded or batch.is_late as is_held_out,
         sites.inactivity_timeout,
@@ -274,14 +274,14 @@ final as (
         now() as sessionised_at
     from assignments
     {%- if not whole %}
-        -- a row re-read from the restart whose visit did not change stays as it is (not deleted
-        -- and written again: most rows of a device that only got newer events)
-        where
-            previous_session_id is null
-            or is_held_out
-            or previous_session_id <> assigned_session_id
-            or previous_gap_started_at is distinct from gap_started_at
-            or previous_session_started_at is distinct from assigned_started_at
+    -- a row re-read from the restart whose visit did not change stays as it is (not deleted
+    -- and written again: most rows of a device that only got newer events)
+    where
+        previous_session_id is null
+        or is_held_out
+        or previous_session_id <> assigned_session_id
+        or previous_gap_started_at is distinct from gap_started_at
+        or previous_session_started_at is distinct from assigned_started_at
     {%- endif %}
 
 )

@@ -88,7 +88,6 @@ visits as (
         count(*) filter (where event_type = 'event') as custom_events,
         coalesce(sum(engaged_seconds) filter (where event_type = 'page_ping'), 0) as engaged_seconds,
         bool_or(is_bot) as is_bot,
-        count(device_type) > 0 as knows_device,
         array_agg(user_id order by occurred_at, event_id) filter (where event_type = 'identify')
             as identified_user_ids,
         {%- for column in landing_columns + ['page_path'] %}
@@ -98,9 +97,9 @@ visits as (
         {%- for column in device_columns %}
         array_agg({{ column }} order by occurred_at, event_id) filter (where device_type is not null)
             as known_{{ column }}s,
-        array_agg({{ column }} order by occurred_at, event_id) as all_{{ column }}s
-            {{- "," if not loop.last }}
+        array_agg({{ column }} order by occurred_at, event_id) as all_{{ column }}s,
         {%- endfor %}
+        count(device_type) > 0 as knows_device
     from events
     group by session_id, site_id, device_key
 

@@ -1,4 +1,3 @@
--- noqa: disable=LT02
 -- One row per page view of a person (tracker page views, and log hits no tracker saw), with
 -- its place in the visit, time on page, engaged time and page performance. Incremental by
 -- visitor (int_visitors_changed_this_run). The visit's columns come from int_sessions and the identity
@@ -31,10 +30,10 @@ events as (
         session_id,
         event_type,
         occurred_at,
-        engaged_seconds,
         {%- for column in page_columns %}
-        case when event_type = 'page_view' then {{ column }} end as {{ column }}{{ "," if not loop.last }}
+        case when event_type = 'page_view' then {{ column }} end as {{ column }},
         {%- endfor %}
+        engaged_seconds
     from {{ scoped_rows(ref('int_events_sessionised')) }}
     where session_id is not null and event_type in ('page_view', 'page_ping')
 
