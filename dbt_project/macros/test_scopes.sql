@@ -150,7 +150,8 @@
     the loads it saw at its start as tested. -#}
 {% macro data_tests_done() -%}
     {%- set finished = results if execute else [] %}
-    {%- set all_tests = graph.nodes.values() | selectattr('resource_type', 'equalto', 'test') | list %}
+    {%- set nodes = graph.nodes.values() if execute else [] %}
+    {%- set all_tests = nodes | selectattr('resource_type', 'equalto', 'test') | list %}
     {%- set ran = finished | selectattr('node.resource_type', 'equalto', 'test') | list %}
     {%- set passed = ran | selectattr('status', 'equalto', 'pass') | list %}
     {%- set failed_models = finished | selectattr('status', 'in', ['error', 'skipped']) | list %}
