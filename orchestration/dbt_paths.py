@@ -45,6 +45,10 @@ def with_scope_models(args: list[str]) -> list[str]:
         if selecting and arg.startswith("-"):
             out.append(SCOPE_SELECTOR)
             selecting = False
+        if arg.startswith(("--select=", "--models=")):
+            out += ["--select" if arg.startswith("--select=") else "--models", arg.split("=", 1)[1]]
+            selecting = True
+            continue
         out.append(arg)
         if arg in ("-s", "--select", "-m", "--models"):
             selecting = True

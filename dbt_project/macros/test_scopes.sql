@@ -22,7 +22,7 @@
 
     The changed rows are the rows that changed (or arrived) since the last `dbt build` or
     `dbt test` that ran every test and passed them all (its start is the watermark, kept in
-    intermediate.scope_watermarks as 'data_tests'); rows that did not change passed then. A
+    intermediate.int_incremental_manifest as 'data_tests'); rows that did not change passed then. A
     key of these models never repeats across devices or loads (a page view, visit or event id
     belongs to one device; dlt merges a load's events on their id), so `unique` over the
     changed rows, `not_null`, `accepted_values` and `relationships` from them stay exact as
@@ -82,12 +82,12 @@
     {%- endif %}
     {%- if flags.FULL_REFRESH %}{% do return('') %}{% endif %}
     {#- the watermark, and whether the model was built whole since (its rows all new) -#}
-    {%- if not relation_exists(scope_watermarks()) %}{% do return('') %}{% endif %}
+    {%- if not relation_exists(incremental_manifest()) %}{% do return('') %}{% endif %}
     {%- set watermark = run_query(
         "select t.change_id, "
         ~ "coalesce(m.full_at > coalesce(t.full_at, t.updated_at), false) from "
-        ~ scope_watermarks() ~ " as t "
-        ~ "left join " ~ scope_watermarks() ~ " as m on m.model_name = '" ~ relation.identifier
+        ~ incremental_manifest() ~ " as t "
+        ~ "left join " ~ incremental_manifest() ~ " as m on m.model_name = '" ~ relation.identifier
         ~ "' where t.model_name = 'data_tests' and t.updated_at > now() - interval '30 days'"
     ) %}
     {%- if watermark.rows | length == 0 or watermark.rows[0][1] %}{% do return('') %}{% endif %}
@@ -145,8 +145,9 @@
 {%- endmacro %}
 
 
-{#- on-run-end: a run that ran every data test and passed them all moves the watermark to its
-    start (changes logged while it ran were tested by it, or are newer than it) and marks
+{#- on-run-end: a run that ran every data test and passed them all moves the data tests'
+    watermark (the row data_tests of int_incremental_manifest) to the newest visitor change
+    (the changes this run logged were tested by it: the tests run after the models) and marks
     the loads it saw at its start as tested. -#}
 {% macro data_tests_done() -%}
     {%- set finished = results if execute else [] %}
@@ -159,7 +160,7 @@
     {% if execute and all_passed and not failed_models -%}
         -- full_at: when this passing run ended; a model built whole before then was tested
         -- whole by it (or by an earlier passing run), one built whole after must be again
-        insert into {{ scope_watermarks() }} as w (
+        insert into {{ incremental_manifest() }} as w (
             model_name, scope, config_hash, change_id, full_at, updated_at
         )
         select

@@ -525,7 +525,8 @@ def test_data_tests_read_what_changed_since_the_last_passing_run(demo):
     # after the fixture's full refresh: every test reads every row, all pass, the watermark moves
     siteline(env, "dbt", "build")
     (tested_at,) = query(
-        url, "select updated_at from intermediate.scope_watermarks where model_name = 'data_tests'"
+        url,
+        "select updated_at from intermediate.int_incremental_manifest where model_name = 'data_tests'",
     )[0]
     site_id, visitor_id, page_view_id = query(
         url, "select site_id, visitor_id, page_view_id from web.fct_page_views "
@@ -544,7 +545,7 @@ def test_data_tests_read_what_changed_since_the_last_passing_run(demo):
         assert "not_null_fct_page_views_viewed_at" in output
         # neither selected run (a subset of the tests) moved the watermark
         assert query(
-            url, "select updated_at from intermediate.scope_watermarks "
+            url, "select updated_at from intermediate.int_incremental_manifest "
             "where model_name = 'data_tests'",
         )[0][0] == tested_at  # fmt: skip
     finally:

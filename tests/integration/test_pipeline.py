@@ -72,7 +72,7 @@ def test_definitions_form_one_connected_graph(warehouse):
     assert parents("web/fct_page_views") == {
         "intermediate/int_events_sessionised", "intermediate/int_sessions",
         "intermediate/int_identity_map", "intermediate/int_visitors_changed_this_run",
-        "intermediate/int_incremental_this_run",
+        "intermediate/int_incremental_this_run", "staging/stg_config__sites",
     }  # fmt: skip
     assert parents("intermediate/int_visitors_changed_this_run") == {
         "intermediate/int_events_sessionised", "intermediate/int_orders",

@@ -10,6 +10,9 @@ def test_a_selection_of_models_gets_the_scope_models():
     assert with_scope_models(["build", "-s", "int_sessions+", "--full-refresh"]) == [
         "build", "-s", "int_sessions+", SCOPE_SELECTOR, "--full-refresh",
     ]  # fmt: skip
+    assert with_scope_models(["run", "--select=fct_sessions", "--threads", "2"]) == [
+        "run", "--select", "fct_sessions", SCOPE_SELECTOR, "--threads", "2",
+    ]  # fmt: skip
 
 
 def test_other_commands_and_whole_runs_are_left_as_they_are():

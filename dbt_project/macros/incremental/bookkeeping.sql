@@ -22,12 +22,6 @@
 {%- endmacro %}
 
 
-{#- The relation the data tests' bookkeeping keeps its row in (macros/test_scopes.sql). -#}
-{% macro scope_watermarks() -%}
-    {{ incremental_manifest() }}
-{%- endmacro %}
-
-
 {#- A change log: scope 'device', 'customer' or 'day'. -#}
 {% macro scope_changes(scope) -%}
     {{ generate_schema_name('intermediate', none) }}.changed_{{ scope }}s

@@ -95,12 +95,12 @@
 {#- Why `node` must be built whole whatever the manifest says, or none. -#}
 {% macro forced_whole_reason(node) -%}
     {%- set scope = node.config.meta.scope %}
-    {%- if flags.FULL_REFRESH and node.config.full_refresh is not false %}
+    {%- if (flags.FULL_REFRESH and node.config.full_refresh is not false) or node.config.full_refresh %}
         {{- return('full refresh') }}
     {%- endif %}
-    {%- if adapter.get_relation(node.database, node.schema, node.alias) is none %}
-        {{- return('no table yet') }}
-    {%- endif %}
+    {%- set relation = adapter.get_relation(node.database, node.schema, node.alias) %}
+    {%- if relation is none %}{{ return('no table yet') }}{% endif %}
+    {%- if relation.type != 'table' %}{{ return('not a table yet') }}{% endif %}
     {%- set needed = [] %}
     {%- if scope_model(scope) %}{% do needed.append(scope_model(scope)[0]) %}{% endif %}
     {%- do needed.extend(node.config.meta.get('also_rebuilds', [])) %}

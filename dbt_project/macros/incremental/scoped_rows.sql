@@ -120,10 +120,22 @@
 {%- endmacro %}
 
 
-{#- post-hook of every model (dbt_project.yml): an incremental model built whole gets its
-    statistics now - the next run plans its probes on them, and autovacuum's may come later. -#}
-{% macro analyze_when_built_whole() -%}
-    {%- if model.config.meta.get('scope') and model.config.materialized == 'incremental' and built_whole() %}
-    analyze {{ this }}
+{#- post-hook of every model (dbt_project.yml): an incremental model built whole records it in
+    int_incremental_manifest in its own transaction (a run that stops before its on-run-end
+    leaves the models that read it knowing they must be built whole), and gets its statistics
+    now - the next run plans its probes on them, and autovacuum's may come later. -#}
+{% macro after_built_whole() -%}
+    {% if model.config.meta.get('scope') and built_whole() -%}
+        insert into {{ incremental_manifest() }} as m (
+            model_name, scope, config_hash, change_id, full_at, updated_at
+        )
+        values (
+            '{{ this.identifier }}', '{{ model.config.meta.scope }}', '', null,
+            '{{ run_started_at }}'::timestamptz, '{{ run_started_at }}'::timestamptz
+        )
+        on conflict (model_name) do update set full_at = excluded.full_at
+        {%- if model.config.materialized == 'incremental' %};
+            analyze {{ this }}
+        {%- endif %}
     {%- endif %}
 {%- endmacro %}

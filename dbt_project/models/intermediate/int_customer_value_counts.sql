@@ -7,6 +7,7 @@
 -- macros/customer_scores.sql): moved by the customers each run rebuilds, as they were and as
 -- they are, so no run counts every customer. This view names them and their measure.
 -- depends_on: {{ ref('int_customer_activity') }}
+{{ config(materialized='view_if_changed') }}
 
 with
 

@@ -28,9 +28,11 @@
 {%- do ref('stg_collector__loads') %}{% do ref('stg_logfiles__loads') %}
 {%- do ref('stg_config__campaign_parameters') %}{% do ref('referrer_hosts') %}
 {%- endif %}
-{#- When the configuration read here (visit rules, campaign parameters, referrer classes)
-    changed since the last run, the history is sessionised again under the new rules: the
-    full query, replacing every row (delete+insert). -#}
+{#- Built whole - the full query, replacing every row (delete+insert) - when the run's plan
+    says so (int_incremental_this_run.whole_because): e.g. when the configuration read here
+    (visit rules, campaign parameters, referrer classes) changed since the last run, so the
+    history is sessionised again under the new rules; or when it has recorded no load it read
+    (whole_until_loads_recorded: a table built before loads were recorded by id). -#}
 {%- set whole = built_whole() %}
 {{ config(
     materialized='incremental',
@@ -46,6 +48,7 @@
     meta={
         'scope': 'loads',
         'configs': ['stg_config__sites', 'stg_config__campaign_parameters', 'referrer_hosts'],
+        'whole_until_loads_recorded': true,
     },
     pre_hook="{{ sessionised_start() }}",
     post_hook="{{ sessionised_done() }}",

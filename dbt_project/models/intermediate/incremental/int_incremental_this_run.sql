@@ -18,7 +18,7 @@ manifest as (
 
 ),
 
-planned (model_name, scope, is_selected, forced_reason, config_hash) as (
+planned (model_name, scope, is_selected, forced_reason, config_hash, needs_loads_recorded) as (
 
     -- what the graph and the catalog say of each model
     select
@@ -26,7 +26,8 @@ planned (model_name, scope, is_selected, forced_reason, config_hash) as (
         null::text,
         null::boolean,
         null::text,
-        null::text
+        null::text,
+        null::boolean
     where false
     {%- for node in models %}
         {%- for name in model_configs(node) %}
@@ -44,7 +45,8 @@ planned (model_name, scope, is_selected, forced_reason, config_hash) as (
         '{{ node.config.meta.scope }}',
         {{ node.unique_id in selected_resources }},
         {{ "'" ~ forced_whole_reason(node) ~ "'" if forced_whole_reason(node) else 'null::text' }},
-        {{ scope_config_hash(model_configs(node)) }}
+        {{ scope_config_hash(model_configs(node)) }},
+        {{ node.config.meta.get('whole_until_loads_recorded', false) }}
     {%- endfor %}
 
 ),
@@ -83,7 +85,7 @@ own_reasons as (
             when planned.scope <> 'loads' and manifest.change_id is null then 'no watermark'
             when planned.scope <> 'loads' and manifest.updated_at <= now() - interval '30 days'
                 then 'not run for 30 days'
-            when planned.scope = 'loads' and not exists (
+            when planned.needs_loads_recorded and not exists (
                 select 1 from {{ loads_read() }} as r
                 where r.reader = planned.model_name
             ) then 'no loads recorded'
