@@ -716,17 +716,23 @@ def test_unique_combination_by_index_tests_trust_a_unique_index_too(demo):
     )  # fmt: skip
 
 
+def copy_project(tmp_path: Path) -> Path:
+    """A copy of the dbt project to edit as an analyst would (built with --project-dir)."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "dbt_project", project,
+        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
+    )  # fmt: skip
+    return project
+
+
 def test_a_new_unique_test_on_a_mart_column_reads_every_row(demo, tmp_path):
     """A `unique` test an analyst adds to a mart column is dbt's own: it reads every row and
     finds a duplicate planted in rows that no run changed since the last passing build,
     which the project's test of that column, opted in to the changed rows, does not read."""
     env, url = demo["env"], demo["url"]
     siteline(env, "dbt", "build")  # every test passes: the next opted-in tests start here
-    project = tmp_path / "dbt_project"
-    shutil.copytree(
-        Path(__file__).resolve().parents[2] / "dbt_project", project,
-        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
-    )  # fmt: skip
+    project = copy_project(tmp_path)
     models_yml = project / "models" / "marts" / "web" / "_web__models.yml"
     models = yaml.safe_load(models_yml.read_text())
     (fct_events,) = [m for m in models["models"] if m["name"] == "fct_events"]
@@ -740,7 +746,8 @@ def test_a_new_unique_test_on_a_mart_column_reads_every_row(demo, tmp_path):
         ).fetchone()
     test = "unique_fct_events_event_id"
     try:
-        siteline(env, "dbt", "test", "--select", test)
+        # the project's test, opted in: it ran, and passed over the changed rows
+        assert f" PASS {test} " in siteline(env, "dbt", "test", "--select", test)
         output = siteline_fails(
             env, "dbt", "test", "--select", test, "--project-dir", str(project),
             "--target-path", str(tmp_path / "target"),
@@ -755,11 +762,7 @@ def test_a_new_unique_test_on_a_mart_column_reads_every_row(demo, tmp_path):
 def test_a_test_reads_changed_rows_only_on_a_model_that_says_how_to_find_them(demo, tmp_path):
     """A test opting in to the changed rows of a model without `meta: tests_read` stops with
     an error naming the model and the fix, rather than reading all rows or none."""
-    project = tmp_path / "dbt_project"
-    shutil.copytree(
-        Path(__file__).resolve().parents[2] / "dbt_project", project,
-        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
-    )  # fmt: skip
+    project = copy_project(tmp_path)
     models_yml = project / "models" / "marts" / "web" / "_web__models.yml"
     models = yaml.safe_load(models_yml.read_text())
     (fct_transactions,) = [m for m in models["models"] if m["name"] == "fct_transactions"]
@@ -783,11 +786,7 @@ def test_views_are_replaced_only_when_their_definition_changes(demo, tmp_path):
     without replacing it; new SQL replaces it; and the project's own SQL replaces that again.
     A model that asks for dbt's `view` is replaced in every run, as dbt documents."""
     url, view = demo["url"], "staging.stg_collector__bad_events"
-    project = tmp_path / "dbt_project"
-    shutil.copytree(
-        Path(__file__).resolve().parents[2] / "dbt_project", project,
-        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
-    )  # fmt: skip
+    project = copy_project(tmp_path)
     models_yml = project / "models" / "staging" / "collector" / "_collector__models.yml"
     model_sql = project / "models" / "staging" / "collector" / "stg_collector__bad_events.sql"
     sql = model_sql.read_text()

@@ -94,7 +94,8 @@
 {#- on-run-end: every incremental model this run built successfully moves its watermark to
     the newest change of its scope's log (the changes a run logs are all logged before the
     scope models that pass them on are built: the models that log them come first in the
-    graph), records its configuration's hash, and, when it was built whole, when. A model
+    graph), records the hash of the configuration it was built with, and, when it was built
+    whole, when. A model
     that failed keeps its watermark: its next run takes the same changes again (rebuilding a
     visitor, customer or day twice gives the same rows). -#}
 {% macro update_incremental_manifest() -%}
@@ -117,7 +118,9 @@
             select
                 '{{ node.alias }}',
                 '{{ node.config.meta.scope }}',
-                {{ scope_config_hash(model_configs(node)) }},
+                -- the hash of the configuration it was built with: the plan's, when in the run
+                {{ scope_config_hash(model_configs(node)) if not plan else '(select p.config_hash from '
+                    ~ plan[0] ~ " as p where p.model_name = '" ~ node.alias ~ "')" }},
                 {{ '(select coalesce(max(c.change_id), 0) from ' ~ scope_changes(log) ~ ' as c)'
                     if log else 'null::bigint' }},
                 -- when built whole; without the plan in the run, it was (built_whole())
@@ -141,10 +144,10 @@
 {%- endmacro %}
 
 
-{#- Changes every model of the log has taken in are deleted, when the next run starts (until
-    then they say what the last run changed); a model not run for 30 days
-    does not hold them back (it is built whole when it runs again). The data tests'
-    bookkeeping (macros/test_scopes.sql) holds back the visitors' changes it has not tested. -#}
+{#- Changes every model of the log has taken in are deleted when the next run starts (until
+    then they say what the last run changed); a model not run for 30 days does not hold them
+    back (it is built whole when it runs again). The data tests' bookkeeping
+    (macros/test_scopes.sql) holds back the visitors' changes it has not tested. -#}
 {% macro prune_changes() -%}
     {%- for log, scopes in [
         ('device', "'visitor', 'order', 'device'"), ('customer', "'customer'"), ('day', "'day'"),
