@@ -17,6 +17,7 @@ import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ingestion.core.alert_config import AlertsConfig
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import PROJECT_ROOT
 
@@ -486,6 +487,7 @@ class Site(_Strict):
 class SitesConfig(_Strict):
     version: Literal[1] = 1
     sites: list[Site] = Field(min_length=1)
+    alerts: AlertsConfig = AlertsConfig()
 
     @model_validator(mode="after")
     def _unique(self) -> SitesConfig:
@@ -495,6 +497,54 @@ class SitesConfig(_Strict):
                 raise ValueError(f"site id '{site.id}' is defined twice; ids must be unique")
             seen.add(site.id)
         return self
+
+    @model_validator(mode="after")
+    def _alert_references(self) -> SitesConfig:
+        """Every site and contact point an alert rule names is defined, and its goal and
+        funnel filters name goals and funnels of every site it applies to."""
+        points = {p.name for p in self.alerts.contact_points}
+        for rule in self.alerts.rules:
+            where = f"alert rule '{rule.id}'"
+            for name in rule.contact_points:
+                if name not in points:
+                    known = ", ".join(sorted(points)) or "none"
+                    raise ValueError(
+                        f"{where}: contact_points: '{name}' is not a contact point "
+                        f"(alerts.contact_points defines: {known})"
+                    )
+            for site in self.sites_of(rule):
+                goals = {g.id for g in site.goals}
+                for goal in rule.filters.goal or []:
+                    if goal not in goals:
+                        raise ValueError(
+                            f"{where}: filters.goal: site '{site.id}' has no goal '{goal}'"
+                        )
+                funnel = rule.filters.funnel
+                if funnel is not None:
+                    steps = {f.id: len(f.steps) for f in site.funnels}
+                    if funnel not in steps:
+                        raise ValueError(
+                            f"{where}: filters.funnel: site '{site.id}' has no funnel '{funnel}'"
+                        )
+                    if rule.filters.step is not None and rule.filters.step > steps[funnel]:
+                        raise ValueError(
+                            f"{where}: filters.step: funnel '{funnel}' of site '{site.id}' "
+                            f"has {steps[funnel]} steps"
+                        )
+        return self
+
+    def sites_of(self, rule) -> list[Site]:
+        """The sites an alert rule applies to (all, or the listed ones, which must exist)."""
+        if rule.sites == "all":
+            return list(self.sites)
+        known = {s.id: s for s in self.sites}
+        for site_id in rule.sites:
+            if site_id not in known:
+                raise ValueError(
+                    f"alert rule '{rule.id}': sites: '{site_id}' is not a site "
+                    f"(sites.yml defines: {', '.join(known)})"
+                )
+        return [known[site_id] for site_id in rule.sites]
 
     def site(self, site_id: str) -> Site:
         for site in self.sites:
@@ -521,6 +571,16 @@ def _describe(error: dict, raw: dict, filename: str) -> str:
         )
         where += f": site '{site_id}'" if site_id else f": sites[{idx}]"
         loc = loc[2:]
+    elif len(loc) >= 3 and loc[0] == "alerts" and isinstance(loc[2], int):
+        kind, idx = loc[1], loc[2]
+        section = raw.get("alerts") if isinstance(raw.get("alerts"), dict) else {}
+        items = section.get(kind) or []
+        items = items if isinstance(items, list) else []
+        item = items[idx] if idx < len(items) and isinstance(items[idx], dict) else {}
+        name = item.get("id" if kind == "rules" else "name")
+        noun = "alert rule" if kind == "rules" else "contact point"
+        where += f": {noun} '{name}'" if name else f": alerts.{kind}[{idx}]"
+        loc = loc[3:]
     field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
