@@ -14,7 +14,7 @@ condition's ``min_volume`` reads it, so that 1 bounce in 2 visits pages nobody.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 # Dimensions a rule may filter on (``filters:``) or split by (``by:``), and the column of the
@@ -40,7 +40,7 @@ class Metric:
     # which way is bad, for a default anomaly direction and for report arrows
     higher_is_better: bool | None = True
     # the Superset dashboard an alert on this metric links to
-    dashboard: str = "siteline-overview"
+    dashboard: str = "traffic"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -98,17 +98,29 @@ METRICS: dict[str, Metric] = {
                higher_is_better=None),
         # windows of the real-time engine's live state
         Metric("active_visitors", "Active visitors", "count", "Visitors with an event in the "
-               "last `window` minutes.", realtime=True, dashboard="siteline-realtime"),
+               "last `window` minutes.", realtime=True, dashboard="alerts"),
         Metric("orders", "Orders (live)", "count", "Orders received in the last `window` "
-               "minutes.", realtime=True, dashboard="siteline-realtime"),
+               "minutes.", realtime=True, dashboard="alerts"),
         Metric("checkout_errors", "Checkout errors", "count", "JavaScript errors and HTTP "
                "errors on checkout pages (page label Checkout) in the last `window` minutes.",
-               realtime=True, higher_is_better=False, dashboard="siteline-realtime"),
+               realtime=True, higher_is_better=False, dashboard="alerts"),
         Metric("payment_failures", "Payment failures", "count", "Payment failures (event "
                "action payment_failed) in the last `window` minutes.", realtime=True,
-               higher_is_better=False, dashboard="siteline-realtime"),
+               higher_is_better=False, dashboard="alerts"),
     )
 }  # fmt: skip
+
+
+# The Superset dashboard (slug) an alert on a metric links to; the rest link to "traffic".
+_DASHBOARDS = {
+    "goals": ("conversion_rate", "conversions", "funnel_drop_off"),
+    "ecommerce": ("transactions", "revenue", "average_order_value", "new_customers"),
+    "performance": ("log_4xx", "log_5xx", "log_4xx_share", "log_5xx_share", "bot_share",
+                    "page_load_p75", "untracked_share"),
+}  # fmt: skip
+for _slug, _names in _DASHBOARDS.items():
+    for _name in _names:
+        METRICS[_name] = replace(METRICS[_name], dashboard=_slug)
 
 
 def metric(name: str) -> Metric:
