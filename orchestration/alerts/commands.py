@@ -124,13 +124,23 @@ def check_cmd(
 def evaluate_cmd(
     at: str = typer.Option(None, "--at", help="Evaluate as if it were this time (ISO 8601)."),
     rule_id: list[str] = typer.Option(None, "--rule", help="Only these rules."),
+    backfill: str = typer.Option(
+        None, "--backfill", help="New instances start this far back, e.g. 7d (and notify)."
+    ),
 ) -> None:
     """Evaluate the rules now (what Dagster's sensor runs after the marts are built): store
     the states and notify."""
+    from datetime import timedelta
+
     from orchestration.alerts.evaluate import run_cycle
 
+    try:
+        since = None if backfill is None else timedelta(seconds=parse_duration(backfill))
+    except ValueError as exc:
+        raise SitelineError(f"--backfill: {exc}") from None
     with _warehouse() as (conn, config):
-        result = run_cycle(conn, config, now=_at(at), rule_ids=rule_id or None, kind="cli")
+        result = run_cycle(conn, config, now=_at(at), rule_ids=rule_id or None, kind="cli",
+                           backfill=since)  # fmt: skip
     for outcome in result.outcomes:
         states = ", ".join(f"{k}: {v}" for k, v in sorted(outcome.states.items()))
         line = f"{outcome.rule_id}: {outcome.periods} periods evaluated; {states or 'no instance'}"

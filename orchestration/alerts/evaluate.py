@@ -18,7 +18,8 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from ingestion.core.alert_config import AlertRule
 from ingestion.core.metrics import METRICS
@@ -85,10 +86,14 @@ def run_cycle(
     kind: str = "marts",
     dry_run: bool = False,
     deliver: bool = True,
+    backfill: timedelta | None = None,
 ) -> CycleResult:
     """Evaluate the enabled mart rules (``rule_ids``: only those) at ``now``; store and
     notify unless ``dry_run`` (``siteline alerts check``: computes and tells, writes
-    nothing). ``conn`` is in autocommit mode: each instance's period commits on its own."""
+    nothing). ``conn`` is in autocommit mode: each instance's period commits on its own.
+
+    ``backfill``: a new instance starts evaluating this far back, instead of at its latest
+    periods, and what it finds is notified (a rule added during an incident, the demo)."""
     from orchestration import completeness
 
     now = _utc(now)
@@ -117,7 +122,7 @@ def run_cycle(
                 if site.id not in complete:
                     complete[site.id] = completeness.complete_until(conn, config, site.id, now)
             result.news += _evaluate_rule(conn, config, rule, sites, complete, now, result,
-                                          outcome, dry_run)  # fmt: skip
+                                          outcome, dry_run, backfill)  # fmt: skip
         except Exception as exc:  # one broken rule fails alone
             outcome.error = f"{type(exc).__name__}: {exc}".strip()
             log.warning("alert rule %s could not be evaluated: %s", rule.id, outcome.error)
@@ -166,7 +171,8 @@ def last_complete_period(rule: AlertRule, site: Site, until: datetime, now: date
     return candidate
 
 
-def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dry_run):
+def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dry_run,
+                   backfill=None):  # fmt: skip
     from orchestration.alerts import conditions, periods, series
 
     news: list[AlertNews] = []
@@ -188,14 +194,16 @@ def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dr
         if last is None:
             continue
         back = rule.for_periods - 1 if not dry_run else 0
-        first = last
-        for _ in range(back):
-            first = periods.shift(first, rule.grain, "previous_period")
+        first = _back(last, rule.grain, back)
+        if backfill is not None and not dry_run:
+            since = (now - backfill).astimezone(ZoneInfo(site.timezone)).replace(tzinfo=None)
+            first = min(first, periods.next_period(periods.period_start(since, rule.grain),
+                                                   rule.grain))  # fmt: skip
         done = [k["last_period_start"] for k in known.values()
                 if k["site_id"] == site.id and k["last_period_start"] is not None]  # fmt: skip
         if done:
             resume = periods.next_period(min(done), rule.grain)
-            first = max(resume, _back(last, rule.grain, MAX_CATCH_UP))
+            first = max(resume, first if backfill else _back(last, rule.grain, MAX_CATCH_UP))
         if first <= last:
             plan[site.id] = (first, last)
     if not plan:
