@@ -561,7 +561,8 @@ def silences(conn, now: datetime | None = None, include_ended: bool = False) -> 
 
 # -- helpers -------------------------------------------------------------------------------------
 
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+# a URL, without the punctuation that may follow it in a sentence
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>:;,.)]", re.IGNORECASE)
 
 
 def _masked(text: str) -> str:
