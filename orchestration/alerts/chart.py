@@ -50,8 +50,12 @@ def chart_spec(item: dict) -> dict | None:
     for row in rows:
         row["marked"] = row["period"] == marked
     label = item.get("metric_label") or item.get("metric") or "value"
+    # a tick per period, at most about eight (a week of days, a few hours of a day's hours)
+    grain = item.get("grain") or "day"
+    interval = {"hour": "hours", "week": "week", "month": "month"}.get(grain, "day")
+    ticks = {"interval": interval, "step": max(1, math.ceil(len(rows) / 8))}
     x = {"field": "period", "type": "temporal", "title": None,
-         "axis": {"format": "%H:%M" if item.get("grain") == "hour" else "%d %b",
+         "axis": {"format": "%H:%M" if grain == "hour" else "%d %b", "tickCount": ticks,
                   "labelColor": "#444", "grid": False}}  # fmt: skip
     y = {"type": "quantitative", "title": None, "axis": {"labelColor": "#444", "tickCount": 4}}
     layers = [

@@ -8,16 +8,19 @@ the same id, so mail systems that deduplicate by it show the message once.
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import socket
 import ssl
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 
 from ingestion.core.alert_config import ContactPoint
 from orchestration.alerts.chart import chart_png
 from orchestration.alerts.contacts import DeliveryError, Message, Secrets
 from orchestration.alerts.contacts import render as r
+
+log = logging.getLogger(__name__)
 
 MAX_CHARTS = 10  # a mail of 50 alerts gets charts for the first 10; the text lists them all
 DEFAULT_FROM = "siteline-alerts@localhost"
@@ -30,10 +33,10 @@ def build(point: ContactPoint, message: Message) -> EmailMessage:
     test = all(item.get("kind") == "test" for item in message.items)
     entries, images = [], []
     for index, item in enumerate(message.items):
-        png = chart_png(item) if index < MAX_CHARTS else None
+        png = _chart(item) if index < MAX_CHARTS else None
         cid = None
         if png is not None:
-            cid = make_msgid(f"chart{index}.n{message.notification_id}", "siteline")[1:-1]
+            cid = f"chart{index + 1}.notification{message.notification_id}@siteline"
             images.append((cid, png))
         entries.append({"item": item, "cid": cid, "link": r.dashboard_url(item, base)})
     context = {
@@ -59,6 +62,17 @@ def build(point: ContactPoint, message: Message) -> EmailMessage:
         html.add_related(png, "image", "png", cid=f"<{cid}>", filename=f"{cid.split('@')[0]}.png",
                          disposition="inline")  # fmt: skip
     return mail
+
+
+def _chart(item: dict) -> bytes | None:
+    """The item's chart; None (the mail goes without it) when it cannot be drawn."""
+    try:
+        return chart_png(item)
+    except Exception:  # a picture is not worth a lost alert
+        log.warning(
+            "no chart for %s: it could not be drawn", item.get("instance_id"), exc_info=True
+        )
+        return None
 
 
 def send(point: ContactPoint, message: Message, done: frozenset[str]) -> list[str]:
