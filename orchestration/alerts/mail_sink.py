@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
@@ -54,6 +55,27 @@ def controller(folder: Path, port: int, host: str = HOST):
     from aiosmtpd.controller import Controller
 
     return Controller(SaveToFolder(folder), hostname=host, port=port)
+
+
+@contextmanager
+def running(port: int | None = None, folder: Path | None = None):
+    """The sink in this process while the block runs, unless something already listens on
+    the port (``siteline up``'s sink): for a command that sends the demo's mails without the
+    services running. Yields the folder the mails land in."""
+    from ingestion.core.settings import settings
+    from orchestration.supervisor import port_free
+
+    port = port or settings().mail_sink_port or 2525
+    folder = folder or mail_dir()
+    if not port_free(port):
+        yield folder
+        return
+    server = controller(folder, port)
+    server.start()
+    try:
+        yield folder
+    finally:
+        server.stop()
 
 
 def serve(port: int, folder: Path | None = None, say=print) -> None:

@@ -395,9 +395,10 @@ def _record(conn, claim: _Claim, outcome: _Outcome, now, policy, report) -> None
         wait = policy.wait(n)
         age = (now + timedelta(seconds=wait) - claim.created_at).total_seconds()
         if n >= policy.max_attempts or age > policy.max_age:
-            status = "failed"
+            status, next_at = "failed", None
             error = f"{outcome.error} - gave up after {n} attempt{'s' * (n > 1)}"
-            next_at = None
+            if n < policy.max_attempts:
+                error += f" (the next would be past the {policy.max_age / 3600:g} h limit)"
         else:
             status, error = "pending", outcome.error
             next_at = now + timedelta(seconds=wait)

@@ -507,3 +507,16 @@ def test_the_mail_sink_keeps_each_mail_as_an_eml_file(conn, env, tmp_path):
         sink.terminate()
         assert sink.wait(10) == 0
     assert not list(folder.glob("*.part"))
+
+
+def test_a_command_can_run_the_sink_for_a_while(conn, env, tmp_path):
+    from orchestration.alerts import mail_sink
+
+    port = free_port()
+    demo_point = {"name": "demo_mail", "type": "email", "to": ["you@localhost"],
+                  "smtp_host": "127.0.0.1", "smtp_port": port}  # fmt: skip
+    cfg = config(free_port(), points=[demo_point])
+    outbox.enqueue(conn, "ev1", [news(points=["demo_mail"])], cfg, T0)
+    with mail_sink.running(port, tmp_path / "mail") as folder:
+        assert outbox.deliver(conn, cfg, T0).sent
+    assert len(list(folder.glob("*.eml"))) == 1
