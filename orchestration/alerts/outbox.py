@@ -32,12 +32,13 @@ receivers that drop duplicates.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
@@ -140,18 +141,18 @@ def enqueue(
                 continue
             silence_of = _matching_silences(conn, new, now)
             notification_id = _open_notification(conn, point, evaluation_id, now)
-            inserted = 0
-            for item in new:
-                # another enqueue of the same news may have won the race since the select
-                inserted += conn.execute(
+            with conn.cursor() as cur:
+                # on conflict: another enqueue of the same news may have won the race since
+                # the select (then this notification may end up empty: _settle drops it)
+                cur.executemany(
                     "insert into alerts.notification_items (contact_point, dedupe_key,"
                     " notification_id, instance_id, kind, transition_id, silence_id, payload)"
                     " values (%s, %s, %s, %s, %s, %s, %s, %s)"
                     " on conflict (contact_point, dedupe_key) do nothing",
-                    (point, item.dedupe_key, notification_id, item.instance_id, item.kind,
-                     item.transition_id, silence_of.get(item.dedupe_key),
-                     Jsonb(item.payload())),
-                ).rowcount  # fmt: skip
+                    [(point, item.dedupe_key, notification_id, item.instance_id, item.kind,
+                      item.transition_id, silence_of.get(item.dedupe_key),
+                      Jsonb(_jsonable(item.payload()))) for item in new],
+                )  # fmt: skip
             if _settle(conn, notification_id):
                 ids.append(notification_id)
     return ids
@@ -309,6 +310,7 @@ def _claim(conn, config, now, policy, only, limit, report) -> list[_Claim]:
             (now, only, only, limit),
         ).fetchall()
         for notification_id, point_name, attempts, created_at, delivered_to in rows:
+            created_at = created_at.astimezone(UTC)  # the session's time zone may be another
             _silence_items(conn, notification_id, now)
             if not _settle(conn, notification_id):
                 continue
@@ -445,6 +447,7 @@ def _fail_interrupted(conn, now: datetime, report: DeliveryReport) -> None:
             (now,),
         ).fetchall()
         for notification_id, point, attempts, lease_end in rows:
+            lease_end = lease_end.astimezone(UTC)
             error = (f"interrupted: the deliverer stopped after attempt {attempts} began and "
                      f"before it was recorded (lease ended {lease_end:%Y-%m-%d %H:%M:%S} UTC); "
                      "not sent again, so that nobody gets it twice")  # fmt: skip
@@ -569,6 +572,22 @@ _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>:;,.)]", re.IGNORE
 def _masked(text: str) -> str:
     """Every URL in ``text`` cut to its scheme, host and port (a path may be a token)."""
     return _URL.sub(lambda m: contacts.mask_url(m.group()), text)
+
+
+def _jsonable(value):
+    """A payload PostgreSQL's jsonb takes: NaN and infinities (no data) as null, numpy's
+    numbers as Python's, tuples as lists, dates as ISO strings."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
 
 
 def _utc(now: datetime | None) -> datetime:

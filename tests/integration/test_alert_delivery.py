@@ -520,3 +520,17 @@ def test_a_command_can_run_the_sink_for_a_while(conn, env, tmp_path):
     with mail_sink.running(port, tmp_path / "mail") as folder:
         assert outbox.deliver(conn, cfg, T0).sent
     assert len(list(folder.glob("*.eml"))) == 1
+
+
+def test_news_without_a_value_are_stored_and_told_as_no_data(conn, smtp, env):
+    """An Error or NoData instance's news carry NaN (numpy's "no data"): jsonb refuses NaN."""
+    cfg = config(smtp.port)
+    series = [*SERIES, ["2026-12-07T00:00:00", float("nan"), None, None]]
+    broken = news(value=float("nan"), period="2026-12-07", kind="firing")
+    broken = AlertNews(**{**broken.payload(), "series": series, "reason": "the query failed"})
+    outbox.enqueue(conn, "ev1", [broken], cfg, T0)
+    assert rows(conn, "select payload->'value', payload->'series'->6->1"
+                " from alerts.notification_items") == [(None, None)]  # fmt: skip
+    assert outbox.deliver(conn, cfg, T0).sent
+    text = parts(smtp.messages[0][1])["text"]
+    assert "the query failed" in text and "Revenue: no data" in text

@@ -12,7 +12,7 @@ from orchestration.alerts.chart import chart_spec
 from orchestration.alerts.contacts import Message, mask_url
 from orchestration.alerts.contacts import render as r
 from orchestration.alerts.contacts.sms import body
-from orchestration.alerts.outbox import RetryPolicy, _masked
+from orchestration.alerts.outbox import RetryPolicy, _jsonable, _masked
 
 
 def item(kind="firing", severity="critical", rule="Revenue drop", site="demo", **kw):
@@ -76,6 +76,15 @@ def test_the_chart_marks_the_period_of_the_message_and_skips_missing_values():
     assert [row["value"] for row in rows] == [1300.0, None, None]
     assert chart_spec(item(series=[["2026-12-05", None, 1, 2]])) is None
     assert chart_spec(item(series=[])) is None
+
+
+def test_payloads_hold_what_jsonb_takes():
+    import numpy as np
+
+    payload = {"value": float("nan"), "baseline": np.float64(3.5), "n": np.int64(2),
+               "series": [(datetime(2026, 12, 6), np.nan, None, np.inf)]}  # fmt: skip
+    assert _jsonable(payload) == {"value": None, "baseline": 3.5, "n": 2,
+                                  "series": [["2026-12-06T00:00:00", None, None, None]]}  # fmt: skip
 
 
 def test_retries_wait_longer_each_time_up_to_a_cap():
