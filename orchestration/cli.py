@@ -488,5 +488,12 @@ def doctor_cmd() -> None:
     console.print("[green]all checks passed[/]")
 
 
+# -- alert delivery: `siteline mail-sink`, `alerts test-notify`, `alerts deliver` live in
+# orchestration/alerts/cli_delivery.py -----------------------------------------------------
+
+from orchestration.alerts.cli_delivery import register as _register_delivery  # noqa: E402
+
+_register_delivery(app, alerts_app)
+
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """``siteline alerts ...``: list the rules and their instances, check a rule (a dry run that
-prints value, baseline and verdict), backtest it, read the history, silence it, evaluate now,
-deliver the outbox, and send a test notification."""
+prints value, baseline and verdict), backtest it, read the history, silence it, evaluate now
+(``test-notify`` and ``deliver`` are the outbox's: orchestration/alerts/cli_delivery.py)."""
 
 from __future__ import annotations
 
@@ -235,27 +235,3 @@ def _who() -> str:
         return getpass.getuser()
     except Exception:  # no user name (a container): the silence is still recorded
         return "unknown"
-
-
-@app.command("deliver")
-def deliver_cmd() -> None:
-    """Send what the outbox holds that is due (retries included)."""
-    from orchestration.alerts import outbox
-
-    with _warehouse() as (conn, config):
-        report = outbox.deliver(conn, config)
-    console.print(str(report), markup=False)
-
-
-@app.command("test-notify")
-def test_notify_cmd(contact: str = typer.Argument(..., help="A contact point name.")) -> None:
-    """Send a test notification through a contact point (through the outbox, recorded)."""
-    from orchestration.alerts import outbox
-
-    with _warehouse() as (conn, config):
-        try:
-            config.alerts.contact_point(contact)
-        except KeyError as exc:
-            raise SitelineError(exc.args[0]) from None
-        report = outbox.test_notify(conn, config, contact)
-    console.print(str(report), markup=False)
