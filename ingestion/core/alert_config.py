@@ -109,6 +109,8 @@ class ContactPoint(_Strict):
         elif self.type == "sms":
             if not self.to:
                 raise ValueError("an sms contact point needs 'to' phone numbers")
+            if not self.from_address:
+                raise ValueError("an sms contact point needs 'from' (the sending number)")
             for number in (*self.to, *([self.from_address] if self.from_address else [])):
                 if not re.match(r"^\+?[0-9]{3,15}$", number):
                     raise ValueError(

@@ -43,7 +43,8 @@ def test_a_valid_rule_set_reads_with_its_defaults(tmp_path):
 alerts:
   contact_points:
     - {name: ops, type: email, to: [ops@shop.example], from: alerts@shop.example}
-    - {name: pager, type: sms, to: ['+4915112345678'], account_env: SMS_SID, token_env: SMS_TOKEN}
+    - {name: pager, type: sms, to: ['+4915112345678'], from: '+4915199999999', account_env: SMS_SID,
+       token_env: SMS_TOKEN}
     - {name: chat, type: webhook, format: slack, url_env: SLACK_URL}
   rules:
     - id: revenue_drop
