@@ -109,13 +109,13 @@ class ContactPoint(_Strict):
         elif self.type == "sms":
             if not self.to:
                 raise ValueError("an sms contact point needs 'to' phone numbers")
-            if not self.from_address:
-                raise ValueError("an sms contact point needs 'from' (the sending number)")
             for number in (*self.to, *([self.from_address] if self.from_address else [])):
                 if not re.match(r"^\+?[0-9]{3,15}$", number):
                     raise ValueError(
                         f"'{number}' is not a phone number (E.164, e.g. +4915112345678)"
                     )
+            if not self.from_address:
+                raise ValueError("an sms contact point needs 'from' (the sending number)")
         elif self.type == "webhook":
             if not (self.url or self.url_env):
                 raise ValueError("a webhook contact point needs 'url' or 'url_env'")
