@@ -35,6 +35,7 @@ from ingestion.core.sites import LogSource, Site, SitesConfig
 
 # "Nothing is complete": the bound of a part that has no data in the marts at all.
 NOTHING = datetime.min.replace(tzinfo=UTC)
+LATER = datetime.max.replace(tzinfo=UTC)  # (no bound)
 # A mart not built for this long before the newest one is taken for one no longer built
 # (removed from the project): it does not hold the others back (as the change logs' pruning,
 # dbt_project/macros/incremental/bookkeeping.sql).
@@ -171,19 +172,23 @@ class _Read:
     loaded_at: datetime
 
 
+# The newest read of the events stream whose load had completed before ``before`` (the
+# marts' build). Top-1 by read_at, so with indexes on landing_reads (read_at) and
+# _dlt_loads (load_id) it reads a row or two; without, it scans both bookkeeping tables.
 _READ = """
-    select
-        r.read_at, r.complete_before, r.segments_left, r.last_listed, l.inserted_at
+    select r.read_at, r.complete_before, r.segments_left, r.last_listed, l.inserted_at
     from raw_collector.landing_reads as r
     inner join raw_collector._dlt_loads as l on r._dlt_load_id = l.load_id
-    where l.status = 0 and r.stream = 'events' and l.inserted_at < %s
+    where
+        r.stream = 'events' and r.read_at < %(before)s
+        and l.status = 0 and l.inserted_at < %(before)s
     order by r.read_at desc
     limit 1
 """
 
 
 def _latest_read(conn, before: datetime) -> _Read | None:
-    row = conn.execute(_READ, (before,)).fetchone()
+    row = conn.execute(_READ, {"before": before}).fetchone()
     return _Read(*row) if row else None
 
 
@@ -195,7 +200,7 @@ def _collector_bound(conn, built: _Built | None, now: datetime, landing: Landing
     idle = closed_before(now, window)
     has_reads = _exists(conn, "raw_collector.landing_reads")
     in_marts = _latest_read(conn, built.at) if has_reads and built is not None else None
-    loaded = _latest_read(conn, datetime.max.replace(tzinfo=UTC)) if has_reads else None
+    loaded = _latest_read(conn, LATER) if has_reads else None
     try:
         manifest: list[SegmentInfo] | None = landing.manifest("events")
         unreadable = ""
@@ -265,17 +270,49 @@ def _logfile_bounds(conn, site: Site, built: _Built | None, zone: ZoneInfo) -> l
     if _has_column(conn, "raw_logfiles", "files", "pull_started_at"):
         rows = conn.execute(
             """
-            -- per source: the start of its last pull in the marts, and of its last pull
-            select
-                f.source,
-                max(f.pull_started_at) filter (where l.inserted_at < %s) as in_marts,
-                max(f.pull_started_at) as loaded
-            from raw_logfiles.files as f
-            inner join raw_logfiles._dlt_loads as l on f._dlt_load_id = l.load_id
-            where l.status = 0 and f.site_id = %s and f.source = any(%s)
-            group by f.source
+            -- per source, the start of its last pull whose load had completed before the
+            -- marts' build, and of its last pull: top-1 each, so an index on files
+            -- (site_id, source, pull_started_at) and on _dlt_loads (load_id) answer them
+            with
+
+            sources as (
+                select unnest(%(sources)s::text[]) as source
+            ),
+
+            final as (
+                select
+                    s.source,
+                    (
+                        select f.pull_started_at
+                        from raw_logfiles.files as f
+                        inner join raw_logfiles._dlt_loads as l on f._dlt_load_id = l.load_id
+                        where
+                            f.site_id = %(site)s and f.source = s.source
+                            and f.pull_started_at < %(built)s
+                            and l.status = 0 and l.inserted_at < %(built)s
+                        order by f.pull_started_at desc
+                        limit 1
+                    ) as in_marts,
+                    (
+                        select f.pull_started_at
+                        from raw_logfiles.files as f
+                        inner join raw_logfiles._dlt_loads as l on f._dlt_load_id = l.load_id
+                        where
+                            f.site_id = %(site)s and f.source = s.source
+                            and f.pull_started_at is not null and l.status = 0
+                        order by f.pull_started_at desc
+                        limit 1
+                    ) as loaded
+                from sources as s
+            )
+
+            select * from final
             """,
-            (built.at if built else NOTHING, site.id, [s.name for s in site.logfiles]),
+            {
+                "sources": [s.name for s in site.logfiles],
+                "site": site.id,
+                "built": built.at if built else NOTHING,
+            },
         ).fetchall()
         pulls = {source: (in_marts, loaded) for source, in_marts, loaded in rows}
     return [_logfile_bound(site, source, *pulls.get(source.name, (None, None)), built, zone)
