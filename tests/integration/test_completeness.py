@@ -209,6 +209,11 @@ def story(warehouse, tmp_path_factory):
     )
     s.build()
     seen["blog_after_empty_pull"] = s.complete("blog")
+    seen["indexes"] = s.query(
+        "select schemaname, indexname from pg_indexes "
+        "where indexname in ('_dlt_loads__load_id', 'landing_reads__read_at', "
+        "'files__source_pull_started_at') order by 1, 2"
+    )
     yield seen
     with connect(with_database(warehouse, "postgres"), autocommit=True) as conn:
         conn.execute('drop database if exists "siteline_completeness" with (force)')
@@ -304,3 +309,13 @@ def test_a_pull_that_finds_no_file_still_moves_the_source_on(story):
     after = story["blog_after_empty_pull"]
     assert story["pulled_empty"] > story["pulled"]
     assert after.until == story["pulled_empty"] - timedelta(minutes=30)
+
+
+def test_the_bookkeeping_it_reads_is_indexed(story):
+    """A row or two per question, not a scan of a year of loads (dbt's on-run-start)."""
+    assert story["indexes"] == [
+        ("raw_collector", "_dlt_loads__load_id"),
+        ("raw_collector", "landing_reads__read_at"),
+        ("raw_logfiles", "_dlt_loads__load_id"),
+        ("raw_logfiles", "files__source_pull_started_at"),
+    ]
