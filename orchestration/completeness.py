@@ -132,15 +132,9 @@ def default_landing() -> Landing:
 # -- the marts ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Built:
-    at: datetime  # the oldest last build of the marts: loads committed before it are in
-    model: str  # the mart built then
-
-
-def _marts_built(conn) -> _Built | None:
+def _marts_built(conn) -> datetime | None:
     """When the marts were last built: the oldest last build of the incremental models of
-    ``web`` and ``crm``; None before the first build."""
+    ``web`` and ``crm`` (loads committed before it are in them); None before the first."""
     if not _exists(conn, "intermediate.int_incremental_manifest"):
         return None
     rows = conn.execute(
@@ -156,8 +150,7 @@ def _marts_built(conn) -> _Built | None:
     if not rows:
         return None
     newest = max(at for _, at in rows)
-    model, at = min(((m, at) for m, at in rows if at > newest - STALE_MART), key=lambda r: r[1])
-    return _Built(at, model)
+    return min(at for _, at in rows if at > newest - STALE_MART)
 
 
 # -- the collector ------------------------------------------------------------------------------
@@ -192,14 +185,14 @@ def _latest_read(conn, before: datetime) -> _Read | None:
     return _Read(*row) if row else None
 
 
-def _collector_bound(conn, built: _Built | None, now: datetime, landing: Landing) -> Bound:
+def _collector_bound(conn, built: datetime | None, now: datetime, landing: Landing) -> Bound:
     """The collector's bound. Its reason holds ``{t:...}`` placeholders for times, filled in
     each site's time zone by :func:`_localise`."""
     part = "collector"
     window = settings().segment_max_seconds
     idle = closed_before(now, window)
     has_reads = _exists(conn, "raw_collector.landing_reads")
-    in_marts = _latest_read(conn, built.at) if has_reads and built is not None else None
+    in_marts = _latest_read(conn, built) if has_reads and built is not None else None
     loaded = _latest_read(conn, LATER) if has_reads else None
     try:
         manifest: list[SegmentInfo] | None = landing.manifest("events")
@@ -211,7 +204,7 @@ def _collector_bound(conn, built: _Built | None, now: datetime, landing: Landing
         "landing segment the collector has not closed"
     )
     not_built = (
-        f"; loaded {_t(loaded.loaded_at)}, after the marts' last build {_t(built.at)}"
+        f"; loaded {_t(loaded.loaded_at)}, after the marts' last build {_t(built)}"
         if loaded is not None and built is not None
         and (in_marts is None or loaded.read_at > in_marts.read_at)
         else ""
@@ -261,7 +254,7 @@ def _first(segment: SegmentInfo) -> datetime:
 # -- the logfile sources ------------------------------------------------------------------------
 
 
-def _logfile_bounds(conn, site: Site, built: _Built | None, zone: ZoneInfo) -> list[Bound]:
+def _logfile_bounds(conn, site: Site, built: datetime | None, zone: ZoneInfo) -> list[Bound]:
     """One bound per logfile source of the site: its last pull in the marts, less its
     lateness."""
     if not site.logfiles:
@@ -311,7 +304,7 @@ def _logfile_bounds(conn, site: Site, built: _Built | None, zone: ZoneInfo) -> l
             {
                 "sources": [s.name for s in site.logfiles],
                 "site": site.id,
-                "built": built.at if built else NOTHING,
+                "built": built if built else NOTHING,
             },
         ).fetchall()
         pulls = {source: (in_marts, loaded) for source, in_marts, loaded in rows}
@@ -324,7 +317,7 @@ def _logfile_bound(
     source: LogSource,
     in_marts: datetime | None,
     loaded: datetime | None,
-    built: _Built | None,
+    built: datetime | None,
     zone: ZoneInfo,
 ) -> Bound:
     part = f"logfile source {site.id}.{source.name}"
@@ -333,7 +326,7 @@ def _logfile_bound(
         if loaded is None:
             return Bound(part, NOTHING, f"{part} has not been pulled yet")
         return Bound(part, NOTHING, f"{part}: its pull of {_at(loaded, zone)} is not in the "
-                     f"marts yet (built {_at(built.at, zone) if built else 'never'})")  # fmt: skip
+                     f"marts yet (built {_at(built, zone) if built else 'never'})")  # fmt: skip
     until = in_marts - lateness
     reason = (f"{part} last pulled {_at(in_marts, zone)}, so complete until "
               f"{_at(until, zone)} (lateness {_duration(source.lateness)})")  # fmt: skip
