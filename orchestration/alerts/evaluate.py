@@ -112,15 +112,17 @@ def run_cycle(
                 " values (%s, %s, %s, %s)",
                 (result.evaluation_id, kind, now, len(rules)),
             )
+    # up to when each site's data is complete: read once per cycle (the collector's manifest,
+    # the loads, the marts' last build), for every site a rule watches
     complete: dict[str, completeness.Completeness] = {}
+    watched = sorted({s.id for r in rules for s in _sites_or_none(config, r)})
+    if watched:
+        complete = completeness.complete_until_sites(conn, config, watched, now)
     for rule in rules:
         outcome = RuleOutcome(rule.id)
         result.outcomes.append(outcome)
         try:
             sites = config.sites_of(rule)
-            for site in sites:
-                if site.id not in complete:
-                    complete[site.id] = completeness.complete_until(conn, config, site.id, now)
             result.news += _evaluate_rule(conn, config, rule, sites, complete, now, result,
                                           outcome, dry_run, backfill)  # fmt: skip
         except Exception as exc:  # one broken rule fails alone
@@ -154,6 +156,13 @@ def run_cycle(
     return result
 
 
+def _sites_or_none(config: SitesConfig, rule: AlertRule) -> list[Site]:
+    try:
+        return config.sites_of(rule)
+    except ValueError:  # an unknown site: the rule's own evaluation says so
+        return []
+
+
 def last_complete_period(rule: AlertRule, site: Site, until: datetime, now: datetime):
     """The start (local) of the last period of ``rule.grain`` that has closed before ``now``
     and whose data is complete (its UTC end <= ``until``); None when there is none."""
@@ -162,6 +171,8 @@ def last_complete_period(rule: AlertRule, site: Site, until: datetime, now: date
     from orchestration.alerts import periods
 
     limit = min(until, now)
+    if limit.year < 1971:  # nothing is complete yet (e.g. the marts were never built)
+        return None
     local_now = limit.astimezone(ZoneInfo(site.timezone)).replace(tzinfo=None)
     current = periods.period_start(local_now, rule.grain)
     # the period holding `limit` is not over: the one before is the candidate
@@ -183,10 +194,13 @@ def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dr
         last = last_complete_period(rule, site, state.until, now)
         closed = last_complete_period(rule, site, now, now)
         if closed is not None and (last is None or last < closed):
-            waiting = "; ".join(state.reasons) or "the data is not complete yet"
+            # the first period that has closed and waits: its end is what the data must reach
+            waits = closed if last is None else periods.next_period(last, rule.grain)
+            end_utc = periods.local_to_utc(periods.next_period(waits, rule.grain), site.timezone)
+            waiting = "; ".join(state.waiting_for(end_utc)) or "the data is not complete yet"
             outcome.waiting[site.id] = waiting
             outcome.lines.append(
-                f"{rule.id} {site.id}: {periods.label(closed, rule.grain)} waiting for data: "
+                f"{rule.id} {site.id}: {periods.label(waits, rule.grain)} waiting for data: "
                 f"{waiting}"
             )
             if not dry_run:
