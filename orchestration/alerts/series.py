@@ -172,6 +172,15 @@ def _log(value: str, kind: Kind) -> dict:
     )  # fmt: skip
 
 
+def _hits(condition: str) -> str:
+    return f"coalesce(sum(f.hits) filter (where {condition}), 0)"
+
+
+def _hit_share(condition: str) -> str:
+    # of the log lines (volume): 0 when there were lines and none matched
+    return f"{_hits(condition)}::float8 / nullif(sum(f.hits), 0)"
+
+
 # The conversions of a visit, one row per goal reached (each goal once per visit); the goal
 # filter applies here. A conversion happens after its visit started: on the visit's local
 # day or a later one (a visit across midnight), so the range's dates, one day longer.
@@ -217,27 +226,11 @@ QUERIES: dict[str, MetricQuery] = {
         kind="count",
         ts="f.first_transaction_at",
     ),
-    "log_4xx": MetricQuery(
-        **_log("coalesce(sum(f.hits) filter (where f.status_class = '4xx'), 0)", "count")
-    ),
-    "log_5xx": MetricQuery(
-        **_log("coalesce(sum(f.hits) filter (where f.status_class = '5xx'), 0)", "count")
-    ),
-    "log_4xx_share": MetricQuery(
-        **_log(
-            "sum(f.hits) filter (where f.status_class = '4xx') / nullif(sum(f.hits), 0)::float8",
-            "rate",
-        )
-    ),
-    "log_5xx_share": MetricQuery(
-        **_log(
-            "sum(f.hits) filter (where f.status_class = '5xx') / nullif(sum(f.hits), 0)::float8",
-            "rate",
-        )
-    ),
-    "bot_share": MetricQuery(
-        **_log("sum(f.hits) filter (where f.is_bot) / nullif(sum(f.hits), 0)::float8", "rate")
-    ),
+    "log_4xx": MetricQuery(**_log(_hits("f.status_class = '4xx'"), "count")),
+    "log_5xx": MetricQuery(**_log(_hits("f.status_class = '5xx'"), "count")),
+    "log_4xx_share": MetricQuery(**_log(_hit_share("f.status_class = '4xx'"), "rate")),
+    "log_5xx_share": MetricQuery(**_log(_hit_share("f.status_class = '5xx'"), "rate")),
+    "bot_share": MetricQuery(**_log(_hit_share("f.is_bot"), "rate")),
     "page_load_p75": MetricQuery(
         **_page_views(
             "percentile_cont(0.75) within group (order by f.page_load_ms)",
@@ -362,11 +355,14 @@ measured as (
 
 ranked as (
 
-    -- `by`: the by_limit values of most volume over the range, per site
+    -- `by`: the by_limit values of most volume over the range, per site (a rate split by
+    -- goal has the same volume for every goal: then the most converting)
     select
         site_id,
         dim,
-        row_number() over (partition by site_id order by sum(volume) desc, dim) as rank
+        row_number() over (
+            partition by site_id order by sum(volume) desc, sum(value * volume) desc, dim
+        ) as rank
     from measured
     group by site_id, dim
 
