@@ -305,8 +305,9 @@ def test_hourly_log_hits_match_the_access_log_and_the_daily_counts(demo):
     assert {cls for _, cls in expected} >= {"2xx", "4xx"}
     differ = query(
         demo["url"],
-        "select count(*) from ((select site_id, kpi_date, sum(hits), sum(hits) filter (where "
-        "is_bot), sum(hits) filter (where is_static) from web.agg_hourly_log_hits group by 1, 2) "
+        "select count(*) from ((select site_id, kpi_date, sum(hits), coalesce(sum(hits) "
+        "filter (where is_bot), 0), coalesce(sum(hits) filter (where is_static), 0) "
+        "from web.agg_hourly_log_hits group by 1, 2) "
         "except (select site_id, kpi_date, log_hits, bot_log_hits, static_log_hits "
         "from intermediate.int_daily_log_hits)) as d",
     )[0][0]
