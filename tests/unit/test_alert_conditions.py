@@ -256,3 +256,27 @@ def test_history_needed():
     assert (history_needed(year, "day"), history_needed(year, "month")) == (366, 12)
     assert history_needed(anomaly(weeks=8), "hour") == 8 * 168
     assert history_needed(anomaly(weeks=6), "day") == 42
+
+
+def test_hourly_comparisons_across_berlins_dst_days():
+    # 22 March 00:00 to 30 March 00:00 local: 8 days, one of 23 hours (29 March, no 02:00)
+    start = datetime(2026, 3, 22)
+    periods = periods_between(start, datetime(2026, 3, 30), "hour", "Europe/Berlin")
+    assert len(periods) == 8 * 24 - 1
+    values = np.array([float(p.hour + 1) for p in periods])
+    s = Series(
+        site_id="shop", dimension_value=None, metric="sessions", label="Visits", unit="count",
+        grain="hour", timezone="Europe/Berlin", currency="EUR", periods=periods,
+        values=values, volumes=values,
+    )  # fmt: skip
+    at_three = s.index(datetime(2026, 3, 29, 3))
+    # the previous hour of 03:00 summer time is 01:00: 02:00 did not happen
+    prev = judge(AlertCondition(type="decrease", by=10), s, "hour", at_three)
+    assert (prev.baseline, prev.value, prev.verdict) == (2.0, 4.0, "ok")
+    assert prev.detail.startswith("Visits 4 is 100% above the previous hour (2)")
+    # the same hour last week is 03:00 on 22 March
+    week = judge(
+        AlertCondition(type="increase", by=10, compared_to="same_period_last_week"),
+        s, "hour", at_three,
+    )  # fmt: skip
+    assert (week.baseline, week.verdict) == (4.0, "ok")
