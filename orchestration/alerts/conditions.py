@@ -192,9 +192,7 @@ def _evaluate(condition: AlertCondition, series: Series, grain: str, idx: np.nda
             _change(condition, series, grain, idx, values, out)
         else:
             _anomaly(condition, series, grain, idx, values, volumes, out)
-    out["verdict"] = np.where(
-        out["missing"] > 0, "nodata", np.where(out["breach"], "breach", "ok")
-    ).astype(object)
+    out["verdict"] = np.where(out["missing"] > 0, "nodata", np.where(out["breach"], "breach", "ok"))
     return out
 
 
@@ -228,14 +226,12 @@ def _anomaly(condition, series, grain, idx, values, volumes, out) -> None:
     if grain not in ("hour", "day"):
         raise ValueError("condition 'anomaly' needs grain hour or day (a seasonal baseline)")
     # the same period of each of the last `weeks` weeks: n x weeks positions (-1: absent)
-    targets = p64[idx][:, None] - _WEEK * np.arange(1, weeks + 1)[None, :]
-    pos = _find(p64, targets)
+    pos = _weeks_back(p64, idx, weeks)
     history = np.where(pos >= 0, values[np.maximum(pos, 0)], np.nan)
-    history_volume = np.where(pos >= 0, volumes[np.maximum(pos, 0)], np.nan)
     weeks_with_data = np.sum(~np.isnan(history), axis=1)
-    median = np.nanmedian(history, axis=1)
+    median = _row_median(history)
     deviation = np.abs(history - median[:, None])
-    mad = MAD_SCALE * np.nanmedian(deviation, axis=1)
+    mad = MAD_SCALE * _row_median(deviation)
     mean_ad = MEAN_AD_SCALE * np.nanmean(deviation, axis=1)
     scale = np.fmax(
         np.where(mad > 0, mad, mean_ad),
@@ -248,12 +244,17 @@ def _anomaly(condition, series, grain, idx, values, volumes, out) -> None:
         np.where(value == median, 0.0, np.inf),
         np.abs(value - median) / np.abs(median) * 100,
     )
-    base_volume = np.nanmedian(history_volume, axis=1)
+    if condition.min_volume > 0:
+        base_volume = _row_median(np.where(pos >= 0, volumes[np.maximum(pos, 0)], np.nan))
+    else:  # every volume is enough; not computed
+        base_volume = np.full(len(idx), np.nan)
     direction = condition.direction
     outside = {"up": z >= condition.threshold, "down": z <= -condition.threshold}.get(
         direction, np.abs(z) >= condition.threshold
     )
-    enough_volume = np.nan_to_num(base_volume, nan=0.0) >= condition.min_volume
+    enough_volume = (np.nan_to_num(base_volume, nan=0.0) >= condition.min_volume) | (
+        condition.min_volume <= 0
+    )
     big_enough = change >= condition.min_change
     needed = max(2, weeks // 2)
     out["missing"] = np.where(
@@ -269,9 +270,41 @@ def _anomaly(condition, series, grain, idx, values, volumes, out) -> None:
     )  # fmt: skip
 
 
+def _row_median(matrix: np.ndarray) -> np.ndarray:
+    """The median of each row, nan left out (nan for a row of nan): np.nanmedian along an
+    axis loops in Python over the rows; sorting puts the nans last, and the median is read
+    from the sorted rows at once."""
+    ordered = np.sort(matrix, axis=1)
+    count = np.sum(~np.isnan(matrix), axis=1)
+    rows = np.arange(len(matrix))
+    low = ordered[rows, np.maximum((count - 1) // 2, 0)]
+    high = ordered[rows, np.maximum(count // 2, 0)]
+    high = np.where(count % 2 == 1, low, high)
+    return np.where(count > 0, (low + high) / 2, np.nan)
+
+
 def _periods64(series: Series) -> np.ndarray:
     cached = getattr(series, "periods64", None)  # Series caches it
     return cached if cached is not None else np.array(series.periods, dtype="datetime64[m]")
+
+
+_POSITIONS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _weeks_back(p64: np.ndarray, idx: np.ndarray, weeks: int) -> np.ndarray:
+    """Positions of the same period 1..``weeks`` weeks before each of ``idx`` (-1: absent).
+
+    The series of one site share their periods (fetch_series gives them one array): the
+    positions are computed once per periods array and kept for the few arrays in use."""
+    key = (id(p64), len(p64), weeks)
+    cached = _POSITIONS.get(key)
+    if cached is None or cached[0] is not p64:
+        targets = p64[:, None] - _WEEK * np.arange(1, weeks + 1)[None, :]
+        cached = (p64, _find(p64, targets))
+        if len(_POSITIONS) >= 64:
+            _POSITIONS.clear()
+        _POSITIONS[key] = cached
+    return cached[1][idx]
 
 
 def _find(p64: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -449,8 +449,7 @@ def _assemble(rule, sites, start, end, rows, kind: Kind) -> dict:
         by_site.setdefault(row[0], []).append(row)
     result: dict[tuple[str, str | None], Series] = {}
     for site in sites:
-        periods = periods_between(start, end, grain, site.timezone)
-        position = {p: i for i, p in enumerate(periods)}
+        periods, periods64, position = _grid(start, end, grain, site.timezone)
         groups: dict[str | None, list] = {}
         if not rule.by:
             groups[None] = []
@@ -473,7 +472,20 @@ def _assemble(rule, sites, start, end, rows, kind: Kind) -> dict:
                 currency=getattr(site, "currency", ""), periods=periods, values=values,
                 volumes=volumes,
             )  # fmt: skip
+            # one array of the periods for the site's series: conditions reuse what they
+            # computed from it (the positions of the weeks before)
+            result[(site.id, dim)].__dict__["periods64"] = periods64
     return result
+
+
+@lru_cache(maxsize=64)
+def _grid(start: datetime, end: datetime, grain: str, timezone: str):
+    """The periods of [start, end) in ``timezone``, as datetimes and datetime64, and each
+    one's position (shared, read-only, by every series of the range)."""
+    periods = periods_between(start, end, grain, timezone)
+    periods64 = np.array(periods, dtype="datetime64[m]")
+    periods64.flags.writeable = False
+    return periods, periods64, {p: i for i, p in enumerate(periods)}
 
 
 # --- custom SQL ------------------------------------------------------------------------------
