@@ -351,12 +351,22 @@ measured as (
     where {" and ".join([*bounds, *where])}
     group by 1, 2, 3
 
-),
+){_top_values(by)}
+order by measured.site_id, measured.dim, measured.period
+"""
+    return sql, params
+
+
+def _top_values(by: str | None) -> str:
+    """The end of metric_sql's statement: with ``by``, only each site's by_limit values of
+    most volume over the range (a rate split by goal has the same volume for every goal:
+    then the most converting)."""
+    if not by:
+        return "\n\nselect measured.*\nfrom measured"
+    return """,
 
 ranked as (
 
-    -- `by`: the by_limit values of most volume over the range, per site (a rate split by
-    -- goal has the same volume for every goal: then the most converting)
     select
         site_id,
         dim,
@@ -370,12 +380,9 @@ ranked as (
 
 select measured.*
 from measured
-inner join ranked on measured.site_id = ranked.site_id
-    and measured.dim is not distinct from ranked.dim
-where ranked.rank <= %(by_limit)s
-order by measured.site_id, measured.dim, measured.period
-"""
-    return sql, params
+inner join ranked
+    on measured.site_id = ranked.site_id and measured.dim = ranked.dim
+where ranked.rank <= %(by_limit)s"""
 
 
 # --- fetching --------------------------------------------------------------------------------

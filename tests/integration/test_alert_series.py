@@ -329,3 +329,23 @@ def test_a_failing_or_misshapen_custom_sql_raises_naming_the_rule(demo, sql, mes
     assert str(info.value).startswith(message)
     (count,) = demo["conn"].execute("select count(*) from web.fct_sessions").fetchone()
     assert count == len(demo["sessions"])  # bi_reader deleted nothing
+
+
+def test_every_metric_runs_filtered_and_split_by_each_of_its_dimensions(demo):
+    """Each metric's statement for each dimension it has, as a filter and as `by`: one
+    series per value, every period of the range present."""
+    values = {"channel": "direct", "device": "mobile", "country": "DE", "page_label": "Home",
+              "campaign": "spring_sale", "goal": "purchase"}  # fmt: skip
+    for name, metric in METRICS.items():
+        if metric.realtime or name == "custom":
+            continue
+        required = {"funnel": "checkout", "step": 2} if name == "funnel_drop_off" else {}
+        for dim in (None, *[d for d in metric.dimensions if d in values]):
+            filtered = fetch(
+                demo, rule(name, filters={**required, **({dim: values[dim]} if dim else {})})
+            )
+            assert [len(s.periods) for s in filtered.values()] == [3], (name, dim)
+            if dim:
+                split = fetch(demo, rule(name, filters=required, by=dim, by_limit=3))
+                assert 1 <= len(split) <= 3, (name, dim)
+                assert all(len(s.periods) == 3 for s in split.values())
