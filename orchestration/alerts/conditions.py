@@ -50,7 +50,7 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
@@ -98,6 +98,22 @@ def history_needed(condition: AlertCondition, grain: str) -> int:
         return per_week
     # last year: up to 366 days back (1 March 2029 -> 1 March 2028 across 29 February)
     return {"hour": 366 * 24, "day": 366, "week": 53, "month": 12}[grain]
+
+
+def periods_read(condition: AlertCondition, grain: str, period: datetime) -> list[datetime]:
+    """The periods a judgement of ``period`` reads: itself, and the period it is compared
+    with or the baseline's weeks - what ``fetch_series(..., periods=...)`` needs to fetch for
+    an evaluation of the latest period (not every period of ``history_needed``). For an
+    hourly ``previous_period`` both hours before are read (across a DST gap the previous
+    hour that exists is two hours back)."""
+    wanted = [period]
+    if condition.type == "anomaly":
+        wanted += [period - timedelta(days=7 * k) for k in range(1, condition.weeks + 1)]
+    elif condition.type in ("decrease", "increase"):
+        wanted.append(shift(period, grain, condition.compared_to))
+        if grain == "hour" and condition.compared_to == "previous_period":
+            wanted.append(period - timedelta(hours=2))
+    return sorted(set(wanted))
 
 
 def judge(condition: AlertCondition, series: Series, grain: str, index: int) -> Judgement:
@@ -321,8 +337,12 @@ def _shifted_positions(series: Series, grain: str, compared_to: str, idx: np.nda
     if grain in ("hour", "day") and compared_to == "same_period_last_week":
         return _find(p64, p64[idx] - _WEEK)
     if grain == "hour" and compared_to == "previous_period":
-        # the previous hour that exists (a DST gap's hour is not in the series)
-        return np.where(idx > 0, idx - 1, -1)
+        # the previous hour that exists: one hour before, two across a DST gap (its hour is
+        # no period); a series of some periods only may not hold it
+        before = np.maximum(idx - 1, 0)
+        gap = p64[idx] - p64[before]
+        adjacent = (idx > 0) & (gap <= np.timedelta64(120, "m"))
+        return np.where(adjacent, before, -1)
     targets = np.array(
         [shift(series.periods[int(i)], grain, compared_to) for i in idx], dtype="datetime64[m]"
     )

@@ -43,7 +43,13 @@ from typing import Literal
 import numpy as np
 
 from ingestion.core.metrics import METRICS
-from orchestration.alerts.periods import local_to_utc, period_start, periods_between, utc_to_local
+from orchestration.alerts.periods import (
+    local_to_utc,
+    next_period,
+    period_start,
+    periods_between,
+    utc_to_local,
+)
 
 NONE_VALUE = "(none)"
 Kind = Literal["count", "rate"]
@@ -280,13 +286,17 @@ def metric_sql(
     # the rows, bounded by the indexed local date and the exact instants (or local hours)
     if q.local_ts:
         period = f"date_trunc(%(grain)s, {q.local_ts})"
-        bounds = [f"{q.local_ts} >= %(local_from)s", f"{q.local_ts} < %(local_to)s"]
+        bounds = [f"{q.local_ts} >= sites.local_from", f"{q.local_ts} < sites.local_to"]
     else:
         period = f"date_trunc(%(grain)s, {q.ts} at time zone sites.timezone)"
         bounds = [f"{q.ts} >= sites.utc_from", f"{q.ts} < sites.utc_to"]
     if q.day:
-        # the local date of a row lies within the range's local dates
-        bounds = [f"{q.day} >= %(date_from)s", f"{q.day} <= %(date_to)s", *bounds]
+        # the local date of a row lies within its range's local dates (and within all
+        # ranges' dates, a constant the planner sees)
+        bounds = [
+            f"{q.day} >= %(date_from)s", f"{q.day} <= %(date_to)s",
+            f"{q.day} >= sites.date_from", f"{q.day} <= sites.date_to", *bounds,
+        ]  # fmt: skip
     source = f"{q.relation} as f inner join sites on f.site_id = sites.site_id"
 
     if metric_name in ("conversions", "conversion_rate"):
@@ -322,11 +332,13 @@ with
 
 sites as (
 
+    -- one row per site and range read: the whole range, or each period asked for
     select *
     from unnest(
         %(site_ids)s::text[], %(timezones)s::text[], %(utc_froms)s::timestamptz[],
-        %(utc_tos)s::timestamptz[]
-    ) as s (site_id, timezone, utc_from, utc_to)
+        %(utc_tos)s::timestamptz[], %(local_froms)s::timestamp[], %(local_tos)s::timestamp[],
+        %(date_froms)s::date[], %(date_tos)s::date[]
+    ) as s (site_id, timezone, utc_from, utc_to, local_from, local_to, date_from, date_to)
 
 ),
 
@@ -396,9 +408,15 @@ def fetch_series(
     end: datetime,
     *,
     bi_url: str | None = None,
+    periods: Sequence[datetime] | None = None,
 ) -> dict[tuple[str, str | None], Series]:
     """The rule's metric for each of ``sites`` and every local period of [start, end)
     (naive local times, the same for every site: each site's own midnight).
+
+    ``periods``: only these periods of the range are read, and the series hold only them
+    (the evaluator judging the last hour needs it and the same hour of 8 weeks before, not
+    8 weeks of hours: ``conditions.periods_read``); the statement reads each period's rows
+    through the index, a range of its own.
 
     Keyed by (site_id, value of ``by`` or None). Without ``by`` every site has a series;
     with it, each site's ``rule.by_limit`` values of most volume that have rows in the range.
@@ -415,32 +433,48 @@ def fetch_series(
         return {}
     if rule.metric == "custom":
         rows = _fetch_custom(rule, sites, start, end, bi_url)
+        if periods is not None:
+            asked = set(_asked(periods, start, end, grain))
+            rows = [row for row in rows if row[2] in asked]
         kind: Kind = "rate"
     else:
         sql, params = metric_sql(rule.metric, grain, rule.filters.given(), rule.by)
-        params.update(_range_params(sites, start, end, grain))
+        params.update(_range_params(sites, start, end, grain, periods))
         params["by_limit"] = rule.by_limit if rule.by else 1
         with conn.cursor() as cur:
             cur.execute(sql, params)
             rows = cur.fetchall()
         kind = QUERIES[rule.metric].kind
-    return _assemble(rule, sites, start, end, rows, kind)
+    return _assemble(rule, sites, start, end, rows, kind, periods)
 
 
-def _range_params(sites: Sequence, start: datetime, end: datetime, grain: str) -> dict:
+def _range_params(
+    sites: Sequence, start: datetime, end: datetime, grain: str, periods=None
+) -> dict:
+    """The sites CTE's ranges: per site the whole [start, end), or each of ``periods``."""
     local_from = period_start(start, grain)
     goal_sites, goal_ids = [], []
     for site in sites:
         for goal in getattr(site, "goals", []) or []:
             goal_sites.append(site.id)
             goal_ids.append(goal.id)
+    ranges = []
+    for site in sites:
+        if periods is None:
+            ranges.append((site, local_from, end))
+        else:
+            ranges.extend(
+                (site, p, next_period(p, grain)) for p in _asked(periods, start, end, grain)
+            )
     return {
-        "site_ids": [s.id for s in sites],
-        "timezones": [s.timezone for s in sites],
-        "utc_froms": [local_to_utc(local_from, s.timezone) for s in sites],
-        "utc_tos": [local_to_utc(end, s.timezone) for s in sites],
-        "local_from": local_from,
-        "local_to": end,
+        "site_ids": [site.id for site, _, _ in ranges],
+        "timezones": [site.timezone for site, _, _ in ranges],
+        "utc_froms": [local_to_utc(a, site.timezone) for site, a, _ in ranges],
+        "utc_tos": [local_to_utc(b, site.timezone) for site, _, b in ranges],
+        "local_froms": [a for _, a, _ in ranges],
+        "local_tos": [b for _, _, b in ranges],
+        "date_froms": [a.date() for _, a, _ in ranges],
+        "date_tos": [b.date() for _, _, b in ranges],
         "date_from": local_from.date(),
         "date_to": end.date(),
         "goal_sites": goal_sites,
@@ -448,7 +482,14 @@ def _range_params(sites: Sequence, start: datetime, end: datetime, grain: str) -
     }
 
 
-def _assemble(rule, sites, start, end, rows, kind: Kind) -> dict:
+def _asked(periods, start: datetime, end: datetime, grain: str) -> list[datetime]:
+    """The distinct period starts of ``periods`` within [start, end), in order."""
+    local_from = period_start(start, grain)
+    starts = {period_start(p, grain) for p in periods}
+    return sorted(p for p in starts if local_from <= p < end)
+
+
+def _assemble(rule, sites, start, end, rows, kind: Kind, asked=None) -> dict:
     meta = METRICS[rule.metric]
     grain = rule.grain
     by_site: dict[str, list] = {}
@@ -456,7 +497,10 @@ def _assemble(rule, sites, start, end, rows, kind: Kind) -> dict:
         by_site.setdefault(row[0], []).append(row)
     result: dict[tuple[str, str | None], Series] = {}
     for site in sites:
-        periods, periods64, position = _grid(start, end, grain, site.timezone)
+        periods, periods64, position = _grid(
+            start, end, grain, site.timezone,
+            None if asked is None else tuple(_asked(asked, start, end, grain)),
+        )  # fmt: skip
         groups: dict[str | None, list] = {}
         if not rule.by:
             groups[None] = []
@@ -486,10 +530,14 @@ def _assemble(rule, sites, start, end, rows, kind: Kind) -> dict:
 
 
 @lru_cache(maxsize=64)
-def _grid(start: datetime, end: datetime, grain: str, timezone: str):
-    """The periods of [start, end) in ``timezone``, as datetimes and datetime64, and each
-    one's position (shared, read-only, by every series of the range)."""
+def _grid(start: datetime, end: datetime, grain: str, timezone: str, asked=None):
+    """The periods of [start, end) in ``timezone`` (or those of them ``asked``), as
+    datetimes and datetime64, and each one's position (shared, read-only, by every series
+    of the range)."""
     periods = periods_between(start, end, grain, timezone)
+    if asked is not None:
+        wanted = set(asked)
+        periods = [p for p in periods if p in wanted]
     periods64 = np.array(periods, dtype="datetime64[m]")
     periods64.flags.writeable = False
     return periods, periods64, {p: i for i, p in enumerate(periods)}

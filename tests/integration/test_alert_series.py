@@ -349,3 +349,19 @@ def test_every_metric_runs_filtered_and_split_by_each_of_its_dimensions(demo):
                 split = fetch(demo, rule(name, filters=required, by=dim, by_limit=3))
                 assert 1 <= len(split) <= 3, (name, dim)
                 assert all(len(s.periods) == 3 for s in split.values())
+
+
+def test_fetching_some_periods_reads_the_same_values_as_the_whole_range(demo):
+    hours = [demo["start"] + timedelta(hours=h) for h in (10, 14, 34, 62)]
+    outside = demo["end"] + timedelta(hours=3)
+    for r in (rule("sessions", "hour"), rule("log_4xx", "hour"),
+              rule("bounce_rate", "hour", by="channel", by_limit=20)):  # fmt: skip
+        whole = fetch(demo, r)
+        some = fetch_series(demo["conn"], r, demo["sites"], demo["start"], demo["end"],
+                            periods=[*hours, outside, hours[0]])  # fmt: skip
+        assert set(some) <= set(whole) and some
+        for key, series in some.items():
+            assert series.periods == hours
+            at = [whole[key].index(p) for p in hours]
+            assert list(series.values) == pytest.approx(list(whole[key].values[at]), nan_ok=True)
+            assert list(series.volumes) == list(whole[key].volumes[at])

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from ingestion.core.alert_config import AlertCondition
-from orchestration.alerts.conditions import Judgement, history_needed, judge, judge_all
+from orchestration.alerts.conditions import (
+    Judgement,
+    history_needed,
+    judge,
+    judge_all,
+    periods_read,
+)
 from orchestration.alerts.periods import periods_between
 from orchestration.alerts.series import Series
 
@@ -280,3 +286,41 @@ def test_hourly_comparisons_across_berlins_dst_days():
         s, "hour", at_three,
     )  # fmt: skip
     assert (week.baseline, week.verdict) == (4.0, "ok")
+
+
+def subseries(s: Series, periods: list[datetime]) -> Series:
+    keep = [i for i, p in enumerate(s.periods) if p in set(periods)]
+    return Series(
+        site_id=s.site_id, dimension_value=None, metric=s.metric, label=s.label, unit=s.unit,
+        grain=s.grain, timezone=s.timezone, currency=s.currency,
+        periods=[s.periods[i] for i in keep], values=s.values[keep], volumes=s.volumes[keep],
+    )  # fmt: skip
+
+
+def test_the_periods_a_judgement_reads_judge_it_alone():
+    full = weekly([100, 110, 90, 130], 50)
+    last = full.periods[-1]
+    condition = anomaly(weeks=4)
+    read = periods_read(condition, "day", last)
+    assert read == [last - timedelta(days=7 * k) for k in (4, 3, 2, 1, 0)]
+    assert judge(condition, subseries(full, read), "day", -1) == judge(condition, full, "day", -1)
+    # an hourly comparison with the previous hour, across Berlin's spring gap: 03:00 reads
+    # 02:00 (no such hour) and 01:00
+    start = datetime(2026, 3, 29)
+    periods = periods_between(start, datetime(2026, 3, 29, 6), "hour", "Europe/Berlin")
+    values = np.array([10.0, 20.0, 5.0, 40.0, 50.0])  # 00, 01, 03, 04, 05
+    hourly = Series(
+        site_id="shop", dimension_value=None, metric="sessions", label="Visits", unit="count",
+        grain="hour", timezone="Europe/Berlin", currency="EUR", periods=periods,
+        values=values, volumes=values,
+    )  # fmt: skip
+    change = AlertCondition(type="decrease", by=50)
+    at_three = datetime(2026, 3, 29, 3)
+    read = periods_read(change, "hour", at_three)
+    assert read == [datetime(2026, 3, 29, 1), datetime(2026, 3, 29, 2), at_three]
+    alone = judge(change, subseries(hourly, read), "hour", -1)
+    assert alone == judge(change, hourly, "hour", 2)
+    assert (alone.verdict, alone.baseline) == ("breach", 20.0)
+    # a series of some periods only: a missing previous hour is no data, not an earlier hour
+    gap = subseries(hourly, [datetime(2026, 3, 29, 0), datetime(2026, 3, 29, 4)])
+    assert judge(change, gap, "hour", -1).verdict == "nodata"
