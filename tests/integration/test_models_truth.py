@@ -36,7 +36,8 @@ MARTS = [
     "web.fct_sessions", "web.fct_page_views", "web.fct_events", "web.dim_visitors",
     "web.fct_transactions", "web.fct_transaction_items", "web.fct_goal_conversions",
     "web.fct_funnel_steps", "web.dim_pages", "web.dim_campaigns", "web.dim_devices",
-    "web.agg_daily_site_kpis", "crm.customers", "crm.customer_daily_activity",
+    "web.agg_daily_site_kpis", "web.agg_hourly_log_hits", "crm.customers",
+    "crm.customer_daily_activity",
 ]  # fmt: skip
 FUNNEL = ["/cart", "/checkout/shipping", "/checkout/payment", "/checkout/complete"]
 # Variables the parent test process set for its own components; the demo sets its own.
@@ -272,6 +273,45 @@ def test_log_hits_and_tracker_page_views_are_matched_one_to_one(demo):
         "intermediate.int_events_sessionised where is_superseded)",
     )[0]
     assert counted == 0
+
+
+def access_log_hours(truth: Path) -> Counter:
+    """Lines of the demo's access log per local hour (Europe/Berlin) and status class: the
+    web server's own record, read without the loader."""
+    counts: Counter = Counter()
+    berlin = ZoneInfo("Europe/Berlin")
+    for path in sorted((truth.parent / "logs").glob("access.log*")):
+        with open(path) as fh:
+            for line in fh:
+                stamp = line.split("[", 1)[1].split("]", 1)[0]
+                at = datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").astimezone(berlin)
+                status = int(line.split('"', 2)[2].split()[0])
+                hour = at.replace(minute=0, second=0, tzinfo=None)
+                counts[(hour, f"{status // 100}xx")] += 1
+    return counts
+
+
+def test_hourly_log_hits_match_the_access_log_and_the_daily_counts(demo):
+    """web.agg_hourly_log_hits (the alerts' log metrics) has every line of the access log in
+    its local hour and status class, and its bots and static assets add up to the days of
+    int_daily_log_hits."""
+    rows = query(
+        demo["url"],
+        "select kpi_hour, status_class, sum(hits)::int from web.agg_hourly_log_hits group by 1, 2",
+    )
+    expected = access_log_hours(demo["truth"])
+    assert sum(expected.values()) == demo["stats"]["log_lines"]
+    assert {(hour, cls): n for hour, cls, n in rows} == dict(expected)
+    assert {cls for _, cls in expected} >= {"2xx", "4xx"}
+    differ = query(
+        demo["url"],
+        "select count(*) from ((select site_id, kpi_date, sum(hits), coalesce(sum(hits) "
+        "filter (where is_bot), 0), coalesce(sum(hits) filter (where is_static), 0) "
+        "from web.agg_hourly_log_hits group by 1, 2) "
+        "except (select site_id, kpi_date, log_hits, bot_log_hits, static_log_hits "
+        "from intermediate.int_daily_log_hits)) as d",
+    )[0][0]
+    assert differ == 0
 
 
 def test_bots_are_kept_out_and_counted(demo):
@@ -946,7 +986,7 @@ def test_the_run_plan_says_which_models_are_built_whole_and_why(demo):
     siteline(env, "dbt", "run", "--select", "fct_page_views")
     assert not built_whole_last(url, "fct_page_views")
     planned = plan(url)
-    assert len(planned) == 18
+    assert len(planned) == 19  # web.agg_hourly_log_hits is the 19th
     assert planned["fct_page_views"] == (True, False, None)
     assert planned["int_sessions"] == (False, False, None)
     # an input built whole since a model's last run: the model is built whole, and so is every
