@@ -35,6 +35,8 @@ log = logging.getLogger("siteline.alerts")
 MAX_CATCH_UP = 48
 # Periods of the series sent with each news, for the chart.
 CHART_PERIODS = 36
+# Up to this many periods to judge, a cycle reads only the periods their judgements read.
+FEW_PERIODS = 6
 
 
 def rule_version(rule: AlertRule) -> str:
@@ -87,13 +89,16 @@ def run_cycle(
     dry_run: bool = False,
     deliver: bool = True,
     backfill: timedelta | None = None,
+    landing=None,
 ) -> CycleResult:
     """Evaluate the enabled mart rules (``rule_ids``: only those) at ``now``; store and
     notify unless ``dry_run`` (``siteline alerts check``: computes and tells, writes
     nothing). ``conn`` is in autocommit mode: each instance's period commits on its own.
 
     ``backfill``: a new instance starts evaluating this far back, instead of at its latest
-    periods, and what it finds is notified (a rule added during an incident, the demo)."""
+    periods, and what it finds is notified (a rule added during an incident, the demo).
+    ``landing``: the collector's landing to read for completeness (default: this machine's,
+    ``completeness.default_landing``)."""
     from orchestration import completeness
 
     now = _utc(now)
@@ -117,7 +122,7 @@ def run_cycle(
     complete: dict[str, completeness.Completeness] = {}
     watched = sorted({s.id for r in rules for s in _sites_or_none(config, r)})
     if watched:
-        complete = completeness.complete_until_sites(conn, config, watched, now)
+        complete = completeness.complete_until_sites(conn, config, watched, now, landing=landing)
     for rule in rules:
         outcome = RuleOutcome(rule.id)
         result.outcomes.append(outcome)
@@ -200,8 +205,7 @@ def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dr
             waiting = "; ".join(state.waiting_for(end_utc)) or "the data is not complete yet"
             outcome.waiting[site.id] = waiting
             outcome.lines.append(
-                f"{rule.id} {site.id}: {periods.label(waits, rule.grain)} waiting for data: "
-                f"{waiting}"
+                f"{rule.id} {site.id}: {label(waits, rule.grain)} waiting for data: {waiting}"
             )
             if not dry_run:
                 _mark_waiting(conn, rule, site.id, waiting)
@@ -226,7 +230,17 @@ def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dr
     start = _back(min(f for f, _ in plan.values()), rule.grain, history)
     end = periods.next_period(max(last for _, last in plan.values()), rule.grain)
     by_site = {s.id: s for s in sites}
-    data = series.fetch_series(conn, rule, [by_site[s] for s in plan], start, end)
+    # Judging a few periods (the usual cycle: the latest hour or day) reads only what their
+    # judgements compare with (the same hour of 8 weeks, not 8 weeks of hours); catching up
+    # many periods reads the whole range once.
+    to_judge = sorted(
+        {p for first, last in plan.values() for p in _periods(first, last, rule.grain)}
+    )
+    wanted = None
+    if len(to_judge) <= FEW_PERIODS:
+        read = conditions.periods_read
+        wanted = sorted({w for p in to_judge for w in read(rule.condition, rule.grain, p)})
+    data = series.fetch_series(conn, rule, [by_site[s] for s in plan], start, end, periods=wanted)
     version = rule_version(rule)
     if not dry_run:
         with conn.transaction():
@@ -235,6 +249,9 @@ def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dr
                 " values (%s, %s, %s) on conflict do nothing",
                 (rule.id, version, json.dumps(rule.model_dump(mode="json", by_alias=True))),
             )
+    if rule.by is None:  # a site with no series at all has no data for its periods
+        for site_id in plan:
+            data.setdefault((site_id, None), None)
     for (site_id, value), points in sorted(data.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         first, last = plan[site_id]
         site = by_site[site_id]
@@ -242,25 +259,82 @@ def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dr
         if iid in known and known[iid]["last_period_start"] is not None:
             first = max(first, periods.next_period(known[iid]["last_period_start"], rule.grain))
         outcome.instances += 1
-        index = {p: i for i, p in enumerate(points.periods)}
-        period = first
-        while period <= last:
+        index = {} if points is None else {p: i for i, p in enumerate(points.periods)}
+        for period in _periods(first, last, rule.grain):
             i = index.get(period)
-            if i is not None:
-                judgement = conditions.judge(rule.condition, points, rule.grain, i)
-                outcome.periods += 1
-                if dry_run:
-                    outcome.lines.append(_check_line(rule, site, value, period, judgement))
-                else:
-                    news += apply(
-                        conn, result.evaluation_id, rule, site, value, period,
-                        periods.next_period(period, rule.grain), judgement, now,
-                        config=config, series=points, version=version,
-                    )  # fmt: skip
-            period = periods.next_period(period, rule.grain)
+            if i is None:
+                continue
+            judgement = conditions.judge(rule.condition, points, rule.grain, i)
+            outcome.periods += 1
+            if dry_run:
+                outcome.lines.append(_check_line(rule, site, value, period, judgement))
+            else:
+                news += apply(
+                    conn, result.evaluation_id, rule, site, value, period,
+                    periods.next_period(period, rule.grain), judgement, now,
+                    config=config, version=version,
+                )  # fmt: skip
         if not dry_run:
             outcome.states[iid] = _state_of(conn, iid)
+    if news:
+        news = _with_charts(conn, rule, by_site, news)
     return news
+
+
+def _periods(first, last, grain):
+    from orchestration.alerts import periods
+
+    period = first
+    while period <= last:
+        yield period
+        period = periods.next_period(period, grain)
+
+
+def _with_charts(conn, rule, by_site, news: list[AlertNews]) -> list[AlertNews]:
+    """The news with the recent periods of their series, and the condition's band on each
+    (judged again over the chart's periods): what the message's chart draws. A chart that
+    cannot be read leaves the news without one (the alert still goes)."""
+    from dataclasses import replace
+
+    from orchestration.alerts import conditions, periods, series
+
+    try:
+        latest = max(datetime.fromisoformat(n.period_start) for n in news)
+        first = _back(latest, rule.grain, CHART_PERIODS - 1)
+        start = _back(first, rule.grain, conditions.history_needed(rule.condition, rule.grain))
+        sites = [by_site[s] for s in sorted({n.site_id for n in news})]
+        data = series.fetch_series(
+            conn, rule, sites, start, periods.next_period(latest, rule.grain)
+        )
+    except Exception as exc:  # the chart is an extra: say why it is missing, send the news
+        log.warning("no chart for alert rule %s: %s", rule.id, exc)
+        return news
+    charted = []
+    for item in news:
+        points = data.get((item.site_id, item.dimension_value))
+        if points is None:
+            charted.append(item)
+            continue
+        judged = conditions.judge_all(rule.condition, points, rule.grain)
+        end = datetime.fromisoformat(item.period_start)
+        chart = [
+            [p.isoformat(), _num(points.values[i]), _num(judged[i].lower), _num(judged[i].upper)]
+            for i, p in enumerate(points.periods)
+            if first <= p <= end
+        ]
+        charted.append(replace(item, series=chart))
+    return charted
+
+
+def label(period: datetime, grain: str) -> str:
+    """A period as people write it: 2026-12-07 09:00 (hour), 2026-12-07 (day), 2026-W49
+    (week), 2026-12 (month)."""
+    if grain == "hour":
+        return f"{period:%Y-%m-%d %H:%M}"
+    if grain == "week":
+        year, week, _ = period.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{period:%Y-%m}" if grain == "month" else f"{period:%Y-%m-%d}"
 
 
 def _back(start, grain, n: int):
@@ -304,11 +378,9 @@ def _fmt(value: float | None) -> str:
 
 
 def _check_line(rule, site, value, period, judgement) -> str:
-    from orchestration.alerts import periods
-
     who = f"{site.id}" + (f" {rule.by}={value}" if rule.by else "")
     return (
-        f"{rule.id} {who} {periods.label(period, rule.grain)}: value {_fmt(judgement.value)}, "
+        f"{rule.id} {who} {label(period, rule.grain)}: value {_fmt(judgement.value)}, "
         f"baseline {_fmt(judgement.baseline)} [{_fmt(judgement.lower)}, "
         f"{_fmt(judgement.upper)}] -> {judgement.verdict}: {judgement.detail}"
     )
@@ -326,7 +398,6 @@ def apply(
     now: datetime,
     *,
     config: SitesConfig | None = None,
-    series=None,
     version: str | None = None,
     error: str | None = None,
 ) -> list[AlertNews]:
@@ -418,7 +489,6 @@ def apply(
             now,
             iid,
             transition_id,
-            series,
         )
     ]
 
@@ -431,20 +501,17 @@ def _num(value) -> float | None:
 
 
 def _news(rule, site, dimension_value, start, end, judgement, moved, state, now, iid,
-          transition_id, series) -> AlertNews:  # fmt: skip
+          transition_id) -> AlertNews:  # fmt: skip
+    """The news of one instance's period; its chart holds that one period (the cycle draws
+    the recent periods in: :func:`_with_charts`)."""
     from ingestion.core.settings import settings
 
     m = METRICS[rule.metric]
     kind = moved.notify
     chart: list[list] = []
-    if series is not None:
-        upto = [i for i, p in enumerate(series.periods) if p <= start]
-        if upto:
-            last = upto[-1]
-            for i in range(max(0, last - CHART_PERIODS + 1), last + 1):
-                lower = upper = None
-                chart.append([series.periods[i].isoformat(), _num(series.values[i]), lower, upper])
-            chart[-1][2], chart[-1][3] = _num(judgement.lower), _num(judgement.upper)
+    if _num(judgement.value) is not None:
+        chart = [[start.isoformat(), _num(judgement.value), _num(judgement.lower),
+                  _num(judgement.upper)]]  # fmt: skip
     base = getattr(settings(), "public_superset_url", None)
     dashboard = rule.dashboard or m.dashboard
     return AlertNews(
@@ -550,7 +617,6 @@ def _record_error(conn, config, rule, outcome, now, result) -> list[AlertNews]:
                         now,
                         iid,
                         transition_id,
-                        None,
                     )
                 )
     return news

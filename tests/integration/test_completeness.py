@@ -101,6 +101,12 @@ class Story:
             "  - id: blog\n    domains: [blog.example]\n    timezone: Europe/Berlin\n"
             "    logfiles:\n"
             f"      - {{name: web1, url: 'file://{self.logs}/access.log*', lateness: 30m}}\n"
+            # a day rule that a half-loaded day would fire: visits down 30% on the day before
+            "alerts:\n"
+            "  contact_points: [{name: hook, type: webhook, url: 'http://127.0.0.1:9/hook'}]\n"
+            "  rules:\n"
+            "    - {id: visits_drop, metric: sessions, sites: [shop], grain: day,\n"
+            "       condition: {type: decrease, by: 30}, contact_points: [hook]}\n"
         )
         self.config = load_sites(str(self.sites_file))
         self.env = {k: v for k, v in os.environ.items() if k not in INHERITED}
@@ -149,6 +155,28 @@ class Story:
         with connect(self.url) as conn:
             return complete_until(conn, self.config, site, now, landing=Landing(str(self.landing)))
 
+    def evaluate(self, now: datetime):
+        """An evaluation cycle of the alert rules at ``now`` (stored, notified)."""
+        from ingestion.collector_events import Landing
+        from orchestration.alerts.evaluate import run_cycle
+
+        with connect(self.url, autocommit=True) as conn:
+            return run_cycle(conn, self.config, now=now, landing=Landing(str(self.landing)),
+                             deliver=False)  # fmt: skip
+
+    def judged_day(self, day: date):
+        """The drop rule's verdict on ``day`` judged on whatever the marts hold (no
+        completeness): what an evaluator without the rule would have said."""
+        from orchestration.alerts.conditions import judge
+        from orchestration.alerts.series import fetch_series
+
+        rule = self.config.alerts.rule("visits_drop")
+        start = datetime.combine(day - timedelta(days=1), time())
+        with connect(self.url) as conn:
+            [points] = fetch_series(conn, rule, [self.config.site("shop")], start,
+                                    start + timedelta(days=2)).values()  # fmt: skip
+        return judge(rule.condition, points, "day", 1)
+
     def sessions(self) -> dict[date, int]:
         rows = self.query(
             "select (started_at at time zone 'Europe/Berlin')::date, count(*) "
@@ -180,6 +208,10 @@ def story(warehouse, tmp_path_factory):
     s.build()
     seen["half"] = s.complete("shop")
     seen["half_sessions"] = s.sessions()
+    seen["at"] = at = utc(DAY + timedelta(days=1), 1)  # the day over an hour ago
+    seen["half_cycle"] = s.evaluate(at)
+    seen["half_judged"] = s.judged_day(DAY)
+    seen["half_evaluated"] = s.query("select period_start, value, verdict from alerts.evaluations")
 
     # 2. the rest loaded and blog's log pulled, the marts not built again
     s.load_collector()
@@ -192,6 +224,11 @@ def story(warehouse, tmp_path_factory):
     seen["now"] = now = datetime.now(UTC)
     seen["full"] = s.complete("shop", now)
     seen["full_sessions"] = s.sessions()
+    seen["full_cycle"] = s.evaluate(seen["at"])
+    seen["full_evaluated"] = s.query(
+        "select period_start, value, verdict, state from alerts.evaluations order by 1"
+    )
+    seen["notifications"] = s.query("select count(*) from alerts.notifications")[0][0]
     seen["blog_built"] = s.complete("blog", now)
     # no segment closed since: three hours later nothing holds the data back but the clock
     seen["later"] = now + timedelta(hours=3)
@@ -242,6 +279,36 @@ def test_half_a_day_of_traffic_is_not_a_complete_day_the_full_day_is(story):
     assert story["full_sessions"] == {DAY_BEFORE: 48, DAY: 48}
     assert full.until == closed_before(story["now"], 60)  # the clock, less a segment's time
     assert period_complete(full, day_end(DAY)) is True
+
+
+def test_half_a_day_of_traffic_does_not_fire_a_drop_rule(story):
+    """The same story through the evaluator: with half of the day loaded, the drop rule would
+    breach on what the marts hold (24 visits against 48), but the day waits for its data and
+    nobody is told; with the whole day it is evaluated, and it is no drop."""
+    judged = story["half_judged"]
+    assert (judged.verdict, judged.value, judged.baseline) == ("breach", 24, 48)
+
+    half = story["half_cycle"]
+    [outcome] = half.outcomes
+    assert outcome.waiting == {
+        "shop": "collector: 6 landing segment(s) were left for a later load "
+        "(the earliest from 2026-12-01 12:00 CET)"
+    }
+    assert outcome.lines == [
+        "visits_drop shop: 2026-12-01 waiting for data: collector: 6 landing segment(s) were "
+        "left for a later load (the earliest from 2026-12-01 12:00 CET)"
+    ]
+    assert half.news == [] and half.errors == {}
+    # only the day before was complete, and it is judged (against an empty day: no drop)
+    assert story["half_evaluated"] == [(datetime(2026, 11, 30), 48.0, "ok")]
+
+    full = story["full_cycle"]
+    assert full.news == [] and full.outcomes[0].waiting == {}
+    assert story["full_evaluated"] == [
+        (datetime(2026, 11, 30), 48.0, "ok", "normal"),
+        (datetime(2026, 12, 1), 48.0, "ok", "normal"),
+    ]
+    assert story["notifications"] == 0
 
 
 def test_a_load_the_marts_were_not_built_after_holds_the_data_back(story):
