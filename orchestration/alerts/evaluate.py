@@ -139,8 +139,10 @@ def run_cycle(
         if result.news:
             from orchestration.alerts import outbox
 
+            # queued at the real time, whatever time the evaluation is "at" (--at, a test):
+            # the outbox's retries and its give-up age run on the clock
             result.notifications = outbox.enqueue(
-                conn, result.evaluation_id, result.news, config, now
+                conn, result.evaluation_id, result.news, config, datetime.now(UTC)
             )
         with conn.transaction():
             conn.execute(
