@@ -1,0 +1,100 @@
+"""A small alerts history written straight into the ``alerts`` tables, as the evaluator and
+the outbox would have written it: test data for the alerts marts, their grants and the
+Alerts dashboard (the evaluator itself is tested on its own)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from orchestration.alerts.store import ensure_schema
+
+# What the message payload and the channel's error hold, which bi_reader must never read.
+RECIPIENT = "oncall@shop.example"
+WEBHOOK_TOKEN = "T000-B000-secret-token"
+
+RULE = {
+    "id": "revenue_drop", "name": "Revenue drop", "metric": "revenue", "grain": "day",
+    "severity": "critical", "condition": {"type": "decrease", "by": 30, "unit": "percent"},
+}  # fmt: skip
+DAYS = 14
+FIRST_DAY = datetime(2026, 11, 16)
+FIRED_DAY = 10  # revenue halves that day and on the last day: the instance fires both times
+
+
+def revenue(site: str, day: int) -> float:
+    base = 1000.0 if site == "demo" else 600.0
+    return base / 2 if site == "demo" and day in (FIRED_DAY, DAYS - 1) else base + 10 * day
+
+
+def insert_alert_rows(conn) -> None:
+    """Rule ``revenue_drop`` on sites ``demo`` and ``shop``, 14 days each; ``demo`` fired
+    on day 10, resolved on day 11 and fired again on day 13 (firing now); two notifications
+    (one sent, one failed with an error quoting a webhook URL)."""
+    ensure_schema(conn)
+    with conn.transaction():
+        conn.execute(
+            "insert into alerts.rule_versions (rule_id, rule_version, definition) "
+            "values ('revenue_drop', 'v1', %s)",
+            (json.dumps(RULE),),
+        )
+        for site in ("demo", "shop"):
+            instance = f"revenue_drop/{site}"
+            state = "firing" if site == "demo" else "normal"
+            conn.execute(
+                "insert into alerts.instances (instance_id, rule_id, site_id, state, "
+                "rule_version, last_period_start, last_value) values (%s, 'revenue_drop', %s, "
+                "%s, 'v1', %s, %s)",
+                (instance, site, state, FIRST_DAY + timedelta(days=DAYS - 1),
+                 revenue(site, DAYS - 1)),
+            )  # fmt: skip
+            for day in range(DAYS):
+                start = FIRST_DAY + timedelta(days=day)
+                value, baseline = revenue(site, day), revenue(site, day - 1)
+                breach = site == "demo" and day in (FIRED_DAY, DAYS - 1)
+                if breach:
+                    state = "firing"
+                elif site == "demo" and day == FIRED_DAY + 1:
+                    state = "resolved"
+                else:
+                    state = "normal"
+                conn.execute(
+                    "insert into alerts.evaluations (instance_id, period_start, period_end, "
+                    "period_start_utc, value, volume, baseline, lower_bound, upper_bound, "
+                    "verdict, detail, state, evaluation_id, rule_version) values "
+                    "(%s, %s, %s, %s, %s, 100, %s, %s, null, %s, %s, %s, %s, 'v1')",
+                    (instance, start, start + timedelta(days=1),
+                     start.replace(tzinfo=UTC) - timedelta(hours=1), value, baseline,
+                     baseline * 0.7, "breach" if breach else "ok", f"Revenue {value:.0f} EUR",
+                     state, f"run-{day}"),
+                )  # fmt: skip
+        for day, from_state, to_state in ((FIRED_DAY, "normal", "firing"),
+                                          (FIRED_DAY + 1, "firing", "resolved"),
+                                          (DAYS - 1, "resolved", "firing")):  # fmt: skip
+            conn.execute(
+                "insert into alerts.transitions (instance_id, rule_id, site_id, from_state, "
+                "to_state, period_start, value, evaluation_id) values ('revenue_drop/demo', "
+                "'revenue_drop', 'demo', %s, %s, %s, %s, %s)",
+                (from_state, to_state, FIRST_DAY + timedelta(days=day),
+                 revenue("demo", day), f"run-{day}"),
+            )  # fmt: skip
+        sent_at = datetime(2026, 11, 27, 6, 0, 12, tzinfo=UTC)
+        for day, status, error in ((FIRED_DAY, "sent", None),
+                                   (FIRED_DAY + 1, "failed",
+                                    f"500 from https://hooks.slack.example/{WEBHOOK_TOKEN}")):  # fmt: skip
+            (notification,) = conn.execute(
+                "insert into alerts.notifications (contact_point, evaluation_id, subject, "
+                "status, attempts, created_at, sent_at, last_error) values ('ops', %s, %s, %s, "
+                "%s, %s, %s, %s) returning notification_id",
+                (f"run-{day}", f"[{status}] Revenue drop on demo", status,
+                 1 if status == "sent" else 5, sent_at - timedelta(seconds=12),
+                 sent_at if status == "sent" else None, error),
+            ).fetchone()  # fmt: skip
+            conn.execute(
+                "insert into alerts.notification_items (contact_point, dedupe_key, "
+                "notification_id, instance_id, kind, payload) values ('ops', %s, %s, "
+                "'revenue_drop/demo', %s, %s)",
+                (f"revenue_drop/demo/{day}", notification,
+                 "firing" if day == FIRED_DAY else "resolved",
+                 json.dumps({"to": [RECIPIENT], "text": "Revenue 500 EUR is 50% below"})),
+            )  # fmt: skip
