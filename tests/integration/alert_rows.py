@@ -5,6 +5,8 @@ Alerts dashboard (the evaluator itself is tested on its own)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from orchestration.alerts.store import ensure_schema
@@ -98,3 +100,14 @@ def insert_alert_rows(conn) -> None:
                  "firing" if day == FIRED_DAY else "resolved",
                  json.dumps({"to": [RECIPIENT], "text": "Revenue 500 EUR is 50% below"})),
             )  # fmt: skip
+
+
+def build_alerts_marts(*args: str) -> None:
+    """dbt builds the alerts marts and their staging views alone, as `siteline dbt` does."""
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "dbt", "build", "--select",
+         "path:models/staging/alerts", "path:models/marts/alerts",
+         "--exclude", "tag:incremental_scope", *args],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

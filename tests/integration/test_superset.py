@@ -34,8 +34,11 @@ SCREENSHOTS = PROJECT_ROOT / "test-output" / "superset"
 PASSWORD = "admin-password-for-tests"
 DASHBOARDS = {
     "Traffic overview", "Acquisition", "Content", "Goals and funnels", "E-commerce",
-    "Customers", "Site performance",
+    "Customers", "Site performance", "Alerts",
 }  # fmt: skip
+# The filters besides Date: the web and crm dashboards' (name, column), and the Alerts one's.
+FILTERS = [("Site", "site_id"), ("Channel", "channel"), ("Device", "device_type")]
+ALERTS_FILTERS = [("Site", "site_id"), ("Rule", "rule_name"), ("Severity", "severity")]
 
 
 def bundle_files(kind: str) -> list[dict]:
@@ -44,7 +47,10 @@ def bundle_files(kind: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def marts(warehouse):
-    """The marts built from simulated traffic (built here unless an earlier test did)."""
+    """The marts built from simulated traffic (built here unless an earlier test did), and
+    an alerts history (tests/integration/alert_rows.py) in the alerts marts."""
+    from tests.integration.alert_rows import build_alerts_marts, insert_alert_rows
+
     with connect(warehouse) as conn:
         built = conn.execute("select to_regclass('web.fct_sessions')").fetchone()[0]
         sessions = (
@@ -59,6 +65,11 @@ def marts(warehouse):
         write_simulation(SimulationConfig(days=2, visits_per_day=120, seed=5), home / "sim-ss",
                          progress=False, landing_root=Path(os.environ["SITELINE_LANDING_DIR"]))  # fmt: skip
         assert run_pipeline() is True
+    with connect(warehouse, autocommit=True) as conn:
+        if conn.execute("select to_regclass('alerts.rule_versions')").fetchone()[0] is None:
+            insert_alert_rows(conn)
+    # views built before the alerts tables existed read as empty: built again over them
+    build_alerts_marts()
     return warehouse
 
 
@@ -125,7 +136,7 @@ def test_every_chart_of_the_bundle_returns_data(server):
     assert sorted(c["slice_name"] for c in charts) == sorted(
         c["slice_name"] for c in bundle_files("charts")
     )
-    assert len(charts) == 58
+    assert len(charts) == 67
     failures = []
     for chart in charts:
         response = client.get(f"/api/v1/chart/{chart['id']}/data/")
@@ -182,11 +193,57 @@ def test_dashboards_have_the_filters_and_a_pivot_table(server):
     for dashboard in dashboards:
         detail = client.get(f"/api/v1/dashboard/{dashboard['id']}").json()["result"]
         filters = json.loads(detail["json_metadata"])["native_filter_configuration"]
-        assert [f["name"] for f in filters] == ["Date", "Site", "Channel", "Device"]
+        expected = ALERTS_FILTERS if dashboard["dashboard_title"] == "Alerts" else FILTERS
+        assert [f["name"] for f in filters] == ["Date", *(name for name, _ in expected)]
         columns = [f["targets"][0].get("column", {}).get("name") for f in filters]
-        assert columns == [None, "site_id", "channel", "device_type"]
+        assert columns == [None, *(column for _, column in expected)]
         charts = client.get(f"/api/v1/dashboard/{dashboard['id']}/charts").json()["result"]
         assert "pivot_table_v2" in {c["form_data"]["viz_type"] for c in charts}, dashboard
+
+
+def test_the_alerts_dashboard_shows_the_alerts_history(server):
+    """The Alerts dashboard's charts over the alerts marts, on the history of
+    tests/integration/alert_rows.py: rule revenue_drop on demo and shop, demo fired on
+    2026-11-26, resolved the next day and fired again on 2026-11-29 (firing now)."""
+    base, _ = server
+    client = api(base)
+    (detail,) = [d for d in listing(client, "dashboard") if d["dashboard_title"] == "Alerts"]
+    assert detail["url"] == "/superset/dashboard/alerts/"  # the slug alert e-mails link to
+    assert chart_data(client, "Alerts firing now") == [{"firing_instances": 1}]
+    assert chart_data(client, "Alerts fired") == [{"alerts_fired": 2}]
+    assert chart_data(client, "Alerts resolved") == [{"alerts_resolved": 1}]
+    assert chart_data(client, "Notifications sent") == [{"sent_notifications": 1}]
+    firing = chart_data(client, "Firing alerts")
+    assert [{k: v for k, v in row.items() if k != "state_since"} for row in firing] == [
+        {"alert_series": "Revenue drop · demo", "severity": "critical", "times_fired": 2,
+         "last_value": 500.0},
+    ]  # fmt: skip
+    assert chart_data(client, "Fired alerts by rule and site") == [
+        {"rule_name": "Revenue drop", "site_id": "demo", "alerts_fired": 2,
+         "alerts_resolved": 1, "breaches": 2, "evaluations": 14},
+        {"rule_name": "Revenue drop", "site_id": "shop", "alerts_fired": 0,
+         "alerts_resolved": 0, "breaches": 0, "evaluations": 14},
+    ]  # fmt: skip
+    # the series: one row per instance and period, the fired points only where it fired
+    series = chart_data(client, "Alert series: value, baseline band and fired points")
+    assert len(series) == 28
+    fired = sorted(
+        (row["period_start"], row["alert_series"], row["fired_value"])
+        for row in series
+        if row["fired_value"] is not None
+    )
+    day = 86_400_000
+    first = 1_794_787_200_000  # 2026-11-16 (epoch milliseconds, as Superset sends them)
+    assert fired == [(first + 10 * day, "Revenue drop · demo", 500.0),
+                     (first + 13 * day, "Revenue drop · demo", 500.0)]  # fmt: skip
+    (demo_day_10,) = [r for r in series if r["period_start"] == first + 10 * day
+                      and r["alert_series"] == "Revenue drop · demo"]  # fmt: skip
+    band = (demo_day_10["value"], demo_day_10["baseline"], demo_day_10["lower_bound"])
+    assert band == (500.0, 1090.0, pytest.approx(763.0))
+    pivot = chart_data(client, "Notifications by contact point and status (pivot)")
+    assert sorted((r["contact_point"], r["status"], r["notifications"]) for r in pivot) == [
+        ("ops", "failed", 1), ("ops", "sent", 1),
+    ]  # fmt: skip
 
 
 def test_a_pivot_table_exports_to_csv(server):
@@ -400,10 +457,11 @@ def test_export_round_trips_reimport_never_duplicates_and_sets_the_password(
     monkeypatch.setenv("SUPERSET_ADMIN_PASSWORD", "a-new-password")
     superset.provision(exported)
     client = api(base, "a-new-password")
-    assert len(listing(client, "chart")) == 58
-    assert len(listing(client, "dashboard")) == 7
+    assert len(listing(client, "chart")) == 67
+    assert len(listing(client, "dashboard")) == 8
     assert sorted(d["table_name"] for d in listing(client, "dataset")) == [
-        "agg_daily_site_kpis", "customers", "fct_funnel_steps", "fct_goal_conversions",
+        "agg_daily_site_kpis", "customers", "dim_alert_instances", "fct_alert_evaluations",
+        "fct_alert_notifications", "fct_funnel_steps", "fct_goal_conversions",
         "fct_page_views", "fct_sessions", "fct_transaction_items", "fct_transactions",
     ]  # fmt: skip
     assert [d["database_name"] for d in listing(client, "database")] == ["Siteline warehouse"]

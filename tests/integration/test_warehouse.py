@@ -234,23 +234,17 @@ def test_bi_reader_reads_the_marts_within_its_limits_and_nothing_more(own_home, 
         assert conn.execute("show statement_timeout").fetchone()[0] == "5min"
 
 
-def build_alerts_marts(*args: str) -> None:
-    """dbt builds the alerts marts (and their staging views) alone, as `siteline dbt` does."""
-    result = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "dbt", "build", "--select",
-         "path:models/staging/alerts", "path:models/marts/alerts",
-         "--exclude", "tag:incremental_scope", *args],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
 def test_bi_reader_reads_the_alerts_marts_and_none_of_the_alerts_tables(own_home, monkeypatch):
     """The alerts schema holds the evaluator's tables (the outbox's messages with their
     recipients, delivery errors quoting webhook URLs) and the dbt views over them: bi_reader
     reads the views, built before the role existed or rebuilt after, and no table; a grant
     given by hand to a table is taken back at the next run."""
-    from tests.integration.alert_rows import RECIPIENT, WEBHOOK_TOKEN, insert_alert_rows
+    from tests.integration.alert_rows import (
+        RECIPIENT,
+        WEBHOOK_TOKEN,
+        build_alerts_marts,
+        insert_alert_rows,
+    )
 
     monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
     url = ensure_warehouse()
