@@ -251,6 +251,18 @@ def test_bi_reader_reads_the_alerts_marts_and_none_of_the_alerts_tables(own_home
     with psycopg.connect(url, autocommit=True) as conn:
         insert_alert_rows(conn)
     build_alerts_marts()  # before the role exists
+    with psycopg.connect(url) as conn:  # the data dictionary: every column described
+        columns = conn.execute(
+            "select table_name, column_name, col_description("
+            "('alerts.' || table_name)::regclass, ordinal_position) "
+            "from information_schema.columns where table_schema = 'alerts' "
+            "and table_name in (select table_name from information_schema.views "
+            "where table_schema = 'alerts')"
+        ).fetchall()
+    assert {table for table, _, _ in columns} == {
+        "fct_alert_evaluations", "dim_alert_instances", "fct_alert_notifications",
+    }  # fmt: skip
+    assert [(t, c) for t, c, comment in columns if not comment] == []
     bi = ensure_bi_reader(url)
     tables = ("rule_versions", "instances", "evaluations", "transitions", "evaluation_runs",
               "notifications", "notification_items", "delivery_attempts", "silences")  # fmt: skip
