@@ -15,8 +15,13 @@ from orchestration.alerts.store import ensure_schema
 RECIPIENT = "oncall@shop.example"
 WEBHOOK_TOKEN = "T000-B000-secret-token"
 
+# Names no other test's alerts use: the test session's warehouse is shared between modules.
+RULE_ID = "sample_revenue_drop"
+RULE_NAME = "Revenue drop (sample)"
+CONTACT_POINT = "sample_ops"
+SERIES = f"{RULE_NAME} · demo"  # alert_series of the instance on site demo
 RULE = {
-    "id": "revenue_drop", "name": "Revenue drop", "metric": "revenue", "grain": "day",
+    "id": RULE_ID, "name": RULE_NAME, "metric": "revenue", "grain": "day",
     "severity": "critical", "condition": {"type": "decrease", "by": 30, "unit": "percent"},
 }  # fmt: skip
 DAYS = 14
@@ -29,25 +34,33 @@ def revenue(site: str, day: int) -> float:
     return base / 2 if site == "demo" and day in (FIRED_DAY, DAYS - 1) else base + 10 * day
 
 
+def alert_rows_present(conn) -> bool:
+    """Whether :func:`insert_alert_rows` ran in this database already."""
+    if conn.execute("select to_regclass('alerts.rule_versions')").fetchone()[0] is None:
+        return False
+    found = conn.execute("select 1 from alerts.rule_versions where rule_id = %s", (RULE_ID,))
+    return found.fetchone() is not None
+
+
 def insert_alert_rows(conn) -> None:
-    """Rule ``revenue_drop`` on sites ``demo`` and ``shop``, 14 days each; ``demo`` fired
+    """Rule ``sample_revenue_drop`` on sites ``demo`` and ``shop``, 14 days each; ``demo`` fired
     on day 10, resolved on day 11 and fired again on day 13 (firing now); two notifications
     (one sent, one failed with an error quoting a webhook URL)."""
     ensure_schema(conn)
     with conn.transaction():
         conn.execute(
             "insert into alerts.rule_versions (rule_id, rule_version, definition) "
-            "values ('revenue_drop', 'v1', %s)",
-            (json.dumps(RULE),),
+            "values (%s, 'v1', %s)",
+            (RULE_ID, json.dumps(RULE)),
         )
         for site in ("demo", "shop"):
-            instance = f"revenue_drop/{site}"
+            instance = f"{RULE_ID}/{site}"
             state = "firing" if site == "demo" else "normal"
             conn.execute(
                 "insert into alerts.instances (instance_id, rule_id, site_id, state, "
-                "rule_version, last_period_start, last_value) values (%s, 'revenue_drop', %s, "
+                "rule_version, last_period_start, last_value) values (%s, %s, %s, "
                 "%s, 'v1', %s, %s)",
-                (instance, site, state, FIRST_DAY + timedelta(days=DAYS - 1),
+                (instance, RULE_ID, site, state, FIRST_DAY + timedelta(days=DAYS - 1),
                  revenue(site, DAYS - 1)),
             )  # fmt: skip
             for day in range(DAYS):
@@ -75,9 +88,9 @@ def insert_alert_rows(conn) -> None:
                                           (DAYS - 1, "resolved", "firing")):  # fmt: skip
             conn.execute(
                 "insert into alerts.transitions (instance_id, rule_id, site_id, from_state, "
-                "to_state, period_start, value, evaluation_id) values ('revenue_drop/demo', "
-                "'revenue_drop', 'demo', %s, %s, %s, %s, %s)",
-                (from_state, to_state, FIRST_DAY + timedelta(days=day),
+                "to_state, period_start, value, evaluation_id) values (%s, %s, 'demo', %s, %s, "
+                "%s, %s, %s)",
+                (f"{RULE_ID}/demo", RULE_ID, from_state, to_state, FIRST_DAY + timedelta(days=day),
                  revenue("demo", day), f"run-{day}"),
             )  # fmt: skip
         sent_at = datetime(2026, 11, 27, 6, 0, 12, tzinfo=UTC)
@@ -86,17 +99,16 @@ def insert_alert_rows(conn) -> None:
                                     f"500 from https://hooks.slack.example/{WEBHOOK_TOKEN}")):  # fmt: skip
             (notification,) = conn.execute(
                 "insert into alerts.notifications (contact_point, evaluation_id, subject, "
-                "status, attempts, created_at, sent_at, last_error) values ('ops', %s, %s, %s, "
+                "status, attempts, created_at, sent_at, last_error) values (%s, %s, %s, %s, "
                 "%s, %s, %s, %s) returning notification_id",
-                (f"run-{day}", f"[{status}] Revenue drop on demo", status,
+                (CONTACT_POINT, f"run-{day}", f"[{status}] {RULE_NAME} on demo", status,
                  1 if status == "sent" else 5, sent_at - timedelta(seconds=12),
                  sent_at if status == "sent" else None, error),
             ).fetchone()  # fmt: skip
             conn.execute(
                 "insert into alerts.notification_items (contact_point, dedupe_key, "
-                "notification_id, instance_id, kind, payload) values ('ops', %s, %s, "
-                "'revenue_drop/demo', %s, %s)",
-                (f"revenue_drop/demo/{day}", notification,
+                "notification_id, instance_id, kind, payload) values (%s, %s, %s, %s, %s, %s)",
+                (CONTACT_POINT, f"{RULE_ID}/demo/{day}", notification, f"{RULE_ID}/demo",
                  "firing" if day == FIRED_DAY else "resolved",
                  json.dumps({"to": [RECIPIENT], "text": "Revenue 500 EUR is 50% below"})),
             )  # fmt: skip

@@ -241,6 +241,7 @@ def test_bi_reader_reads_the_alerts_marts_and_none_of_the_alerts_tables(own_home
     given by hand to a table is taken back at the next run."""
     from tests.integration.alert_rows import (
         RECIPIENT,
+        SERIES,
         WEBHOOK_TOKEN,
         build_alerts_marts,
         insert_alert_rows,
@@ -289,7 +290,7 @@ def test_bi_reader_reads_the_alerts_marts_and_none_of_the_alerts_tables(own_home
 
     fired, firing, notifications = bi_reader_sees()
     assert fired == [("demo", "2026-11-26", 500.0), ("demo", "2026-11-29", 500.0)]
-    assert firing == [("Revenue drop · demo", 2)]
+    assert firing == [(SERIES, 2)]
     assert "'failed'" in notifications and "'sent'" in notifications
     assert RECIPIENT not in notifications and WEBHOOK_TOKEN not in notifications
 
