@@ -21,6 +21,7 @@ from ingestion.core.errors import SitelineError
 from ingestion.core.home import PROJECT_ROOT, keep_data_private
 from ingestion.core.settings import settings
 from ingestion.core.warehouse import BI_ROLE, ensure_bi_reader, is_external, mask_url, warehouse_url
+from orchestration.alerts.commands import app as alerts_app
 from orchestration.demo import DEMO_DAYS, DEMO_SEED, DEMO_VISITS_PER_DAY, SEGMENT_EVENTS
 from orchestration.runtime import prepare
 
@@ -40,6 +41,7 @@ superset_app = typer.Typer(
     help="Superset dashboards over the marts (runs in its own virtual environment)."
 )
 app.add_typer(superset_app, name="superset")
+app.add_typer(alerts_app, name="alerts")
 
 _SITELINE = ".venv/bin/siteline"
 
@@ -485,6 +487,13 @@ def doctor_cmd() -> None:
         raise typer.Exit(1)
     console.print("[green]all checks passed[/]")
 
+
+# -- alert delivery: `siteline mail-sink`, `alerts test-notify`, `alerts deliver` live in
+# orchestration/alerts/cli_delivery.py -----------------------------------------------------
+
+from orchestration.alerts.cli_delivery import register as _register_delivery  # noqa: E402
+
+_register_delivery(app, alerts_app)
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,6 @@ from orchestration.runtime import configure_environment
 
 configure_environment()
 
-from orchestration.defs import ingestion, logfiles, models, quality  # noqa: E402  (needs the env)
+from orchestration.defs import alerts, ingestion, logfiles, models, quality  # noqa: E402  (env)
 
-defs = dg.Definitions.merge(ingestion.defs, logfiles.defs, models.defs, quality.defs)
+defs = dg.Definitions.merge(ingestion.defs, logfiles.defs, models.defs, quality.defs, alerts.defs)

@@ -234,6 +234,10 @@ def services(webserver_socket: Path) -> list[Service]:
         # gunicorn (exec'd by `siteline superset`): SIGINT is its quick shutdown
         Service("superset", [*cli, "superset", "--port", str(config.superset_port)],
                 signal.SIGINT),
+        # the demo's SMTP sink: alert mails land as .eml files in $SITELINE_HOME/mail
+        *([Service("mail-sink", [sys.executable, "-m", "orchestration.alerts.mail_sink",
+                                 "--port", str(config.mail_sink_port)])]
+          if config.mail_sink_port else []),
     ]  # fmt: skip
 
 
@@ -258,7 +262,10 @@ def up(
     config = settings()
     for port, variable in ((config.dagster_port, "SITELINE_DAGSTER_PORT"),
                            (config.collector_port, "SITELINE_COLLECTOR_PORT"),
-                           (config.superset_port, "SITELINE_SUPERSET_PORT")):  # fmt: skip
+                           (config.superset_port, "SITELINE_SUPERSET_PORT"),
+                           (config.mail_sink_port, "SITELINE_MAIL_SINK_PORT")):  # fmt: skip
+        if not port:  # 0: that service is off
+            continue
         if not port_free(port):
             raise SitelineError(
                 f"port {port} on 127.0.0.1 is in use; stop what uses it or set {variable}"
@@ -300,7 +307,8 @@ def up(
         say(f"starting the services; their logs: {log_dir}")
         deadline = time.monotonic() + READY_TIMEOUT
         waiting = [webserver_socket, config.dagster_port, config.collector_port,
-                   config.superset_port]  # fmt: skip
+                   config.superset_port, *([config.mail_sink_port] if config.mail_sink_port
+                                           else [])]  # fmt: skip
         while waiting and time.monotonic() < deadline:
             if any(s.proc.poll() is not None for s in running):
                 break

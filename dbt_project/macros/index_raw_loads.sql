@@ -23,4 +23,35 @@
         end if;
     end
     $$;
+    {{ index_load_bookkeeping() }}
+{%- endmacro %}
+
+
+{#- Indexes on the bookkeeping of the loads, for the completeness rule that alerts and reports
+    wait for (orchestration/completeness.py): it asks for the newest collector read and the
+    newest pull of each logfile source whose load had completed before the marts' build, a
+    row or two through these; without them it scans every load of a year (seconds). Run with
+    index_raw_loads (on-run-start); a table or column a loader has not created yet is
+    skipped. -#}
+{% macro index_load_bookkeeping() -%}
+    {%- for schema, table, name, columns in [
+        ('raw_collector', '_dlt_loads', '_dlt_loads__load_id', 'load_id'),
+        ('raw_collector', 'landing_reads', 'landing_reads__read_at', 'read_at'),
+        ('raw_logfiles', '_dlt_loads', '_dlt_loads__load_id', 'load_id'),
+        ('raw_logfiles', 'files', 'files__source_pull_started_at',
+            'site_id, source, pull_started_at'),
+    ] %}
+    do $$
+    begin
+        if exists (
+            select 1 from information_schema.columns
+            where
+                table_schema = '{{ schema }}' and table_name = '{{ table }}'
+                and column_name = '{{ columns.split(", ")[-1] }}'
+        ) then
+            create index if not exists {{ name }} on {{ schema }}.{{ table }} ({{ columns }});
+        end if;
+    end
+    $$;
+    {%- endfor %}
 {%- endmacro %}

@@ -10,6 +10,11 @@ or an event delivered twice by a retrying tracker, adds nothing.
 A landed line no reader can take (not JSON, or not an event, request or quarantine record) does
 not fail the load: it becomes a ``bad_events`` row with the reason, its segment and line number
 and the line itself as ``payload``, and the load goes on.
+
+Each run also appends a row to ``raw_collector.landing_reads`` (in the same load): when it read
+the manifest, the segments it took and left, and before when every received event is loaded
+with it (``complete_before``), which says up to when a site's data is complete
+(``orchestration/completeness.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dlt
@@ -33,6 +38,7 @@ from ingestion.core.landing import (
     landed_records,
     read_manifest,
 )
+from ingestion.core.settings import settings
 
 # Typed columns of raw_collector.events; every other field of an event lands in `attributes`.
 EVENT_COLUMNS = {
@@ -171,24 +177,24 @@ def _segments(
     max_segments: int = 0,
     to_table: Callable[[list[dict]], object] = lambda rows: rows,
     unreadable: Callable[[list[dict]], object] = lambda rows: rows,
+    read: Callable[[dict], object] | None = None,
 ) -> Iterator[object]:
     """The rows of new segments, in batches through ``to_table``; the rows of unreadable
-    lines through ``unreadable`` (both say which table they go to)."""
+    lines through ``unreadable`` (both say which table they go to); last, when ``read`` is
+    given, this run's ``landing_reads`` row (:func:`landing_read`) through it."""
     state = dlt.current.resource_state()
     loaded: list[str] = state.setdefault("loaded_segments", [])
+    read_at = datetime.now(UTC)  # before the manifest is read: what it lists closed before
     manifest = landing.manifest(stream)
     listed = {segment.name for segment in manifest}
     # Names of segments the collector has since expired never come back: forget them, so
     # the state stays as small as the manifest.
     loaded[:] = [name for name in loaded if name in listed]
     done = set(loaded)
-    taken = 0
-    for segment in manifest:
-        if segment.name in done:
-            continue
-        if max_segments and taken >= max_segments:
-            break  # the rest waits for the next run (a backlog loads in bounded steps)
-        taken += 1
+    new = [segment for segment in manifest if segment.name not in done]
+    # at most max_segments: the rest waits for the next run (a backlog loads in bounded steps)
+    taking = new[:max_segments] if max_segments else new
+    for segment in taking:
         batch: list[dict] = []
         bad: list[dict] = []
         for number, line in landing.lines(stream, segment):
@@ -204,6 +210,66 @@ def _segments(
         if bad:
             yield unreadable(bad)
         loaded.append(segment.name)
+    if read is not None:
+        yield read(landing_read(read_at, manifest, taking, new[len(taking) :]))
+
+
+# A segment is closed at most SITELINE_SEGMENT_MAX_SECONDS after it opened, checked every
+# second, then synced, renamed and listed (realtime/collector/durable.py, _rotate_by_age):
+# this much more allows for the check's interval and the closing's own time.
+CLOSE_GRACE_SECONDS = 30.0
+
+
+def closed_before(at: datetime, segment_max_seconds: float) -> datetime:
+    """The time before which every event the collector received was in a closed (listed)
+    segment at ``at``: a segment is closed within ``segment_max_seconds`` of its first event."""
+    return at - timedelta(seconds=segment_max_seconds + CLOSE_GRACE_SECONDS)
+
+
+def landing_read(
+    read_at: datetime,
+    manifest: list[SegmentInfo],
+    taken: list[SegmentInfo],
+    left: list[SegmentInfo],
+    segment_max_seconds: float | None = None,
+) -> dict:
+    """The ``raw_collector.landing_reads`` row of one run over the events stream: when it read
+    the manifest, what it listed, took and left, and ``complete_before``: every event received
+    before it is loaded once this run's load is (orchestration/completeness.py). That is
+    :func:`closed_before` the read, or earlier when segments were left for the next run (the
+    first event of the earliest of them)."""
+    if segment_max_seconds is None:
+        segment_max_seconds = settings().segment_max_seconds
+    complete_before = closed_before(read_at, segment_max_seconds)
+    firsts = [datetime.fromisoformat(s.first_received_at) for s in left if s.first_received_at]
+    if firsts:
+        complete_before = min(complete_before, min(firsts))
+    return {
+        "read_id": str(uuid.uuid4()),
+        "read_at": read_at,
+        "stream": "events",
+        "segments_listed": len(manifest),
+        "segments_taken": len(taken),
+        "segments_left": len(left),
+        "last_listed": manifest[-1].name if manifest else None,
+        "last_taken": taken[-1].name if taken else None,
+        "segment_max_seconds": float(segment_max_seconds),
+        "complete_before": complete_before,
+    }
+
+
+READ_COLUMNS = {
+    "read_id": {"data_type": "text", "nullable": False},
+    "read_at": {"data_type": "timestamp", "nullable": False},
+    "stream": {"data_type": "text", "nullable": False},
+    "segments_listed": {"data_type": "bigint", "nullable": False},
+    "segments_taken": {"data_type": "bigint", "nullable": False},
+    "segments_left": {"data_type": "bigint", "nullable": False},
+    "last_listed": {"data_type": "text"},
+    "last_taken": {"data_type": "text"},
+    "segment_max_seconds": {"data_type": "double", "nullable": False},
+    "complete_before": {"data_type": "timestamp", "nullable": False},
+}
 
 
 def _without_nul(value):
@@ -264,8 +330,9 @@ def collector_events(
         # the models read the table even when it is empty
         yield _to_events(dlt.mark.materialize_table_schema())
         yield from _segments(
-            landing, "events", _event_rows, max_segments, _to_events, _to_bad_events
-        )
+            landing, "events", _event_rows, max_segments, _to_events, _to_bad_events,
+            _to_landing_reads,
+        )  # fmt: skip
 
     @dlt.resource(name="bad_events", write_disposition="merge", primary_key="bad_event_id",
                   columns=BAD_EVENT_COLUMNS)  # fmt: skip
@@ -283,6 +350,16 @@ def _to_events(rows: object) -> object:
         columns=EVENT_COLUMNS,
     )  # fmt: skip
     return dlt.mark.with_hints(rows, hints, create_table_variant=True)
+
+
+def _to_landing_reads(row: dict) -> object:
+    """The run's row of ``raw_collector.landing_reads`` (appended), committed with its load."""
+    # its own primary key: the events resource's (event_id) would be taken over otherwise
+    hints = dlt.mark.make_hints(
+        table_name="landing_reads", write_disposition="append", primary_key="read_id",
+        columns=READ_COLUMNS,
+    )  # fmt: skip
+    return dlt.mark.with_hints([row], hints, create_table_variant=True)
 
 
 def _to_bad_events(rows: list[dict]) -> object:

@@ -114,6 +114,8 @@ class ContactPoint(_Strict):
                     raise ValueError(
                         f"'{number}' is not a phone number (E.164, e.g. +4915112345678)"
                     )
+            if not self.from_address:
+                raise ValueError("an sms contact point needs 'from' (the sending number)")
         elif self.type == "webhook":
             if not (self.url or self.url_env):
                 raise ValueError("a webhook contact point needs 'url' or 'url_env'")

@@ -180,6 +180,18 @@ class Settings(BaseSettings):
     superset_warehouse_url: str | None = _secret(
         "The URL Superset's database connection uses. Default: the warehouse as `bi_reader`."
     )
+    public_superset_url: str | None = Field(
+        None,
+        description="Superset's address in alert messages (their dashboard links). Default: "
+        "`http://127.0.0.1:$SITELINE_SUPERSET_PORT`.",
+    )
+    mail_sink_port: int = Field(
+        2525,
+        ge=0,
+        le=65535,
+        description="Loopback port of the demo's mail sink (`siteline mail-sink`; `siteline up` "
+        "runs it; mails land in `$SITELINE_HOME/mail`). 0: `siteline up` does not run it.",
+    )
     ui_bind: str = Field(
         "127.0.0.1", description="Address the Dagster UI's login proxy listens on."
     )

@@ -17,7 +17,7 @@ import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ingestion.core.alert_config import AlertsConfig
+from ingestion.core.alert_config import AlertsConfig, parse_duration
 from ingestion.core.errors import SitelineError
 from ingestion.core.home import PROJECT_ROOT
 
@@ -169,6 +169,17 @@ class LogSource(_Strict):
     )
     exclude: LogExclusions = LogExclusions()
     bots: Literal["flag", "drop"] = "flag"
+    lateness: int = Field(
+        300,
+        description="How long after a moment its log lines may still be written (a buffered "
+        "writer, a log shipped in batches), as a duration (90s, 5m, 1h; default 5m): a period "
+        "is complete once a pull started this long after its end (orchestration/completeness.py).",
+    )
+
+    @field_validator("lateness", mode="before")
+    @classmethod
+    def _lateness(cls, value):
+        return parse_duration(value)
 
     @field_validator("name")
     @classmethod

@@ -3,10 +3,12 @@
 Extraction runs in order (``EXTRACT__NEXT_ITEM_MODE=fifo``, set by the source).
 
 ``hits`` (appended; ``hit_id`` is unique), ``rejected_lines`` (merged on ``line_id``) and
-``files`` (one row per file per pull). The per-file state (fingerprint → offset, lines,
-generation) is the ``hits`` resource's dlt state, committed with the load: a failed load is
-finished before anything new is read (:func:`recover_interrupted_load` first), a successful
-one is never read again.
+``files`` (one row per file per pull, with ``pull_started_at``: every complete line written
+before it is read by the pull; a pull that finds no file leaves one row, ``files_found`` 0, so
+an idle source is not taken for one left behind). The per-file state (fingerprint → offset,
+lines, generation) is the ``hits`` resource's dlt state, committed with the load: a failed
+load is finished before anything new is read (:func:`recover_interrupted_load` first), a
+successful one is never read again.
 """
 
 from __future__ import annotations
@@ -185,6 +187,7 @@ def logfiles(
     report = report if report is not None else {}
     report["stats"] = pulled
     pull_id = str(uuid.uuid4())
+    started: dict[str, datetime] = {}
 
     # Appended: copied straight into raw_logfiles.hits, not into a staging table first and
     # then merged (a second write of every row). A pull reads only bytes past the offsets its
@@ -194,6 +197,9 @@ def logfiles(
                   write_disposition="append")  # fmt: skip
     def hits() -> Iterator[pa.Table]:
         states: dict = dlt.current.resource_state().setdefault("files", {})
+        # Before the listing: every complete line written before this moment is read by this
+        # pull (the completeness of a period is judged by it, orchestration/completeness.py).
+        started["at"] = datetime.now(UTC)
         # Rejected lines wait on disk (any number of them) until the hits are through.
         fd, spool = tempfile.mkstemp(prefix="siteline-rejected-", suffix=".jsonl")
         os.close(fd)
@@ -226,16 +232,23 @@ def logfiles(
         finally:
             os.unlink(spool)
 
-    @dlt.resource(name="files", write_disposition="append",
-                  columns={"excluded": {"data_type": "json"}})  # fmt: skip
+    @dlt.resource(name="files", write_disposition="append", columns={
+        "excluded": {"data_type": "json"}, "pull_started_at": {"data_type": "timestamp"},
+        "pulled_at": {"data_type": "timestamp"}, "files_found": {"data_type": "bigint"},
+    })  # fmt: skip
     def files() -> Iterator[dict]:
         if report.get("read"):  # extracted last: every line is read, the load comes next
             report["read"]()
         pulled_at = datetime.now(UTC)
+        pull = {"pull_id": pull_id, "pull_started_at": started.get("at"), "pulled_at": pulled_at,
+                "site_id": site.id, "source": source.name}  # fmt: skip
+        if not pulled:
+            # A pull that found no file still says it looked: an idle source is not behind.
+            yield {**pull, "files_found": 0}
         for s in pulled:
             yield {
-                "pull_id": pull_id, "pulled_at": pulled_at, "site_id": site.id,
-                "source": source.name, "file_name": s.file_name, "file_fingerprint": s.fingerprint,
+                **pull, "files_found": len(pulled),
+                "file_name": s.file_name, "file_fingerprint": s.fingerprint,
                 "generation": s.generation, "start_offset": s.start_offset,
                 "end_offset": s.end_offset, "bytes_read": s.bytes_read, "lines_read": s.lines_read,
                 "loaded": s.loaded, "skipped": s.skipped, "rejected": s.rejected, "bots": s.bots,

@@ -109,6 +109,9 @@ create table if not exists alerts.notifications (
     next_attempt_at timestamptz not null default now(),
     sent_at timestamptz,
     last_error text,
+    -- recipients an earlier attempt reached (an SMS goes to each number alone): a retry
+    -- skips them (the outbox, orchestration/alerts/outbox.py)
+    delivered_to text[] not null default '{}',
     unique (contact_point, evaluation_id),
     check (status in ('pending', 'sending', 'sent', 'failed', 'silenced'))
 );

@@ -325,3 +325,109 @@ class TcpProxy:
             with suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
                 s.close()
+
+
+# -- receivers of notifications (alerts) ----------------------------------------------------------
+
+
+class SmtpReceiver:
+    """A real SMTP server (aiosmtpd) on a loopback port that keeps what it receives:
+    ``messages`` holds (envelope recipients, the parsed message). With ``user``/``password``
+    it requires that login (AUTH PLAIN/LOGIN over plain SMTP, as a local relay may). ``stop``
+    and ``start`` again on the same port: a mail server that goes down and comes back."""
+
+    def __init__(self, port: int | None = None, user: str | None = None,
+                 password: str | None = None) -> None:  # fmt: skip
+        self.port = port or free_port()
+        self.user, self.password = user, password
+        self.messages: list[tuple[list[str], object]] = []
+        self.logins: list[str] = []
+        self.controller = None
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+        import email.policy
+
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == self.user
+              and auth_data.password.decode() == self.password)  # fmt: skip
+        if ok:
+            self.logins.append(self.user)
+        return AuthResult(success=ok)
+
+    def start(self) -> SmtpReceiver:
+        from aiosmtpd.controller import Controller
+
+        kwargs = {}
+        if self.user is not None:
+            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False,
+                      "auth_required": True}  # fmt: skip
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+class HttpReceiver:
+    """A loopback HTTP server that records every request (method, path, headers, body) and
+    answers from ``script``: each request takes the next answer, the last one repeats. An
+    answer is a status code, or a callable ``(request) -> status`` (it may block: a provider
+    that does not answer in time)."""
+
+    def __init__(self, script: list | None = None) -> None:
+        import http.server
+        import threading
+
+        self.script = list(script or [200])
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = {"method": "POST", "path": self.path, "headers": dict(self.headers),
+                           "body": body}  # fmt: skip
+                with receiver.lock:
+                    receiver.requests.append(request)
+                    answer = (
+                        receiver.script.pop(0) if len(receiver.script) > 1 else receiver.script[0]
+                    )
+                status = answer(request) if callable(answer) else answer
+                request["status"] = status
+                payload = (
+                    b'{"sid": "SM1", "status": "queued"}'
+                    if status < 300
+                    else (b'{"code": 20500, "message": "Internal Server Error"}')
+                )
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:  # the client gave up waiting
+                    pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -212,6 +212,7 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         "SITELINE_DAGSTER_PORT": str(port),
         "SITELINE_COLLECTOR_PORT": str(collector_port),
         "SITELINE_SUPERSET_PORT": str(superset_port),
+        "SITELINE_MAIL_SINK_PORT": str(free_port()),  # not 2525: tests may run side by side
         "SITELINE_DEMO_API_KEY": API_KEY,
         "SITELINE_SEGMENT_MAX_SECONDS": "3600",  # the collector's segment is open at the stop
     }
@@ -393,6 +394,7 @@ def test_up_stops_every_service_when_its_terminal_closes(warehouse):
         "SITELINE_DAGSTER_PORT": str(port),
         "SITELINE_COLLECTOR_PORT": str(collector_port),
         "SITELINE_SUPERSET_PORT": str(superset_port),
+        "SITELINE_MAIL_SINK_PORT": str(free_port()),  # not 2525: tests may run side by side
         "SITELINE_UI_PASSWORD": "a password for this test",
     }
     proc, out = _start_up(env)

@@ -1,0 +1,3 @@
+from orchestration.defs.alerts.definitions import defs
+
+__all__ = ["defs"]
