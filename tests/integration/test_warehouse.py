@@ -303,6 +303,29 @@ def test_bi_reader_reads_the_alerts_marts_and_none_of_the_alerts_tables(own_home
     assert bi_reader_sees() == (fired, firing, notifications)
 
 
+def test_the_first_run_builds_the_alerts_marts_over_the_evaluators_tables(own_home, monkeypatch):
+    """A fresh warehouse's first run builds the marts before any evaluation (which needs
+    them): the alerts marts built then read the evaluator's tables, so what the evaluation
+    writes next shows without another build."""
+    from tests.integration.alert_rows import DAYS, insert_alert_rows
+
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    url = ensure_warehouse()
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "run", "staging/stg_alerts__evaluations",
+         "staging/stg_alerts__instances", "staging/stg_alerts__rule_versions",
+         "staging/stg_alerts__transitions", "alerts/dim_alert_instances",
+         "alerts/fct_alert_evaluations"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with psycopg.connect(url, autocommit=True) as conn:
+        insert_alert_rows(conn)  # what the first evaluation writes
+        assert conn.execute("select count(*) from alerts.fct_alert_evaluations").fetchone() == (
+            2 * DAYS,
+        )
+
+
 def test_bi_reader_restrictions_siteline_may_not_apply_are_named(own_home, monkeypatch, capsys):
     """Your own server, where Siteline's user may create roles but owns nothing else: the
     role is made, and every restriction only an owner can apply is printed with its SQL."""
