@@ -95,7 +95,7 @@ def test_definitions_form_one_connected_graph(warehouse):
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert {"alerts/fct_alert_evaluations", "staging/stg_alerts__evaluations",
             "web/fct_sessions", "reference/channel_rules"} <= selected  # fmt: skip
-    assert not {"alerts/evaluations", "alerts/notifications"} & selected
+    assert not {"alerts/evaluation", "alerts/evaluations", "alerts/notifications"} & selected
 
 
 def test_run_loads_models_and_a_rerun_adds_nothing(warehouse, traffic):
