@@ -104,7 +104,7 @@ def warehouse_url_cmd(
     database: str = typer.Option(None, help="Another database on the same server."),
     masked: bool = typer.Option(False, help="Hide the password."),
     role: str = typer.Option(
-        None, help="bi_reader: the read-only DSN for BI tools (web and crm marts only)."
+        None, help="bi_reader: the read-only DSN for BI tools (the web, crm and alerts marts only)."
     ),
 ) -> None:
     """Print the warehouse DSN (with the password unless --masked)."""

@@ -12,6 +12,7 @@ It reads column names and types from the warehouse the marts are built in (``sit
 first). UUIDs derive from names (uuid5), so a rewrite keeps every UUID stable.
 
     python superset_config/scaffold.py [--force]
+    python superset_config/scaffold.py --only alerts   # one dashboard, into bundle-alerts/
 """
 
 from __future__ import annotations
@@ -287,6 +288,85 @@ from web.agg_daily_site_kpis as k""",
         },
     ),
 ]
+# The alerts marts (dbt_project/models/marts/alerts/): views over the alert evaluator's tables.
+# Their metrics aggregate one series at a time in the series chart (grouped by alert_series),
+# so MAX/MIN of a period's single value is that value.
+ALERT_DATASETS = [
+    Dataset(
+        "fct_alert_evaluations",
+        "One row per alert rule instance and evaluated period (alerts.fct_alert_evaluations).",
+        "period_start",
+        """select
+    e.instance_id, e.rule_id, e.rule_name, e.site_id, e.severity, e.metric, e.condition_type,
+    e.grain, e.dimension, e.dimension_value, e.alert_series, e.period_start, e.period_end,
+    e.period_start_utc, e.value, e.volume, e.baseline, e.lower_bound, e.upper_bound,
+    e.verdict, e.is_breach, e.detail, e.state, e.is_fired, e.is_resolved, e.fired_value,
+    e.evaluated_at
+from alerts.fct_alert_evaluations as e""",
+        {
+            "value": ("MAX(value)", "Value", ",.2f"),
+            "baseline": ("MAX(baseline)", "Baseline", ",.2f"),
+            "lower_bound": ("MIN(lower_bound)", "Band, lower edge", ",.2f"),
+            "upper_bound": ("MAX(upper_bound)", "Band, upper edge", ",.2f"),
+            "fired_value": ("MAX(fired_value)", "Fired", ",.2f"),
+            "evaluations": ("COUNT(*)", "Evaluated periods", ",d"),
+            "breaches": ("SUM(CASE WHEN is_breach THEN 1 ELSE 0 END)", "Breaching periods", ",d"),
+            "alerts_fired": ("SUM(CASE WHEN is_fired THEN 1 ELSE 0 END)", "Alerts fired", ",d"),
+            "alerts_resolved": (
+                "SUM(CASE WHEN is_resolved THEN 1 ELSE 0 END)",
+                "Alerts resolved",
+                ",d",
+            ),
+        },
+        schema="alerts",
+    ),
+    Dataset(
+        "dim_alert_instances",
+        "One row per alert rule instance with its current state (alerts.dim_alert_instances).",
+        "state_since",
+        """select
+    i.instance_id, i.rule_id, i.rule_name, i.site_id, i.severity, i.metric, i.condition_type,
+    i.grain, i.dimension, i.dimension_value, i.alert_series, i.state, i.is_firing,
+    i.state_since, i.breaching_periods, i.last_period_start, i.last_evaluated_at,
+    i.last_value, i.last_notified_at, i.is_waiting_for_data, i.waiting_reason, i.error,
+    i.times_fired, i.last_fired_at
+from alerts.dim_alert_instances as i""",
+        {
+            "instances": ("COUNT(*)", "Rule instances", ",d"),
+            "firing_instances": (
+                "SUM(CASE WHEN is_firing THEN 1 ELSE 0 END)",
+                "Alerts firing now",
+                ",d",
+            ),
+            "times_fired": ("SUM(times_fired)", "Times fired", ",d"),
+            "last_value": ("MAX(last_value)", "Last value", ",.2f"),
+        },
+        schema="alerts",
+    ),
+    Dataset(
+        "fct_alert_notifications",
+        "One row per notification of the alerts outbox (alerts.fct_alert_notifications).",
+        "created_at",
+        """select
+    n.notification_id, n.contact_point, n.evaluation_id, n.subject, n.status, n.attempts,
+    n.has_error, n.created_at, n.next_attempt_at, n.sent_at, n.seconds_to_send, n.items,
+    n.firing_items, n.resolved_items, n.repeat_items, n.silenced_items, n.rule_ids,
+    n.site_ids
+from alerts.fct_alert_notifications as n""",
+        {
+            "notifications": ("COUNT(*)", "Notifications", ",d"),
+            "sent_notifications": (
+                "SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END)",
+                "Notifications sent",
+                ",d",
+            ),
+            "delivery_attempts": ("SUM(attempts)", "Delivery attempts", ",d"),
+            "seconds_to_send": ("AVG(seconds_to_send)", "Seconds to send", ",.1f"),
+        },
+        schema="alerts",
+    ),
+]
+DATASETS += ALERT_DATASETS
 # Charts below name datasets by their short names.
 BY_NAME = {d.name: d for d in DATASETS} | {
     d.name.removeprefix("fct_").removeprefix("agg_"): d for d in DATASETS
@@ -374,10 +454,11 @@ class Chart:
     groupby: list[str] = field(default_factory=list)
     x_axis: str | None = None  # a temporal x axis for timeseries charts, else a category
     columns: list[str] = field(default_factory=list)  # pivot table columns
-    time_grain: str = "P1D"
+    time_grain: str | None = "P1D"  # None: the time column's own values (an alert's periods)
     row_limit: int = 100
     fmt: str | None = None
     not_null: list[str] = field(default_factory=list)  # columns whose empty group is left out
+    true: list[str] = field(default_factory=list)  # boolean columns a row must have true
     extra: dict = field(default_factory=dict)
 
     @property
@@ -410,6 +491,16 @@ def chart_params(chart: Chart) -> dict:
                 "comparator": None,
             }
             for column in chart.not_null
+        ]
+        + [
+            {
+                "clause": "WHERE",
+                "expressionType": "SIMPLE",
+                "subject": column,
+                "operator": "IS TRUE",
+                "comparator": None,
+            }
+            for column in chart.true
         ],
         "extra_form_data": {},
         "row_limit": chart.row_limit,
@@ -475,9 +566,12 @@ def query_context(chart: Chart, params: dict) -> str:
     columns: list = []
     if chart.viz in ("echarts_timeseries_line", "echarts_timeseries_bar"):
         if chart.x_axis == ds.time_column:
-            columns.append({"timeGrain": chart.time_grain, "columnType": "BASE_AXIS",
-                            "sqlExpression": chart.x_axis, "label": chart.x_axis,
-                            "expressionType": "SQL"})  # fmt: skip
+            axis = {"timeGrain": chart.time_grain, "columnType": "BASE_AXIS",
+                    "sqlExpression": chart.x_axis, "label": chart.x_axis,
+                    "expressionType": "SQL"}  # fmt: skip
+            if chart.time_grain is None:
+                del axis["timeGrain"]
+            columns.append(axis)
         else:
             columns.append(chart.x_axis)
         columns += chart.groupby
@@ -488,7 +582,8 @@ def query_context(chart: Chart, params: dict) -> str:
     metrics = chart.metrics
     query = {
         "filters": [{"col": ds.time_column, "op": "TEMPORAL_RANGE", "val": NO_FILTER}]
-        + [{"col": column, "op": "IS NOT NULL"} for column in chart.not_null],
+        + [{"col": column, "op": "IS NOT NULL"} for column in chart.not_null]
+        + [{"col": column, "op": "IS TRUE"} for column in chart.true],
         "extras": {"having": "", "where": ""},
         "applied_time_extras": {},
         "columns": columns,
@@ -541,10 +636,11 @@ def daily(name, dataset, metrics, groupby=(), viz="echarts_timeseries_line", wid
                  x_axis=ds.time_column, **kw)  # fmt: skip
 
 
-def table(name, dataset, groupby, metrics, width=6, height=60, row_limit=50, not_null=()):
+def table(name, dataset, groupby, metrics, width=6, height=60, row_limit=50, not_null=(),
+          true=()):  # fmt: skip
     return Chart(name, dataset, "table", width=width, height=height, groupby=list(groupby),
-                 metrics=list(metrics), row_limit=row_limit,
-                 not_null=list(not_null))  # fmt: skip
+                 metrics=list(metrics), row_limit=row_limit, not_null=list(not_null),
+                 true=list(true))  # fmt: skip
 
 
 def pivot(name, dataset, rows, columns, metrics, width=12, height=60):
@@ -671,7 +767,35 @@ DASHBOARDS: list[tuple[str, str, str, list[list[Chart]]]] = [
                ["visits", "bot_visits", "log_hits", "rejected_log_lines", "late_events",
                 "quarantined_payloads"], width=6)],
     ]),
+    # The alerts marts. The series chart draws each instance's periods as evaluated (hours or
+    # days: no time grain); pick a rule and a site to see one series with its band.
+    ("Alerts", "alerts", "alert_evaluations", [
+        [big("Alerts firing now", "dim_alert_instances", "firing_instances"),
+         big("Alerts fired", "alert_evaluations", "alerts_fired"),
+         big("Alerts resolved", "alert_evaluations", "alerts_resolved"),
+         big("Notifications sent", "alert_notifications", "sent_notifications")],
+        [daily("Alert series: value, baseline band and fired points", "alert_evaluations",
+               ["value", "baseline", "lower_bound", "upper_bound", "fired_value"],
+               ["alert_series"], width=12, height=60, time_grain=None, row_limit=10000,
+               extra={"markerEnabled": True, "markerSize": 8})],
+        [table("Firing alerts", "dim_alert_instances", ["alert_series", "severity",
+               "state_since"], ["times_fired", "last_value"], true=["is_firing"]),
+         table("Fired alerts by rule and site", "alert_evaluations", ["rule_name", "site_id"],
+               ["alerts_fired", "alerts_resolved", "breaches", "evaluations"])],
+        [daily("Notifications per day by status", "alert_notifications", ["notifications"],
+               ["status"], viz="echarts_timeseries_bar", extra={"stack": "Stack"}),
+         pivot("Notifications by contact point and status (pivot)", "alert_notifications",
+               ["contact_point"], ["status"], ["notifications"], width=4)],
+    ]),
 ]  # fmt: skip
+# The dashboard filters besides Date: (key, name, column); every dashboard over the web and
+# crm marts has Site, Channel and Device, the Alerts dashboard Site, Rule and Severity.
+FILTERS = [("site", "Site", "site_id"), ("channel", "Channel", "channel"),
+           ("device", "Device", "device_type")]  # fmt: skip
+DASHBOARD_FILTERS = {
+    "alerts": [("site", "Site", "site_id"), ("rule", "Rule", "rule_name"),
+               ("severity", "Severity", "severity")],
+}  # fmt: skip
 
 
 def native_filters(slug: str, dataset: Dataset) -> list[dict]:
@@ -701,11 +825,9 @@ def native_filters(slug: str, dataset: Dataset) -> list[dict]:
                                      "defaultToFirstItem": False}  # fmt: skip
         return item
 
-    return [
-        flt("date", "Date", "filter_time", None),
-        flt("site", "Site", "filter_select", "site_id"),
-        flt("channel", "Channel", "filter_select", "channel"),
-        flt("device", "Device", "filter_select", "device_type"),
+    return [flt("date", "Date", "filter_time", None)] + [
+        flt(key, name, "filter_select", column)
+        for key, name, column in DASHBOARD_FILTERS.get(slug, FILTERS)
     ]
 
 
@@ -803,36 +925,53 @@ def write(path: Path, data: dict) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
 
 
-def main(force: bool) -> None:
+def main(force: bool, only: str | None = None) -> None:
+    """Write the whole bundle, or with ``only`` (a dashboard's slug) that dashboard with its
+    charts and datasets into ``out`` (then imported and exported, and the export's files
+    of it added to the bundle: how the Alerts dashboard joined the bundle)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from ingestion.core.warehouse import connect, warehouse_url
 
-    if BUNDLE.exists():
+    bundle = BUNDLE
+    dashboards = DASHBOARDS
+    datasets = DATASETS
+    if only:
+        dashboards = [d for d in DASHBOARDS if d[1] == only]
+        if not dashboards:
+            raise SystemExit(f"no dashboard with slug '{only}'")
+        used = {chart.dataset for _, _, _, rows in dashboards for row in rows for chart in row}
+        used.add(dashboards[0][2])
+        datasets = [ds for ds in DATASETS if ds.name in {BY_NAME[name].name for name in used}]
+        bundle = BUNDLE.parent / f"bundle-{only}"
+        shutil.rmtree(bundle, ignore_errors=True)
+    elif BUNDLE.exists():
         if not force:
             raise SystemExit(f"{BUNDLE} exists; --force overwrites it (and any UI edits in it)")
         shutil.rmtree(BUNDLE)
     write(
-        BUNDLE / "metadata.yaml",
+        bundle / "metadata.yaml",
         {"version": "1.0.0", "type": "assets", "timestamp": "2026-11-26T00:00:00+00:00"},
     )
-    write(BUNDLE / DATABASE_FILE, database_yaml())  # fmt: skip
+    write(bundle / DATABASE_FILE, database_yaml())  # fmt: skip
     with connect(warehouse_url()) as conn:
-        for ds in DATASETS:
-            folder = BUNDLE / "datasets" / file_name(DATABASE_NAME)
+        for ds in datasets:
+            folder = bundle / "datasets" / file_name(DATABASE_NAME)
             write(folder / f"{ds.name}.yaml", dataset_yaml(ds, column_types(conn, ds.sql)))
-    charts = [chart for _, _, _, rows in DASHBOARDS for row in rows for chart in row]
+    charts = [chart for _, _, _, rows in dashboards for row in rows for chart in row]
     names = [c.name for c in charts]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise SystemExit(f"chart names must be unique: {sorted(duplicates)}")
     chart_ids = {chart.uuid: i for i, chart in enumerate(charts, start=1)}
     for chart in charts:
-        write(BUNDLE / "charts" / f"{file_name(chart.name)}.yaml", chart_yaml(chart))
-    for title, slug, dataset, rows in DASHBOARDS:
-        write(BUNDLE / "dashboards" / f"{file_name(title)}.yaml",
+        write(bundle / "charts" / f"{file_name(chart.name)}.yaml", chart_yaml(chart))
+    for title, slug, dataset, rows in dashboards:
+        write(bundle / "dashboards" / f"{file_name(title)}.yaml",
               dashboard_yaml(title, slug, dataset, rows, chart_ids))  # fmt: skip
-    print(f"wrote {len(DATASETS)} datasets, {len(charts)} charts, {len(DASHBOARDS)} dashboards")
+    print(f"wrote {len(datasets)} datasets, {len(charts)} charts, {len(dashboards)} dashboards "
+          f"to {bundle}")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(force="--force" in sys.argv[1:])
+    args = sys.argv[1:]
+    main(force="--force" in args, only=args[args.index("--only") + 1] if "--only" in args else None)

@@ -173,6 +173,10 @@ def server_version(url: str) -> str:
 
 BI_ROLE = "bi_reader"
 BI_SCHEMAS = ("web", "crm")
+# The alerts schema holds the evaluator's and the outbox's tables (messages with their
+# recipients, delivery errors quoting endpoints) and, beside them, the alerts marts: the
+# views dbt builds over those tables. bi_reader reads the views and no table there.
+ALERTS_SCHEMA = "alerts"
 # Functions that create a large object. Large objects live outside every schema and need no
 # privilege to create (lo_compat_privileges only relaxes reading and writing them), so the
 # one way to stop a role creating them is the EXECUTE privilege on these functions (the
@@ -220,11 +224,37 @@ def _other_siteline_databases(url: str) -> list[str]:
     return [name for name in dict.fromkeys(names) if name and name != dbname]
 
 
+def _grant_alerts_marts(conn, role) -> None:
+    """bi_reader may read the views of the alerts schema (the alerts marts) and none of its
+    tables: no default privileges there (they would cover the evaluator's tables too); each
+    view dbt creates later is granted by its post-hook (macros/grant_to_bi_reader.sql). In
+    one transaction, so a grant given by hand to a table is taken back without a moment
+    where the views are unreadable."""
+    from psycopg import sql
+
+    schema = sql.Identifier(ALERTS_SCHEMA)
+    with conn.transaction():
+        conn.execute(sql.SQL("create schema if not exists {}").format(schema))
+        conn.execute(sql.SQL("grant usage on schema {} to {}").format(schema, role))
+        conn.execute(sql.SQL("revoke all on all tables in schema {} from {}").format(schema, role))
+        views = conn.execute(
+            "select c.relname from pg_class as c "
+            "join pg_namespace as n on n.oid = c.relnamespace "
+            "where n.nspname = %s and c.relkind = 'v' order by c.relname",
+            (ALERTS_SCHEMA,),
+        ).fetchall()
+        for (view,) in views:
+            conn.execute(
+                sql.SQL("grant select on {}.{} to {}").format(schema, sql.Identifier(view), role)
+            )
+
+
 def ensure_bi_reader(url: str | None = None) -> str:
     """Create (or update) the read-only role BI tools, Superset and the engine use.
 
     It may connect to the warehouse database and read the marts (``web``, ``crm``), tables
-    rebuilt later included (default privileges), and nothing else: no raw, staging or
+    rebuilt later included (default privileges), and the alerts marts (the views of the
+    ``alerts`` schema, not its tables), and nothing else: no raw, staging or
     intermediate schema, no other database of Siteline's (nor ``postgres``), no temporary
     tables and no large objects in the warehouse database. Its statements stop after
     ``SITELINE_BI_READER_STATEMENT_TIMEOUT`` and it holds at most
@@ -320,6 +350,7 @@ def ensure_bi_reader(url: str | None = None) -> str:
                         "alter default privileges in schema {} grant select on tables to {}"
                     ).format(name, role)
                 )
+            _grant_alerts_marts(conn, role)
             existing = {
                 row[0]
                 for row in conn.execute(

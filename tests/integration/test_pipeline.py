@@ -88,6 +88,14 @@ def test_definitions_form_one_connected_graph(warehouse):
     assert "intermediate/int_customers_changed_this_run" in parents("crm/customers")
     checks = {c.to_user_string() for c in graph.asset_check_keys}
     assert "web/fct_page_views:unique_by_index_fct_page_views_page_view_id" in checks
+    # The alerts marts read the evaluator's tables (dbt sources, keys alerts/<table>); the
+    # sensor's job builds every dbt model, those marts included, and none of those tables.
+    assert parents("staging/stg_alerts__evaluations") == {"alerts/evaluations"}
+    job = defs.resolve_job_def("load_collector_events")
+    selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert {"alerts/fct_alert_evaluations", "staging/stg_alerts__evaluations",
+            "web/fct_sessions", "reference/channel_rules"} <= selected  # fmt: skip
+    assert not {"alerts/evaluation", "alerts/evaluations", "alerts/notifications"} & selected
 
 
 def test_run_loads_models_and_a_rerun_adds_nothing(warehouse, traffic):

@@ -34,8 +34,11 @@ SCREENSHOTS = PROJECT_ROOT / "test-output" / "superset"
 PASSWORD = "admin-password-for-tests"
 DASHBOARDS = {
     "Traffic overview", "Acquisition", "Content", "Goals and funnels", "E-commerce",
-    "Customers", "Site performance",
+    "Customers", "Site performance", "Alerts",
 }  # fmt: skip
+# The filters besides Date: the web and crm dashboards' (name, column), and the Alerts one's.
+FILTERS = [("Site", "site_id"), ("Channel", "channel"), ("Device", "device_type")]
+ALERTS_FILTERS = [("Site", "site_id"), ("Rule", "rule_name"), ("Severity", "severity")]
 
 
 def bundle_files(kind: str) -> list[dict]:
@@ -44,7 +47,14 @@ def bundle_files(kind: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def marts(warehouse):
-    """The marts built from simulated traffic (built here unless an earlier test did)."""
+    """The marts built from simulated traffic (built here unless an earlier test did), and
+    an alerts history (tests/integration/alert_rows.py) in the alerts marts."""
+    from tests.integration.alert_rows import (
+        alert_rows_present,
+        build_alerts_marts,
+        insert_alert_rows,
+    )
+
     with connect(warehouse) as conn:
         built = conn.execute("select to_regclass('web.fct_sessions')").fetchone()[0]
         sessions = (
@@ -59,6 +69,11 @@ def marts(warehouse):
         write_simulation(SimulationConfig(days=2, visits_per_day=120, seed=5), home / "sim-ss",
                          progress=False, landing_root=Path(os.environ["SITELINE_LANDING_DIR"]))  # fmt: skip
         assert run_pipeline() is True
+    with connect(warehouse, autocommit=True) as conn:
+        if not alert_rows_present(conn):
+            insert_alert_rows(conn)
+    # views built before the alerts tables existed read as empty: built again over them
+    build_alerts_marts()
     return warehouse
 
 
@@ -125,7 +140,7 @@ def test_every_chart_of_the_bundle_returns_data(server):
     assert sorted(c["slice_name"] for c in charts) == sorted(
         c["slice_name"] for c in bundle_files("charts")
     )
-    assert len(charts) == 58
+    assert len(charts) == 67
     failures = []
     for chart in charts:
         response = client.get(f"/api/v1/chart/{chart['id']}/data/")
@@ -182,11 +197,66 @@ def test_dashboards_have_the_filters_and_a_pivot_table(server):
     for dashboard in dashboards:
         detail = client.get(f"/api/v1/dashboard/{dashboard['id']}").json()["result"]
         filters = json.loads(detail["json_metadata"])["native_filter_configuration"]
-        assert [f["name"] for f in filters] == ["Date", "Site", "Channel", "Device"]
+        expected = ALERTS_FILTERS if dashboard["dashboard_title"] == "Alerts" else FILTERS
+        assert [f["name"] for f in filters] == ["Date", *(name for name, _ in expected)]
         columns = [f["targets"][0].get("column", {}).get("name") for f in filters]
-        assert columns == [None, "site_id", "channel", "device_type"]
+        assert columns == [None, *(column for _, column in expected)]
         charts = client.get(f"/api/v1/dashboard/{dashboard['id']}/charts").json()["result"]
         assert "pivot_table_v2" in {c["form_data"]["viz_type"] for c in charts}, dashboard
+
+
+def test_the_alerts_dashboard_shows_the_alerts_history(server, marts):
+    """The Alerts dashboard's charts over the alerts marts: the totals equal SQL on the marts
+    (other tests' alerts may share this warehouse), and the sample history of
+    tests/integration/alert_rows.py shows as written: its rule on demo and shop, demo fired
+    on 2026-11-26, resolved the next day and fired again on 2026-11-29 (firing now)."""
+    from tests.integration.alert_rows import CONTACT_POINT, RULE_NAME, SERIES
+
+    base, _ = server
+    client = api(base)
+    (detail,) = [d for d in listing(client, "dashboard") if d["dashboard_title"] == "Alerts"]
+    assert detail["url"] == "/superset/dashboard/alerts/"  # the slug alert messages link to
+    with connect(marts) as conn:
+        firing, fired, resolved = conn.execute(
+            "select (select count(*) from alerts.dim_alert_instances where is_firing), "
+            "count(*) filter (where is_fired), count(*) filter (where is_resolved) "
+            "from alerts.fct_alert_evaluations"
+        ).fetchone()
+        sent = conn.execute(
+            "select count(*) from alerts.fct_alert_notifications where status = 'sent'"
+        ).fetchone()[0]
+    assert firing >= 1 and fired >= 2 and resolved >= 1 and sent >= 1
+    assert chart_data(client, "Alerts firing now") == [{"firing_instances": firing}]
+    assert chart_data(client, "Alerts fired") == [{"alerts_fired": fired}]
+    assert chart_data(client, "Alerts resolved") == [{"alerts_resolved": resolved}]
+    assert chart_data(client, "Notifications sent") == [{"sent_notifications": sent}]
+
+    ours = [r for r in chart_data(client, "Firing alerts") if r["alert_series"] == SERIES]
+    assert [{k: v for k, v in r.items() if k != "state_since"} for r in ours] == [
+        {"alert_series": SERIES, "severity": "critical", "times_fired": 2, "last_value": 500.0},
+    ]
+    by_rule = chart_data(client, "Fired alerts by rule and site")
+    assert [r for r in by_rule if r["rule_name"] == RULE_NAME] == [
+        {"rule_name": RULE_NAME, "site_id": "demo", "alerts_fired": 2,
+         "alerts_resolved": 1, "breaches": 2, "evaluations": 14},
+        {"rule_name": RULE_NAME, "site_id": "shop", "alerts_fired": 0,
+         "alerts_resolved": 0, "breaches": 0, "evaluations": 14},
+    ]  # fmt: skip
+    # the series: one row per instance and period, the fired points only where it fired
+    series = chart_data(client, "Alert series: value, baseline band and fired points")
+    demo = {r["period_start"]: r for r in series if r["alert_series"] == SERIES}
+    assert len(demo) == 14
+    day = 86_400_000
+    first = 1_794_787_200_000  # 2026-11-16 (epoch milliseconds, as Superset sends them)
+    fired_points = sorted((t, r["fired_value"]) for t, r in demo.items() if r["fired_value"])
+    assert fired_points == [(first + 10 * day, 500.0), (first + 13 * day, 500.0)]
+    band = (demo[first + 10 * day]["value"], demo[first + 10 * day]["baseline"],
+            demo[first + 10 * day]["lower_bound"])  # fmt: skip
+    assert band == (500.0, 1090.0, pytest.approx(763.0))
+    pivot = chart_data(client, "Notifications by contact point and status (pivot)")
+    assert sorted(
+        (r["status"], r["notifications"]) for r in pivot if r["contact_point"] == CONTACT_POINT
+    ) == [("failed", 1), ("sent", 1)]
 
 
 def test_a_pivot_table_exports_to_csv(server):
@@ -400,10 +470,11 @@ def test_export_round_trips_reimport_never_duplicates_and_sets_the_password(
     monkeypatch.setenv("SUPERSET_ADMIN_PASSWORD", "a-new-password")
     superset.provision(exported)
     client = api(base, "a-new-password")
-    assert len(listing(client, "chart")) == 58
-    assert len(listing(client, "dashboard")) == 7
+    assert len(listing(client, "chart")) == 67
+    assert len(listing(client, "dashboard")) == 8
     assert sorted(d["table_name"] for d in listing(client, "dataset")) == [
-        "agg_daily_site_kpis", "customers", "fct_funnel_steps", "fct_goal_conversions",
+        "agg_daily_site_kpis", "customers", "dim_alert_instances", "fct_alert_evaluations",
+        "fct_alert_notifications", "fct_funnel_steps", "fct_goal_conversions",
         "fct_page_views", "fct_sessions", "fct_transaction_items", "fct_transactions",
     ]  # fmt: skip
     assert [d["database_name"] for d in listing(client, "database")] == ["Siteline warehouse"]

@@ -234,6 +234,98 @@ def test_bi_reader_reads_the_marts_within_its_limits_and_nothing_more(own_home, 
         assert conn.execute("show statement_timeout").fetchone()[0] == "5min"
 
 
+def test_bi_reader_reads_the_alerts_marts_and_none_of_the_alerts_tables(own_home, monkeypatch):
+    """The alerts schema holds the evaluator's tables (the outbox's messages with their
+    recipients, delivery errors quoting webhook URLs) and the dbt views over them: bi_reader
+    reads the views, built before the role existed or rebuilt after, and no table; a grant
+    given by hand to a table is taken back at the next run."""
+    from tests.integration.alert_rows import (
+        RECIPIENT,
+        SERIES,
+        WEBHOOK_TOKEN,
+        build_alerts_marts,
+        insert_alert_rows,
+    )
+
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    url = ensure_warehouse()
+    with psycopg.connect(url, autocommit=True) as conn:
+        insert_alert_rows(conn)
+    build_alerts_marts()  # before the role exists
+    with psycopg.connect(url) as conn:  # the data dictionary: every column described
+        columns = conn.execute(
+            "select table_name, column_name, col_description("
+            "('alerts.' || table_name)::regclass, ordinal_position) "
+            "from information_schema.columns where table_schema = 'alerts' "
+            "and table_name in (select table_name from information_schema.views "
+            "where table_schema = 'alerts')"
+        ).fetchall()
+    assert {table for table, _, _ in columns} == {
+        "fct_alert_evaluations", "dim_alert_instances", "fct_alert_notifications",
+    }  # fmt: skip
+    assert [(t, c) for t, c, comment in columns if not comment] == []
+    bi = ensure_bi_reader(url)
+    tables = ("rule_versions", "instances", "evaluations", "transitions", "evaluation_runs",
+              "notifications", "notification_items", "delivery_attempts", "silences")  # fmt: skip
+
+    def bi_reader_sees() -> tuple[list, list, str]:
+        with psycopg.connect(bi, autocommit=True) as conn:
+            fired = conn.execute(
+                "select site_id, period_start::date::text, value from alerts.fct_alert_evaluations "
+                "where is_fired order by period_start"
+            ).fetchall()
+            firing = conn.execute(
+                "select alert_series, times_fired from alerts.dim_alert_instances where is_firing"
+            ).fetchall()
+            notifications = str(
+                conn.execute("select * from alerts.fct_alert_notifications").fetchall()
+            )
+            for table in tables:
+                with pytest.raises(
+                    psycopg.errors.InsufficientPrivilege,
+                    match=f"permission denied for table {table}",
+                ):
+                    conn.execute(f"select * from alerts.{table}")
+        return fired, firing, notifications
+
+    fired, firing, notifications = bi_reader_sees()
+    assert fired == [("demo", "2026-11-26", 500.0), ("demo", "2026-11-29", 500.0)]
+    assert firing == [(SERIES, 2)]
+    assert "'failed'" in notifications and "'sent'" in notifications
+    assert RECIPIENT not in notifications and WEBHOOK_TOKEN not in notifications
+
+    # dbt replaces the views (new objects): their post-hook grants them again
+    build_alerts_marts("--full-refresh")
+    assert bi_reader_sees() == (fired, firing, notifications)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("grant select on alerts.notification_items to bi_reader")  # by hand
+    ensure_bi_reader(url)  # the next pipeline run
+    assert bi_reader_sees() == (fired, firing, notifications)
+
+
+def test_the_first_run_builds_the_alerts_marts_over_the_evaluators_tables(own_home, monkeypatch):
+    """A fresh warehouse's first run builds the marts before any evaluation (which needs
+    them): the alerts marts built then read the evaluator's tables, so what the evaluation
+    writes next shows without another build."""
+    from tests.integration.alert_rows import DAYS, insert_alert_rows
+
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    url = ensure_warehouse()
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "run", "staging/stg_alerts__evaluations",
+         "staging/stg_alerts__instances", "staging/stg_alerts__rule_versions",
+         "staging/stg_alerts__transitions", "alerts/dim_alert_instances",
+         "alerts/fct_alert_evaluations"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with psycopg.connect(url, autocommit=True) as conn:
+        insert_alert_rows(conn)  # what the first evaluation writes
+        assert conn.execute("select count(*) from alerts.fct_alert_evaluations").fetchone() == (
+            2 * DAYS,
+        )
+
+
 def test_bi_reader_restrictions_siteline_may_not_apply_are_named(own_home, monkeypatch, capsys):
     """Your own server, where Siteline's user may create roles but owns nothing else: the
     role is made, and every restriction only an owner can apply is printed with its SQL."""

@@ -6,16 +6,19 @@ import dagster as dg
 
 from ingestion.collector_events import Landing
 from orchestration.defs.ingestion.assets import collector_events_assets, site_config_assets
+from orchestration.defs.models.assets import dbt_models
 
-# The events, sites.yml and every model: on a fresh installation the sensor may run before
-# anything else has, and a model (or a relationship test) must never meet a missing parent.
-# The logfile loads keep their own schedules.
+# The events, sites.yml and every dbt model: on a fresh installation the sensor may run
+# before anything else has, and a model (or a relationship test) must never meet a missing
+# parent. The alerts marts are among them: they are views over the evaluator's tables, and
+# the first build after those tables appear replaces the empty stand-ins of their staging
+# views, which drops the views built on them (dbt drops a replaced view with cascade) until
+# they are built again, in the same run. Selected as dbt's assets, not by the key prefix
+# `alerts`, which the evaluator's own assets may share. The logfile loads keep their own
+# schedules.
 collector_events_job = dg.define_asset_job(
     "load_collector_events",
-    selection=dg.AssetSelection.assets(collector_events_assets, site_config_assets)
-    | dg.AssetSelection.key_prefixes(
-        ["staging"], ["intermediate"], ["reference"], ["web"], ["crm"]
-    ),
+    selection=dg.AssetSelection.assets(collector_events_assets, site_config_assets, dbt_models),
     description="Load new landing segments, then rebuild what depends on them.",
     # One process, steps in order: a load is small, and starting a process per step (every
     # Great Expectations check) would cost more than the work on a 2-core machine.

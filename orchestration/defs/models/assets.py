@@ -32,6 +32,19 @@ class SitelineDbtTranslator(DagsterDbtTranslator):
         return spec
 
 
+def ensure_alerts_tables() -> None:
+    """The alert evaluator's tables, created when missing (orchestration/alerts/store.py,
+    idempotent), before dbt builds the alerts marts over them. Else a build before the
+    first evaluation (every fresh installation's first run: the evaluation needs the marts)
+    makes views over empty stand-ins, which show nothing the evaluation then writes until
+    dbt builds them again."""
+    from ingestion.core.warehouse import connect, warehouse_url
+    from orchestration.alerts.store import ensure_schema
+
+    with connect(warehouse_url(), autocommit=True) as conn:
+        ensure_schema(conn)
+
+
 translator = SitelineDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
@@ -44,6 +57,7 @@ translator = SitelineDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """``dbt build`` of the selected models (without dbt's unit tests: PIPELINE_BUILD): run,
     then their tests as asset checks."""
+    ensure_alerts_tables()
     invocation = dbt.cli([*PIPELINE_BUILD], context=context)
     try:
         yield from invocation.stream()
