@@ -5,6 +5,7 @@ import hashlib
 import re
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from statistics import median
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from ingestion.core.enrich import bot_reason
+from ingestion.core.sites import load_sites
 from ingestion.demo_traffic.incidents import (
     DEMO_MIN_DAYS,
     FLOOD_USER_AGENT,
@@ -182,3 +184,17 @@ def test_the_writer_keeps_the_incidents_with_the_other_truth(tmp_path):
     plain = SimulationConfig(days=3, visits_per_day=60, seed=1)
     assert not write_simulation(plain, tmp_path, progress=False)["reused"]
     assert read_incidents(tmp_path) == []
+
+
+def test_the_demo_site_has_a_rule_for_every_incident_and_a_local_mailbox():
+    config = load_sites(Path(__file__).parents[2] / "sites.yml")
+    for incident in demo_incidents(date(2026, 11, 1), 28):
+        rules = [r for r in config.alerts.rules
+                 if r.metric in incident.metrics and "demo" in [s.id for s in config.sites_of(r)]
+                 and r.enabled]  # fmt: skip
+        assert rules, f"no rule of the demo site catches a {incident.kind}"
+        for rule in rules:
+            assert rule.contact_points == ["shop_team"]
+    mailbox = config.alerts.contact_point("shop_team")
+    assert (mailbox.type, mailbox.smtp_host, mailbox.smtp_port) == ("email", "127.0.0.1", 2525)
+    assert mailbox.password_env is None  # the demo needs no secret
