@@ -10,6 +10,8 @@ The same visits are written twice, as a real deployment would see them:
 The ground truth (every visit, identity, transaction and item) is written beside them so tests
 can check the models exactly. Visits obey the warehouse's session rules by construction: no
 gap of 30 minutes inside a visit, at least 31 minutes between two visits on one device.
+Incidents (``incidents.py``: a checkout outage, a campaign spike, a bot flood, slow pages)
+can be injected, with their own ground truth.
 
 Everything is drawn from one seeded ``random.Random``: the same config gives the same bytes.
 Memory is bounded by the population (visitors and devices), not by the number of events:
