@@ -6,12 +6,15 @@ services afterwards are the CLI's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestration.pipeline import JobRun, PipelineResult
 
-DEMO_DAYS = 14
-DEMO_VISITS_PER_DAY = 400
+# Four weeks: three of normal traffic for the alerts' seasonal baselines, then a week with
+# the demo's incidents (ingestion/demo_traffic/incidents.py). As many visits as two weeks of
+# 400 a day were, so the demo loads as fast as it did.
+DEMO_DAYS = 28
+DEMO_VISITS_PER_DAY = 200
 DEMO_SEED = 42
 SEGMENT_EVENTS = 50_000  # tracker events per landing segment
 
@@ -35,6 +38,7 @@ def run_demo(
     visits_per_day: int = DEMO_VISITS_PER_DAY,
     seed: int = DEMO_SEED,
     segment_events: int = SEGMENT_EVENTS,
+    incidents: bool = True,
     on_warehouse: Callable[[str], None] | None = None,
     on_traffic: Callable[[dict], None] | None = None,
     on_run: Callable[[JobRun], None] | None = None,
@@ -44,8 +48,11 @@ def run_demo(
 
     The callbacks hear of each step as it ends, so that a terminal shows progress: the
     warehouse DSN, the writer's summary, each finished run (``pipeline.run_assets``).
+    ``incidents``: the demo's incidents in the traffic's last week (``demo_incidents``; a
+    run shorter than three weeks has none).
     """
     from ingestion.demo_traffic import prepare_demo_traffic
+    from ingestion.demo_traffic.incidents import demo_incidents
     from ingestion.demo_traffic.simulator import SimulationConfig
     from orchestration.doctor import table_rows
     from orchestration.pipeline import run_assets
@@ -55,6 +62,8 @@ def run_demo(
     if on_warehouse is not None:
         on_warehouse(url)
     cfg = SimulationConfig(days=days, visits_per_day=visits_per_day, seed=seed)
+    if incidents:
+        cfg = replace(cfg, incidents=demo_incidents(cfg.start, days))
     traffic = prepare_demo_traffic(cfg, url, segment_events=segment_events)
     if on_traffic is not None:
         on_traffic(traffic)

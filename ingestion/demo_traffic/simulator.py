@@ -10,6 +10,8 @@ The same visits are written twice, as a real deployment would see them:
 The ground truth (every visit, identity, transaction and item) is written beside them so tests
 can check the models exactly. Visits obey the warehouse's session rules by construction: no
 gap of 30 minutes inside a visit, at least 31 minutes between two visits on one device.
+Incidents (``incidents.py``: a checkout outage, a campaign spike, a bot flood, slow pages)
+can be injected, with their own ground truth.
 
 Everything is drawn from one seeded ``random.Random``: the same config gives the same bytes.
 Memory is bounded by the population (visitors and devices), not by the number of events:
@@ -30,6 +32,14 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from ingestion.demo_traffic import catalogue as cat
+from ingestion.demo_traffic.incidents import (
+    FLOOD_NETWORK,
+    FLOOD_USER_AGENT,
+    OUTAGE_STATUS,
+    SPIKE_SOURCE,
+    Incident,
+    truth_rows,
+)
 
 WEEKDAY_FACTOR = [1.0, 1.02, 1.0, 1.05, 1.1, 0.82, 0.88]  # Monday .. Sunday
 # Share of the day's visits starting in each local hour: quiet nights, evening peak.
@@ -66,6 +76,9 @@ class SimulationConfig:
     # longer than max_session_hours, a visit across local midnight.
     rule_visits: bool = True
     population: int = 100_000  # people who may come back; beyond it the oldest drift away
+    # Incidents injected into the traffic (incidents.Incident; demo_incidents() gives the
+    # demo's). None: the traffic is what it always was, byte for byte.
+    incidents: tuple[Incident, ...] = ()
 
 
 EVENTS_PER_VISIT = 13.0  # about, in the simulated shop's traffic
@@ -117,7 +130,12 @@ class Simulator:
         # Reloads and the visits a rule splits draw from a stream of their own (_side_stream),
         # so adding them left every other visit of a seed as it was.
         self.side_rng = random.Random(f"{config.seed}/side")
+        # Incidents draw from a stream of their own too: without them, nothing changes.
+        self.incident_rng = random.Random(f"{config.seed}/incidents")
         self.tz = ZoneInfo(config.site_timezone)
+        self.incidents = tuple(config.incidents)
+        self._incident_windows = [i.window_utc(self.tz) for i in self.incidents]
+        self.incident_affected = [0] * len(self.incidents)  # see incidents.truth_rows
         self.products = cat.products()
         # A bounded pool of people who may return: memory stays flat however long the run.
         self.people: list[Person] = []
@@ -145,6 +163,27 @@ class Simulator:
             yield
         finally:
             self.rng, self.side_rng = self.side_rng, self.rng
+
+    @contextmanager
+    def _incident_stream(self) -> Iterator[None]:
+        """Draw from the incidents' stream (self.rng is it meanwhile)."""
+        self.rng, self.incident_rng = self.incident_rng, self.rng
+        try:
+            yield
+        finally:
+            self.rng, self.incident_rng = self.incident_rng, self.rng
+
+    def _incident(self, kind: str, at: datetime) -> int | None:
+        """The index of the incident of ``kind`` going on at ``at`` (UTC), if any."""
+        for index, incident in enumerate(self.incidents):
+            start, end = self._incident_windows[index]
+            if incident.kind == kind and start <= at < end:
+                return index
+        return None
+
+    def incident_truth(self) -> list[dict]:
+        """The ground truth of the incidents (truth/incidents.csv), complete after run()."""
+        return truth_rows(self.incidents, self.cfg.site_id, self.tz, self.incident_affected)
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -353,10 +392,12 @@ class Simulator:
             pages.append((path, self._page_path(path)[1], 200, actions))
         return pages
 
-    def _visit(self, start: datetime, person: Person, device: Device) -> Iterator[Output]:
+    def _visit(self, start: datetime, person: Person, device: Device,
+               source: tuple | None = None) -> Iterator[Output]:  # fmt: skip
+        """A person's visit; ``source`` (as in ``catalogue.SOURCES``) when it is given."""
         rng = self.rng
         cfg = self.cfg
-        channel, _, referrer, utm = rng.choices(cat.SOURCES, self._source_weights)[0]
+        channel, _, referrer, utm = source or rng.choices(cat.SOURCES, self._source_weights)[0]
         pages = self._plan_pages(person, channel)
         visit = {"session_id": self._uuid()}
         tracked = not device.blocked
@@ -373,6 +414,12 @@ class Simulator:
         first_path = last_path = None
         identified_user = None
         for index, (path, title, status, actions) in enumerate(pages):
+            outage = self._incident("checkout_outage", now) if path == FUNNEL[3] else None
+            if outage is not None:  # paid on a page loaded before the outage: fails too
+                last_at = max(last_at, self._failed_payments(device, visit, prev_url, now,
+                                                             tracked))  # fmt: skip
+                self.incident_affected[outage] += 1
+                break
             query = dict(utm) if (index == 0 and utm) else None
             if path == "/search":
                 query = {"q": rng.choice(["jacket", "shoes", "gift", "wool socks", "watch"])}
@@ -403,6 +450,12 @@ class Simulator:
                     "dom_interactive_ms": ttfb + int(rng.lognormvariate(6.4, 0.4) * slow),
                     "load_ms": ttfb + int(rng.lognormvariate(7.0, 0.4) * slow),
                 }  # fmt: skip
+                regression = self._incident("page_speed_regression", now)
+                if regression is not None:  # a heavier page: slower after the first byte
+                    factor = self.incidents[regression].factor
+                    for key in ("dom_interactive_ms", "load_ms"):
+                        perf[key] = ttfb + int((perf[key] - ttfb) * factor)
+                    self.incident_affected[regression] += 1
                 if index == 0 and not device.consented:
                     device.consented = True
                     self._push_event(device, visit, now, "consent",
@@ -495,6 +548,10 @@ class Simulator:
                             "category": item["category"], "price": item["price"],
                             "quantity": item["quantity"],
                         })  # fmt: skip
+            outage = self._incident("checkout_outage", now) if path == FUNNEL[2] else None
+            if outage is not None:  # the payment page loads, paying fails
+                t = self._failed_payments(device, visit, url, t, tracked)
+                self.incident_affected[outage] += 1
             # Heartbeats: one page_ping per 15 s of engaged time (at most 8 per page).
             pings = min(int(dwell.total_seconds() * rng.uniform(0.3, 0.9) // 15), 8)
             page_end = t
@@ -508,6 +565,8 @@ class Simulator:
             last_at = max(last_at, page_end)
             prev_url = url
             now = max(page_end, now + dwell)
+            if outage is not None:  # no order can be placed: the visitor gives up
+                break
         device.last_end = last_at
         self.stats["page_views"] += page_views
         yield Output("sessions", start, {
@@ -522,6 +581,23 @@ class Simulator:
             "is_bot": False, "tracked": tracked, "transactions": len(orders),
             "revenue": revenue, "funnel_step": funnel_step, "part": 0,
         })  # fmt: skip
+
+    def _failed_payments(self, device: Device, visit: dict, url: str, at: datetime,
+                         tracked: bool) -> datetime:  # fmt: skip
+        """A checkout outage, on the payment page ``url``: placing the order answers 5xx,
+        the page reports it, the visitor tries again once or twice. Returns the last
+        attempt's time."""
+        with self._incident_stream():
+            for _ in range(self.rng.randint(2, 3)):
+                at += timedelta(seconds=self.rng.randint(5, 40))
+                self._push_log(at, device.ip, "POST", FUNNEL[2], OUTAGE_STATUS, 612, url,
+                               device.user_agent)  # fmt: skip
+                if tracked:
+                    self._push_event(device, visit, at, "event", {
+                        "url": url, "category": "ecommerce", "action": "payment_failed",
+                        "label": str(OUTAGE_STATUS), "value": None, "properties": {},
+                    })  # fmt: skip
+        return at
 
     # -- bots -----------------------------------------------------------------------------------
     def _sneaky_bot(self, start: datetime) -> Iterator[Output]:
@@ -656,6 +732,51 @@ class Simulator:
             self._push_log(at, ip, rng.choice(["GET", "POST"]), rng.choice(cat.SCANNER_PATHS),
                            404, 162, None, "python-requests/2.31.0")  # fmt: skip
 
+    # -- incidents that add traffic --------------------------------------------------------
+    def _incident_hours(self, kind: str, day_start: datetime) -> Iterator[tuple]:
+        """(incident index, start, seconds) of each ``kind`` incident's part in the local
+        day that starts at ``day_start``."""
+        day_end = day_start + timedelta(days=1)  # wall-clock arithmetic: the next midnight
+        lo, hi = day_start.astimezone(UTC), day_end.astimezone(UTC)
+        for index, incident in enumerate(self.incidents):
+            start, end = self._incident_windows[index]
+            start, end = max(start, lo), min(end, hi)
+            if incident.kind == kind and start < end:
+                yield index, start, (end - start).total_seconds()
+
+    def _spike_visits(self, day_start: datetime) -> list[tuple[datetime, str]]:
+        """The start times of a campaign spike's extra visits on this day."""
+        planned = []
+        hourly = self.cfg.visits_per_day / 24
+        with self._incident_stream():
+            for index, start, seconds in self._incident_hours("campaign_spike", day_start):
+                n = round(self.incidents[index].factor * hourly * seconds / 3600)
+                for _ in range(n):
+                    planned.append((start + timedelta(seconds=self.rng.uniform(0, seconds)),
+                                    "spike"))  # fmt: skip
+                self.incident_affected[index] += n
+        return planned
+
+    def _flood_hits(self, day_start: datetime) -> None:
+        """A bot flood's requests on this day: a scraper walking the shop's pages fast from
+        a few addresses, in the access log only."""
+        hourly = self.cfg.visits_per_day / 24
+        with self._incident_stream():
+            rng = self.rng
+            for index, start, seconds in self._incident_hours("bot_flood", day_start):
+                n = round(self.incidents[index].factor * hourly * seconds / 3600)
+                for _ in range(n):
+                    at = start + timedelta(seconds=rng.uniform(0, seconds))
+                    ip = f"{FLOOD_NETWORK}.{rng.randint(1, 8)}"
+                    product = rng.choice(self.products)
+                    kind = rng.choices(["product", "category", "search"], [70, 20, 10])[0]
+                    path = self._page_path(kind, product)[0]
+                    if kind == "search":
+                        path += "?" + urlencode({"q": product["name"].split()[1].lower()})
+                    self._push_log(at, ip, "GET", path, 200, rng.randint(8_000, 60_000), None,
+                                   FLOOD_USER_AGENT)  # fmt: skip
+                self.incident_affected[index] += n
+
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> Iterator[Output]:
         """Every output in release order; truth rows as their visits complete."""
@@ -679,11 +800,21 @@ class Simulator:
                     local = datetime(local_day.year, local_day.month, local_day.day, hour,
                                      minute, tzinfo=self.tz)  # fmt: skip
                     planned.append((local.astimezone(UTC), kind))
+            planned += self._spike_visits(day_start)
             planned.sort()
             self._crawler_hits(day_start.astimezone(UTC))
+            self._flood_hits(day_start)
             for start, kind in planned:
                 yield from self._release(start)
                 self.stats["visits"] += 1
+                if kind == "spike":
+                    self.stats["human_visits"] += 1
+                    with self._incident_stream():
+                        person, device = self._pick_device(start)
+                        if device.blocked:
+                            self.stats["blocked_visits"] += 1
+                        yield from self._visit(start, person, device, SPIKE_SOURCE)
+                    continue
                 if kind:
                     self.stats["human_visits"] += 1
                     yield from self._rule_visit(kind, start)

@@ -9,6 +9,7 @@ Layout under the output directory::
     truth/sessions.csv     one row per visit (humans and bots), with channel, revenue, ...
     truth/identities.csv   visitor id -> user id, first time it identified
     truth/transactions.csv, truth/transaction_items.csv
+    truth/incidents.csv    the injected incidents: kind, window, the metrics they move
     truth/summary.json     the config and the totals; written last, so its presence means done
 """
 
@@ -25,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ingestion.core.enrich import bot_reason, country_of, network_key, network_key_secret
 from ingestion.core.landing import SCHEMA_VERSION, SegmentWriter, remove_segments
 from ingestion.core.sites import IpPolicy
+from ingestion.demo_traffic.incidents import TRUTH_FIELDS
 from ingestion.demo_traffic.simulator import SimulationConfig, Simulator
 
 TRUTH_TABLES = ["sessions", "identities", "transactions", "transaction_items"]
@@ -65,7 +67,14 @@ OUTPUT_VERSION = 5
 
 def config_fingerprint(cfg: SimulationConfig) -> dict:
     fields = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(cfg).items()}
+    fields["incidents"] = [incident.as_dict() for incident in cfg.incidents]
     return {**fields, "output_version": OUTPUT_VERSION}
+
+
+def read_incidents(out: Path) -> list[dict]:
+    """The ground truth of a written simulation's incidents (``truth/incidents.csv``)."""
+    with open(Path(out) / "truth" / "incidents.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def existing_summary(out: Path) -> dict | None:
@@ -143,6 +152,10 @@ def write_simulation(
         landing.close()
         for fh in truth_files.values():
             fh.close()
+    with open(out / "truth" / "incidents.csv", "w", newline="") as fh:
+        incidents = csv.DictWriter(fh, fieldnames=TRUTH_FIELDS)
+        incidents.writeheader()
+        incidents.writerows(sim.incident_truth())
     summary = {"config": config_fingerprint(cfg), "stats": sim.stats}
     (out / "truth" / "summary.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "reused": False, "replaced_segments": replaced}
