@@ -281,10 +281,22 @@ def demo_cmd(
     if not result.ok:
         _fail("the pipeline run failed; open the run in the Dagster UI (`siteline up`) for details")
     console.print(f"[bold]web.fct_page_views[/] {result.page_views:,} rows")
+    _print_alerts(result)
     if serve:
         _up(verbose)
     else:
         _print_urls(services=False)
+
+
+def _print_alerts(result) -> None:
+    console.print(f"[bold]alerts[/] {len(result.alerts)} fired over the demo's days "
+                  "(docs/alerts.md; `siteline alerts history`):")  # fmt: skip
+    for line in result.alerts:
+        console.print(f"  {line}", markup=False)
+    if result.mail_folder is not None:
+        mails = sorted(result.mail_folder.glob("*.eml"))
+        if mails:
+            console.print(f"[bold]alert mails[/] {len(mails)} in {result.mail_folder}")
 
 
 def _print_warehouse(url: str) -> None:

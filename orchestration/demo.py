@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from orchestration.pipeline import JobRun, PipelineResult
 
@@ -17,6 +20,7 @@ DEMO_DAYS = 28
 DEMO_VISITS_PER_DAY = 200
 DEMO_SEED = 42
 SEGMENT_EVENTS = 50_000  # tracker events per landing segment
+EVALUATION = "alerts/evaluation"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ class DemoResult:
     traffic: dict  # the writer's summary: ``stats``, ``reused``, ``replaced_segments``
     pipeline: PipelineResult
     page_views: int | None  # rows of web.fct_page_views; None when the pipeline failed
+    alerts: tuple[str, ...] = ()  # a line per alert that fired over the demo's days
+    mail_folder: Path | None = None  # where the demo's alert mails landed
 
     @property
     def ok(self) -> bool:
@@ -67,8 +73,45 @@ def run_demo(
     traffic = prepare_demo_traffic(cfg, url, segment_events=segment_events)
     if on_traffic is not None:
         on_traffic(traffic)
-    pipeline = run_assets(on_run=on_run)
-    page_views = None
+    pipeline = run_assets(on_run=on_run, exclude=[EVALUATION])
+    page_views, alerts, mail_folder = None, (), None
     if pipeline.ok:
         page_views = table_rows(("web.fct_page_views",), url)["web.fct_page_views"]
-    return DemoResult(url, traffic, pipeline, page_views)
+        alerts, mail_folder = _evaluate_alerts(cfg.start, days, pipeline, on_run)
+    return DemoResult(url, traffic, pipeline, page_views, alerts, mail_folder)
+
+
+def _evaluate_alerts(start, days: int, pipeline: PipelineResult, on_run):
+    """The alert rules evaluated over the demo's days, through Dagster (the run is in its
+    UI), as if it were 01:00 after the traffic's last day: the traffic is in the past, so a
+    normal evaluation (the latest period) would see no traffic at all. The mails go to the
+    mail sink (in this process unless `siteline up`'s is listening). Returns a line per alert
+    that fired, and the mail folder."""
+    from ingestion.core.sites import load_sites
+    from ingestion.core.warehouse import connect, warehouse_url
+    from orchestration.alerts import mail_sink
+    from orchestration.pipeline import run_assets
+
+    zone = ZoneInfo(load_sites().site("demo").timezone)
+    after = datetime.combine(start + timedelta(days=days), time(1), zone).astimezone(UTC)
+    config = {"at": after.isoformat(), "backfill": f"{days}d"}
+    with mail_sink.running() as folder:
+        evaluation = run_assets([EVALUATION], on_run=on_run,
+                                ops={"alerts__evaluation": {"config": config}})  # fmt: skip
+    pipeline.runs.extend(evaluation.runs)
+    with connect(warehouse_url()) as conn:
+        rows = conn.execute(
+            "select f.instance_id, f.period_start, f.reason, ("
+            "  select min(r.period_start) from alerts.transitions as r"
+            "  where r.instance_id = f.instance_id and r.to_state = 'resolved'"
+            "    and r.period_start > f.period_start)"
+            " from alerts.transitions as f where f.to_state = 'firing'"
+            " order by f.period_start, f.instance_id"
+        ).fetchall()
+    lines = tuple(
+        f"{iid}: fired {fired:%Y-%m-%d %H:%M}"
+        + (f", resolved {resolved:%Y-%m-%d %H:%M}" if resolved else ", still firing")
+        + f" - {reason}"
+        for iid, fired, reason, resolved in rows
+    )
+    return lines, folder

@@ -109,13 +109,19 @@ def job_run(result, partition: str | None, seconds: float) -> JobRun:
 
 
 def run_assets(
-    selection: list[str] | None = None, on_run: Callable[[JobRun], None] | None = None
+    selection: list[str] | None = None,
+    on_run: Callable[[JobRun], None] | None = None,
+    *,
+    exclude: list[str] | None = None,
+    ops: dict | None = None,
 ) -> PipelineResult:
-    """Materialise every asset (or the selection) once, in-process, recorded in Dagster.
+    """Materialise every asset (or the selection, less ``exclude``) once, in-process,
+    recorded in Dagster.
 
     Unpartitioned assets run as one run of the implicit asset job; a partitioned asset (the
     logfile pulls, a partition per source) runs once per partition. ``on_run`` hears of each
-    run as it finishes. The process must be prepared (``runtime.prepare("ready")``).
+    run as it finishes; ``ops`` is the run's op configuration (``{"alerts__evaluation":
+    {"config": {...}}}``). The process must be prepared (``runtime.prepare("ready")``).
     """
     from ingestion.core.warehouse import ensure_bi_reader
 
@@ -126,7 +132,8 @@ def run_assets(
 
     graph = defs.resolve_asset_graph()
     known = executable_assets(graph)
-    keys = [known[s] for s in select_assets(known, selection)]
+    left_out = set(select_assets(known, exclude)) if exclude else set()
+    keys = [known[s] for s in select_assets(known, selection) if s not in left_out]
     plain = [k for k in keys if graph.get(k).partitions_def is None]
     partitioned = [k for k in keys if graph.get(k).partitions_def is not None]
     runs: list[tuple[dg.JobDefinition, list, str | None]] = []
@@ -145,7 +152,8 @@ def run_assets(
             started = time.monotonic()
             with open(outcome.log_path, "a") as log, contextlib.redirect_stdout(log):
                 result = job.execute_in_process(
-                    run_config=quiet, instance=instance, asset_selection=selected,
+                    run_config={**quiet, **({"ops": ops} if ops else {})},
+                    instance=instance, asset_selection=selected,
                     partition_key=partition, raise_on_error=False,
                 )  # fmt: skip
             run = job_run(result, partition, time.monotonic() - started)
