@@ -11,7 +11,7 @@ in the weeks before them.
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from statistics import median
 from zoneinfo import ZoneInfo
@@ -205,49 +205,36 @@ def test_the_weeks_before_the_incidents_carry_none_of_their_traces(demo):
 # -- the backtest of the demo's rules --------------------------------------------------------------
 
 
-def next_start(period: datetime, grain: str) -> datetime:
-    return period + (timedelta(hours=1) if grain == "hour" else timedelta(days=1))
-
-
 def test_the_demo_rules_catch_every_incident_and_stay_quiet_in_the_control_weeks(demo):
-    """Every rule of the demo site that the marts answer, judged over the five weeks and
-    walked through the state machine: each incident lies under a firing period of a rule on
-    one of the metrics it moves; no period before the incident week breaches."""
-    from orchestration.alerts.conditions import judge_all  # noqa: I001 (H1's, merged later)
-    from orchestration.alerts.series import fetch_series
-    from orchestration.alerts.states import InstanceState, step
+    """Every rule of the demo site that the marts answer, backtested over the five weeks
+    (`siteline alerts backtest`'s function: the rule's conditions and state machine): each
+    incident lies under a firing of a rule on one of the metrics it moves; no period before
+    the incident week breaches."""
+    from orchestration.alerts.backtest import backtest
 
     config = load_sites(Path(__file__).parents[2] / "sites.yml")
     rules = [r for r in config.alerts.rules if not METRICS[r.metric].realtime and r.enabled]
     assert {r.metric for r in rules} >= {"log_5xx_share", "sessions", "bot_share",
                                          "page_load_p75"}  # fmt: skip
-    begin = datetime.combine(START, datetime.min.time())
-    firing: list[tuple[str, str, str | None, datetime, datetime]] = []
+    now = SIM_END.replace(tzinfo=TZ).astimezone(UTC)
+    firings: list[tuple[str, str, str | None, datetime, datetime]] = []
     control_breaches = []
     with connect(demo["url"]) as conn:
         for rule in rules:
-            series = fetch_series(conn, rule, config.sites_of(rule), begin, SIM_END)
-            assert series, f"rule {rule.id}: no series"
-            for (site_id, value), one in series.items():
-                judgements = judge_all(rule.condition, one, rule.grain)
-                state = InstanceState()
-                for period, judgement in zip(one.periods, judgements, strict=True):
-                    end = next_start(period, rule.grain)
-                    if end <= INCIDENT_WEEK and judgement.verdict == "breach":
-                        control_breaches.append((rule.id, value, period, judgement.detail))
-                    moved = step(state, judgement.verdict, for_periods=rule.for_periods,
-                                 repeat_seconds=rule.repeat_interval, no_data=rule.no_data,
-                                 now=end)  # fmt: skip
-                    state = moved.after
-                    if state.state == "firing":
-                        firing.append((rule.metric, site_id, value, period, end))
+            result = backtest(conn, config, rule, days=DAYS, now=now)
+            assert result.periods > 0, f"rule {rule.id}: nothing replayed"
+            step = timedelta(hours=1) if rule.grain == "hour" else timedelta(days=1)
+            for instance, periods in result.breach_periods.items():
+                control_breaches += [(instance, p) for p in periods if p + step <= INCIDENT_WEEK]
+            firings += [(rule.metric, e.site_id, e.dimension_value, e.fired, e.resolved or SIM_END)
+                        for e in result.episodes]  # fmt: skip
     assert control_breaches == []
     for incident in demo["rows"]:
         start, end = local(incident["start_local"]), local(incident["end_local"])
         wanted = incident["metrics"].split()
         dimension = incident["dimension"].split("=")[1] if incident["dimension"] else None
         caught = [
-            f for f in firing
+            f for f in firings
             if f[0] in wanted and f[1] == incident["site_id"] and f[3] < end and start < f[4]
             and (dimension is None or f[2] in (None, dimension))
         ]  # fmt: skip
