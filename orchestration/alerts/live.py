@@ -75,7 +75,30 @@ def judge_window(condition: AlertCondition, metric: Metric, answer: dict) -> Jud
     absolute) against the previous window or the same window last week; ``anomaly``: outside
     median ± ``threshold`` robust deviations (1.4826 · MAD, at least 1 and 10% of the median,
     so a flat history of zeros does not make one event an anomaly) of the same window in the
-    last ``weeks`` weeks, with ``min_volume`` and ``min_change`` percent."""
+    last ``weeks`` weeks, with ``min_volume`` and ``min_change`` percent. Windows the
+    engine kept only in part (``complete: false``) are no baseline; the current one can
+    only show that the value is too high."""
+    judgement = _judge(condition, metric, answer)
+    if answer.get("complete", True) or judgement.verdict == "nodata":
+        return judgement
+    # A window the engine kept only in part (it started within it) holds a lower bound:
+    # enough to say it is too high, not that it is too low or fine.
+    high = judgement.upper is not None and judgement.value > judgement.upper
+    if judgement.verdict == "breach" and high:
+        return judgement
+    detail = f"{judgement.detail}; the engine began keeping {metric.label.lower()} within it"
+    return Judgement("nodata", judgement.value, judgement.volume, judgement.baseline,
+                     judgement.lower, judgement.upper, detail)  # fmt: skip
+
+
+def _baseline(window: dict | None) -> float | None:
+    """A window's value to compare with: None unless the engine kept all of it."""
+    if not window or not window.get("complete", True):
+        return None
+    return window.get("value")
+
+
+def _judge(condition: AlertCondition, metric: Metric, answer: dict) -> Judgement:
     value = answer.get("value")
     minutes = round(answer["window_seconds"] / 60)
     what = f"{metric.label} {_fmt(value)} in the last {minutes} min"
@@ -92,7 +115,7 @@ def judge_window(condition: AlertCondition, metric: Metric, answer: dict) -> Jud
     if kind in ("decrease", "increase"):
         last_week = condition.compared_to == "same_period_last_week"
         other = answer["previous_weeks"][0] if last_week else answer["previous_window"]
-        baseline = other.get("value") if other else None
+        baseline = _baseline(other)
         against = "the same minutes last week" if last_week else "the window before"
         if baseline is None:
             detail = f"{what}; nothing to compare with ({against}: no data)"
@@ -110,7 +133,7 @@ def judge_window(condition: AlertCondition, metric: Metric, answer: dict) -> Jud
         detail = f"{what}{percent}, {_fmt(baseline)} in {against}"
         return Judgement("breach" if breach else "ok", value, value, baseline, lower, upper, detail)
     # anomaly
-    history = [w["value"] for w in answer["previous_weeks"] if w.get("value") is not None]
+    history = [v for v in map(_baseline, answer["previous_weeks"]) if v is not None]
     if len(history) < 2:
         detail = f"{what}; {len(history)} previous week(s) kept, the baseline needs 2"
         return Judgement("nodata", value, value, None, None, None, detail)

@@ -53,6 +53,7 @@ class Snapshots:
                 for event_id in meta.get("recent", ()):
                     engine.recent.add(event_id, taken)
                 engine.counters["replayed"] = self.replay(landing, taken - REPLAY_MARGIN)
+        engine.windows.begin(engine.rules.keys(), time.time())  # kept from now at the latest
         engine.sweep()
         restored = len(engine.store)
         engine.counters["restored"] = restored

@@ -19,7 +19,9 @@ Bots (``is_bot``) are left out, as in ``/v1/active``. Minutes are kept for
 ``SITELINE_ENGINE_WINDOW_WEEKS`` weeks (8) in a ring of fixed size per site: 14 int32
 figures a minute, 5.2 MB per site for 8 weeks, whatever the traffic.
 
-A window ``(end - window, end]`` adds up its minutes; a minute the window covers in part
+The engine keeps a site's minutes from its first start on (``begin``); a window that began
+before is measured over the part since and answered as not ``complete``, a window that ended
+before has no value (no data, not 0). A window ``(end - window, end]`` adds up its minutes; a minute the window covers in part
 counts in proportion (a minute still under way: in proportion of the part of it that has
 passed), so the current window and the same window a week ago are measured alike. Active
 visitors now are counted exactly, from the visitors' last events; at an earlier end they are
@@ -109,8 +111,13 @@ class Windows:
     def live_active(self, site_id: str, since: float) -> int:
         raise NotImplementedError
 
-    def kept_since(self, site_id: str) -> int | None:
+    def kept_since(self, site_id: str) -> float | None:
+        """When the engine began keeping the site's minutes (epoch seconds)."""
         raise NotImplementedError
+
+    def begin(self, site_ids, now: float) -> None:
+        """Keep the minutes of ``site_ids`` from ``now`` on (at an engine's start; a site kept
+        before keeps its start): from then on, no event is a count of 0, not no data."""
 
     def close_until(self, now: float) -> None:
         """Take the active-visitor figures of every minute that ended by ``now``."""
@@ -118,11 +125,12 @@ class Windows:
     # -- windows ----------------------------------------------------------------------------------
     def value(self, site_id: str, metric: str, start: float, end: float, now: float):
         """The metric over ``(start, end]`` (epoch seconds) as the engine knows it at ``now``;
-        None when the engine kept nothing for the site then (before its first event, or
-        longer ago than the ring holds)."""
+        None when the engine kept nothing for the site then (it ends before the engine began
+        keeping, or lies further back than the ring holds). A window that began before the
+        engine did holds only the part since (:meth:`answer` says it is not complete)."""
         since = self.kept_since(site_id)
         oldest = now - self.weeks * WEEK - 2 * HORIZON  # the ring's spare minutes
-        if since is None or start < since * 60 - 1e-6 or start < oldest or end > now + 1e-6:
+        if since is None or end <= since or start < oldest or end > now + 1e-6:
             return None
         if metric == "active_visitors":
             return self._active(site_id, start, end, now)
@@ -169,7 +177,8 @@ class Windows:
 
         def one(s: float, e: float, **more) -> dict:
             value = self.value(site_id, metric, s, e, now)
-            return {**more, "start": iso(s), "end": iso(e), "value": value}
+            complete = value is not None and s >= since - 1e-6
+            return {**more, "start": iso(s), "end": iso(e), "value": value, "complete": complete}
 
         since = self.kept_since(site_id)
         return {
@@ -182,7 +191,7 @@ class Windows:
             "previous_weeks": [
                 one(start - k * WEEK, end - k * WEEK, weeks_ago=k) for k in range(1, weeks + 1)
             ],
-            "kept_since": iso(since * 60) if since is not None else None,
+            "kept_since": iso(since) if since is not None else None,
         }
 
 
@@ -196,7 +205,7 @@ class _SiteRing:
         self.active = np.zeros((slots, len(ACTIVE_MINUTES)), np.int32)
         self.minute = np.full(slots, -1, np.int64)  # the epoch minute a slot holds
         self.closed = np.zeros(slots, np.bool_)  # its active figures were taken at its end
-        self.since: int | None = None  # the first minute kept
+        self.since: float | None = None  # when the engine began keeping the site
         self.last_closed: int | None = None  # the last minute end whose figures were taken
         self.seen: dict[str, float] = {}  # visitor -> last event (last HORIZON s), in order
 
@@ -249,7 +258,7 @@ class MemoryWindows(Windows):
             ring = self.sites[site_id] = _SiteRing(self.slots)
         minute = int(received // 60)
         if ring.since is None:
-            ring.since = ring.last_closed = minute
+            ring.since, ring.last_closed = received, minute
         else:
             ring.close_until(received)  # the figures of a minute end before what follows it
         if indices:
@@ -267,9 +276,15 @@ class MemoryWindows(Windows):
             ring.close_until(now)
             ring.forget_before(now - HORIZON - 60)
 
-    def kept_since(self, site_id: str) -> int | None:
+    def kept_since(self, site_id: str) -> float | None:
         ring = self.sites.get(site_id)
         return None if ring is None else ring.since
+
+    def begin(self, site_ids, now: float) -> None:
+        for site_id in site_ids:
+            if site_id not in self.sites:
+                ring = self.sites[site_id] = _SiteRing(self.slots)
+                ring.since, ring.last_closed = now, int(now // 60)
 
     def minutes(self, site_id: str, index: int, first: int, last: int) -> np.ndarray:
         ring = self.sites[site_id]
@@ -285,7 +300,7 @@ class MemoryWindows(Windows):
             slot = (end - 1) % self.slots
             if ring.minute[slot] == end - 1 and ring.closed[slot]:
                 out.append(ring.active[slot].tolist())
-            elif ring.since is not None and end <= ring.since:
+            elif ring.since is not None and end * 60 <= ring.since:
                 out.append(None)  # before the engine kept anything
             elif ring.last_closed is not None and end <= ring.last_closed:
                 out.append([0] * len(ACTIVE_MINUTES))  # taken, nobody was there
@@ -371,7 +386,7 @@ class RedisWindows(Windows):
     def record(self, site_id: str, visitor_id: str, received: float, indices) -> None:
         minute = int(received // 60)
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self._key(site_id, "wsince"), minute, nx=True)
+        pipe.set(self._key(site_id, "wsince"), received, nx=True)
         pipe.set(self._key(site_id, "wclosed"), minute, nx=True)
         if indices:
             key = self._key(site_id, "wc", minute)
@@ -412,9 +427,17 @@ class RedisWindows(Windows):
                 pipe.execute()
             self.client.zremrangebyscore(seen, "-inf", f"({now - HORIZON - 60}")
 
-    def kept_since(self, site_id: str) -> int | None:
+    def kept_since(self, site_id: str) -> float | None:
         raw = self.client.get(self._key(site_id, "wsince"))
-        return None if raw is None else int(raw)
+        return None if raw is None else float(raw)
+
+    def begin(self, site_ids, now: float) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for site_id in site_ids:
+            pipe.set(self._key(site_id, "wsince"), now, nx=True)
+            pipe.set(self._key(site_id, "wclosed"), int(now // 60), nx=True)
+            self.sites_seen.add(site_id)
+        pipe.execute()
 
     def minutes(self, site_id: str, index: int, first: int, last: int) -> np.ndarray:
         pipe = self.client.pipeline(transaction=False)
@@ -430,7 +453,7 @@ class RedisWindows(Windows):
             raw = self.client.hgetall(self._key(site_id, "wa", end - 1))
             if raw:
                 out.append([int(raw[str(m).encode()]) for m in ACTIVE_MINUTES])
-            elif since is not None and since < end <= closed:
+            elif since is not None and since < end * 60 and end <= closed:
                 out.append([0] * len(ACTIVE_MINUTES))
             else:
                 out.append(None)

@@ -117,3 +117,19 @@ def test_the_tick_and_its_period_in_the_site_time_zone():
         datetime(2026, 3, 10, 12, 59, 30),
         datetime(2026, 3, 10, 13, 4, 30),
     )
+
+
+def test_a_window_kept_only_in_part_can_only_be_too_high():
+    partial = {**answer(7.0), "complete": False}
+    above = condition(type="above", value=5)
+    assert judge_window(above, FAILURES, partial).verdict == "breach"  # 7 or more: too high
+    j = judge_window(condition(type="above", value=9), FAILURES, partial)
+    assert j.verdict == "nodata"  # 7 so far: maybe more
+    assert j.detail.endswith("; the engine began keeping payment failures within it")
+    below = condition(type="below", value=9)
+    assert judge_window(below, FAILURES, partial).verdict == "nodata"
+    # A baseline window kept in part is no baseline.
+    week = condition(type="decrease", by=50, compared_to="same_period_last_week")
+    half = answer(1.0)
+    half["previous_weeks"] = [{"weeks_ago": 1, "value": 10.0, "complete": False}]
+    assert judge_window(week, ORDERS, half).verdict == "nodata"

@@ -162,3 +162,20 @@ def test_the_engine_counts_the_events_it_applies_but_not_bots_or_repeats():
     assert answer("shop", "checkout_errors", now, 60, 0, now)["value"] == 1.0
     assert answer("shop", "orders", now, 60, 0, now)["value"] == 1.0
     assert answer("shop", "active_visitors", now, 60, 0, now)["value"] == 2.0  # not the bot
+
+
+def test_from_its_start_the_engine_counts_zeros_and_a_window_begun_before_is_incomplete():
+    w = MemoryWindows(weeks=1)
+    w.begin(["shop"], T0 + 30)
+    answer = w.answer("shop", "orders", T0 + 600, 300, weeks=1, now=T0 + 600)
+    assert (answer["value"], answer["complete"]) == (0.0, True)  # nothing happened: 0
+    assert (answer["previous_window"]["value"], answer["previous_window"]["complete"]) == (
+        0.0,
+        False,  # (T0, T0+300]: the engine began at T0+30
+    )
+    assert answer["previous_weeks"] == [
+        {"weeks_ago": 1, "start": "2026-03-03T12:05:00.000Z", "end": "2026-03-03T12:10:00.000Z",
+         "value": None, "complete": False}
+    ]  # fmt: skip
+    w.begin(["shop"], T0 + 900)  # a later start keeps the first
+    assert w.kept_since("shop") == T0 + 30

@@ -1,0 +1,176 @@
+"""The real-time alert metrics over real HTTP: events posted to a real collector (its own
+process, the engine inside it) are counted in the engine's windows and served by
+``GET /v1/metrics/windows``; they survive a restart (memory store: the snapshot; Redis: the
+shared store), and the API checks its key and input like the other ``/v1`` reads."""
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.servers import collector
+from tests.integration.test_event_bus import redis_url  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.integration
+
+KEY, OTHER_KEY = "key-demo-" + uuid.uuid4().hex, "key-other-" + uuid.uuid4().hex
+ENV = {
+    "RT_DEMO_KEY": KEY,
+    "RT_OTHER_KEY": OTHER_KEY,
+    "SITELINE_RATE_LIMIT": "0",
+    "SITELINE_ENGINE_WAREHOUSE_URL": "none",
+}
+AUTH = {"Authorization": f"Bearer {KEY}"}
+DESKTOP = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+BOT = "Googlebot/2.1 (+http://www.google.com/bot.html)"
+SHOP = "https://shop.siteline.test"
+
+
+def sites_yml(path: Path) -> Path:
+    path.write_text(
+        f"""
+sites:
+  - id: demo
+    domains: [shop.siteline.test]
+    api_key_env: RT_DEMO_KEY
+    page_labels: [{{label: Checkout, path: '^/(cart|checkout/)'}}, {{label: Product, path: '^/p/'}}]
+  - id: other
+    domains: [other.example]
+    api_key_env: RT_OTHER_KEY
+"""
+    )
+    return path
+
+
+def event(kind: str, visitor: str, path: str = "/", **fields) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()), "type": kind,
+        "occurred_at": datetime.now(UTC).isoformat(), "visitor_id": visitor,
+        "url": SHOP + path, **fields,
+    }  # fmt: skip
+
+
+def post(base: str, *events, agent: str = DESKTOP) -> None:
+    response = httpx.post(
+        f"{base}/collect",
+        json={"site_id": "demo", "events": list(events)},
+        headers={"User-Agent": agent},
+    )
+    assert response.status_code == 200, response.text
+
+
+def traffic(base: str) -> None:
+    """Three visitors, two orders, one checkout error (and one elsewhere), two payment
+    failures, and a bot's payment failure that counts for nothing."""
+    post(
+        base,
+        event("page_view", "v1", "/p/jacket"),
+        event("page_view", "v2", "/cart"),
+        event("page_view", "v3", "/checkout/pay"),
+        event("transaction", "v1", "/checkout/done", order_id="o-1", revenue=49.9),
+        event("transaction", "v2", "/checkout/done", order_id="o-2", revenue=12.5),
+        event("event", "v3", "/checkout/pay", category="error", action="javascript_error",
+              label="TypeError: x is undefined"),  # fmt: skip
+        event("event", "v1", "/p/jacket", category="error", action="http_error", value=502),
+        event("event", "v2", "/checkout/pay", category="ecommerce", action="payment_failed"),
+        event("event", "v3", "/checkout/pay", category="ecommerce", action="payment_failed"),
+    )
+    post(base, event("event", "bot-1", "/checkout/pay", category="ecommerce",
+                     action="payment_failed"), agent=BOT)  # fmt: skip
+
+
+def values(base: str, weeks: int = 1) -> dict:
+    """Each metric's window of 5 minutes ending now, with the window before and last week."""
+    out = {}
+    for metric in ("active_visitors", "orders", "checkout_errors", "payment_failures"):
+        reply = httpx.get(
+            f"{base}/v1/metrics/windows",
+            params={"metric": metric, "window": 300, "weeks": weeks},
+            headers=AUTH,
+        )
+        assert reply.status_code == 200, reply.text
+        answer = reply.json()
+        assert answer["site_id"] == "demo" and answer["window_seconds"] == 300
+        out[metric] = (
+            answer["value"],
+            answer["previous_window"]["value"],
+            [w["value"] for w in answer["previous_weeks"]],
+        )
+    return out
+
+
+# Now: the posted events; the window before and last week: nothing kept yet (no data).
+EXPECTED = {
+    "active_visitors": (3.0, None, [None]),
+    "orders": (2.0, None, [None]),
+    "checkout_errors": (1.0, None, [None]),
+    "payment_failures": (2.0, None, [None]),
+}
+
+
+def test_events_posted_to_the_collector_are_in_the_windows_and_survive_a_restart(tmp_path):
+    sites = sites_yml(tmp_path / "sites.yml")
+    landing = tmp_path / "landing"
+    with collector(landing, sites_file=sites, **ENV) as (url, _):
+        traffic(url)
+        assert values(url) == EXPECTED
+    # A restart (the snapshot at the stop, the landing replayed after it at the start).
+    with collector(landing, sites_file=sites, **ENV) as (url, _):
+        assert values(url) == EXPECTED
+
+
+def test_the_windows_api_checks_its_key_and_input(tmp_path):
+    sites = sites_yml(tmp_path / "sites.yml")
+    with collector(tmp_path / "landing", sites_file=sites, **ENV) as (url, _):
+        before = datetime.now(UTC).timestamp()
+        traffic(url)
+        address = f"{url}/v1/metrics/windows"
+        no_key = httpx.get(address, params={"metric": "orders"})
+        assert no_key.status_code == 401
+        other = httpx.get(address, params={"metric": "orders"},
+                          headers={"Authorization": f"Bearer {OTHER_KEY}"})  # fmt: skip
+        assert other.status_code == 200
+        # Nothing happened on the other site since the engine started: 0, kept in part.
+        assert (other.json()["site_id"], other.json()["value"]) == ("other", 0.0)
+        assert other.json()["complete"] is False
+        cases = {
+            (("metric", "sessions"),): "metric must be one of active_visitors, orders, "
+            "checkout_errors, payment_failures (got 'sessions')",
+            (("metric", "orders"), ("window", "30")): "window must be from 60 to 3600 seconds",
+            (("metric", "orders"), ("weeks", "9")): "weeks must be from 0 to 8 (the engine "
+            "keeps 8 weeks: SITELINE_ENGINE_WINDOW_WEEKS)",
+            (("metric", "orders"), ("at", "2020-01-01T00:00:00Z")): "at must be in the last "
+            "hour, not in the future",
+        }  # fmt: skip
+        for params, message in cases.items():
+            reply = httpx.get(address, params=dict(params), headers=AUTH)
+            assert (reply.status_code, reply.json()["error"]) == (400, message)
+        foreign = httpx.get(address, params={"metric": "orders", "site": "other"}, headers=AUTH)
+        assert foreign.status_code == 404
+        assert foreign.json()["error"] == "site 'other' is not the site of this API key ('demo')"
+        # ``at``: the window ending then (the live evaluator asks for its tick). A minute
+        # before the traffic the engine had not started yet: no data, not 0.
+        then = int(before) - 60  # whole seconds: the answer repeats it exactly
+        at = httpx.get(address, params={"metric": "orders", "at": f"{then:.3f}"}, headers=AUTH)
+        assert (at.json()["value"], at.json()["complete"]) == (None, False)
+        assert at.json()["end"] == datetime.fromtimestamp(then, UTC).isoformat(
+            timespec="milliseconds"
+        ).replace("+00:00", "Z")
+
+
+def test_engines_sharing_redis_keep_the_windows_in_it(redis_url, tmp_path):  # noqa: F811
+    redis, _ = redis_url
+    sites = sites_yml(tmp_path / "sites.yml")
+    shared = {**ENV, "SITELINE_EVENT_BUS": "inprocess", "SITELINE_ENGINE_STORE": redis}
+    with collector(tmp_path / "landing-a", sites_file=sites, **shared) as (url, _):
+        traffic(url)
+        assert values(url) == EXPECTED
+    # Another process, another landing: what it knows comes from Redis alone.
+    other = {**shared, "SITELINE_COLLECTOR_ID": "second"}
+    with collector(tmp_path / "landing-b", sites_file=sites, **other) as (url, _):
+        assert values(url) == EXPECTED
