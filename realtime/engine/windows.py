@@ -21,9 +21,10 @@ figures a minute, 5.2 MB per site for 8 weeks, whatever the traffic.
 
 The engine keeps a site's minutes from its first start on (``begin``); a window that began
 before is measured over the part since and answered as not ``complete``, a window that ended
-before has no value (no data, not 0). A window ``(end - window, end]`` adds up its minutes; a minute the window covers in part
-counts in proportion (a minute still under way: in proportion of the part of it that has
-passed), so the current window and the same window a week ago are measured alike. Active
+before has no value (no data, not 0). A window ``(end - window, end]`` adds up its minutes;
+a minute the window covers in part counts in proportion (a minute still under way: in
+proportion of the part of it that has passed), so the current window and the same window a
+week ago are measured alike. Active
 visitors now are counted exactly, from the visitors' last events; at an earlier end they are
 interpolated between the two minute ends around it.
 
