@@ -220,6 +220,12 @@ class EngineWindows:
         self.http.close()
 
 
+def instance_of(rule: AlertRule, site: Site) -> str:
+    from orchestration.alerts import evaluate
+
+    return evaluate.instance_id(rule, site.id, None)
+
+
 def hand_over(conn, evaluation_id: str, rule: AlertRule, site: Site, start: datetime,
               end: datetime, judgement: Judgement, now: datetime,
               config: SitesConfig, error: str | None = None) -> list:  # fmt: skip
@@ -233,12 +239,30 @@ def hand_over(conn, evaluation_id: str, rule: AlertRule, site: Site, start: date
 
 
 def notify(conn, evaluation_id: str, news: list, config: SitesConfig, now: datetime) -> None:
-    """The news to the outbox, and what is due sent."""
+    """The news to the outbox, and what is due sent (retries too, also on a quiet tick)."""
     from orchestration.alerts import outbox
 
     if news:
         outbox.enqueue(conn, evaluation_id, news, config, now)
     outbox.deliver(conn, config, now=None)
+
+
+def steady(verdict: str, state: str | None, rule: AlertRule) -> bool:
+    """Whether a verdict leaves the instance as it is with nothing to tell: fine and Normal,
+    or no data and NoData. Such a tick is not stored as an evaluation (a row every 10 s per
+    instance would grow the table by 8,640 a day for nothing); the instance's last value and
+    evaluation time are updated."""
+    if verdict == "nodata" and rule.no_data != "nodata":
+        return False
+    return (verdict, state) in (("ok", "normal"), ("nodata", "nodata"))
+
+
+@dataclass
+class _Judged:
+    rule: AlertRule
+    site: Site
+    judgement: Judgement
+    error: str | None
 
 
 class LiveEvaluator:
@@ -248,27 +272,13 @@ class LiveEvaluator:
         self.config = config
         self.engine = engine
         self.unreachable_since: float | None = None
+        self.schema_of: int | None = None  # the connection the schema was ensured on
 
-    def tick(self, conn, at: float) -> dict:
-        """Evaluate every real-time rule for the window ending at ``at`` (a tick); returns
-        counts of the verdicts."""
-        from orchestration.alerts.store import ensure_schema
-
-        rules = realtime_rules(self.config)
-        verdicts: dict[str, int] = {}
-        if not rules:
-            return verdicts
-        now = datetime.now(UTC)
-        evaluation_id = f"realtime-{datetime.fromtimestamp(at, UTC):%Y%m%dT%H%M%S}"
-        ensure_schema(conn)
-        with conn.transaction():
-            conn.execute(
-                "insert into alerts.evaluation_runs (evaluation_id, kind, started_at, rules)"
-                " values (%s, 'realtime', %s, %s) on conflict (evaluation_id) do nothing",
-                (evaluation_id, now, len(rules)),
-            )
-        news: list = []
-        for rule in rules:
+    def judge_all(self, at: float) -> list[_Judged] | None:
+        """Every real-time rule and site judged at the tick ``at``; None when the engine has
+        been unreachable for less than UNREACHABLE_GRACE (the tick is skipped)."""
+        judged: list[_Judged] = []
+        for rule in realtime_rules(self.config):
             metric = METRICS[rule.metric]
             try:
                 sites = self.config.sites_of(rule)
@@ -276,37 +286,83 @@ class LiveEvaluator:
                 log.warning("real-time rule %s: %s", rule.id, exc)
                 continue
             for site in sites:
-                start, end = period_of(at, rule.window, site)
                 error = None
                 try:
-                    answer = self.engine.get(
-                        site, rule.metric, rule.window, weeks_needed(rule.condition), at
-                    )
+                    weeks = weeks_needed(rule.condition)
+                    answer = self.engine.get(site, rule.metric, rule.window, weeks, at)
                     self.unreachable_since = None
                     judgement = judge_window(rule.condition, metric, answer)
                 except EngineUnreachable as exc:
                     first = self.unreachable_since = self.unreachable_since or time.time()
                     if time.time() - first < UNREACHABLE_GRACE:
                         log.warning("%s; this tick is not evaluated", exc)
-                        return verdicts  # starting or restarting: the next tick tries again
-                    error = f"{exc} (since {UNREACHABLE_GRACE:.0f} s or more)"
+                        return None  # starting or restarting: the next tick tries again
+                    error = f"{exc} (for {UNREACHABLE_GRACE:.0f} s or more)"
                     judgement = Judgement("error", None, None, None, None, None, error)
                 except Exception as exc:  # one broken rule fails alone
                     error = f"{type(exc).__name__}: {exc}"
                     judgement = Judgement("error", None, None, None, None, None, error)
-                verdicts[judgement.verdict] = verdicts.get(judgement.verdict, 0) + 1
-                try:
-                    news += hand_over(conn, evaluation_id, rule, site, start, end, judgement,
-                                      now, self.config, error)  # fmt: skip
-                except Exception:
-                    log.exception("real-time rule %s, site %s: cannot store", rule.id, site.id)
-        notify(conn, evaluation_id, news, self.config, now)
-        with conn.transaction():
+                judged.append(_Judged(rule, site, judgement, error))
+        return judged
+
+    def tick(self, conn, at: float) -> dict:
+        """Evaluate every real-time rule for the window ending at ``at`` (a tick): store what
+        changes an instance, notify; returns the count of each verdict."""
+        from orchestration.alerts.store import ensure_schema
+
+        judged = self.judge_all(at)
+        verdicts: dict[str, int] = {}
+        if not judged:
+            return verdicts
+        for one in judged:
+            verdicts[one.judgement.verdict] = verdicts.get(one.judgement.verdict, 0) + 1
+        if self.schema_of != id(conn):
+            ensure_schema(conn)
+            self.schema_of = id(conn)
+        now = datetime.now(UTC)
+        ids = [instance_of(j.rule, j.site) for j in judged]
+        states = dict(
             conn.execute(
-                "update alerts.evaluation_runs set finished_at = clock_timestamp(),"
-                " instances = %s, errors = %s where evaluation_id = %s",
-                (sum(verdicts.values()), verdicts.get("error", 0), evaluation_id),
-            )
+                "select instance_id, state from alerts.instances where instance_id = any(%s)",
+                (ids,),
+            ).fetchall()
+        )
+        pairs = list(zip(judged, ids, strict=True))
+        still = [steady(j.judgement.verdict, states.get(i), j.rule) for j, i in pairs]
+        quiet = [pair for pair, s in zip(pairs, still, strict=True) if s]
+        if quiet:
+            with conn.transaction(), conn.cursor() as cursor:
+                cursor.executemany(
+                    "update alerts.instances set last_evaluated_at = %s, last_value = %s"
+                    " where instance_id = %s",
+                    [(now, j.judgement.value, i) for j, i in quiet],
+                )
+        changing = [j for j, s in zip(judged, still, strict=True) if not s]
+        evaluation_id = f"realtime-{datetime.fromtimestamp(at, UTC):%Y%m%dT%H%M%S}"
+        news: list = []
+        if changing:
+            with conn.transaction():
+                conn.execute(
+                    "insert into alerts.evaluation_runs (evaluation_id, kind, started_at, rules)"
+                    " values (%s, 'realtime', %s, %s) on conflict (evaluation_id) do nothing",
+                    (evaluation_id, now, len({j.rule.id for j in judged})),
+                )
+            for j in changing:
+                start, end = period_of(at, j.rule.window, j.site)
+                try:
+                    news += hand_over(conn, evaluation_id, j.rule, j.site, start, end,
+                                      j.judgement, now, self.config, j.error)  # fmt: skip
+                except Exception:  # one instance that cannot be stored fails alone
+                    log.exception("real-time rule %s, site %s: cannot store", j.rule.id,
+                                  j.site.id)  # fmt: skip
+        notify(conn, evaluation_id, news, self.config, now)
+        if changing:
+            with conn.transaction():
+                conn.execute(
+                    "update alerts.evaluation_runs set finished_at = clock_timestamp(),"
+                    " instances = %s, errors = %s where evaluation_id = %s",
+                    (len(judged), verdicts.get("error", 0), evaluation_id),
+                )
         return verdicts
 
 

@@ -133,3 +133,21 @@ def test_a_window_kept_only_in_part_can_only_be_too_high():
     half = answer(1.0)
     half["previous_weeks"] = [{"weeks_ago": 1, "value": 10.0, "complete": False}]
     assert judge_window(week, ORDERS, half).verdict == "nodata"
+
+
+def test_a_tick_that_changes_nothing_is_not_stored():
+    from ingestion.core.alert_config import AlertRule
+    from orchestration.alerts.live import steady
+
+    rule = AlertRule.model_validate({"id": "r", "metric": "orders", "window": "5m",
+                                     "condition": {"type": "above", "value": 1}})  # fmt: skip
+    assert steady("ok", "normal", rule)
+    assert steady("nodata", "nodata", rule)
+    assert not steady("ok", None, rule)  # a new instance: created by its first evaluation
+    assert not steady("ok", "firing", rule)  # resolves
+    assert not steady("ok", "resolved", rule)  # back to normal
+    assert not steady("ok", "pending", rule)
+    assert not steady("breach", "normal", rule)
+    assert not steady("breach", "firing", rule)  # repeat notifications are due in time
+    alerting = rule.model_copy(update={"no_data": "alerting"})
+    assert not steady("nodata", "nodata", alerting)
