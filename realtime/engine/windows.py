@@ -24,7 +24,9 @@ before is measured over the part since and answered as not ``complete``, a windo
 before has no value (no data, not 0). A window ``(end - window, end]`` adds up its minutes;
 a minute the window covers in part counts in proportion (a minute still under way: in
 proportion of the part of it that has passed), so the current window and the same window a
-week ago are measured alike. Active
+week ago are measured alike - except that the counts of the last :data:`RECENT` seconds are
+also kept by the second, so the live window, which ends at an evaluator's tick a moment ago,
+counts exactly the events that came by then. Active
 visitors now are counted exactly, from the visitors' last events; at an earlier end they are
 interpolated between the two minute ends around it.
 
@@ -51,6 +53,7 @@ COUNTED = ("orders", "checkout_errors", "payment_failures")
 METRICS = ("active_visitors", *COUNTED)
 ACTIVE_MINUTES = (1, 2, 3, 4, 5, 10, 15, 20, 30, 45, 60)
 HORIZON = ACTIVE_MINUTES[-1] * 60  # seconds a visitor's last event matters
+RECENT = 180  # seconds also counted second by second: the live window's end is exact
 WEEK = 7 * 86400
 MINUTES_A_WEEK = 7 * 1440
 CHECKOUT_LABEL = "checkout"  # page label (case-insensitive) of the checkout pages
@@ -106,6 +109,10 @@ class Windows:
     def minutes(self, site_id: str, index: int, first: int, last: int) -> np.ndarray:
         raise NotImplementedError
 
+    def seconds(self, site_id: str, index: int, minute: int) -> np.ndarray | None:
+        """The counts of each second of a recent ``minute`` (None: not kept by second)."""
+        raise NotImplementedError
+
     def minute_ends(self, site_id: str, ends: list[int]) -> list:
         raise NotImplementedError
 
@@ -143,10 +150,14 @@ class Windows:
             if not count:
                 continue
             m0 = (first + offset) * 60
-            covered = min(m0 + 60, now) - m0  # a minute under way: the part that has passed
-            overlap = min(end, m0 + 60, now) - max(start, m0)
-            if covered > 0 and overlap > 0:
-                total += float(count) * min(1.0, overlap / covered)
+            if (start > m0 or end < m0 + 60) and m0 >= now - RECENT + 60:
+                by_second = self.seconds(site_id, index, first + offset)
+                # A recent minute in part: by its seconds, when they hold all of it (not so
+                # after a restart, which keeps minutes only).
+                if by_second is not None and int(by_second.sum()) == int(count):
+                    total += _share(by_second, m0, 1, start, end, now)
+                    continue
+            total += _share([count], m0, 60, start, end, now)
         return round(total, 3)
 
     def _active(self, site_id: str, start: float, end: float, now: float):
@@ -196,10 +207,27 @@ class Windows:
         }
 
 
+def _share(counts, first: float, width: float, start: float, end: float, now: float) -> float:
+    """What buckets of ``width`` seconds from ``first`` on add to the window ``(start, end]``:
+    each in proportion of its part in the window (a bucket under way: of the part of it that
+    has passed)."""
+    total = 0.0
+    for n, count in enumerate(counts):
+        if not count:
+            continue
+        b0 = first + n * width
+        covered = min(b0 + width, now) - b0
+        overlap = min(end, b0 + width, now) - max(start, b0)
+        if covered > 0 and overlap > 0:
+            total += float(count) * min(1.0, overlap / covered)
+    return total
+
+
 class _SiteRing:
     """One site's minutes in memory: a ring of ``slots`` minutes."""
 
-    __slots__ = ("active", "closed", "counts", "last_closed", "minute", "seen", "since")
+    __slots__ = ("active", "closed", "counts", "last_closed", "minute", "second",
+                 "second_counts", "seen", "since")  # fmt: skip
 
     def __init__(self, slots: int) -> None:
         self.counts = np.zeros((slots, len(COUNTED)), np.int32)
@@ -209,6 +237,8 @@ class _SiteRing:
         self.since: float | None = None  # when the engine began keeping the site
         self.last_closed: int | None = None  # the last minute end whose figures were taken
         self.seen: dict[str, float] = {}  # visitor -> last event (last HORIZON s), in order
+        self.second_counts = np.zeros((RECENT, len(COUNTED)), np.int32)
+        self.second = np.full(RECENT, -1, np.int64)  # the epoch second a slot holds
 
     def slot(self, minute: int) -> int:
         slot = minute % len(self.minute)
@@ -264,8 +294,14 @@ class MemoryWindows(Windows):
             ring.close_until(received)  # the figures of a minute end before what follows it
         if indices:
             slot = ring.slot(minute)
+            second = int(received)
+            at = second % RECENT
+            if ring.second[at] != second:
+                ring.second[at] = second
+                ring.second_counts[at] = 0
             for index in indices:
                 ring.counts[slot, index] += 1
+                ring.second_counts[at, index] += 1
         seen = ring.seen
         seen.pop(visitor_id, None)  # re-insert: ordered by last event
         seen[visitor_id] = max(received, ring.last_closed * 60.0)
@@ -293,6 +329,13 @@ class MemoryWindows(Windows):
         slots = wanted % self.slots
         held = ring.minute[slots] == wanted
         return np.where(held, ring.counts[slots, index], 0)
+
+    def seconds(self, site_id: str, index: int, minute: int) -> np.ndarray | None:
+        ring = self.sites[site_id]
+        wanted = np.arange(minute * 60, minute * 60 + 60)
+        slots = wanted % RECENT
+        held = ring.second[slots] == wanted
+        return np.where(held, ring.second_counts[slots, index], 0)
 
     def minute_ends(self, site_id: str, ends: list[int]) -> list:
         ring = self.sites[site_id]
@@ -391,9 +434,12 @@ class RedisWindows(Windows):
         pipe.set(self._key(site_id, "wclosed"), minute, nx=True)
         if indices:
             key = self._key(site_id, "wc", minute)
+            by_second = self._key(site_id, "ws", minute)
             for index in indices:
                 pipe.hincrby(key, COUNTED[index], 1)
+                pipe.hincrby(by_second, f"{index}:{int(received) % 60}", 1)
             pipe.expire(key, self.ttl)
+            pipe.expire(by_second, RECENT + 120)
         pipe.zadd(self._key(site_id, "wseen"), {visitor_id: received})
         pipe.execute()
         self.sites_seen.add(site_id)
@@ -445,6 +491,15 @@ class RedisWindows(Windows):
         for minute in range(first, last + 1):
             pipe.hget(self._key(site_id, "wc", minute), COUNTED[index])
         return np.array([int(v) if v else 0 for v in pipe.execute()], np.int64)
+
+    def seconds(self, site_id: str, index: int, minute: int) -> np.ndarray | None:
+        raw = self.client.hgetall(self._key(site_id, "ws", minute))
+        counts = np.zeros(60, np.int64)
+        prefix = f"{index}:".encode()
+        for field, value in raw.items():
+            if field.startswith(prefix):
+                counts[int(field[len(prefix) :])] = int(value)
+        return counts
 
     def minute_ends(self, site_id: str, ends: list[int]) -> list:
         since = self.kept_since(site_id)

@@ -69,12 +69,14 @@ def test_a_window_sums_its_minutes_and_the_same_window_of_last_week():
     assert answer["kept_since"] == "2026-03-03T11:00:00.000Z"
 
 
-def test_minutes_a_window_covers_in_part_count_in_proportion():
+def test_recent_minutes_count_by_the_second_older_ones_in_proportion():
     w = windows_with_history()
-    # (T0+30, T0+90] at T0+90: half of minute T0 (2 orders) and all of the 30 s that have
-    # passed of the minute under way (1 order).
-    assert w.value("shop", "orders", T0 + 30, T0 + 90, now=T0 + 90) == 2.0
-    # Later, the minute T0+60 is over: its 1 order counts for half.
+    # The last three minutes are also kept by the second: (T0+30, T0+90] holds the order of
+    # T0+70 only, and a window ending a little before now counts exactly what came by then.
+    assert w.value("shop", "orders", T0 + 30, T0 + 90, now=T0 + 90) == 1.0
+    assert w.value("shop", "orders", T0 - 225, T0 + 75, now=T0 + 78) == 3.0
+    assert w.value("shop", "orders", T0 - 225, T0 + 65, now=T0 + 78) == 2.0
+    # Later, by minutes: half of minute T0 (2 orders) and half of minute T0+1m (1 order).
     assert w.value("shop", "orders", T0 + 30, T0 + 90, now=T0 + 600) == 1.5
     # The same 60 s a week ago: half of the minute of 3 orders.
     assert w.value("shop", "orders", T0 + 30 - WEEK, T0 + 90 - WEEK, now=T0 + 90) == 1.5
