@@ -444,15 +444,11 @@ class RedisWindows(Windows):
         pipe.execute()
         self.sites_seen.add(site_id)
 
-    def _sites(self) -> set[str]:
-        sites = set(self.sites_seen)
-        for key in self.client.scan_iter(f"{self.prefix}:*:wsince:", count=100):
-            sites.add(key.decode()[len(self.prefix) + 1 : -len(":wsince:")])
-        return sites
-
     def close_until(self, now: float) -> None:
         end = int(now // 60)
-        for site_id in self._sites():
+        # The sites of sites.yml (``begin`` at the start) and any this process counted: no
+        # scan of the keyspace, which holds every visitor's state, every second.
+        for site_id in list(self.sites_seen):
             raw = self.client.get(self._key(site_id, "wclosed"))
             if raw is None:
                 continue

@@ -173,3 +173,43 @@ def test_engines_sharing_redis_keep_the_windows_in_it(redis_url, tmp_path):  # n
     other = {**shared, "SITELINE_COLLECTOR_ID": "second"}
     with collector(tmp_path / "landing-b", sites_file=sites, **other) as (url, _):
         assert values(url) == EXPECTED
+
+
+def test_the_redis_windows_answer_as_the_memory_ones(redis_url):  # noqa: F811
+    import redis as redis_client
+
+    from realtime.engine.windows import WEEK, MemoryWindows, RedisWindows
+
+    url, _ = redis_url
+    t0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
+    stores = [MemoryWindows(weeks=2), RedisWindows(redis_client.Redis.from_url(url), weeks=2)]
+    for w in stores:
+        w.begin(["shop"], t0 - WEEK - 3600)
+        for at, visitor, adds in (
+            (t0 - WEEK + 5, "x", (0,)), (t0 - WEEK + 50, "y", (0, 2)), (t0 - WEEK + 180, "", ()),
+            (t0 + 5, "a", (0,)), (t0 + 30, "b", (1,)), (t0 + 40, "a", (2,)),
+            (t0 + 65, "c", (0,)),
+        ):  # fmt: skip
+            w.close_until(at)  # the housekeeping, every second, as time goes by
+            if visitor:
+                w.record("shop", visitor, at, adds)
+    asked = [
+        ("orders", t0 + 100, 120), ("orders", t0 + 90, 60), ("checkout_errors", t0 + 100, 300),
+        ("payment_failures", t0 + 100, 120), ("active_visitors", t0 + 100, 60),
+        ("active_visitors", t0 + 100, 120),
+    ]  # fmt: skip
+    answers = [[w.answer("shop", m, end, window, 1, t0 + 100) for m, end, window in asked]
+               for w in stores]  # fmt: skip
+    assert answers[0] == answers[1]
+    # (now, a week ago): by the second now, by minutes in proportion a week ago (half of the
+    # minute of x and y's 2 orders); active visitors a week ago between two minute ends.
+    assert [(a["value"], a["previous_weeks"][0]["value"]) for a in answers[1]] == [
+        (2.0, 2.0), (1.0, 1.0), (1.0, 0.0), (1.0, 1.0), (1.0, 0.667), (3.0, 2.0),
+    ]  # fmt: skip
+    later = t0 + 600  # by the minute ends now
+    for w in stores:
+        w.close_until(later)
+    assert [w.value("shop", "active_visitors", t0 + 30, t0 + 90, later) for w in stores] == [
+        1.5,
+        1.5,
+    ]
