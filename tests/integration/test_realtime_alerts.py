@@ -3,6 +3,9 @@ process, the engine inside it) are counted in the engine's windows and served by
 ``GET /v1/metrics/windows``; they survive a restart (memory store: the snapshot; Redis: the
 shared store), and the API checks its key and input like the other ``/v1`` reads."""
 
+import http.server
+import json
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.servers import collector
 from tests.integration.test_event_bus import redis_url  # noqa: F401 - a fixture
 
@@ -213,3 +217,87 @@ def test_the_redis_windows_answer_as_the_memory_ones(redis_url):  # noqa: F811
         1.5,
         1.5,
     ]
+
+
+CHECKOUT_PAGE = """<!doctype html>
+<html><head><title>Pay</title>
+<script>
+  window.siteline = window.siteline || function () { (siteline.q = siteline.q || []).push(arguments) };
+  siteline('init', { siteId: 'demo', endpoint: '{collector}/collect', heartbeatSeconds: 0, flushMs: 100 });
+</script>
+<script async src="{collector}/t.js"></script>
+</head><body>
+<button id="boom" onclick="undefinedFunction()">Pay</button>
+<button id="reject" onclick="Promise.reject(new Error('card service timed out'))">Retry</button>
+<button id="api" onclick="fetch('{payments}/charge')">Charge</button>
+<button id="declined"
+   onclick="siteline('track', 'ecommerce', 'payment_failed', {label: 'card_declined'})">Card</button>
+</body></html>"""
+
+
+class Failing(http.server.BaseHTTPRequestHandler):
+    """A payment API that answers 503 (readable by the page: CORS allowed)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(503)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_the_tracker_reports_checkout_errors_and_the_engine_counts_them(shop, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    origin, docroot, _ = shop
+    sites = tmp_path / "sites-browser.yml"
+    sites.write_text(
+        "sites:\n  - id: demo\n    domains: [127.0.0.1]\n"
+        f"    allowed_origins: ['{origin}']\n    api_key_env: RT_DEMO_KEY\n"
+        "    page_labels: [{label: Checkout, path: '^/checkout/'}]\n"
+    )
+    payments = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=payments.serve_forever, daemon=True).start()
+    payments_url = f"http://127.0.0.1:{payments.server_address[1]}"
+    with collector(tmp_path / "landing", sites_file=sites, **ENV) as (url, _):
+        (docroot / "checkout").mkdir()
+        (docroot / "checkout" / "pay.html").write_text(
+            CHECKOUT_PAGE.replace("{collector}", url).replace("{payments}", payments_url)
+        )
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(user_agent=DESKTOP)
+            with page.expect_response(sending("page_view")):
+                page.goto(f"{origin}/checkout/pay.html", wait_until="load")
+            with page.expect_response(sending("javascript_error")) as thrown:
+                page.click("#boom")
+            with page.expect_response(sending("unhandled_rejection")):
+                page.click("#reject")
+            with page.expect_response(sending("http_error")) as failed_call:
+                page.click("#api")
+            with page.expect_response(sending("payment_failed")):
+                page.click("#declined")
+            sent = [json.loads(r.request.post_data)["events"][0]
+                    for r in (thrown.value, failed_call.value)]  # fmt: skip
+            browser.close()
+        payments.shutdown()
+        assert sent[0]["category"] == "error" and sent[0]["action"] == "javascript_error"
+        assert "undefinedFunction" in sent[0]["label"]
+        assert (sent[1]["action"], sent[1]["value"], sent[1]["label"]) == (
+            "http_error",
+            503,
+            f"{payments_url}/charge",
+        )
+        got = {}
+        for metric in ("checkout_errors", "payment_failures", "active_visitors"):
+            reply = httpx.get(f"{url}/v1/metrics/windows", params={"metric": metric},
+                              headers=AUTH)  # fmt: skip
+            got[metric] = reply.json()["value"]
+        assert got == {"checkout_errors": 3.0, "payment_failures": 1.0, "active_visitors": 1.0}
+
+
+def sending(what: str):
+    """Matches the collector's answer to the tracker's batch that carries ``what``."""
+    return lambda r: r.url.endswith("/collect") and f'"{what}"' in (r.request.post_data or "")
