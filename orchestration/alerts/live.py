@@ -376,6 +376,11 @@ def run(stop: threading.Event | None = None, interval: float | None = None) -> N
     stop = stop or threading.Event()
     interval = interval or settings().alerts_live_seconds
     config = load_sites()
+    if not realtime_rules(config):
+        # Nothing to do; but a service that ends stops `siteline up`, so it waits.
+        log.info("no real-time alert rules in sites.yml; idle until stopped")
+        stop.wait()
+        return
     engine = EngineWindows(config)
     evaluator = LiveEvaluator(config, engine)
     conn = None
