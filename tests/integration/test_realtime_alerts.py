@@ -301,3 +301,44 @@ def test_the_tracker_reports_checkout_errors_and_the_engine_counts_them(shop, tm
 def sending(what: str):
     """Matches the collector's answer to the tracker's batch that carries ``what``."""
     return lambda r: r.url.endswith("/collect") and f'"{what}"' in (r.request.post_data or "")
+
+
+def test_an_engine_that_does_not_answer_skips_ticks_then_puts_the_rules_in_error(
+    tmp_path, monkeypatch
+):
+    from ingestion.core.sites import load_sites
+    from orchestration.alerts.live import UNREACHABLE_GRACE, EngineWindows, LiveEvaluator
+    from tests.integration.servers import free_port
+
+    monkeypatch.setenv("RT_DEMO_KEY", KEY)
+    monkeypatch.setenv("RT_OTHER_KEY", OTHER_KEY)
+    sites = sites_yml(tmp_path / "sites.yml")
+    sites.write_text(
+        sites.read_text()
+        + """  - id: nokey
+    domains: [nokey.example]
+alerts:
+  rules:
+    - id: orders_live
+      metric: orders
+      window: 5m
+      sites: [demo, nokey]
+      condition: {type: below, value: 1}
+"""
+    )
+    config = load_sites(sites)
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    evaluator = LiveEvaluator(config, EngineWindows(config, url=nobody))
+    now = datetime.now(UTC).timestamp()
+    assert evaluator.judge_all(now) is None  # a restart, perhaps: the tick is skipped
+    evaluator.unreachable_since -= UNREACHABLE_GRACE  # a minute later, still nobody
+    judged = evaluator.judge_all(now + UNREACHABLE_GRACE)
+    assert [(j.site.id, j.judgement.verdict) for j in judged] == [
+        ("demo", "error"),
+        ("nokey", "error"),
+    ]
+    assert judged[0].error.startswith(f"the real-time engine at {nobody}: ")
+    assert judged[1].error == (
+        "ValueError: site 'nokey' has no API key for the real-time engine; set its "
+        "api_key_env in sites.yml"
+    )
