@@ -531,6 +531,7 @@ class Engine:
             "backlog_bytes": self.backlog_bytes,
             "evicted": getattr(self.store, "evicted", 0),
             "store": type(self.store).__name__,
+            "windows": {"store": type(self.windows).__name__, "weeks": self.windows.weeks},
             "listeners_dropped": self.hub.dropped,
             "changes_superseded": self.hub.stale,
             **({"customers": self.customers.counters} if self.customers else {}),
