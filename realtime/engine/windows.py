@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from ingestion.core.enrich import url_parts
 from ingestion.core.settings import settings
 
 log = logging.getLogger("siteline.engine")
@@ -70,11 +71,9 @@ def counted(record: dict, page_label) -> tuple[int, ...]:
     if etype != "event":
         return ()
     found: tuple[int, ...] = ()
-    if record.get("category") == ERROR_CATEGORY:
-        from ingestion.core.enrich import url_parts
-
-        if page_label(url_parts(record.get("url"))[1]).lower() == CHECKOUT_LABEL:
-            found = (1,)
+    path = url_parts(record.get("url"))[1] if record.get("category") == ERROR_CATEGORY else None
+    if path is not None and page_label(path).lower() == CHECKOUT_LABEL:
+        found = (1,)
     if record.get("action") == PAYMENT_FAILED:
         found = (*found, 2)
     return found
