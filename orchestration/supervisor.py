@@ -231,6 +231,8 @@ def services(webserver_socket: Path) -> list[Service]:
         # its segments and writes the engine's snapshot: it gets more time than that.
         Service("collector", [*cli, "collector", "--port", str(config.collector_port)],
                 signal_group=False, stop_grace=COLLECTOR_STOP_GRACE),  # its fsync helpers
+        # Real-time alert rules, every few seconds (orchestration/alerts/live.py)
+        Service("alerts-live", [sys.executable, "-m", "orchestration.alerts.live"]),
         # gunicorn (exec'd by `siteline superset`): SIGINT is its quick shutdown
         Service("superset", [*cli, "superset", "--port", str(config.superset_port)],
                 signal.SIGINT),

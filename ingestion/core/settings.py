@@ -164,11 +164,25 @@ class Settings(BaseSettings):
         "memory", description="Session store: `memory` or `redis://host:port/db`."
     )
     engine_max_sessions: int = Field(1_000_000, ge=1, description="Most live sessions in memory.")
+    engine_window_weeks: int = Field(
+        8, ge=1, le=53,
+        description="Weeks of per-minute counters the engine keeps for real-time alert rules.",
+    )  # fmt: skip
     event_bus: str = Field(
         "inprocess", description="Event bus: `inprocess` or `redis://host:port/db`."
     )
     customer_ttl: float = Field(
         300, ge=0, description="Seconds a visitor's customer state is cached."
+    )
+
+    # -- alerts ---------------------------------------------------------------------------------
+    alerts_live_seconds: float = Field(
+        10, ge=1, le=60, description="Seconds between evaluations of the real-time alert rules."
+    )
+    alerts_engine_url: str | None = Field(
+        None,
+        description="The real-time engine the live alert evaluator asks. Default: the "
+        "collector on 127.0.0.1.",
     )
 
     # -- services and consoles -----------------------------------------------------------------

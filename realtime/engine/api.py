@@ -18,7 +18,9 @@ import asyncio
 import hmac
 import inspect
 import logging
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, unquote
 
 import orjson
@@ -27,6 +29,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from ingestion.core.sites import Site, SitesConfig
 from realtime.engine.engine import Engine
+from realtime.engine.windows import METRICS as WINDOW_METRICS
 from realtime.replies import Reply, cors_headers, error_reply, json_reply
 
 log = logging.getLogger("siteline.engine.api")
@@ -171,11 +174,55 @@ class EngineAPI:
         window = minutes * 60 if minutes is not None else None
         return json_reply(self.engine.active(site.id, window, limit), cors)
 
+    def metric_windows(self, site: Site, _: str, query: dict, cors: dict) -> Reply:
+        """A real-time alert metric over the window ending now (or at ``at``), the window
+        before and the same window in previous weeks (realtime/engine/windows.py)."""
+        first = {name: values[0] for name, values in query.items() if values}
+        metric = first.get("metric", "")
+        if metric not in WINDOW_METRICS:
+            known = ", ".join(WINDOW_METRICS)
+            return error_reply(400, f"metric must be one of {known} (got '{metric[:64]}')", cors)
+        if first.get("site", site.id) != site.id:
+            message = f"site '{first['site'][:64]}' is not the site of this API key ('{site.id}')"
+            return error_reply(404, message, cors)
+        kept = self.engine.windows.weeks
+        try:
+            window = float(first.get("window", 300))
+            weeks = int(first.get("weeks", 4))
+            end = _instant(first["at"]) if "at" in first else None
+        except ValueError:
+            message = (
+                "window must be a number of seconds, weeks a whole number and at an ISO 8601 "
+                "time or epoch seconds"
+            )
+            return error_reply(400, message, cors)
+        if not 60 <= window <= 3600:
+            return error_reply(400, "window must be from 60 to 3600 seconds", cors)
+        if not 0 <= weeks <= kept:
+            message = (
+                f"weeks must be from 0 to {kept} (the engine keeps {kept} weeks: "
+                "SITELINE_ENGINE_WINDOW_WEEKS)"
+            )
+            return error_reply(400, message, cors)
+        if end is not None and not time.time() - 3600 <= end <= time.time() + 1:
+            return error_reply(400, "at must be in the last hour, not in the future", cors)
+        return json_reply(self.engine.metric_windows(site.id, metric, end, window, weeks), cors)
+
+
+def _instant(text: str) -> float:
+    """Epoch seconds of ``at``: a number, or an ISO 8601 time (UTC unless it says)."""
+    try:
+        return float(text)
+    except ValueError:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
 
 ENGINE_ROUTES = (
     EngineRoute("GET", "/v1/sessions/{session_id}", "session", "A live session's state"),
     EngineRoute("GET", "/v1/visitors/{visitor_id}/state", "visitor", "Live and customer state"),
     EngineRoute("GET", "/v1/active", "active", "Active sessions and visitors now"),
+    EngineRoute("GET", "/v1/metrics/windows", "metric_windows", "Alert metrics over windows"),
     EngineRoute("GET", "/v1/stream", STREAM, "Server-sent events of state changes"),
     EngineRoute("OPTIONS", "/v1/{path}", PREFLIGHT, None),
 )
@@ -241,6 +288,20 @@ def add_routes(app, api: EngineAPI) -> None:
         """Counts by page, channel and device, and the most recent sessions."""
         return await read(request)
 
+    async def metric_windows(
+        request: Request,
+        metric: str,
+        window: float = 300,
+        weeks: int = 4,
+        at: str | None = None,
+        site: str | None = None,
+    ) -> Response:
+        """A real-time alert metric (``active_visitors``, ``orders``, ``checkout_errors``,
+        ``payment_failures``) over the ``window`` seconds ending now (or at ``at``), the window
+        before it and the same window in each of the last ``weeks`` weeks: what the real-time
+        alert rules judge (docs/alerts.md, "Real-time rules")."""
+        return await read(request)
+
     async def stream(request: Request) -> Response:
         """``event: session`` with the full state after every event of a visit,
         ``event: session_ended`` when a visit ends; first an ``event: active`` summary.
@@ -274,7 +335,8 @@ def add_routes(app, api: EngineAPI) -> None:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **cors},
         )
 
-    endpoints = {"session": session, "visitor": visitor, "active": active, STREAM: stream}
+    endpoints = {"session": session, "visitor": visitor, "active": active,
+                 "metric_windows": metric_windows, STREAM: stream}  # fmt: skip
     for route in ENGINE_ROUTES:
         if route.summary is not None:
             app.add_api_route(

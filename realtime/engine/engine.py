@@ -37,6 +37,7 @@ from realtime.engine.rules import Sessioniser, SiteRules, corrected_time, iso, s
 from realtime.engine.scheduler import housekeeping
 from realtime.engine.state import SessionState, scores
 from realtime.engine.store import MemoryStore
+from realtime.engine.windows import counted, make_windows
 
 log = logging.getLogger("siteline.engine")
 
@@ -92,10 +93,17 @@ class Engine:
         snapshot_seconds: float = 60.0,
         max_backlog: int = 100_000,
         max_backlog_bytes: int | None = None,
+        windows=None,
     ) -> None:
         self.rules = {site.id: SiteRules(site) for site in sites.sites}
         self.sessionisers = {sid: Sessioniser(r) for sid, r in self.rules.items()}
         self.store = store if store is not None else MemoryStore()
+        # Per-minute counters of the real-time alert metrics, kept where the states are.
+        self.windows = (
+            windows
+            if windows is not None
+            else make_windows(self.store, getattr(self.store, "snapshot_path", None))
+        )
         self.customers = customers
         if customers is not None:
             customers.on_update = self._customer_arrived
@@ -229,6 +237,13 @@ class Engine:
             self.counters["late"] += 1  # as the warehouse: counted, not put into visits
             return
         self.counters["events"] += 1
+        if not record.get("is_bot"):  # the alert metrics count people, as /v1/active does
+            adds = counted(record, rules.page_label)
+            if self.store.shared:
+                self.windows.record(site_id, visitor, received, adds)
+            else:
+                with self.lock:
+                    self.windows.record(site_id, visitor, received, adds)
         outcome: dict = {}
 
         def change(state: SessionState | None) -> SessionState:
@@ -423,6 +438,15 @@ class Engine:
             ],
         }
 
+    def metric_windows(self, site_id: str, metric: str, end: float | None, window: float,
+                       weeks: int) -> dict:  # fmt: skip
+        """An alert metric over the window ending at ``end`` (default: now), the window
+        before it and the same window in each of the last ``weeks`` weeks (windows.py)."""
+        now = time.time()
+        with self.lock:
+            return self.windows.answer(site_id, metric, now if end is None else end, window,
+                                       weeks, now)  # fmt: skip
+
     # -- changes to listeners ---------------------------------------------------------------------
     def hub_wanted(self, site_id: str) -> bool:
         return self.store.shared or self.hub.listening(site_id)
@@ -459,6 +483,14 @@ class Engine:
             if self.hub_wanted(state.site_id):
                 self._announce(state.site_id, "session_ended", self._brief(state, now))
         return len(gone)
+
+    def close_windows(self) -> None:
+        """Take the active-visitor figures of the minutes that ended (windows.py)."""
+        if self.store.shared:
+            self.windows.close_until(time.time())
+        else:
+            with self.lock:
+                self.windows.close_until(time.time())
 
     # -- snapshot and replay (persistence.py), periodic work (scheduler.py) ------------------------
     def restore(self, landing: Path | None = None) -> int:
@@ -499,6 +531,7 @@ class Engine:
             "backlog_bytes": self.backlog_bytes,
             "evicted": getattr(self.store, "evicted", 0),
             "store": type(self.store).__name__,
+            "windows": {"store": type(self.windows).__name__, "weeks": self.windows.weeks},
             "listeners_dropped": self.hub.dropped,
             "changes_superseded": self.hub.stale,
             **({"customers": self.customers.counters} if self.customers else {}),

@@ -1,7 +1,8 @@
 """How the engine's in-memory state survives a restart: the snapshot and the replay.
 
 The snapshot (every live state, when it was taken and the ids of the events applied just
-before; written by the store, ``MemoryStore.save``) is written in the background by a forked
+before; written by the store, ``MemoryStore.save``, with the alert metrics' minutes beside it,
+``MemoryWindows.save``) is written in the background by a forked
 child every few seconds, at shutdown and right after each start. At start the engine loads
 it and replays from the collector's landing every event received from shortly before the
 snapshot on that it does not hold, so even after a crash nothing acknowledged is missing.
@@ -46,11 +47,13 @@ class Snapshots:
         engine = self.engine
         with engine.lock:
             meta = engine.store.load(engine.rules.keys())
+            engine.windows.load(engine.rules.keys())  # saved with the states: replayed alike
             if meta is not None and landing is not None:
                 taken = meta.get("taken_at", meta["saved_at"])
                 for event_id in meta.get("recent", ()):
                     engine.recent.add(event_id, taken)
                 engine.counters["replayed"] = self.replay(landing, taken - REPLAY_MARGIN)
+        engine.windows.begin(engine.rules.keys(), time.time())  # kept from now at the latest
         engine.sweep()
         restored = len(engine.store)
         engine.counters["restored"] = restored
@@ -119,7 +122,9 @@ class Snapshots:
             if not engine.dirty:
                 return 0
             engine.dirty = False
-            return engine.store.save(self._meta())
+            saved = engine.store.save(self._meta())
+            engine.windows.save()
+            return saved
 
     def _meta(self) -> dict:
         taken = time.time()
@@ -142,6 +147,7 @@ class Snapshots:
             try:
                 os.nice(10)  # serving goes first
                 engine.store.save(meta)
+                engine.windows.save()  # the alert metrics' minutes, of the same instant
                 code = 0
             finally:
                 os._exit(code)

@@ -1,5 +1,6 @@
 """The engine's periodic work, as one task on the collector's event loop: every second it
-expires the visits past their site's timeout (``Engine.sweep``), and every
+expires the visits past their site's timeout (``Engine.sweep``) and takes the active-visitor
+figures of the minute that ended (``Engine.close_windows``), and every
 ``snapshot_seconds`` it has the snapshot written in the background (``persistence.py``).
 With a shared store it first starts delivering the other engine processes' changes to this
 process's stream listeners (``Hub.follow``).
@@ -29,6 +30,7 @@ async def housekeeping(engine: Engine) -> None:
         await asyncio.sleep(SWEEP_SECONDS)
         try:
             engine.sweep()
+            engine.close_windows()
             if time.monotonic() - last_save >= engine.snapshot_seconds:
                 last_save = time.monotonic()
                 engine.save_in_background()

@@ -362,7 +362,7 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
     assert len(out.lines) < 30, output
     # The full logs are in files, one per service, and one per pipeline run.
     for name in ("dagster-webserver", "dagster-daemon", "dagster-ui-proxy", "collector",
-                 "superset"):  # fmt: skip
+                 "superset", "alerts-live"):  # fmt: skip
         assert (log_dir / f"{name}.log").read_text().startswith(f"---- siteline up: {name}")
     # The collector was stopped alone, its fsync helpers by itself: no helper died under it.
     collector_log = (log_dir / "collector.log").read_text()

@@ -70,6 +70,7 @@ def test_the_fast_path_answers_exactly_the_fastapi_routes_of_its_table(tmp_path,
         ("GET", "/v1/sessions/{session_id}"),
         ("GET", "/v1/visitors/{visitor_id}/state"),
         ("GET", "/v1/active"),
+        ("GET", "/v1/metrics/windows"),
     }
     for row in ROUTES:
         expected = None if row.handler == NOOP and not noop else row.handler
@@ -116,6 +117,7 @@ def test_the_engine_routes_are_the_ones_answered_and_documented(tmp_path):
     reads = [r for r in ENGINE_ROUTES if r.method == "GET" and r.handler != STREAM]
     assert [r.path for r in reads] == [
         "/v1/sessions/{session_id}", "/v1/visitors/{visitor_id}/state", "/v1/active",
+        "/v1/metrics/windows",
     ]  # fmt: skip
     headers = {"authorization": f"Bearer {KEY}"}
     for row in reads:
@@ -130,7 +132,7 @@ def test_the_engine_routes_are_the_ones_answered_and_documented(tmp_path):
     assert asgi_get(fast, "/v1/active")[0] == 200
     # What no row matches: the engine API's own 404.
     for path in ("/v1/sessions/", "/v1/visitors/x/other", "/v1/visitors//state", "/v1/active/",
-                 "/v1/", "/v1/stream/x", "/v1/nothing"):  # fmt: skip
+                 "/v1/", "/v1/stream/x", "/v1/nothing", "/v1/metrics", "/v1/metrics/other"):  # fmt: skip
         message = f"no such resource '{path}'; see /docs"
         assert asgi_get(fast, path) == (404, {"error": message, "status": 404}), path
     # OpenAPI documents exactly the rows with a summary, with their paths and summaries.

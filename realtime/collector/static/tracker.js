@@ -6,10 +6,11 @@
   var cfg = {
     siteId: null, endpoint: null, autoPageViews: true, spa: true, heartbeatSeconds: 15,
     batchSize: 10, flushMs: 1000, requireConsent: false, respectDnt: true,
-    sessionMinutes: 30, queueMax: 200
+    sessionMinutes: 30, queueMax: 200, trackErrors: true, errorsMax: 20
   };
   var queue = [], held = [], consent = null, timer = null, sending = false, retries = 0;
-  var lastUrl = null, lastActive = 0, pageviewPending = null;
+  var lastUrl = null, lastActive = 0, pageviewPending = null, errorsSent = 0;
+  var send = w.fetch && w.fetch.bind(w);  // the tracker's own requests are not watched
 
   function store(k, v) {
     try {
@@ -81,7 +82,7 @@
     }
     if (sending) return;
     sending = true;
-    fetch(cfg.endpoint, {
+    send(cfg.endpoint, {
       method: 'POST', body: data, keepalive: data.length < 60000, credentials: 'omit',
       headers: { 'Content-Type': 'text/plain' }
     }).then(function (r) {
@@ -135,6 +136,37 @@
     // The first view waits for the load event (at most 5 s) so its timings are complete.
     if (!first || d.readyState === 'complete') sendPageview(); else setTimeout(sendPageview, 5000);
   }
+  function fault(action, label, value, props) {
+    // At most errorsMax per page load: a loop that throws must not flood the queue.
+    if (errorsSent++ >= cfg.errorsMax) return;
+    enqueue(event('event', {
+      category: 'error', action: action, label: String(label || action).slice(0, 200),
+      value: value, properties: props
+    }));
+  }
+  function errors() {
+    w.addEventListener('error', function (e) {
+      fault('javascript_error', e.message, undefined, { source: e.filename, line: e.lineno, column: e.colno });
+    });
+    w.addEventListener('unhandledrejection', function (e) {
+      var r = e.reason;
+      fault('javascript_error', (r && r.message) || r, undefined, { unhandled_rejection: true });
+    });
+    if (send) {
+      // The page's own API calls answered 5xx (a payment or checkout API failing).
+      w.fetch = function (input, init) {
+        return send(input, init).then(function (r) {
+          if (r.status >= 500) {
+            fault('http_error', (r.url || '').split('?')[0], r.status, { method: (init && init.method) || 'GET' });
+          }
+          return r;
+        });
+      };
+    }
+    // The document itself came with an error status (an error page that has the tracker).
+    var n = w.performance && w.performance.getEntriesByType && w.performance.getEntriesByType('navigation')[0];
+    if (n && n.responseStatus >= 400) fault('http_error', loc.pathname, n.responseStatus, { document: true });
+  }
   function spa() {
     var wrap = function (name) {
       var orig = history[name];
@@ -176,6 +208,7 @@
       d.addEventListener('visibilitychange', function () { if (d.visibilityState === 'hidden') flush(true); });
       // loadEventEnd is set only after the load handlers ran: read the timings a tick later
       w.addEventListener('load', function () { setTimeout(sendPageview, 0); });
+      if (cfg.trackErrors) errors();
       if (cfg.autoPageViews) page();
       if (cfg.spa) spa();
       if (cfg.heartbeatSeconds > 0) heartbeat();
