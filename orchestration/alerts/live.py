@@ -377,9 +377,10 @@ def run(stop: threading.Event | None = None, interval: float | None = None) -> N
     interval = interval or settings().alerts_live_seconds
     config = load_sites()
     if not realtime_rules(config):
-        # Nothing to do; but a service that ends stops `siteline up`, so it waits.
-        log.info("no real-time alert rules in sites.yml; idle until stopped")
-        stop.wait()
+        # No rule to judge: the service still sends what the outbox holds that is due (the
+        # retries of the mart rules' notifications); and a service that ends stops `up`.
+        log.info("no real-time alert rules in sites.yml; delivering the outbox only")
+        _deliver_only(config, stop, interval)
         return
     engine = EngineWindows(config)
     evaluator = LiveEvaluator(config, engine)
@@ -401,6 +402,23 @@ def run(stop: threading.Event | None = None, interval: float | None = None) -> N
     engine.close()
     if conn is not None:
         conn.close()
+
+
+def _deliver_only(config: SitesConfig, stop: threading.Event, interval: float) -> None:
+    from ingestion.core.warehouse import connect, warehouse_url
+    from orchestration.alerts import outbox
+    from orchestration.alerts.store import ensure_schema
+
+    while not stop.is_set():
+        try:
+            with connect(warehouse_url(), autocommit=True) as conn:
+                ensure_schema(conn)
+                while not stop.is_set():
+                    outbox.deliver(conn, config, now=None)
+                    stop.wait(interval)
+        except Exception as exc:  # a warehouse not up yet: tried again next time
+            log.warning("delivering the alert outbox failed: %s", exc)
+            stop.wait(interval)
 
 
 def main() -> None:
