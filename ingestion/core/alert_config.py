@@ -8,6 +8,7 @@ evaluated, is in docs/alerts.md; the evaluator is ``orchestration/alerts/``.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -36,13 +37,18 @@ def parse_duration(value: str | int | float) -> int:
         if not match:
             raise ValueError(f"'{value}' is not a duration (write e.g. 90s, 30m, 4h, 1d, 1w)")
         seconds = float(match.group(1)) * _SECONDS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"'{value}' is not a duration (write e.g. 90s, 30m, 4h, 1d, 1w)")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return int(seconds)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # inf/nan are no thresholds (a rule 'above nan' could never fire): refused like text
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 def _env(value: str | None) -> str | None:

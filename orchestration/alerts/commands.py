@@ -105,6 +105,14 @@ def check_cmd(
     with _warehouse() as (conn, config):
         if rule_id:
             _rule(config, rule_id)
+        for rule in config.alerts.rules:
+            if METRICS[rule.metric].realtime and rule_id in (None, rule.id):
+                console.print(
+                    f"{rule.id}: a real-time rule, judged every few seconds by the alerts-live "
+                    "service of `siteline up` on the engine's windows; its state: "
+                    "`siteline alerts list`",
+                    markup=False,
+                )
         result = run_cycle(
             conn, config, now=_at(at), rule_ids=[rule_id] if rule_id else None, dry_run=True,
             kind="check",
@@ -149,7 +157,7 @@ def evaluate_cmd(
         if outcome.error:
             line += f"; error: {outcome.error}"
         console.print(line, markup=False)
-    console.print(f"{len(result.news)} news, {len(result.notifications)} notifications queued")
+    console.print(f"{len(result.news)} news queued in the outbox")
     if result.errors:
         raise typer.Exit(1)
 
@@ -162,9 +170,19 @@ def backtest_cmd(
 ) -> None:
     """What the rule would have fired over the last DAYS days (nothing is written or sent)."""
     from orchestration.alerts.backtest import backtest
+    from orchestration.alerts.series import SeriesError
 
     with _warehouse() as (conn, config):
-        result = backtest(conn, config, _rule(config, rule_id), days=days, now=_at(at))
+        rule = _rule(config, rule_id)
+        if METRICS[rule.metric].realtime:
+            raise SitelineError(
+                f"{rule_id} is a real-time rule: its windows live in the engine, not in the "
+                "marts, so there is no history to replay"
+            )
+        try:
+            result = backtest(conn, config, rule, days=days, now=_at(at))
+        except SeriesError as exc:
+            raise SitelineError(str(exc)) from None
     console.print(
         f"{rule_id}: {result.periods} periods replayed, {result.breaches} breaching,"
         f" {len(result.episodes)} alerts would have fired"
@@ -200,17 +218,45 @@ def history_cmd(
         )
 
 
+@app.command("silences")
+def silences_cmd() -> None:
+    """The silences in force (and those to come), with their ids."""
+    with _warehouse() as (conn, _):
+        rows = conn.execute(
+            "select silence_id, rule_id, site_id, starts_at, ends_at, reason, created_by"
+            " from alerts.silences where ends_at > now() order by starts_at, silence_id"
+        ).fetchall()
+    if not rows:
+        console.print("no silence in force")
+    for silence_id, rule_id, site, starts, ends, reason, who in rows:
+        console.print(
+            f"silence {silence_id}: {rule_id}{' on ' + site if site else ''} from "
+            f"{starts:%Y-%m-%d %H:%M %Z} until {ends:%Y-%m-%d %H:%M %Z} by {who}: {reason}",
+            markup=False,
+        )
+
+
 @app.command("silence")
 def silence_cmd(
-    rule_id: str = typer.Argument(..., help="The rule to silence."),
-    duration: str = typer.Option(..., "--for", help="How long, e.g. 30m, 2h, 1d."),
-    reason: str = typer.Option(..., "--reason", help="Why (stored and shown)."),
+    rule_id: str = typer.Argument(None, help="The rule to silence."),
+    duration: str = typer.Option(None, "--for", help="How long, e.g. 30m, 2h, 1d."),
+    reason: str = typer.Option(None, "--reason", help="Why (stored and shown)."),
     site: str = typer.Option(None, "--site", help="Only this site's instances."),
+    end: int = typer.Option(None, "--end", help="End the silence with this id now."),
 ) -> None:
     """Hold back the rule's notifications for a while (states are still evaluated and
-    stored)."""
+    stored); `--end ID` ends one (`siteline alerts silences` lists them)."""
     from orchestration.alerts import outbox
 
+    if end is not None:
+        with _warehouse() as (conn, _):
+            ended = outbox.end_silence(conn, end)
+        if not ended:
+            raise SitelineError(f"--end: no silence {end} in force (siteline alerts silences)")
+        console.print(f"silence {end} ended")
+        return
+    if not (rule_id and duration and reason):
+        raise SitelineError("give RULE, --for and --reason (or --end ID)")
     try:
         seconds = parse_duration(duration)
     except ValueError as exc:

@@ -58,6 +58,7 @@ class RuleOutcome:
     periods: int = 0
     states: dict[str, str] = field(default_factory=dict)  # instance -> state
     waiting: dict[str, str] = field(default_factory=dict)  # site -> why
+    skipped: dict[str, str] = field(default_factory=dict)  # site -> periods not caught up
     error: str | None = None
     lines: list[str] = field(default_factory=list)  # what `check` prints
 
@@ -67,7 +68,6 @@ class CycleResult:
     evaluation_id: str
     outcomes: list[RuleOutcome] = field(default_factory=list)
     news: list[AlertNews] = field(default_factory=list)
-    notifications: list[int] = field(default_factory=list)
 
     @property
     def errors(self) -> dict[str, str]:
@@ -136,14 +136,6 @@ def run_cycle(
             if not dry_run:
                 result.news += _record_error(conn, config, rule, outcome, now, result)
     if not dry_run:
-        if result.news:
-            from orchestration.alerts import outbox
-
-            # queued at the real time, whatever time the evaluation is "at" (--at, a test):
-            # the outbox's retries and its give-up age run on the clock
-            result.notifications = outbox.enqueue(
-                conn, result.evaluation_id, result.news, config, datetime.now(UTC)
-            )
         with conn.transaction():
             conn.execute(
                 "update alerts.evaluation_runs set finished_at = clock_timestamp(),"
@@ -152,11 +144,12 @@ def run_cycle(
                     sum(o.instances for o in result.outcomes),
                     len(result.errors),
                     json.dumps({o.rule_id: {"states": o.states, "waiting": o.waiting,
-                                            "error": o.error} for o in result.outcomes}),
+                                            "skipped": o.skipped, "error": o.error}
+                                for o in result.outcomes}),
                     result.evaluation_id,
                 ),
             )  # fmt: skip
-        if deliver and result.notifications:
+        if deliver and result.news:
             from orchestration.alerts import outbox
 
             outbox.deliver(conn, config, now=None)
@@ -224,6 +217,13 @@ def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dr
         if done:
             resume = periods.next_period(min(done), rule.grain)
             first = max(resume, first if backfill else _back(last, rule.grain, MAX_CATCH_UP))
+            if first > resume:  # fell behind: the periods before `first` are skipped, said
+                skipped = (f"{rule.id} {site.id}: periods {label(resume, rule.grain)} to "
+                           f"{label(_back(first, rule.grain, 1), rule.grain)} skipped (more "
+                           f"than {MAX_CATCH_UP} behind)")  # fmt: skip
+                outcome.lines.append(skipped)
+                outcome.skipped[site.id] = skipped
+                log.warning(skipped)
         if first <= last:
             plan[site.id] = (first, last)
     if not plan:
@@ -242,7 +242,12 @@ def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dr
     if len(to_judge) <= FEW_PERIODS:
         read = conditions.periods_read
         wanted = sorted({w for p in to_judge for w in read(rule.condition, rule.grain, p)})
-    data = series.fetch_series(conn, rule, [by_site[s] for s in plan], start, end, periods=wanted)
+    values: dict[str, list[str]] = {}  # the instances of `by` known: judged even without rows
+    for k in known.values():
+        if rule.by and k["site_id"] in plan and k["dimension_value"] is not None:
+            values.setdefault(k["site_id"], []).append(k["dimension_value"])
+    data = series.fetch_series(conn, rule, [by_site[s] for s in plan], start, end,
+                               periods=wanted, known=values)  # fmt: skip
     version = rule_version(rule)
     if not dry_run:
         with conn.transaction():
@@ -275,11 +280,10 @@ def _evaluate_rule(conn, config, rule, sites, complete, now, result, outcome, dr
                     conn, result.evaluation_id, rule, site, value, period,
                     periods.next_period(period, rule.grain), judgement, now,
                     config=config, version=version,
+                    chart=lambda item: _with_chart(conn, rule, by_site, item),
                 )  # fmt: skip
         if not dry_run:
             outcome.states[iid] = _state_of(conn, iid)
-    if news:
-        news = _with_charts(conn, rule, by_site, news)
     return news
 
 
@@ -292,40 +296,28 @@ def _periods(first, last, grain):
         period = periods.next_period(period, grain)
 
 
-def _with_charts(conn, rule, by_site, news: list[AlertNews]) -> list[AlertNews]:
-    """The news with the recent periods of their series, and the condition's band on each
-    (judged again over the chart's periods): what the message's chart draws. A chart that
-    cannot be read leaves the news without one (the alert still goes)."""
+def _with_chart(conn, rule, by_site, item: AlertNews) -> AlertNews:
+    """The news with the recent periods of its series, and the condition's band on each
+    (judged again over the chart's periods): what the message's chart draws."""
     from dataclasses import replace
 
     from orchestration.alerts import conditions, periods, series
 
-    try:
-        latest = max(datetime.fromisoformat(n.period_start) for n in news)
-        first = _back(latest, rule.grain, CHART_PERIODS - 1)
-        start = _back(first, rule.grain, conditions.history_needed(rule.condition, rule.grain))
-        sites = [by_site[s] for s in sorted({n.site_id for n in news})]
-        data = series.fetch_series(
-            conn, rule, sites, start, periods.next_period(latest, rule.grain)
-        )
-    except Exception as exc:  # the chart is an extra: say why it is missing, send the news
-        log.warning("no chart for alert rule %s: %s", rule.id, exc)
-        return news
-    charted = []
-    for item in news:
-        points = data.get((item.site_id, item.dimension_value))
-        if points is None:
-            charted.append(item)
-            continue
-        judged = conditions.judge_all(rule.condition, points, rule.grain)
-        end = datetime.fromisoformat(item.period_start)
-        chart = [
-            [p.isoformat(), _num(points.values[i]), _num(judged[i].lower), _num(judged[i].upper)]
-            for i, p in enumerate(points.periods)
-            if first <= p <= end
-        ]
-        charted.append(replace(item, series=chart))
-    return charted
+    end = datetime.fromisoformat(item.period_start)
+    first = _back(end, rule.grain, CHART_PERIODS - 1)
+    start = _back(first, rule.grain, conditions.history_needed(rule.condition, rule.grain))
+    data = series.fetch_series(conn, rule, [by_site[item.site_id]], start,
+                               periods.next_period(end, rule.grain))  # fmt: skip
+    points = data.get((item.site_id, item.dimension_value))
+    if points is None:
+        return item
+    judged = conditions.judge_all(rule.condition, points, rule.grain)
+    chart = [
+        [p.isoformat(), _num(points.values[i]), _num(judged[i].lower), _num(judged[i].upper)]
+        for i, p in enumerate(points.periods)
+        if first <= p <= end
+    ]
+    return replace(item, series=chart)
 
 
 def label(period: datetime, grain: str) -> str:
@@ -402,10 +394,12 @@ def apply(
     config: SitesConfig | None = None,
     version: str | None = None,
     error: str | None = None,
+    chart=None,
 ) -> list[AlertNews]:
-    """Move one instance through one evaluated period (in its own transaction): store the
-    evaluation, the transition if the state changed, the instance's new state; return the
-    news to notify (none when the period was evaluated before: re-runs are no-ops)."""
+    """Move one instance through one evaluated period, in one transaction: store the
+    evaluation, the transition if the state changed, the instance's new state and - given
+    ``config`` - the news in the outbox; return the news (none when the period was evaluated
+    before: re-runs are no-ops). ``chart(news) -> news`` draws the recent periods in."""
     from orchestration.alerts import periods
 
     now = _utc(now)
@@ -476,23 +470,24 @@ def apply(
                 error if judgement.verdict == "error" else None, version, iid,
             ),
         )  # fmt: skip
-    if moved.notify is None or not rule.contact_points:
-        return []
-    return [
-        _news(
-            rule,
-            site,
-            dimension_value,
-            period_start,
-            period_end,
-            judgement,
-            moved,
-            after.state,
-            now,
-            iid,
-            transition_id,
-        )
-    ]
+        if moved.notify is None or not rule.contact_points:
+            return []
+        news = _news(rule, site, dimension_value, period_start, period_end, judgement, moved,
+                     after.state, now, iid, transition_id)  # fmt: skip
+        if chart is not None:
+            try:
+                with conn.transaction():  # a savepoint: a chart that fails costs only itself
+                    news = chart(news)
+            except Exception as exc:  # the chart is an extra: the news goes without it
+                log.warning("no chart for alert %s: %s", iid, exc)
+        if config is not None:
+            # queued in the same transaction as the transition that made it: a cycle killed
+            # after this commit has its news in the outbox; one killed before re-evaluates
+            # the period (at the real time: the outbox's retries run on the clock)
+            from orchestration.alerts import outbox
+
+            outbox.enqueue(conn, evaluation_id, [news], config, datetime.now(UTC))
+    return [news]
 
 
 def _num(value) -> float | None:
@@ -600,27 +595,19 @@ def _record_error(conn, config, rule, outcome, now, result) -> list[AlertNews]:
                         " last_notified_at = %s, rule_version = %s where instance_id = %s",
                         (now, now, outcome.error, moved.after.last_notified_at, version, iid),
                     )
+                    if moved.notify and rule.contact_points:
+                        stamp = now.replace(tzinfo=None, microsecond=0)
+                        item = _news(rule, site, value, stamp, stamp, _ErrorJudgement(reason),
+                                     moved, "error", now, iid, transition_id)  # fmt: skip
+                        # queued with the transition (see apply)
+                        from orchestration.alerts import outbox
+
+                        outbox.enqueue(conn, result.evaluation_id, [item], config,
+                                       datetime.now(UTC))  # fmt: skip
+                        news.append(item)
             except Exception as exc:  # the store itself failing: say so, go on
                 log.error("could not record the error of rule %s: %s", rule.id, exc)
                 continue
-            if moved.notify and rule.contact_points:
-                stamp = now.replace(tzinfo=None, microsecond=0)
-                judgement = _ErrorJudgement(detail=reason)
-                news.append(
-                    _news(
-                        rule,
-                        site,
-                        value,
-                        stamp,
-                        stamp,
-                        judgement,
-                        moved,
-                        "error",
-                        now,
-                        iid,
-                        transition_id,
-                    )
-                )
     return news
 
 

@@ -239,11 +239,10 @@ def hand_over(conn, evaluation_id: str, rule: AlertRule, site: Site, start: date
 
 
 def notify(conn, evaluation_id: str, news: list, config: SitesConfig, now: datetime) -> None:
-    """The news to the outbox, and what is due sent (retries too, also on a quiet tick)."""
+    """What is due sent (retries too, also on a quiet tick): ``news`` is in the outbox
+    already, queued by ``evaluate.apply`` with the transition that made it."""
     from orchestration.alerts import outbox
 
-    if news:
-        outbox.enqueue(conn, evaluation_id, news, config, now)
     outbox.deliver(conn, config, now=None)
 
 

@@ -258,6 +258,7 @@ class _Outcome:
     reached: list[str]
     error: str | None
     duration_ms: float
+    permanent: bool = False  # refused as such (an HTTP 4xx): not retried
 
 
 def deliver(
@@ -382,7 +383,7 @@ def _send(config, claim: _Claim) -> _Outcome:
     except KeyError as exc:  # the contact point left sites.yml since the enqueue
         return _Outcome(False, [], str(exc.args[0]), _ms(started))
     except contacts.DeliveryError as exc:
-        return _Outcome(False, exc.delivered_to, _masked(str(exc)), _ms(started))
+        return _Outcome(False, exc.delivered_to, _masked(str(exc)), _ms(started), exc.permanent)
     except Exception as exc:  # a bug (rendering, a plugin): recorded and retried, not fatal
         log.exception("notification %s: unexpected error", claim.notification_id)
         return _Outcome(False, [], _masked(f"{type(exc).__name__}: {exc}"), _ms(started))
@@ -396,7 +397,10 @@ def _record(conn, claim: _Claim, outcome: _Outcome, now, policy, report) -> None
     else:
         wait = policy.wait(n)
         age = (now + timedelta(seconds=wait) - claim.created_at).total_seconds()
-        if n >= policy.max_attempts or age > policy.max_age:
+        if outcome.permanent:
+            status, next_at = "failed", None
+            error = f"{outcome.error} - not retried: the endpoint refused the message itself"
+        elif n >= policy.max_attempts or age > policy.max_age:
             status, next_at = "failed", None
             error = f"{outcome.error} - gave up after {n} attempt{'s' * (n > 1)}"
             if n < policy.max_attempts:

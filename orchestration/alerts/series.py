@@ -425,6 +425,7 @@ def fetch_series(
     *,
     bi_url: str | None = None,
     periods: Sequence[datetime] | None = None,
+    known: dict[str, list[str]] | None = None,
 ) -> dict[tuple[str, str | None], Series]:
     """The rule's metric for each of ``sites`` and every local period of [start, end)
     (naive local times, the same for every site: each site's own midnight).
@@ -436,6 +437,9 @@ def fetch_series(
 
     Keyed by (site_id, value of ``by`` or None). Without ``by`` every site has a series;
     with it, each site's ``rule.by_limit`` values of most volume that have rows in the range.
+    ``known``: site -> values of ``by`` that get a series even without rows in the range
+    (0 for a count, no data otherwise): the instances the evaluator already has, so that
+    a value gone from the data is judged, and resolves, rather than left as it was.
     ``custom`` runs the rule's SQL as ``bi_reader`` (``bi_url``: its DSN, by default
     ``ingestion.core.warehouse.bi_reader_url()``); :class:`SeriesError` when it fails."""
     meta = METRICS[rule.metric]
@@ -463,7 +467,7 @@ def fetch_series(
             cur.execute(sql, params)
             rows = cur.fetchall()
         kind = QUERIES[rule.metric].kind
-    return _assemble(rule, sites, start, end, rows, kind, periods)
+    return _assemble(rule, sites, start, end, rows, kind, periods, known)
 
 
 def _range_params(
@@ -507,7 +511,7 @@ def _asked(periods, start: datetime, end: datetime, grain: str) -> list[datetime
     return sorted(p for p in starts if local_from <= p < end)
 
 
-def _assemble(rule, sites, start, end, rows, kind: Kind, asked=None) -> dict:
+def _assemble(rule, sites, start, end, rows, kind: Kind, asked=None, known=None) -> dict:
     meta = METRICS[rule.metric]
     grain = rule.grain
     by_site: dict[str, list] = {}
@@ -522,6 +526,9 @@ def _assemble(rule, sites, start, end, rows, kind: Kind, asked=None) -> dict:
         groups: dict[str | None, list] = {}
         if not rule.by:
             groups[None] = []
+        else:
+            for dim in (known or {}).get(site.id, []):
+                groups[dim] = []
         for _site, dim, period, value, volume in by_site.get(site.id, []):
             groups.setdefault(dim if rule.by else None, []).append((period, value, volume))
         for dim, measured in groups.items():

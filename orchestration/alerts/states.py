@@ -2,14 +2,16 @@
 
     Normal --breach--> Pending (until ``for`` periods in a row breach) --> Firing
     Firing --ok--> Resolved --ok--> Normal          (Resolved --breach--> as from Normal)
+    Error --ok--> Resolved
     Pending --ok--> Normal
     any --no data--> NoData (or as ok / as a breach, by the rule's ``no_data``)
     any --error--> Error (the rule could not be evaluated; the reason is stored)
 
-Notifications: on entering Firing ("firing"), on leaving Firing for Resolved ("resolved"),
-and again while Firing once ``repeat_interval`` has passed since the last one ("repeat").
-Entering Error notifies once ("firing", with the error as the reason): a broken rule must not
-fail silently. Pending, NoData and Normal notify nobody.
+Notifications: on entering Firing ("firing"), on leaving it ("resolved": for Resolved, and
+for NoData with no data as the reason), and again while Firing once ``repeat_interval`` has
+passed since the last one ("repeat"). Entering Error notifies once ("firing", with the error
+as the reason: a broken rule must not fail silently), and leaving it for a fine period
+notifies "resolved". Pending, Normal and a NoData that was not firing notify nobody.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def step(
         notify: NotifyKind | None = "firing" if before != "error" else None
     elif verdict == "nodata":
         after = replace(current, state="nodata", breaching_periods=0)
-        notify = None
+        # whoever was told it fired hears that it is over (with the reason: no data)
+        notify = "resolved" if before == "firing" else None
     elif verdict == "breach":
         count = current.breaching_periods + 1
         if before == "firing":
@@ -68,7 +71,7 @@ def step(
         else:
             after, notify = replace(current, state="pending", breaching_periods=count), None
     else:  # ok
-        if before == "firing":
+        if before in ("firing", "error"):  # both were notified as firing: tell it is over
             after, notify = replace(current, state="resolved", breaching_periods=0), "resolved"
         else:
             after, notify = replace(current, state="normal", breaching_periods=0), None

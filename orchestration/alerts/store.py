@@ -139,6 +139,16 @@ create table if not exists alerts.delivery_attempts (
     primary key (notification_id, attempt)
 );
 
+-- what the deliverers ask every few seconds, and what history joins: indexed, as the outbox
+-- only grows
+create index if not exists notifications__due on alerts.notifications (next_attempt_at)
+    where status in ('pending', 'sending');
+create index if not exists notification_items__notification
+    on alerts.notification_items (notification_id);
+create index if not exists notification_items__transition
+    on alerts.notification_items (transition_id) where transition_id is not null;
+create index if not exists transitions__rule_at on alerts.transitions (rule_id, at);
+
 create table if not exists alerts.silences (
     silence_id bigserial primary key,
     rule_id text not null,

@@ -153,7 +153,7 @@ def test_firing_mail_has_an_inline_chart_a_text_alternative_and_the_dashboard_li
         assert "Revenue 760 EUR is 43% below its usual level (1,340 EUR)" in text
         assert "760 EUR" in text and "1,340 EUR" in text and "1,100 EUR" in text
         assert "2026-12-06 (Europe/Berlin)" in text
-        assert "https://bi.example.com/superset/dashboard/siteline-overview/" in text
+        assert "https://bi.example.com/superset/dashboard/ecommerce/" in text
     assert rows(conn, "select status, attempts, sent_at from alerts.notifications") == [
         ("sent", 1, T0)
     ]
@@ -391,14 +391,14 @@ def test_webhooks_post_json_and_slack_messages(conn, env):
         alert = plain["alerts"][0]
         assert (alert["value"], alert["baseline"], alert["kind"]) == (760.0, 1340.0, "firing")
         assert (
-            alert["dashboard_url"] == "https://bi.example.com/superset/dashboard/siteline-overview/"
+            alert["dashboard_url"] == "https://bi.example.com/superset/dashboard/ecommerce/"
         )
         assert by_path["/alerts"]["headers"]["Idempotency-Key"].startswith("siteline-notification-")
         slack = json.loads(by_path["/slack"]["body"])
         assert set(slack) == {"text", "blocks"}
         assert slack["text"].startswith("[FIRING:2] critical - Revenue drop (2 sites)\n")
         assert [b["type"] for b in slack["blocks"]] == ["header", "section", "section"]
-        assert "<https://bi.example.com/superset/dashboard/siteline-overview/|dashboard>" in (
+        assert "<https://bi.example.com/superset/dashboard/ecommerce/|dashboard>" in (
             slack["blocks"][1]["text"]["text"])  # fmt: skip
     finally:
         receiver.close()
@@ -415,6 +415,25 @@ def test_an_unreachable_webhook_is_retried_and_its_secret_url_never_shown(conn, 
     [(error,)] = rows(conn, "select error from alerts.delivery_attempts")
     assert error.startswith(f"webhook http://127.0.0.1:{port}/***: ConnectError")
     assert "s3cr3t" not in error
+
+
+def test_a_webhook_that_refuses_the_message_is_not_retried_a_busy_one_is(conn, env):
+    receiver = HttpReceiver([429, 404])
+    try:
+        hook = {"name": "refusing_hook", "type": "webhook", "url": f"{receiver.url}/alerts"}
+        cfg = config(free_port(), points=[hook])
+        [notification] = outbox.enqueue(conn, "ev1", [news(points=["refusing_hook"])], cfg, T0)
+        assert outbox.deliver(conn, cfg, T0).retrying == [notification]  # 429: busy, later
+        later = T0 + timedelta(hours=1)
+        assert outbox.deliver(conn, cfg, later).failed == [notification]  # 404: never
+        assert rows(conn, "select status from alerts.notifications") == [("failed",)]
+        [(error,)] = rows(conn, "select error from alerts.delivery_attempts where attempt = 2")
+        assert ": HTTP 404 " in error
+        assert error.endswith(" - not retried: the endpoint refused the message itself")
+        assert outbox.deliver(conn, cfg, later + timedelta(days=1)).attempts == []
+        assert len(receiver.requests) == 2
+    finally:
+        receiver.close()
 
 
 def test_apprise_urls_reach_their_service(conn, env, monkeypatch):

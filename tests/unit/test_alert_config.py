@@ -199,3 +199,17 @@ def test_a_bad_duration_says_how_to_write_one(tmp_path):
         " condition: {type: below, value: 1}}\n",
     )
     assert "alert rule 'r1': repeat_interval: 'soon' is not a duration (write e.g. 90s" in message
+
+
+def test_infinite_and_nan_values_are_refused_with_rule_and_field(tmp_path):
+    message = errors(
+        tmp_path,
+        """
+alerts:
+  rules:
+    - {id: r1, metric: sessions, repeat_interval: .inf, condition: {type: below, value: 1}}
+    - {id: r2, metric: sessions, condition: {type: above, value: .nan}}
+""",
+    )
+    assert "alert rule 'r1': repeat_interval: 'inf' is not a duration" in message
+    assert "alert rule 'r2': condition.value: Input should be a finite number" in message

@@ -42,7 +42,9 @@ def test_repeat_only_after_the_interval():
 
 
 def test_no_data_handling_follows_the_rule():
-    assert run(["breach", "nodata"]) == [("firing", "firing"), ("nodata", None)]
+    # leaving Firing for NoData tells whoever was paged that it is over
+    assert run(["breach", "nodata"]) == [("firing", "firing"), ("nodata", "resolved")]
+    assert run(["ok", "nodata", "ok"]) == [("normal", None), ("nodata", None), ("normal", None)]
     assert run(["breach", "nodata"], no_data="ok") == [
         ("firing", "firing"),
         ("resolved", "resolved"),
@@ -53,8 +55,10 @@ def test_no_data_handling_follows_the_rule():
     ]
 
 
-def test_error_notifies_once_and_recovers_through_normal():
-    assert run(["error", "error", "ok"]) == [("error", "firing"), ("error", None), ("normal", None)]
+def test_error_notifies_once_and_its_end_is_told():
+    assert run(["error", "error", "ok", "ok"]) == [
+        ("error", "firing"), ("error", None), ("resolved", "resolved"), ("normal", None),
+    ]  # fmt: skip
 
 
 def test_transitions_name_from_and_to():

@@ -38,11 +38,16 @@ class Message:
 
 
 class DeliveryError(Exception):
-    """A send that did not reach everyone; ``delivered_to`` lists whom it did reach."""
+    """A send that did not reach everyone; ``delivered_to`` lists whom it did reach.
+    ``permanent``: the endpoint refused the message itself (an HTTP 4xx but 408/429): sending
+    it again cannot succeed, so it is not retried."""
 
-    def __init__(self, message: str, delivered_to: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, delivered_to: list[str] | None = None, permanent: bool = False
+    ) -> None:
         super().__init__(message)
         self.delivered_to = list(delivered_to or [])
+        self.permanent = permanent
 
 
 @dataclass

@@ -100,7 +100,7 @@ def dashboard_url(item: dict, base_url: str) -> str:
     from ingestion.core.metrics import METRICS
 
     metric = METRICS.get(item.get("metric") or "")
-    slug = metric.dashboard if metric else "siteline-overview"
+    slug = metric.dashboard if metric else "traffic"
     return f"{base_url.rstrip('/')}/superset/dashboard/{slug}/"
 
 

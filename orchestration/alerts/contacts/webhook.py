@@ -93,5 +93,7 @@ def send(point: ContactPoint, message: Message, done: frozenset[str]) -> list[st
         raise DeliveryError(secrets.scrub(f"{where}: {type(exc).__name__}: {exc}")) from None
     if not response.is_success:
         text = " ".join(response.text.split())[:200]
-        raise DeliveryError(secrets.scrub(f"{where}: HTTP {response.status_code} {text}"))
+        code = response.status_code
+        raise DeliveryError(secrets.scrub(f"{where}: HTTP {code} {text}"),
+                            permanent=400 <= code < 500 and code not in (408, 429))  # fmt: skip
     return ["webhook"]

@@ -95,7 +95,7 @@ def alert_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
             "instances": sum(o.instances for o in result.outcomes),
             "firing": firing,
             "errors": len(result.errors),
-            "notifications queued": len(result.notifications),
+            "news queued": len(result.news),
         },
         check_results=checks,
     )
