@@ -24,7 +24,7 @@ How a metric is read:
   ``min_volume`` reads it, and ``by`` keeps the ``by_limit`` values of most volume.
 - ``by``: a row without a value of the dimension (a visit without a campaign) counts under
   ``(none)``.
-- ``custom``: the rule's SQL, run as ``bi_reader`` (read-only, its own statement timeout),
+- ``custom``: the rule's SQL, run as ``bi_reader`` (read-only, at most CUSTOM_SQL_TIMEOUT),
   once per site inside one ``union all`` statement; it returns (period, value) and may use
   ``{site_id}``, ``{timezone}``, ``{grain}``, ``{start}``/``{end}`` (local, naive) and
   ``{start_utc}``/``{end_utc}``, bound as parameters.
@@ -53,6 +53,10 @@ from orchestration.alerts.periods import (
 
 NONE_VALUE = "(none)"
 Kind = Literal["count", "rate"]
+
+
+# How long a rule's custom SQL may run before it is cancelled (the rule goes to Error).
+CUSTOM_SQL_TIMEOUT = "30s"
 
 
 class SeriesError(ValueError):
@@ -608,6 +612,8 @@ def _fetch_custom(rule, sites, start, end, bi_url: str | None) -> list[tuple]:
     try:
         with connect(bi_url or bi_reader_url()) as bi, bi.cursor() as cur:
             bi.read_only = True
+            # one slow rule must not hold the cycle of every other for bi_reader's minutes
+            cur.execute(f"set statement_timeout = '{CUSTOM_SQL_TIMEOUT}'")
             cur.execute(sql, params)
             names = [d.name for d in cur.description or []][1:]
             rows = cur.fetchall()
