@@ -78,21 +78,34 @@ def run_demo(
     page_views, alerts, mail_folder = None, (), None
     if pipeline.ok:
         page_views = table_rows(("web.fct_page_views",), url)["web.fct_page_views"]
-        alerts, mail_folder = _evaluate_alerts(cfg.start, days, pipeline, on_run)
+        alerts, mail_folder = _evaluate_alerts(cfg.start, days, pipeline, on_run,
+                                               fresh=not traffic["reused"])  # fmt: skip
     return DemoResult(url, traffic, pipeline, page_views, alerts, mail_folder)
 
 
-def _evaluate_alerts(start, days: int, pipeline: PipelineResult, on_run):
+def _evaluate_alerts(start, days: int, pipeline: PipelineResult, on_run, fresh: bool):
     """The alert rules evaluated over the demo's days, through Dagster (the run is in its
     UI), as if it were 01:00 after the traffic's last day: the traffic is in the past, so a
     normal evaluation (the latest period) would see no traffic at all. The mails go to the
     mail sink (in this process unless `siteline up`'s is listening). Returns a line per alert
-    that fired, and the mail folder."""
+    that fired, and the mail folder. ``fresh``: the traffic was generated anew, so the demo
+    site's alert states of the traffic it replaced are forgotten first (they would hold its
+    periods as evaluated)."""
     from ingestion.core.sites import load_sites
     from ingestion.core.warehouse import connect, warehouse_url
     from orchestration.alerts import mail_sink
+    from orchestration.alerts.store import ensure_schema
     from orchestration.pipeline import run_assets
 
+    if fresh:
+        with connect(warehouse_url(), autocommit=True) as conn, conn.transaction():
+            ensure_schema(conn)
+            conn.execute(
+                "delete from alerts.evaluations where instance_id in"
+                " (select instance_id from alerts.instances where site_id = 'demo')"
+            )
+            conn.execute("delete from alerts.transitions where site_id = 'demo'")
+            conn.execute("delete from alerts.instances where site_id = 'demo'")
     zone = ZoneInfo(load_sites().site("demo").timezone)
     after = datetime.combine(start + timedelta(days=days), time(1), zone).astimezone(UTC)
     config = {"at": after.isoformat(), "backfill": f"{days}d"}
