@@ -536,7 +536,7 @@ def test_unknown_asset_selection_names_the_known_ones(warehouse):
 
     with pytest.raises(
         SitelineError,
-        match="unknown asset web/nope; known assets: config/campaign_parameters, config/funnel",
+        match="unknown asset web/nope; known assets: alerts/dim_alert_instances, alerts/evaluation,",
     ):
         run_pipeline(["web/nope"])
 

@@ -207,12 +207,13 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
                      progress=False, landing_root=landing)  # fmt: skip
 
     port, collector_port, superset_port = free_port(), free_port(), free_port()
+    mail_port = free_port()  # not 2525: tests may run side by side
     env = {
         **os.environ,
         "SITELINE_DAGSTER_PORT": str(port),
         "SITELINE_COLLECTOR_PORT": str(collector_port),
         "SITELINE_SUPERSET_PORT": str(superset_port),
-        "SITELINE_MAIL_SINK_PORT": str(free_port()),  # not 2525: tests may run side by side
+        "SITELINE_MAIL_SINK_PORT": str(mail_port),
         "SITELINE_DEMO_API_KEY": API_KEY,
         "SITELINE_SEGMENT_MAX_SECONDS": "3600",  # the collector's segment is open at the stop
     }
@@ -314,7 +315,8 @@ def test_up_serves_the_graph_with_recorded_runs(warehouse):
         # No TCP port without the login: the webserver is on a Unix socket in an owner-only
         # directory, and no process of `siteline up` listens anywhere but the public ports.
         warehouse_port = urllib.parse.urlsplit(os.environ["WAREHOUSE_URL"]).port
-        public = {port, collector_port, superset_port, warehouse_port}
+        # ... and the demo's mail sink (SMTP on 127.0.0.1, SITELINE_MAIL_SINK_PORT; 0 = off)
+        public = {port, collector_port, superset_port, warehouse_port, mail_port}
         listening = tcp_listeners(children | {proc.pid})
         assert {p: pids for p, pids in listening.items() if p not in public} == {}, listening
         assert {port, collector_port, superset_port} <= set(listening)

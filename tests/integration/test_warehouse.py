@@ -16,6 +16,7 @@ from ingestion.core.warehouse import (
     with_database,
 )
 from orchestration.warehouse import EmbeddedWarehouse, ensure_warehouse
+from tests.integration.test_models_truth import INHERITED
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +26,10 @@ def own_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SITELINE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("WAREHOUSE_URL", raising=False)
     monkeypatch.delenv("SITELINE_WAREHOUSE_PASSWORD", raising=False)
+    # what an earlier in-process run set for dlt, dbt and Dagster names the session's
+    # warehouse: a command this test runs must find its own
+    for name in INHERITED:
+        monkeypatch.delenv(name, raising=False)
     wh = EmbeddedWarehouse()
     yield wh
     wh.stop()
