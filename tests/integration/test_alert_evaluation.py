@@ -180,3 +180,24 @@ def test_dagster_s_evaluation_fails_only_the_broken_rule_s_check(world):
     assert result.returncode == 1, result.stdout
     assert "1/2 checks passed" in result.stdout
     assert "check failed: alerts/evaluation:rule_broken" in result.stderr
+
+
+def test_silences_are_set_listed_and_ended_from_the_command_line(world):
+    env = world["env"]
+    bad = run_siteline(env, "alerts", "silence", "low_day", "--for", "soon", "--reason", "x")
+    assert bad.returncode == 1
+    assert "--for: 'soon' is not a duration (write e.g. 90s, 30m, 4h, 1d, 1w)" in bad.stderr
+    made = run_siteline(env, "alerts", "silence", "low_day", "--for", "2h", "--reason",
+                        "shop maintenance", "--site", "demo")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("silence ") and " low_day on demo until " in made.stdout
+    silence_id = made.stdout.split()[1].rstrip(":")
+    listed = run_siteline(env, "alerts", "silences")
+    assert f"silence {silence_id}: low_day on demo from " in listed.stdout
+    assert listed.stdout.rstrip().endswith(": shop maintenance")
+    ended = run_siteline(env, "alerts", "silence", "--end", silence_id)
+    assert ended.stdout.strip() == f"silence {silence_id} ended"
+    assert run_siteline(env, "alerts", "silences").stdout.strip() == "no silence in force"
+    again = run_siteline(env, "alerts", "silence", "--end", silence_id)
+    assert again.returncode == 1
+    assert f"--end: no silence {silence_id} in force" in again.stderr
