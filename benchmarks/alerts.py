@@ -7,8 +7,9 @@
 The data is the demo's: `siteline demo --no-serve --days N` once, in its own data directory
 (--workdir) with the embedded warehouse, reused by later runs (delete the directory to
 simulate again). The instances are hourly rules over the demo site - each metric of the
-catalogue alone and split by channel, device, country and page label - under three
-conditions (anomaly over 8 weeks, a decrease against the same hour last week, a threshold),
+catalogue alone and split by channel, device, country and page label - under five
+conditions (anomaly over 8 weeks, a decrease against the same hour last week, a rise
+against the hour before, two thresholds),
 until --instances are reached: every rule is fetched with its own statement, as the evaluator
 does. Three passes: a backtest (every hour of the range fetched, and judged at once with judge_all)
 and a cycle (each rule fetches the last hour and the history its condition needs -
@@ -47,6 +48,8 @@ CONDITIONS = [
     {"type": "anomaly", "weeks": 8, "min_volume": 5},
     {"type": "decrease", "by": 50, "compared_to": "same_period_last_week"},
     {"type": "above", "value": 1000},
+    {"type": "increase", "by": 100, "compared_to": "previous_period"},
+    {"type": "below", "value": 1},
 ]
 SPLITS = [None, "channel", "device", "country", "page_label"]
 
