@@ -390,9 +390,7 @@ def test_webhooks_post_json_and_slack_messages(conn, env):
         assert [a["site_id"] for a in plain["alerts"]] == ["demo", "outlet"]
         alert = plain["alerts"][0]
         assert (alert["value"], alert["baseline"], alert["kind"]) == (760.0, 1340.0, "firing")
-        assert (
-            alert["dashboard_url"] == "https://bi.example.com/superset/dashboard/ecommerce/"
-        )
+        assert alert["dashboard_url"] == "https://bi.example.com/superset/dashboard/ecommerce/"
         assert by_path["/alerts"]["headers"]["Idempotency-Key"].startswith("siteline-notification-")
         slack = json.loads(by_path["/slack"]["body"])
         assert set(slack) == {"text", "blocks"}
