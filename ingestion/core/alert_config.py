@@ -164,6 +164,19 @@ class AlertCondition(_Strict):
             raise ValueError(f"'value' is required for a '{self.type}' condition")
         if self.type in ("decrease", "increase") and self.by is None:
             raise ValueError(f"'by' is required for a '{self.type}' condition")
+        if self.type in ("below", "above") and self.by is not None:
+            raise ValueError(
+                f"'by' is for decrease/increase; a '{self.type}' condition takes 'value'"
+            )
+        if self.type not in ("below", "above") and self.value is not None:
+            raise ValueError(
+                f"'value' is for below/above; a '{self.type}' condition does not take it"
+            )
+        if self.type == "decrease" and self.unit == "percent" and self.by >= 100:
+            raise ValueError(
+                "a decrease by 100% or more can never happen (the value would go below 0); "
+                "use 'below' for a value that must not fall to nothing"
+            )
         return self
 
 
@@ -230,6 +243,13 @@ class AlertRule(_Strict):
     @classmethod
     def _duration(cls, value):
         return None if value is None else parse_duration(value)
+
+    @field_validator("sites")
+    @classmethod
+    def _sites(cls, value):
+        if isinstance(value, list) and not value:
+            raise ValueError("name at least one site, or write 'all'")
+        return value
 
     @field_validator("metric")
     @classmethod

@@ -213,3 +213,21 @@ alerts:
     )
     assert "alert rule 'r1': repeat_interval: 'inf' is not a duration" in message
     assert "alert rule 'r2': condition.value: Input should be a finite number" in message
+
+
+def test_conditions_that_could_never_fire_or_mix_up_their_fields_are_refused(tmp_path):
+    message = errors(
+        tmp_path,
+        """
+alerts:
+  rules:
+    - {id: r1, metric: sessions, sites: [], condition: {type: below, value: 1}}
+    - {id: r2, metric: sessions, condition: {type: decrease, by: 100}}
+    - {id: r3, metric: sessions, condition: {type: increase, by: 20, value: 5}}
+    - {id: r4, metric: sessions, condition: {type: above, value: 5, by: 20}}
+""",
+    )
+    assert "alert rule 'r1': sites: name at least one site, or write 'all'" in message
+    assert "alert rule 'r2': condition: a decrease by 100% or more can never happen" in message
+    assert "alert rule 'r3': condition: 'value' is for below/above" in message
+    assert "alert rule 'r4': condition: 'by' is for decrease/increase" in message
