@@ -406,24 +406,13 @@ def apply(
     iid = instance_id(rule, site.id, dimension_value)
     version = version or rule_version(rule)
     with conn.transaction():
-        conn.execute(
-            "insert into alerts.instances (instance_id, rule_id, site_id, dimension,"
-            " dimension_value, rule_version) values (%s, %s, %s, %s, %s, %s)"
-            " on conflict (instance_id) do nothing",
-            (iid, rule.id, site.id, rule.by, dimension_value, version),
-        )
-        row = conn.execute(
-            "select state, breaching_periods, last_notified_at from alerts.instances"
-            " where instance_id = %s for update",
-            (iid,),
-        ).fetchone()
+        current = _locked_instance(conn, rule, site.id, dimension_value, version)
         seen = conn.execute(
             "select 1 from alerts.evaluations where instance_id = %s and period_start = %s",
             (iid, period_start),
         ).fetchone()
         if seen:
             return []
-        current = states.InstanceState(row[0], row[1], row[2])
         moved = states.step(
             current, judgement.verdict, for_periods=rule.for_periods,
             repeat_seconds=rule.repeat_interval, no_data=rule.no_data, now=now,
@@ -488,6 +477,24 @@ def apply(
 
             outbox.enqueue(conn, evaluation_id, [news], config, datetime.now(UTC))
     return [news]
+
+
+def _locked_instance(conn, rule: AlertRule, site_id: str, value: str | None, version: str):
+    """The instance's state, its row created if new and locked for this transaction (two
+    evaluators never move one instance at once)."""
+    iid = instance_id(rule, site_id, value)
+    conn.execute(
+        "insert into alerts.instances (instance_id, rule_id, site_id, dimension,"
+        " dimension_value, rule_version) values (%s, %s, %s, %s, %s, %s)"
+        " on conflict (instance_id) do nothing",
+        (iid, rule.id, site_id, rule.by, value, version),
+    )
+    row = conn.execute(
+        "select state, breaching_periods, last_notified_at from alerts.instances"
+        " where instance_id = %s for update",
+        (iid,),
+    ).fetchone()
+    return states.InstanceState(*row)
 
 
 def _num(value) -> float | None:
@@ -563,19 +570,9 @@ def _record_error(conn, config, rule, outcome, now, result) -> list[AlertNews]:
             outcome.states[iid] = "error"
             try:
                 with conn.transaction():
-                    conn.execute(
-                        "insert into alerts.instances (instance_id, rule_id, site_id, dimension,"
-                        " dimension_value, rule_version) values (%s, %s, %s, %s, %s, %s)"
-                        " on conflict (instance_id) do nothing",
-                        (iid, rule.id, site.id, rule.by, value, version),
-                    )
-                    row = conn.execute(
-                        "select state, breaching_periods, last_notified_at"
-                        " from alerts.instances where instance_id = %s for update",
-                        (iid,),
-                    ).fetchone()
+                    current = _locked_instance(conn, rule, site.id, value, version)
                     moved = states.step(
-                        states.InstanceState(*row), "error", for_periods=rule.for_periods,
+                        current, "error", for_periods=rule.for_periods,
                         repeat_seconds=rule.repeat_interval, no_data=rule.no_data, now=now,
                     )  # fmt: skip
                     transition_id = None
